@@ -1,0 +1,95 @@
+//! [`App`]: the shared state, and [`App::handle`], where every request starts.
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::oidc::Provider;
+use crate::respond::Body;
+use crate::router::{Route, Router};
+use crate::session::Sessions;
+use crate::upstream::HttpClient;
+use crate::{bff, csrf, proxy, telemetry};
+use http::header::SET_COOKIE;
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub struct App {
+    pub config: Config,
+    pub router: Router,
+    pub sessions: Sessions,
+    pub provider: Arc<Provider>,
+    /// One pooled client per route, same index as `config.routes`.
+    pub upstreams: Vec<HttpClient>,
+    shutting_down: AtomicBool,
+}
+
+impl App {
+    pub fn new(config: Config, clock: SharedClock) -> Self {
+        let router = Router::new(&config.routes);
+        let sessions = Sessions::new(&config.session, clock.clone());
+        let provider = Arc::new(Provider::new(config.oidc.clone(), clock));
+        let upstreams = config.routes.iter().map(|r| HttpClient::new(r.connect_timeout)).collect();
+        Self { config, router, sessions, provider, upstreams, shutting_down: AtomicBool::new(false) }
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = telemetry::request_id();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let route = self.router.route(&path);
+        let span = tracing::info_span!("request", id = %request_id);
+        let response = async {
+            match route {
+                Route::Bff(endpoint) => bff::handle(self, endpoint, request).await,
+                Route::Api(index) => proxy::forward(self, index, request, peer).await,
+                Route::BadPath => ApiError::BadPath.response(),
+                Route::BffUnknown | Route::NotFound => ApiError::NotFound.response(),
+            }
+        }
+        .instrument(span)
+        .await;
+        tracing::info!(
+            target: "cloakroom::access",
+            id = %request_id,
+            method = %method,
+            path = %path,
+            route = route_label(route),
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        response
+    }
+
+    pub fn csrf_check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        csrf::check(headers, &self.config.csrf.header, &self.config.server.public_origin)
+    }
+
+    /// Adds the header that deletes a session cookie which opened nothing.
+    pub fn clear_session_cookie(&self, mut response: Response<Body>) -> Response<Body> {
+        response.headers_mut().append(SET_COOKIE, self.sessions.cookies().clear_session());
+        response
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed) && self.provider.is_ready()
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+}
+
+fn route_label(route: Route) -> &'static str {
+    match route {
+        Route::Bff(_) | Route::BffUnknown => "bff",
+        Route::Api(_) => "api",
+        Route::BadPath => "bad_path",
+        Route::NotFound => "not_found",
+    }
+}

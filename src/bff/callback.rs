@@ -1,0 +1,95 @@
+//! `GET /bff/callback`: finish the login the provider sent the browser back from.
+//!
+//! Order matters: the pending login is taken (single use) before anything is checked, so a
+//! replayed callback finds nothing; the code is exchanged and the ID token validated; only then
+//! is a session created, under a new ticket, and any session the browser already had is ended.
+//! The answer is a tiny same-origin page that navigates to the return path: arriving there from
+//! our own page, the browser sends the new `SameSite=Strict` cookie, which it would not do at the
+//! end of the provider's cross-site redirect chain.
+
+use super::{add_cookie, query_param};
+use crate::app::App;
+use crate::error::{ApiError, LoginError};
+use crate::oidc::OidcError;
+use crate::respond::{Body, escape_html, html, page};
+use crate::session::Lookup;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::GET {
+        return ApiError::MethodNotAllowed.response();
+    }
+    let query = request.uri().query();
+    let param = |name| query_param(query, name);
+    let (Ok(state), Ok(code), Ok(error), Ok(iss)) = (param("state"), param("code"), param("error"), param("iss")) else {
+        return failure(LoginError::BadCallback("repeated parameter"), None, app);
+    };
+    let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 512) else {
+        return failure(LoginError::UnknownState, None, app);
+    };
+    let pending = match app.sessions.take_login(&state, request.headers()).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return failure(LoginError::UnknownState, Some(&state), app),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read pending logins");
+            return failure(LoginError::StoreUnavailable, Some(&state), app);
+        }
+    };
+    let retry = super::login::retry_href(&pending.return_to);
+    let fail = |error: LoginError| {
+        let mut response = error.response(&retry);
+        add_cookie(&mut response, app.sessions.cookies().clear_login(&state));
+        response
+    };
+    if let Some(error) = error {
+        tracing::info!(error = %error.chars().take(64).collect::<String>(), "the provider refused the login");
+        return fail(LoginError::ProviderDenied { error });
+    }
+    if !app.provider.callback_issuer_ok(iss.as_deref()) {
+        tracing::warn!("callback iss does not match the configured issuer");
+        return fail(LoginError::IssuerMismatch);
+    }
+    let Some(code) = code.filter(|c| !c.is_empty()) else {
+        return fail(LoginError::BadCallback("no code"));
+    };
+    let tokens = match app.provider.exchange_code(code, &pending.pkce_verifier, &pending.nonce).await {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            tracing::warn!(error = %e, "login failed at the code exchange");
+            return fail(match e {
+                OidcError::Rejected(_) => LoginError::CodeRejected,
+                OidcError::InvalidIdToken(_) => LoginError::InvalidIdToken,
+                OidcError::NotReady | OidcError::Unreachable(_) | OidcError::BadResponse(_) => LoginError::ProviderUnavailable,
+            });
+        }
+    };
+    // Rotation at login: whatever session this browser had ends here.
+    if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await {
+        if let Err(e) = app.sessions.end(&old).await {
+            tracing::warn!(error = %e, "could not end the previous session");
+        }
+    }
+    let (_, cookie) = match app.sessions.create(tokens, app.config.oidc.logout_id_token_hint).await {
+        Ok(created) => created,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store the new session");
+            return fail(LoginError::StoreUnavailable);
+        }
+    };
+    let target = escape_html(&pending.return_to);
+    let body = format!("<p>Signed in. <a href=\"{target}\">Continue</a></p>");
+    let mut response = html(StatusCode::OK, page("Signed in", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")));
+    add_cookie(&mut response, cookie);
+    add_cookie(&mut response, app.sessions.cookies().clear_login(&state));
+    response
+}
+
+fn failure(error: LoginError, state: Option<&str>, app: &App) -> Response<Body> {
+    tracing::info!(reason = ?error, "callback refused");
+    let mut response = error.response("/bff/login");
+    if let Some(state) = state {
+        add_cookie(&mut response, app.sessions.cookies().clear_login(state));
+    }
+    response
+}

@@ -1,0 +1,140 @@
+//! `GET /bff/login?returnUrl=/path`: start the authorization-code flow.
+//!
+//! Fresh `state`, `nonce` and PKCE S256 verifier per login; the pending login is sealed in the
+//! store and opened only with the secret in this browser's login cookie, which binds `state` to
+//! the browser that started it. Several tabs may log in at once: each has its own cookie.
+
+use super::{add_cookie, query_param};
+use crate::app::App;
+use crate::error::{ApiError, LoginError};
+use crate::respond::{Body, empty};
+use crate::secret::Secret;
+use crate::session::{PendingLogin, random_token};
+use http::header::{HeaderValue, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use openidconnect::PkceCodeChallenge;
+
+const MAX_RETURN_PATH: usize = 2048;
+
+pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return ApiError::MethodNotAllowed.response();
+    }
+    let return_to = match query_param(request.uri().query(), "returnUrl") {
+        Ok(value) => safe_return_path(value.as_deref()),
+        Err(()) => "/".to_string(),
+    };
+    let state = random_token();
+    let nonce = Secret::new(random_token());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = match app.provider.authorization_url(&state, &nonce, challenge) {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a login");
+            return LoginError::ProviderUnavailable.response(&retry_href(&return_to));
+        }
+    };
+    let pending = PendingLogin { pkce_verifier: Secret::new(verifier.secret().clone()), nonce, return_to, expires_at: 0 };
+    let retry = retry_href(&pending.return_to);
+    let cookie = match app.sessions.begin_login(&state, pending).await {
+        Ok(cookie) => cookie,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a pending login");
+            return LoginError::StoreUnavailable.response(&retry);
+        }
+    };
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::FOUND;
+    match HeaderValue::try_from(url.as_str()) {
+        Ok(location) => response.headers_mut().insert(LOCATION, location),
+        Err(_) => return ApiError::Internal.response(),
+    };
+    add_cookie(&mut response, cookie);
+    response
+}
+
+/// Where "try again" leads: a new login with the same return path.
+pub fn retry_href(return_to: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    format!("/bff/login?returnUrl={encoded}")
+}
+
+/// The return path after login: a same-origin relative path, or `/`.
+///
+/// Refused (falling back to `/`): anything not starting with a single `/` (absolute URLs,
+/// scheme-relative `//host`, `/\host`), backslashes anywhere, control characters and whitespace
+/// (browsers strip tabs and newlines, turning `/\t/host` into `//host`), and the same tricks once
+/// more percent-decoded (`/%2F%2Fhost`, `/%5Chost`).
+pub fn safe_return_path(raw: Option<&str>) -> String {
+    let Some(path) = raw else { return "/".into() };
+    if is_safe(path) { path.to_string() } else { "/".into() }
+}
+
+fn is_safe(path: &str) -> bool {
+    if path.is_empty() || path.len() > MAX_RETURN_PATH || !path.starts_with('/') {
+        return false;
+    }
+    if path.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    let once_more: String = percent_decode(path);
+    if once_more.starts_with("//") || once_more.contains('\\') || once_more.chars().any(char::is_control) {
+        return false;
+    }
+    path.as_bytes().get(1) != Some(&b'/')
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_relative_paths_pass() {
+        for path in ["/", "/app", "/app/page?x=1&y=%2F#frag", "/a/b/c?next=//still-a-query", "/%E2%9C%93", "/a+b"] {
+            assert_eq!(safe_return_path(Some(path)), path, "{path}");
+        }
+    }
+
+    #[test]
+    fn everything_else_falls_back_to_root() {
+        for path in [
+            "",
+            "https://evil.example/",
+            "http:/evil.example",
+            "javascript:alert(1)",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/app\\x",
+            "/%2F%2Fevil.example",
+            "/%2f/evil.example",
+            "%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "/%5cevil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/%09/evil.example",
+            "evil.example",
+            "./x",
+        ] {
+            assert_eq!(safe_return_path(Some(path)), "/", "{path:?} accepted");
+        }
+        assert_eq!(safe_return_path(None), "/");
+        assert_eq!(safe_return_path(Some(&format!("/{}", "a".repeat(5000)))), "/");
+    }
+
+    #[test]
+    fn retry_link_keeps_the_path_encoded() {
+        assert_eq!(retry_href("/a?b=c&d"), "/bff/login?returnUrl=%2Fa%3Fb%3Dc%26d");
+    }
+}

@@ -1,0 +1,47 @@
+//! cloakroom's own endpoints under `/bff/`: one file each.
+//!
+//! Every answer from here carries `Cache-Control: no-store` (set in [`handle`]).
+
+mod callback;
+mod login;
+mod logout;
+mod user;
+
+use crate::app::App;
+use crate::respond::Body;
+use crate::router::BffEndpoint;
+use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+pub use login::safe_return_path;
+
+pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>) -> Response<Body> {
+    let mut response = match endpoint {
+        BffEndpoint::Login => login::handle(app, request).await,
+        BffEndpoint::Callback => callback::handle(app, request).await,
+        BffEndpoint::User => user::handle(app, request).await,
+        BffEndpoint::Logout => logout::handle(app, request).await,
+    };
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Adds a `Set-Cookie` (responses may carry several).
+pub(crate) fn add_cookie(response: &mut Response<Body>, cookie: HeaderValue) {
+    response.headers_mut().append(SET_COOKIE, cookie);
+}
+
+/// The query parameter `name`, when it occurs exactly once.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, ()> {
+    let mut found = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == name {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    Ok(found)
+}

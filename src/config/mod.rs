@@ -1,0 +1,199 @@
+//! Configuration: `config.toml`, overridden by `CLOAKROOM_…` environment variables, validated once.
+//!
+//! Two stages, so the rest of the code never re-checks anything: [`raw`] is the file as written
+//! (serde, defaults, unknown keys refused); [`Config`] is what passed [`validate`]: parsed URLs,
+//! durations, keys and policies, with no `Option` left where a value is required. Every problem
+//! is reported at once, each naming its key, so an operator fixes a broken file in one go.
+
+mod env;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use crate::session::seal::KeyRing;
+use cookie::SameSite;
+use http::HeaderName;
+use openidconnect::ClientSecret;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use url::Url;
+
+pub use raw::RawConfig;
+
+/// A validated configuration. Construct with [`Config::load`] or [`Config::from_toml`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub oidc: OidcConfig,
+    pub session: SessionConfig,
+    pub csrf: CsrfConfig,
+    pub log: LogConfig,
+    pub routes: Vec<RouteConfig>,
+    /// Warnings to print loudly at start-up (insecure or ephemeral settings).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The origin browsers use, e.g. `https://app.example.com` (no path, no trailing slash).
+    pub public_origin: String,
+    pub admin_listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Exactly as configured: issuer comparison is by string, so a trailing slash matters.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub extra_auth_params: Vec<(String, String)>,
+    pub redirect_uri: Url,
+    pub post_logout_redirect_uri: Url,
+    /// Opt-in: put the ID token in the end-session URL the browser navigates to.
+    pub logout_id_token_hint: bool,
+    pub timeout: Duration,
+    pub clock_skew: Duration,
+}
+
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub same_site: SameSite,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub keys: KeyRing,
+    /// True when no key was configured and a random one was made for this process.
+    pub ephemeral_keys: bool,
+    pub login_timeout: Duration,
+    pub max_pending_logins: u64,
+    pub max_sessions: u64,
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field("same_site", &self.same_site)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("keys", &self.keys)
+            .field("ephemeral_keys", &self.ephemeral_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CsrfConfig {
+    pub header: HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// Which token, if any, a route attaches upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// A session is required; its access token is attached.
+    User,
+    /// The access token is attached when there is a session; otherwise forwarded without one.
+    UserOrNone,
+    /// Forwarded as is (still CSRF-checked, still stripped of cloakroom's cookies).
+    None,
+}
+
+impl TokenPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPolicy::User => "user",
+            TokenPolicy::UserOrNone => "user-or-none",
+            TokenPolicy::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Path prefix, starting and ending with `/`.
+    pub prefix: String,
+    /// `scheme://authority` of the upstream.
+    pub upstream_origin: http::uri::Scheme,
+    pub upstream_authority: http::uri::Authority,
+    /// Upstream base path, ending with `/`; the request path after `prefix` is appended.
+    pub upstream_path: String,
+    pub policy: TokenPolicy,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// One problem with the configuration, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem{}):", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        for error in &self.0 {
+            writeln!(f, "  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads `path`, applies the process environment and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { key: "(file)".into(), message: format!("cannot read {}: {e}", path.display()) }])
+        })?;
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses TOML text, applies the given `CLOAKROOM_…` variables, and validates.
+    pub fn from_toml<I>(text: &str, env: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigErrors(vec![ConfigError { key: "(file)".into(), message: format!("not valid TOML: {}", e.message()) }])
+        })?;
+        let mut errors: Vec<ConfigError> = env::apply_overrides(&mut table, env)
+            .into_iter()
+            .map(|(key, message)| ConfigError { key, message })
+            .collect();
+        let raw = validate::deserialize_sections(table, &mut errors);
+        match validate::validate(raw, &mut errors) {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}

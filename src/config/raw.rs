@@ -1,0 +1,221 @@
+//! The file as written: serde structs with defaults and `deny_unknown_fields`.
+//!
+//! Nothing here is trusted yet; [`super::validate`] turns it into a [`super::Config`]. Scalar
+//! non-string fields also accept strings, because environment overrides always arrive as text.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub oidc: RawOidc,
+    pub session: RawSession,
+    pub csrf: RawCsrf,
+    pub log: RawLog,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub public_url: String,
+    pub admin_listen: String,
+    pub shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://localhost:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            shutdown_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_auth: String,
+    pub scopes: Vec<String>,
+    pub extra_auth_params: BTreeMap<String, String>,
+    pub post_logout_redirect_uri: Option<String>,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub logout_id_token_hint: bool,
+    pub timeout: String,
+    pub clock_skew: String,
+}
+
+impl Default for RawOidc {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            client_auth: "client_secret_basic".into(),
+            scopes: ["openid", "profile", "email", "offline_access"].map(String::from).into(),
+            extra_auth_params: BTreeMap::new(),
+            post_logout_redirect_uri: None,
+            logout_id_token_hint: false,
+            timeout: "10s".into(),
+            clock_skew: "60s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSession {
+    pub cookie_name: String,
+    pub same_site: String,
+    pub idle_timeout: String,
+    pub absolute_timeout: String,
+    #[serde(deserialize_with = "flexible::string_list")]
+    pub keys: Vec<String>,
+    pub keys_file: Option<String>,
+    pub login_timeout: String,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub max_pending_logins: u64,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub max_sessions: u64,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        Self {
+            cookie_name: "__Host-cloakroom".into(),
+            same_site: "strict".into(),
+            idle_timeout: "30m".into(),
+            absolute_timeout: "12h".into(),
+            keys: Vec::new(),
+            keys_file: None,
+            login_timeout: "10m".into(),
+            max_pending_logins: 100_000,
+            max_sessions: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCsrf {
+    pub header: String,
+}
+
+impl Default for RawCsrf {
+    fn default() -> Self {
+        Self { header: "X-CSRF".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Required; defaulted here so a missing one is reported by validation, naming the route.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub upstream: String,
+    #[serde(default = "default_token")]
+    pub token: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+fn default_token() -> String {
+    "user".into()
+}
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_timeout() -> String {
+    "60s".into()
+}
+
+/// Deserializers that take a value either typed (from TOML) or as text (from the environment).
+mod flexible {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrText {
+        Bool(bool),
+        Text(String),
+    }
+
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match BoolOrText::deserialize(d)? {
+            BoolOrText::Bool(b) => Ok(b),
+            BoolOrText::Text(t) => match t.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(serde::de::Error::custom(format!("expected true or false, got {other:?}"))),
+            },
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(n),
+            NumberOrText::Text(t) => t
+                .trim()
+                .replace('_', "")
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("expected a whole number, got {t:?}"))),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+
+    /// A list, or one string of comma- or whitespace-separated items (handy for an env variable).
+    pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match ListOrText::deserialize(d)? {
+            ListOrText::List(items) => items,
+            ListOrText::Text(text) => split_list(&text),
+        })
+    }
+
+    pub fn split_list(text: &str) -> Vec<String> {
+        text.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+pub use flexible::split_list;

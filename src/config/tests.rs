@@ -1,0 +1,189 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+const MINIMAL: &str = r#"
+[oidc]
+issuer = "https://id.example.com"
+client_id = "spa"
+client_secret = "s3cret"
+"#;
+
+fn keys(errors: &ConfigErrors) -> Vec<&str> {
+    errors.0.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn minimal_config_takes_the_defaults() {
+    let config = Config::from_toml(MINIMAL, env(&[])).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.server.public_origin, "http://localhost:8080");
+    assert_eq!(config.oidc.redirect_uri.as_str(), "http://localhost:8080/bff/callback");
+    assert_eq!(config.oidc.post_logout_redirect_uri.as_str(), "http://localhost:8080/");
+    assert_eq!(config.oidc.client_auth, ClientAuth::ClientSecretBasic);
+    assert_eq!(config.session.cookie_name, "__Host-cloakroom");
+    assert_eq!(config.session.same_site, SameSite::Strict);
+    assert_eq!(config.session.idle_timeout, Duration::from_secs(1800));
+    assert_eq!(config.session.absolute_timeout, Duration::from_secs(12 * 3600));
+    assert_eq!(config.csrf.header.as_str(), "x-csrf");
+    assert!(config.session.ephemeral_keys);
+    assert!(config.warnings.iter().any(|w| w.contains("session.keys is empty")));
+}
+
+#[test]
+fn the_repository_config_toml_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let config = Config::from_toml(&text, env(&[("CLOAKROOM_OIDC__CLIENT_SECRET", "x")]));
+    assert!(config.is_ok(), "{}", config.unwrap_err());
+}
+
+#[test]
+fn every_error_is_reported_at_once_each_naming_its_key() {
+    let text = r#"
+[server]
+listen = "nowhere"
+public_url = "http://app.example.com"
+colour = "blue"
+[oidc]
+issuer = "ftp://id.example.com"
+client_auth = "magic"
+scopes = ["profile"]
+timeout = 5
+[session]
+cookie_name = "session"
+same_site = "none"
+idle_timeout = "2 fortnights"
+keys = ["c2hvcnQ="]
+[csrf]
+header = "bad header"
+[[routes]]
+prefix = "api"
+upstream = "not a url"
+token = "admin"
+[[routes]]
+upstream = "http://127.0.0.1:1/"
+[unknown_section]
+x = 1
+"#;
+    let errors = Config::from_toml(text, env(&[])).unwrap_err();
+    let found = keys(&errors);
+    for expected in [
+        "server.colour",
+        "unknown_section",
+        "oidc.timeout",
+        "server.listen",
+        "server.public_url",
+        "oidc.issuer",
+        "oidc.client_id",
+        "oidc.client_secret",
+        "oidc.client_auth",
+        "oidc.scopes",
+        "session.cookie_name",
+        "session.same_site",
+        "session.idle_timeout",
+        "session.keys[0]",
+        "csrf.header",
+        "routes[0].prefix",
+        "routes[0].upstream",
+        "routes[0].token",
+        "routes[1].prefix",
+    ] {
+        assert!(found.contains(&expected), "no error for {expected}; got {found:?}");
+    }
+    let printed = errors.to_string();
+    assert!(printed.contains("server.colour"), "{printed}");
+}
+
+#[test]
+fn plain_http_is_only_for_loopback() {
+    for origin in ["http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080", "https://app.example.com"] {
+        let text = format!("{MINIMAL}\n[server]\npublic_url = \"{origin}\"\n");
+        assert!(Config::from_toml(&text, env(&[])).is_ok(), "{origin} refused");
+    }
+    let text = format!("{MINIMAL}\n[server]\npublic_url = \"http://app.example.com\"\n");
+    assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["server.public_url"]);
+    let text = MINIMAL.replace("https://id.example.com", "http://id.example.com");
+    assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["oidc.issuer"]);
+}
+
+#[test]
+fn public_url_must_be_an_origin() {
+    let text = format!("{MINIMAL}\n[server]\npublic_url = \"https://app.example.com/app\"\n");
+    assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["server.public_url"]);
+}
+
+#[test]
+fn environment_overrides_every_key() {
+    let config = Config::from_toml(
+        MINIMAL,
+        env(&[
+            ("CLOAKROOM_OIDC__CLIENT_SECRET", "from-env"),
+            ("CLOAKROOM_OIDC__CLIENT_AUTH", "client_secret_post"),
+            ("CLOAKROOM_OIDC__LOGOUT_ID_TOKEN_HINT", "true"),
+            ("CLOAKROOM_SESSION__SAME_SITE", "lax"),
+            ("CLOAKROOM_SESSION__MAX_SESSIONS", "5000"),
+            ("CLOAKROOM_SERVER__LISTEN", "0.0.0.0:9000"),
+            ("CLOAKROOM_ROUTES__0__PREFIX", "/api/"),
+            ("CLOAKROOM_ROUTES__0__UPSTREAM", "http://127.0.0.1:9101/v1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.oidc.client_secret.secret(), "from-env");
+    assert_eq!(config.oidc.client_auth, ClientAuth::ClientSecretPost);
+    assert!(config.oidc.logout_id_token_hint);
+    assert_eq!(config.session.same_site, SameSite::Lax);
+    assert_eq!(config.session.max_sessions, 5000);
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.routes[0].upstream_path, "/v1/");
+    assert_eq!(config.routes[0].policy, TokenPolicy::User);
+}
+
+#[test]
+fn secrets_and_keys_come_from_files() {
+    let dir = std::env::temp_dir().join(format!("cloakroom-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    let keys_file = dir.join("keys");
+    std::fs::write(&secret, "file-secret\n").unwrap();
+    let key_a = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 32]);
+    let key_b = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [2u8; 32]);
+    std::fs::write(&keys_file, format!("{key_a}\n{key_b}\n")).unwrap();
+    let text = format!(
+        "[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"spa\"\nclient_secret_file = {:?}\n[session]\nkeys_file = {:?}\n",
+        secret.display().to_string(),
+        keys_file.display().to_string()
+    );
+    let config = Config::from_toml(&text, env(&[])).unwrap();
+    assert_eq!(config.oidc.client_secret.secret(), "file-secret");
+    assert!(!config.session.ephemeral_keys);
+    assert!(!config.warnings.iter().any(|w| w.contains("session.keys")));
+
+    let both = format!("{text}\n").replace("[session]", "[session]\nkeys = [\"x\"]");
+    assert!(keys(&Config::from_toml(&both, env(&[])).unwrap_err()).contains(&"session.keys"));
+    let missing = text.replace("client_secret_file = ", "client_secret_file = \"/nonexistent\" #");
+    assert!(keys(&Config::from_toml(&missing, env(&[])).unwrap_err()).contains(&"oidc.client_secret_file"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn routes_must_not_shadow_bff_or_repeat() {
+    let text = format!(
+        "{MINIMAL}\n[[routes]]\nprefix = \"/bff/api/\"\nupstream = \"http://127.0.0.1:1/\"\n[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:1/\"\n[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:2/\"\n"
+    );
+    assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["routes[0].prefix", "routes[2].prefix"]);
+}
+
+#[test]
+fn reserved_authorization_parameters_cannot_be_overridden() {
+    let text = format!("{MINIMAL}\n[oidc.extra_auth_params]\nstate = \"fixed\"\naudience = \"https://api\"\n");
+    assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["oidc.extra_auth_params.state"]);
+}
+
+#[test]
+fn invalid_toml_is_one_clear_error() {
+    let errors = Config::from_toml("[server\nlisten = ", env(&[])).unwrap_err();
+    assert_eq!(keys(&errors), ["(file)"]);
+    assert!(errors.to_string().contains("not valid TOML"));
+}

@@ -1,0 +1,378 @@
+//! From [`RawConfig`] to [`Config`]: every check, every error collected, each naming its key.
+
+use super::raw::{RawConfig, split_list};
+use super::*;
+use crate::session::seal::MasterKey;
+use toml::{Table, Value};
+
+/// Deserializes the whole tree; on a bad key, records it, drops it (so its default applies)
+/// and tries again, so one run reports every type error and unknown key, not just the first.
+pub(super) fn deserialize_sections(mut table: Table, errors: &mut Vec<ConfigError>) -> RawConfig {
+    for _ in 0..256 {
+        let attempt: Result<RawConfig, _> = serde_path_to_error::deserialize(Value::Table(table.clone()));
+        match attempt {
+            Ok(raw) => return raw,
+            Err(e) => {
+                let key = e.path().to_string();
+                errors.push(ConfigError { key: key.clone(), message: e.inner().to_string() });
+                if !remove_path(&mut table, e.path()) {
+                    break;
+                }
+            }
+        }
+    }
+    RawConfig::default()
+}
+
+fn remove_path(table: &mut Table, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else { return false };
+    let mut node: &mut Value = match parents.first() {
+        Some(Segment::Map { key }) => match table.get_mut(key) {
+            Some(v) => v,
+            None => return false,
+        },
+        Some(_) => return false,
+        None => {
+            return match last {
+                Segment::Map { key } => table.remove(key).is_some(),
+                _ => false,
+            };
+        }
+    };
+    for segment in &parents[1..] {
+        node = match (segment, node) {
+            (Segment::Map { key }, Value::Table(t)) => match t.get_mut(key) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Array(a)) => match a.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Segment::Map { key }, Value::Table(t)) => t.remove(key).is_some(),
+        (Segment::Seq { index }, Value::Array(a)) if *index < a.len() => {
+            a[*index] = Value::Table(Table::new());
+            true
+        }
+        _ => false,
+    }
+}
+
+struct Check<'a> {
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError { key: key.into(), message: message.into() });
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Duration {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.fail(key, "must be greater than zero");
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                self.fail(key, format!("{text:?} is not a duration like \"30s\", \"10m\" or \"12h\" ({e})"));
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, text: &str) -> SocketAddr {
+        text.trim().parse().unwrap_or_else(|_| {
+            self.fail(key, format!("{text:?} is not an address like \"127.0.0.1:8080\""));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn url(&mut self, key: &str, text: &str) -> Option<Url> {
+        if text.trim().is_empty() {
+            self.fail(key, "is required");
+            return None;
+        }
+        match Url::parse(text.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+            Ok(_) => {
+                self.fail(key, format!("{text:?} must be an http(s) URL with a host"));
+                None
+            }
+            Err(e) => {
+                self.fail(key, format!("{text:?} is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    /// Plain http is only for loopback development: browsers treat those as secure contexts,
+    /// so `Secure` cookies still work, and nothing crosses a network in the clear.
+    fn require_https_unless_loopback(&mut self, key: &str, url: &Url) {
+        if url.scheme() == "http" && !is_loopback(url) {
+            self.fail(key, format!("{url} must use https (plain http is accepted only for localhost/127.0.0.1/[::1])"));
+        }
+    }
+
+    fn secret(&mut self, key: &str, inline: Option<String>, file: Option<String>) -> Option<String> {
+        match (inline.filter(|s| !s.is_empty()), file.filter(|s| !s.is_empty())) {
+            (Some(_), Some(_)) => {
+                self.fail(key, format!("set either {key} or {key}_file, not both"));
+                None
+            }
+            (Some(value), None) => Some(value),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    self.fail(format!("{key}_file"), format!("cannot read {path}: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Authorization-request parameters cloakroom sets itself; config must not override them.
+const RESERVED_AUTH_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+];
+
+pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let mut check = Check { errors };
+    let mut warnings = Vec::new();
+
+    // [server]
+    let listen = check.socket_addr("server.listen", &raw.server.listen);
+    let admin_listen = check.socket_addr("server.admin_listen", &raw.server.admin_listen);
+    let shutdown_timeout = check.duration("server.shutdown_timeout", &raw.server.shutdown_timeout);
+    let public_url = check.url("server.public_url", &raw.server.public_url);
+    if let Some(url) = &public_url {
+        check.require_https_unless_loopback("server.public_url", url);
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            check.fail("server.public_url", "must be an origin only (scheme, host, port), without path, query or credentials");
+        }
+    }
+    let public_origin = public_url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+
+    // [oidc]
+    let issuer = check.url("oidc.issuer", &raw.oidc.issuer);
+    if let Some(url) = &issuer {
+        check.require_https_unless_loopback("oidc.issuer", url);
+    }
+    if raw.oidc.client_id.trim().is_empty() {
+        check.fail("oidc.client_id", "is required");
+    }
+    let client_secret = check.secret("oidc.client_secret", raw.oidc.client_secret, raw.oidc.client_secret_file);
+    if client_secret.is_none() {
+        check.fail("oidc.client_secret", "is required (cloakroom is a confidential client): set client_secret, client_secret_file or CLOAKROOM_OIDC__CLIENT_SECRET");
+    }
+    let client_auth = match raw.oidc.client_auth.as_str() {
+        "client_secret_basic" => ClientAuth::ClientSecretBasic,
+        "client_secret_post" => ClientAuth::ClientSecretPost,
+        other => {
+            check.fail("oidc.client_auth", format!("{other:?} is not one of \"client_secret_basic\", \"client_secret_post\""));
+            ClientAuth::ClientSecretBasic
+        }
+    };
+    if !raw.oidc.scopes.iter().any(|s| s == "openid") {
+        check.fail("oidc.scopes", "must include \"openid\"");
+    }
+    for (name, _) in &raw.oidc.extra_auth_params {
+        if RESERVED_AUTH_PARAMS.contains(&name.as_str()) {
+            check.fail(format!("oidc.extra_auth_params.{name}"), "is set by cloakroom itself and cannot be overridden");
+        }
+    }
+    let redirect_uri = public_url.as_ref().and_then(|u| u.join("/bff/callback").ok());
+    let post_logout_redirect_uri = match raw.oidc.post_logout_redirect_uri.as_deref() {
+        Some(text) => check.url("oidc.post_logout_redirect_uri", text),
+        None => public_url.clone(),
+    };
+    let oidc_timeout = check.duration("oidc.timeout", &raw.oidc.timeout);
+    let clock_skew = check.duration("oidc.clock_skew", &raw.oidc.clock_skew);
+    if raw.oidc.logout_id_token_hint {
+        warnings.push("oidc.logout_id_token_hint = true: the ID token is sent to the browser in the logout URL (the one place a token crosses to the browser)".into());
+    }
+
+    // [session]
+    let cookie_name = raw.session.cookie_name.trim().to_string();
+    if !cookie_name.starts_with("__Host-") {
+        check.fail("session.cookie_name", "must start with \"__Host-\" (binds the cookie to this origin: Secure, Path=/, no Domain)");
+    } else if cookie_name.len() == "__Host-".len()
+        || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        check.fail("session.cookie_name", "must be \"__Host-\" followed by letters, digits, '-', '_' or '.'");
+    }
+    let same_site = match raw.session.same_site.to_ascii_lowercase().as_str() {
+        "strict" => SameSite::Strict,
+        "lax" => SameSite::Lax,
+        other => {
+            check.fail("session.same_site", format!("{other:?} is not \"strict\" or \"lax\""));
+            SameSite::Strict
+        }
+    };
+    let idle_timeout = check.duration("session.idle_timeout", &raw.session.idle_timeout);
+    let absolute_timeout = check.duration("session.absolute_timeout", &raw.session.absolute_timeout);
+    if idle_timeout > absolute_timeout {
+        check.fail("session.idle_timeout", "must not be longer than session.absolute_timeout");
+    }
+    let login_timeout = check.duration("session.login_timeout", &raw.session.login_timeout);
+    let mut key_texts = raw.session.keys.clone();
+    if let Some(path) = raw.session.keys_file.as_deref().filter(|p| !p.is_empty()) {
+        if !key_texts.is_empty() {
+            check.fail("session.keys", "set either session.keys or session.keys_file, not both");
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => key_texts = split_list(&text),
+            Err(e) => check.fail("session.keys_file", format!("cannot read {path}: {e}")),
+        }
+    }
+    let mut master_keys = Vec::new();
+    for (index, text) in key_texts.iter().enumerate() {
+        match MasterKey::from_base64(text) {
+            Ok(key) => master_keys.push(key),
+            Err(message) => check.fail(format!("session.keys[{index}]"), message),
+        }
+    }
+    let ephemeral_keys = key_texts.is_empty();
+    if ephemeral_keys {
+        master_keys.push(MasterKey::generate());
+        warnings.push("session.keys is empty: using a random key for this process only; every session ends when cloakroom restarts, and replicas cannot share sessions".into());
+    }
+    if raw.session.max_pending_logins == 0 {
+        check.fail("session.max_pending_logins", "must be greater than zero");
+    }
+    if raw.session.max_sessions == 0 {
+        check.fail("session.max_sessions", "must be greater than zero");
+    }
+
+    // [csrf]
+    let csrf_header = match HeaderName::from_bytes(raw.csrf.header.trim().as_bytes()) {
+        Ok(name) => name,
+        Err(_) => {
+            check.fail("csrf.header", format!("{:?} is not a valid header name", raw.csrf.header));
+            HeaderName::from_static("x-csrf")
+        }
+    };
+
+    // [log]
+    if crate::telemetry::parse_filter(&raw.log.level).is_err() {
+        check.fail("log.level", format!("{:?} is not a level (error, warn, info, debug, trace) or a filter like \"info,cloakroom=debug\"", raw.log.level));
+    }
+
+    // [[routes]]
+    let mut routes = Vec::new();
+    for (index, route) in raw.routes.iter().enumerate() {
+        let key = |field: &str| format!("routes[{index}].{field}");
+        let prefix = route.prefix.trim().to_string();
+        if prefix.is_empty() {
+            check.fail(key("prefix"), "is required");
+        } else if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.len() < 3 {
+            check.fail(key("prefix"), format!("{prefix:?} must start and end with '/', like \"/api/\""));
+        } else if prefix.starts_with("/bff/") {
+            check.fail(key("prefix"), "/bff/ is reserved for cloakroom's own endpoints");
+        } else if prefix.contains("/./") || prefix.contains("/../") || prefix.contains("//") || prefix.contains('%') {
+            check.fail(key("prefix"), "must be a plain path without dot segments, empty segments or percent-encoding");
+        } else if routes.iter().any(|r: &RouteConfig| r.prefix == prefix) {
+            check.fail(key("prefix"), format!("{prefix:?} is used by an earlier route"));
+        }
+        let policy = match route.token.as_str() {
+            "user" => TokenPolicy::User,
+            "user-or-none" => TokenPolicy::UserOrNone,
+            "none" => TokenPolicy::None,
+            other => {
+                check.fail(key("token"), format!("{other:?} is not one of \"user\", \"user-or-none\", \"none\""));
+                TokenPolicy::User
+            }
+        };
+        let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
+        let timeout = check.duration(&key("timeout"), &route.timeout);
+        let Some(upstream) = check.url(&key("upstream"), &route.upstream) else { continue };
+        if upstream.query().is_some() || upstream.fragment().is_some() || !upstream.username().is_empty() {
+            check.fail(key("upstream"), "must not carry a query, fragment or credentials");
+            continue;
+        }
+        let authority = upstream[url::Position::BeforeHost..url::Position::AfterPort].parse();
+        let Ok(upstream_authority) = authority else {
+            check.fail(key("upstream"), "has a host that is not a valid HTTP authority");
+            continue;
+        };
+        let mut upstream_path = upstream.path().to_string();
+        if !upstream_path.ends_with('/') {
+            upstream_path.push('/');
+        }
+        routes.push(RouteConfig {
+            prefix,
+            upstream_origin: if upstream.scheme() == "https" { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
+            upstream_authority,
+            upstream_path,
+            policy,
+            connect_timeout,
+            timeout,
+        });
+    }
+
+    let (Some(_), Some(redirect_uri), Some(post_logout_redirect_uri), Some(client_secret)) =
+        (issuer, redirect_uri, post_logout_redirect_uri, client_secret)
+    else {
+        return None;
+    };
+    let keys = KeyRing::new(master_keys)?;
+    Some(Config {
+        server: ServerConfig { listen, public_origin, admin_listen, shutdown_timeout },
+        oidc: OidcConfig {
+            issuer: raw.oidc.issuer.trim().to_string(),
+            client_id: raw.oidc.client_id.trim().to_string(),
+            client_secret: ClientSecret::new(client_secret),
+            client_auth,
+            scopes: raw.oidc.scopes,
+            extra_auth_params: raw.oidc.extra_auth_params.into_iter().collect(),
+            redirect_uri,
+            post_logout_redirect_uri,
+            logout_id_token_hint: raw.oidc.logout_id_token_hint,
+            timeout: oidc_timeout,
+            clock_skew,
+        },
+        session: SessionConfig {
+            cookie_name,
+            same_site,
+            idle_timeout,
+            absolute_timeout,
+            keys,
+            ephemeral_keys,
+            login_timeout,
+            max_pending_logins: raw.session.max_pending_logins,
+            max_sessions: raw.session.max_sessions,
+        },
+        csrf: CsrfConfig { header: csrf_header },
+        log: LogConfig { level: raw.log.level },
+        routes,
+        warnings,
+    })
+}
+

@@ -1,0 +1,158 @@
+//! Errors that become HTTP responses, and the one table that maps them.
+//!
+//! Classified by who caused them: the client (4xx), the provider or an upstream (502/503/504),
+//! ourselves (500). API calls and BFF JSON endpoints get JSON, never a redirect; the login
+//! endpoints, which browsers navigate to, get a readable page with a way to try again.
+
+use crate::respond::{Body, escape_html, html, json, page};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+/// An error answered as JSON `{"error": code, "error_description": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiError {
+    Unauthenticated,
+    /// The session's access token has expired (and cannot be refreshed yet).
+    AccessTokenExpired,
+    CsrfHeaderMissing,
+    CrossSiteRequest,
+    BadPath,
+    NotFound,
+    MethodNotAllowed,
+    ProviderUnavailable,
+    ProviderError,
+    StoreUnavailable,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl ApiError {
+    /// The table. Pinned by `tests::table_is_pinned`.
+    pub fn parts(self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"),
+            AccessTokenExpired => (StatusCode::UNAUTHORIZED, "access_token_expired", "the access token has expired; sign in again"),
+            CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing", "the anti-CSRF header is required"),
+            CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
+            BadPath => (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"),
+            ProviderUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "the identity provider cannot be reached"),
+            ProviderError => (StatusCode::BAD_GATEWAY, "provider_error", "the identity provider gave an unusable answer"),
+            StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store cannot be reached"),
+            UpstreamUnreachable => (StatusCode::BAD_GATEWAY, "upstream_unreachable", "the upstream service cannot be reached"),
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream service did not answer in time"),
+            Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error"),
+        }
+    }
+
+    pub fn response(self) -> Response<Body> {
+        let (status, code, description) = self.parts();
+        json(status, &json!({ "error": code, "error_description": description }))
+    }
+}
+
+/// Why a sign-in could not finish. Answered as a page: the browser navigated here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// The provider redirected back with `error=…` (e.g. the user cancelled).
+    ProviderDenied { error: String },
+    /// No pending login matches: missing, unknown, expired or already used `state`, or the login
+    /// started in another browser.
+    UnknownState,
+    /// The callback lacks `code` or carries something malformed.
+    BadCallback(&'static str),
+    /// The callback's `iss` names another issuer (mix-up defence, RFC 9207).
+    IssuerMismatch,
+    /// The provider refused the code (replayed, expired, PKCE mismatch).
+    CodeRejected,
+    /// The ID token failed validation.
+    InvalidIdToken,
+    /// The provider cannot be reached or answered nonsense: not the browser's fault.
+    ProviderUnavailable,
+    StoreUnavailable,
+}
+
+impl LoginError {
+    pub fn parts(&self) -> (StatusCode, &'static str) {
+        use LoginError::*;
+        match self {
+            ProviderDenied { error } if error == "access_denied" => (StatusCode::FORBIDDEN, "Sign-in was cancelled or refused."),
+            ProviderDenied { .. } => (StatusCode::BAD_REQUEST, "The identity provider could not sign you in."),
+            UnknownState => (StatusCode::BAD_REQUEST, "This sign-in link has expired, was already used, or was started in another browser."),
+            BadCallback(_) => (StatusCode::BAD_REQUEST, "The sign-in response was incomplete or malformed."),
+            IssuerMismatch => (StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected identity provider."),
+            CodeRejected => (StatusCode::BAD_REQUEST, "The identity provider refused to complete this sign-in."),
+            InvalidIdToken => (StatusCode::BAD_REQUEST, "The identity provider's answer failed verification."),
+            ProviderUnavailable => (StatusCode::BAD_GATEWAY, "The identity provider cannot be reached right now."),
+            StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now."),
+        }
+    }
+
+    pub fn response(&self, retry_href: &str) -> Response<Body> {
+        let (status, message) = self.parts();
+        let body = format!(
+            "<h1>Sign-in did not complete</h1><p>{}</p><p><a href=\"{}\">Try again</a></p>",
+            escape_html(message),
+            escape_html(retry_href)
+        );
+        html(status, page("Sign-in did not complete", &body, ""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_pinned() {
+        use ApiError::*;
+        let expected = [
+            (Unauthenticated, 401, "unauthenticated"),
+            (AccessTokenExpired, 401, "access_token_expired"),
+            (CsrfHeaderMissing, 403, "csrf_header_missing"),
+            (CrossSiteRequest, 403, "cross_site_request"),
+            (BadPath, 400, "bad_path"),
+            (NotFound, 404, "not_found"),
+            (MethodNotAllowed, 405, "method_not_allowed"),
+            (ProviderUnavailable, 503, "provider_unavailable"),
+            (ProviderError, 502, "provider_error"),
+            (StoreUnavailable, 503, "store_unavailable"),
+            (UpstreamUnreachable, 502, "upstream_unreachable"),
+            (UpstreamTimeout, 504, "upstream_timeout"),
+            (Internal, 500, "internal_error"),
+        ];
+        for (error, status, code) in expected {
+            let (s, c, _) = error.parts();
+            assert_eq!((s.as_u16(), c), (status, code), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn login_errors_are_client_errors_unless_a_dependency_failed() {
+        use LoginError::*;
+        for error in [
+            ProviderDenied { error: "access_denied".into() },
+            ProviderDenied { error: "server_error".into() },
+            UnknownState,
+            BadCallback("x"),
+            IssuerMismatch,
+            CodeRejected,
+            InvalidIdToken,
+        ] {
+            assert!(error.parts().0.is_client_error(), "{error:?}");
+        }
+        assert_eq!(ProviderUnavailable.parts().0, StatusCode::BAD_GATEWAY);
+        assert_eq!(StoreUnavailable.parts().0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn login_error_page_escapes_and_offers_a_retry() {
+        let response = LoginError::UnknownState.response("/bff/login?returnUrl=%2F\"<x>");
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+}

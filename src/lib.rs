@@ -1,0 +1,143 @@
+//! # cloakroom
+//!
+//! A Backend-for-Frontend reverse proxy: the browser hands its tokens over at the door and keeps
+//! only a ticket. cloakroom runs the OpenID Connect authorization-code flow as a confidential
+//! client, keeps the tokens sealed in a server-side store, and gives the browser one opaque
+//! `__Host-` cookie.
+//!
+//! ## The path of a request
+//!
+//! ```text
+//! server      accept, HTTP/1.1 or h2c, one task per connection        (server.rs)
+//!   app       request id, routing, access log                          (app.rs)
+//!   router    path → Bff(endpoint) | Api(route) | BadPath | NotFound   (router.rs)
+//!   ├─ bff/   login → callback → user → logout                        (bff/*.rs)
+//!   │           pending logins and sessions                            (session/)
+//!   │           the identity provider                                  (oidc/)
+//!   └─ proxy/ CSRF check → cookie → session → Bearer → upstream      (proxy/, csrf.rs)
+//!               session/: cookie.rs → ticket.rs → memory.rs (store) → seal.rs (AEAD)
+//!               upstream.rs: the one HTTP client, for upstreams and the provider alike
+//! ```
+//!
+//! Errors become HTTP in one table ([`error`]); configuration is validated once ([`config`]).
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod bff;
+pub mod clock;
+pub mod config;
+pub mod csrf;
+pub mod error;
+pub mod oidc;
+pub mod proxy;
+pub mod respond;
+pub mod router;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+pub mod upstream;
+
+use app::App;
+use clock::SharedClock;
+use config::Config;
+use server::Listeners;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Makes aws-lc-rs the process-wide rustls provider (idempotent). rustls panics at first use
+/// when it cannot tell which provider to use; doing this at start-up settles it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A running cloakroom (in this process).
+pub struct Server {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Graceful stop: stop accepting, drain in-flight requests, return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Resolves when the server has stopped.
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    /// A handle that triggers [`Server::stop`]'s first step from elsewhere (a signal handler).
+    pub fn take_stop_trigger(&mut self) -> Option<oneshot::Sender<()>> {
+        self.stop.take()
+    }
+}
+
+/// Starts serving on the given listeners and loads the provider metadata in the background
+/// (readiness turns true once it is loaded).
+pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::io::Result<Server> {
+    install_crypto_provider();
+    for warning in &config.warnings {
+        tracing::warn!("INSECURE OR EPHEMERAL SETTING: {warning}");
+    }
+    let addr = listeners.main.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    let app = Arc::new(App::new(config, clock));
+    tokio::spawn(oidc::discover_until_ready(app.provider.clone()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(app.clone(), listeners, async move {
+        let _ = stopped.await;
+    }));
+    tracing::info!(%addr, %admin_addr, origin = %app.config.server.public_origin, "cloakroom listening");
+    Ok(Server { addr, admin_addr, app, stop: Some(stop), task })
+}
+
+/// Binds the configured addresses, serves, and stops gracefully on SIGTERM or SIGINT.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let listeners = Listeners::bind(config.server.listen, config.server.admin_listen).await?;
+    let mut server = start(config, listeners, Arc::new(clock::SystemClock))?;
+    let trigger = server.take_stop_trigger();
+    tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: draining in-flight requests");
+            if let Some(trigger) = trigger {
+                let _ = trigger.send(());
+            }
+            server.stopped().await;
+        }
+        () = server.stopped() => {}
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,170 @@
+//! The authorization-code exchange and the ID-token checks.
+
+use super::{Discovered, OidcError, Provider, error_chain};
+use crate::secret::Secret;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
+use openidconnect::{
+    AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeVerifier, RefreshToken, RequestTokenError, SignatureVerificationError,
+    TokenResponse,
+};
+use serde_json::{Map, Value};
+
+/// What a successful sign-in yields. Only ever stored sealed; never sent to the browser.
+#[derive(Debug)]
+pub struct TokenSet {
+    pub access_token: AccessToken,
+    /// Unix seconds, from `expires_in` or else the access token's own `exp` (when it is a JWT).
+    pub access_token_expires_at: Option<u64>,
+    pub refresh_token: Option<RefreshToken>,
+    pub id_token: Secret,
+    pub sub: String,
+    pub sid: Option<String>,
+    /// Verified claims for `/bff/user`, without protocol fields.
+    pub claims: Map<String, Value>,
+}
+
+/// Claims that are protocol plumbing rather than facts about the user.
+const PROTOCOL_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash", "aud", "azp", "exp", "iat", "nbf", "jti"];
+
+enum Failure {
+    UnknownKey,
+    Invalid(String),
+}
+
+impl Provider {
+    pub async fn exchange_code(&self, code: String, pkce_verifier: &Secret, nonce: &Secret) -> Result<TokenSet, OidcError> {
+        let discovered = self.ready()?;
+        let response = discovered
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()))
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| OidcError::InvalidIdToken("the token response has no id_token".into()))?;
+        let nonce = Nonce::new(nonce.expose().to_string());
+        let claims = match self.verify(&discovered, id_token, &nonce, response.access_token()) {
+            Ok(claims) => claims,
+            Err(Failure::UnknownKey) => {
+                let refreshed = self.refetch_jwks().await?;
+                match self.verify(&refreshed, id_token, &nonce, response.access_token()) {
+                    Ok(claims) => claims,
+                    Err(Failure::UnknownKey) => return Err(OidcError::InvalidIdToken("signed with an unknown key".into())),
+                    Err(Failure::Invalid(reason)) => return Err(OidcError::InvalidIdToken(reason)),
+                }
+            }
+            Err(Failure::Invalid(reason)) => return Err(OidcError::InvalidIdToken(reason)),
+        };
+        let now = self.clock.now();
+        let access_token_expires_at = response
+            .expires_in()
+            .map(|d| now.saturating_add(d.as_secs()))
+            .or_else(|| jwt_exp(response.access_token().secret()));
+        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_string();
+        let sid = claims.get("sid").and_then(Value::as_str).map(String::from);
+        Ok(TokenSet {
+            access_token: response.access_token().clone(),
+            access_token_expires_at,
+            refresh_token: response.refresh_token().cloned(),
+            id_token: Secret::new(id_token.to_string()),
+            sub,
+            sid,
+            claims: user_claims(claims),
+        })
+    }
+
+    /// Signature (JWKS, asymmetric allowlist), `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`.
+    fn verify(&self, discovered: &Discovered, id_token: &CoreIdToken, nonce: &Nonce, access_token: &AccessToken) -> Result<Map<String, Value>, Failure> {
+        let now = self.clock.now() as i64;
+        let skew = self.config.clock_skew.as_secs() as i64;
+        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| Failure::Invalid(e.to_string()))?;
+        let verifier = CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.config.client_id.clone()),
+            issuer,
+            discovered.jwks.clone(),
+        )
+        .set_allowed_algs(discovered.allowed_algs.clone())
+        .set_time_fn(move || DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default())
+        .set_issue_time_verifier_fn(move |iat: DateTime<Utc>| {
+            if iat.timestamp() > now + skew { Err("issued in the future (iat)".to_string()) } else { Ok(()) }
+        });
+        let claims = id_token.claims(&verifier, nonce).map_err(|e| match e {
+            ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => Failure::UnknownKey,
+            other => Failure::Invalid(error_chain(&other)),
+        })?;
+        if let Some(expected) = claims.access_token_hash() {
+            let alg = id_token.signing_alg().map_err(|e| Failure::Invalid(error_chain(&e)))?;
+            let key = id_token.signing_key(&verifier).map_err(|e| Failure::Invalid(error_chain(&e)))?;
+            let actual = AccessTokenHash::from_token(access_token, alg, key).map_err(|e| Failure::Invalid(error_chain(&e)))?;
+            if actual != *expected {
+                return Err(Failure::Invalid("at_hash does not match the access token".into()));
+            }
+        }
+        // The signature is verified: the payload can now be read whole (all claims, not only
+        // the standard ones openidconnect models).
+        jwt_payload(&id_token.to_string()).ok_or_else(|| Failure::Invalid("unreadable payload".into()))
+    }
+}
+
+fn token_error<RE: std::error::Error + 'static>(
+    error: RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+) -> OidcError {
+    match error {
+        RequestTokenError::ServerResponse(response) => OidcError::Rejected(response.error().as_ref().to_string()),
+        RequestTokenError::Request(e) => OidcError::Unreachable(error_chain(&e)),
+        RequestTokenError::Parse(e, _) => OidcError::BadResponse(e.to_string()),
+        RequestTokenError::Other(e) => OidcError::Unreachable(e),
+    }
+}
+
+fn jwt_payload(jwt: &str) -> Option<Map<String, Value>> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `exp` of a JWT access token, read without verification: used only to decide when the
+/// token is due, never to trust it.
+pub(crate) fn jwt_exp(token: &str) -> Option<u64> {
+    if token.split('.').count() != 3 {
+        return None;
+    }
+    jwt_payload(token)?.get("exp")?.as_u64()
+}
+
+pub(crate) fn user_claims(mut claims: Map<String, Value>) -> Map<String, Value> {
+    for name in PROTOCOL_CLAIMS {
+        claims.remove(*name);
+    }
+    claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exp_from_a_jwt_only() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":1234,"sub":"a"}"#);
+        assert_eq!(jwt_exp(&format!("h.{payload}.s")), Some(1234));
+        assert_eq!(jwt_exp("opaque-token"), None);
+        assert_eq!(jwt_exp("a.b"), None);
+        assert_eq!(jwt_exp("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn user_claims_drop_protocol_fields() {
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"sub":"a","email":"a@x","nonce":"n","at_hash":"h","aud":"c","exp":1,"iat":1,"iss":"i","sid":"s"}"#).unwrap();
+        let kept = user_claims(claims);
+        let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["email", "iss", "sid", "sub"]);
+    }
+}

@@ -1,0 +1,63 @@
+//! openidconnect's HTTP hook, driven through our own [`HttpClient`] (no second HTTP stack).
+
+use crate::respond::full;
+use crate::upstream::{HttpClient, SendError};
+use http_body_util::{BodyExt, Limited};
+use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Provider answers (metadata, JWKS, tokens) are small; a larger one is refused, not buffered.
+const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ProviderHttp {
+    client: HttpClient,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum ProviderHttpError {
+    Send(SendError),
+    Body(String),
+}
+
+impl std::fmt::Display for ProviderHttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderHttpError::Send(e) => write!(f, "{e}"),
+            ProviderHttpError::Body(e) => write!(f, "reading the response failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProviderHttpError {}
+
+impl ProviderHttp {
+    pub fn new(timeout: Duration) -> Self {
+        Self { client: HttpClient::new(timeout), timeout }
+    }
+
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, full(body));
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let response = self.client.send(request, self.timeout).await.map_err(ProviderHttpError::Send)?;
+        let (parts, body) = response.into_parts();
+        let collected = tokio::time::timeout_at(deadline, Limited::new(body, MAX_PROVIDER_RESPONSE).collect())
+            .await
+            .map_err(|_| ProviderHttpError::Send(SendError::Timeout))?
+            .map_err(|e| ProviderHttpError::Body(e.to_string()))?;
+        Ok(http::Response::from_parts(parts, collected.to_bytes().to_vec()))
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for ProviderHttp {
+    type Error = ProviderHttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}

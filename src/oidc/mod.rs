@@ -1,0 +1,281 @@
+//! The identity provider: metadata and keys, the authorization request, the code exchange with
+//! full ID-token validation, revocation and the end-session URL.
+//!
+//! Protocol work is `openidconnect`'s; this module feeds it our HTTP client ([`http`]), our
+//! clock, and the policy choices: asymmetric signature algorithms only, `iat` not in the future,
+//! `at_hash` checked when present, and one JWKS refetch (rate-limited) on an unknown `kid`.
+
+mod exchange;
+pub mod http;
+mod logout;
+
+use crate::clock::SharedClock;
+use crate::config::{ClientAuth, OidcConfig};
+use crate::secret::Secret;
+use http::ProviderHttp;
+use openidconnect::core::*;
+use openidconnect::{
+    AdditionalProviderMetadata, AuthType, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IssuerUrl, JsonWebKeySetUrl, Nonce, PkceCodeChallenge, ProviderMetadata, RedirectUrl, Scope,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use url::Url;
+
+pub use exchange::TokenSet;
+
+/// Discovery fields beyond OpenID Connect Discovery 1.0 core that cloakroom uses.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    /// RFC 7009 (also RFC 8414).
+    pub revocation_endpoint: Option<String>,
+    /// OpenID Connect RP-Initiated Logout 1.0.
+    pub end_session_endpoint: Option<String>,
+    /// RFC 9207: the provider promises an `iss` parameter on every authorization response.
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+pub type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+type OidcClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet>;
+
+/// Signature algorithms accepted on ID tokens: asymmetric only. Never `none`; never HMAC (a
+/// confidential client's secret must not become a way to mint ID tokens).
+const ASYMMETRIC_ALGS: &[CoreJwsSigningAlgorithm] = &[
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EcdsaP521Sha512,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+/// A JWKS refetch on an unknown `kid` happens at most this often.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidcError {
+    /// Metadata not loaded yet (start-up, provider down since).
+    NotReady,
+    /// Network failure, timeout or a 5xx: the provider is not available right now.
+    Unreachable(String),
+    /// The provider answered with an OAuth error (e.g. `invalid_grant`).
+    Rejected(String),
+    /// The provider's answer could not be understood.
+    BadResponse(String),
+    InvalidIdToken(String),
+}
+
+impl std::fmt::Display for OidcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OidcError::NotReady => write!(f, "provider metadata not loaded yet"),
+            OidcError::Unreachable(e) => write!(f, "provider unreachable: {e}"),
+            OidcError::Rejected(e) => write!(f, "provider refused: {e}"),
+            OidcError::BadResponse(e) => write!(f, "unusable provider response: {e}"),
+            OidcError::InvalidIdToken(e) => write!(f, "invalid ID token: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OidcError {}
+
+/// What discovery produced; replaced whole when the JWKS is refetched.
+struct Discovered {
+    client: OidcClient,
+    jwks: CoreJsonWebKeySet,
+    jwks_uri: JsonWebKeySetUrl,
+    allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    revocation_endpoint: Option<Url>,
+    end_session_endpoint: Option<Url>,
+    iss_parameter_required: bool,
+}
+
+pub struct Provider {
+    config: OidcConfig,
+    http: ProviderHttp,
+    clock: SharedClock,
+    discovered: RwLock<Option<Arc<Discovered>>>,
+    last_jwks_fetch: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Provider {
+    pub fn new(config: OidcConfig, clock: SharedClock) -> Self {
+        let http = ProviderHttp::new(config.timeout);
+        Self { config, http, clock, discovered: RwLock::new(None), last_jwks_fetch: Mutex::new(None) }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some()
+    }
+
+    fn current(&self) -> Option<Arc<Discovered>> {
+        self.discovered.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn ready(&self) -> Result<Arc<Discovered>, OidcError> {
+        self.current().ok_or(OidcError::NotReady)
+    }
+
+    /// Fetches metadata and keys; on success the provider is ready.
+    pub async fn discover(&self) -> Result<(), OidcError> {
+        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| OidcError::BadResponse(e.to_string()))?;
+        let metadata = Metadata::discover_async(issuer, &self.http).await.map_err(|e| match e {
+            openidconnect::DiscoveryError::Request(e) => OidcError::Unreachable(e.to_string()),
+            openidconnect::DiscoveryError::Response(status, _, _) if status.is_server_error() => {
+                OidcError::Unreachable(format!("HTTP {status}"))
+            }
+            other => OidcError::BadResponse(error_chain(&other)),
+        })?;
+        let discovered = self.build(metadata)?;
+        *self.last_jwks_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now());
+        *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(discovered));
+        Ok(())
+    }
+
+    fn build(&self, metadata: Metadata) -> Result<Discovered, OidcError> {
+        let token_uri = metadata
+            .token_endpoint()
+            .cloned()
+            .ok_or_else(|| OidcError::BadResponse("the provider metadata has no token_endpoint".into()))?;
+        let allowed_algs: Vec<_> = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| ASYMMETRIC_ALGS.contains(alg))
+            .cloned()
+            .collect();
+        if allowed_algs.is_empty() {
+            return Err(OidcError::BadResponse("the provider offers no asymmetric ID token signing algorithm".into()));
+        }
+        let parse_endpoint = |value: &Option<String>, name: &str| -> Result<Option<Url>, OidcError> {
+            value
+                .as_deref()
+                .map(|v| Url::parse(v).map_err(|e| OidcError::BadResponse(format!("{name} is not a URL: {e}"))))
+                .transpose()
+        };
+        let extra = metadata.additional_metadata();
+        let revocation_endpoint = parse_endpoint(&extra.revocation_endpoint, "revocation_endpoint")?;
+        let end_session_endpoint = parse_endpoint(&extra.end_session_endpoint, "end_session_endpoint")?;
+        let iss_parameter_required = extra.authorization_response_iss_parameter_supported == Some(true);
+        let jwks = metadata.jwks().clone();
+        let jwks_uri = metadata.jwks_uri().clone();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.config.client_id.clone()),
+            Some(self.config.client_secret.clone()),
+        )
+        .set_redirect_uri(RedirectUrl::from_url(self.config.redirect_uri.clone()))
+        .set_auth_type(match self.config.client_auth {
+            ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
+            ClientAuth::ClientSecretPost => AuthType::RequestBody,
+        })
+        .set_token_uri(token_uri);
+        Ok(Discovered { client, jwks, jwks_uri, allowed_algs, revocation_endpoint, end_session_endpoint, iss_parameter_required })
+    }
+
+    /// Refetches the JWKS (key rotation at the provider), at most once per interval.
+    async fn refetch_jwks(&self) -> Result<Arc<Discovered>, OidcError> {
+        let current = self.ready()?;
+        {
+            let mut last = self.last_jwks_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < JWKS_REFETCH_INTERVAL) {
+                return Ok(current);
+            }
+            *last = Some(now);
+        }
+        let jwks = CoreJsonWebKeySet::fetch_async(&current.jwks_uri, &self.http)
+            .await
+            .map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
+        let refreshed = Arc::new(Discovered {
+            client: current.client.clone(),
+            jwks,
+            jwks_uri: current.jwks_uri.clone(),
+            allowed_algs: current.allowed_algs.clone(),
+            revocation_endpoint: current.revocation_endpoint.clone(),
+            end_session_endpoint: current.end_session_endpoint.clone(),
+            iss_parameter_required: current.iss_parameter_required,
+        });
+        *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(refreshed.clone());
+        tracing::info!("provider signing keys refetched after an unknown key id");
+        Ok(refreshed)
+    }
+
+    /// The URL to send the browser to: code flow, PKCE S256, `state` and `nonce` always.
+    pub fn authorization_url(&self, state: &str, nonce: &Secret, pkce_challenge: PkceCodeChallenge) -> Result<Url, OidcError> {
+        let discovered = self.ready()?;
+        let state = CsrfToken::new(state.to_string());
+        let nonce = Nonce::new(nonce.expose().to_string());
+        let mut request = discovered
+            .client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || state, move || nonce)
+            .set_pkce_challenge(pkce_challenge);
+        // openidconnect adds `openid` itself.
+        for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        for (name, value) in &self.config.extra_auth_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        let (url, _, _) = request.url();
+        Ok(url)
+    }
+
+    /// RFC 9207 mix-up defence: an `iss` on the callback must name our issuer exactly, and it
+    /// must be there when the provider promised to send it.
+    pub fn callback_issuer_ok(&self, iss: Option<&str>) -> bool {
+        match iss {
+            Some(iss) => iss == self.config.issuer,
+            None => !self.current().is_some_and(|d| d.iss_parameter_required),
+        }
+    }
+}
+
+/// Keeps trying discovery until it succeeds, backing off up to 30 s; readiness follows.
+pub async fn discover_until_ready(provider: Arc<Provider>) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match provider.discover().await {
+            Ok(()) => {
+                tracing::info!(issuer = %provider.config.issuer, "provider metadata loaded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %provider.config.issuer, error = %e, retry_in = ?delay, "provider discovery failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

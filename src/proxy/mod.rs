@@ -1,0 +1,117 @@
+//! The API proxy: cookie → session → access token → upstream, streaming both ways.
+//!
+//! This is the busiest path in cloakroom. It reads one cookie, does one store lookup and one
+//! AEAD open, rewrites headers in place, and hands the body through without buffering (a
+//! 100 MB upload streams with bounded memory). Connections to upstreams are pooled keep-alive.
+
+mod headers;
+
+use crate::app::App;
+use crate::config::TokenPolicy;
+use crate::error::ApiError;
+use crate::respond::Body;
+use crate::session::Lookup;
+use crate::upstream::SendError;
+use headers::Forwarded;
+use http::header::{AUTHORIZATION, HOST, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+
+pub use headers::{strip_hop_by_hop, strip_own_cookies};
+
+pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let route = &app.config.routes[route_index];
+    if let Err(e) = app.csrf_check(request.headers()) {
+        return e.response();
+    }
+
+    let mut stale_cookie = false;
+    let access_token = match route.policy {
+        TokenPolicy::None => None,
+        TokenPolicy::User | TokenPolicy::UserOrNone => match app.sessions.lookup(request.headers()).await {
+            Ok(Lookup::Found(_, session)) => {
+                if session.access_token_expires_at.is_some_and(|at| app.sessions.now() >= at) {
+                    return ApiError::AccessTokenExpired.response();
+                }
+                Some(session.access_token)
+            }
+            Ok(lookup) => {
+                stale_cookie = matches!(lookup, Lookup::Stale);
+                if route.policy == TokenPolicy::User {
+                    let response = ApiError::Unauthenticated.response();
+                    return if stale_cookie { app.clear_session_cookie(response) } else { response };
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return ApiError::StoreUnavailable.response();
+            }
+        },
+    };
+
+    let (mut parts, body) = request.into_parts();
+    let original_host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).map(String::from)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+
+    // Target: the route's upstream base path + the rest of the request path, query kept.
+    let rest = &parts.uri.path()[route.prefix.len()..];
+    let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1 + parts.uri.query().map_or(0, str::len));
+    path.push_str(&route.upstream_path);
+    path.push_str(rest);
+    if let Some(query) = parts.uri.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let Ok(path_and_query) = PathAndQuery::try_from(path) else { return ApiError::BadPath.response() };
+    let Ok(uri) = Uri::builder()
+        .scheme(route.upstream_origin.clone())
+        .authority(route.upstream_authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+    else {
+        return ApiError::BadPath.response();
+    };
+
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    strip_own_cookies(headers, app.sessions.cookies());
+    headers::set_forwarded(headers, &Forwarded { client_ip: peer.ip().to_string(), proto: "http", host: original_host.as_deref() });
+    if let Ok(host) = HeaderValue::try_from(route.upstream_authority.as_str()) {
+        headers.insert(HOST, host);
+    }
+    if route.policy != TokenPolicy::None {
+        // On token routes the browser never chooses the credential.
+        headers.remove(AUTHORIZATION);
+    }
+    if let Some(token) = &access_token {
+        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", token.secret())) else {
+            return ApiError::Internal.response();
+        };
+        bearer.set_sensitive(true);
+        headers.insert(AUTHORIZATION, bearer);
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let upstream_request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+
+    let response = match app.upstreams[route_index].send(upstream_request, route.timeout).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(route = %route.prefix, error = %e, "upstream call failed");
+            return match e {
+                SendError::Timeout => ApiError::UpstreamTimeout,
+                SendError::Connect(_) | SendError::Failed(_) => ApiError::UpstreamUnreachable,
+            }
+            .response();
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    headers::strip_own_set_cookies(&mut parts.headers, app.sessions.cookies());
+    let response = Response::from_parts(parts, body.map_err(Into::into).boxed());
+    if stale_cookie { app.clear_session_cookie(response) } else { response }
+}

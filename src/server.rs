@@ -1,0 +1,120 @@
+//! Listeners: the main one (HTTP/1.1 and h2c via hyper-util's auto builder, one task per
+//! connection) and the admin one (`/healthz`, `/readyz`), plus graceful shutdown.
+
+use crate::app::App;
+use crate::respond::{Body, full};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long a client may take to send a request head (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Listeners {
+    pub main: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(main: SocketAddr, admin: SocketAddr) -> std::io::Result<Self> {
+        Ok(Self { main: TcpListener::bind(main).await?, admin: TcpListener::bind(admin).await? })
+    }
+
+    /// From already-bound sockets (tests bind first to learn the port for `public_url`).
+    pub fn from_std(main: std::net::TcpListener, admin: std::net::TcpListener) -> std::io::Result<Self> {
+        main.set_nonblocking(true)?;
+        admin.set_nonblocking(true)?;
+        Ok(Self { main: TcpListener::from_std(main)?, admin: TcpListener::from_std(admin)? })
+    }
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, marks the app not ready, and gives
+/// in-flight requests up to `server.shutdown_timeout` to finish.
+pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let admin = tokio::spawn(serve_admin(app.clone(), listeners.admin));
+    let graceful = GracefulShutdown::new();
+    let builder = builder();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listeners.main.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(request, peer).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    app.begin_shutdown();
+    drop(listeners.main);
+    let deadline = app.config.server.shutdown_timeout;
+    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?deadline, "shutdown deadline reached with requests still in flight");
+    }
+    admin.abort();
+}
+
+async fn serve_admin(app: Arc<App>, listener: TcpListener) {
+    let builder = builder();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let app = app.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(admin_response(&app, request.uri().path())) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+fn admin_response(app: &App, path: &str) -> Response<Body> {
+    let (status, body) = match path {
+        "/healthz" => (StatusCode::OK, "ok\n"),
+        "/readyz" if app.is_ready() => (StatusCode::OK, "ready\n"),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => (StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+}

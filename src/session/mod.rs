@@ -1,0 +1,138 @@
+//! Sessions: what the browser's ticket unlocks.
+//!
+//! [`SessionTicket`] (in the cookie) → [`StoreKey`] (hash of its id) → sealed blob in a
+//! [`SessionStore`] → opened with the ticket's secret into a [`Session`]. Pending logins use the
+//! same sealing, keyed by a hash of `state`, with the secret in a short-lived login cookie.
+
+pub mod cookie;
+pub mod memory;
+pub mod seal;
+mod sessions;
+pub mod ticket;
+
+use crate::secret::Secret;
+use bytes::Bytes;
+use openidconnect::{AccessToken, RefreshToken};
+use seal::{KeyRing, Purpose};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+pub use sessions::{Lookup, Sessions, random_token};
+pub use ticket::{SessionTicket, StoreKey};
+
+/// A signed-in user's state. Lives only sealed in the store; never serialized anywhere else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub sub: String,
+    /// The provider's session id (`sid` claim), when it sends one.
+    pub sid: Option<String>,
+    /// Verified ID-token claims, minus protocol fields (see `oidc::user_claims`).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub access_token: AccessToken,
+    /// Unix seconds; `None` when the provider said nothing about expiry.
+    pub access_token_expires_at: Option<u64>,
+    pub refresh_token: Option<RefreshToken>,
+    /// Kept only when `oidc.logout_id_token_hint` is on.
+    pub id_token: Option<Secret>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds: the absolute timeout; never extended.
+    pub expires_at: u64,
+}
+
+/// A login between `/bff/login` and `/bff/callback`. Single use, short-lived.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub pkce_verifier: Secret,
+    pub nonce: Secret,
+    pub return_to: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// A sealed record and the metadata the store needs to expire it without opening it.
+#[derive(Debug, Clone)]
+pub struct SealedRecord {
+    pub sealed: Bytes,
+    /// Unix seconds: the record is gone at this time whatever happens.
+    pub expires_at: u64,
+}
+
+/// The store could not be reached or answered nonsense: a server-side fault, never "no session".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "session store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where sealed records live. Small on purpose: every store (memory, Redis) passes the same suite.
+///
+/// Stores see only [`StoreKey`]s and ciphertext. They enforce expiry with the caller's `now`
+/// (unix seconds) so tests drive time with an injected clock instead of sleeping.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session's sealed record, sliding its idle deadline; `None` when absent, idle for too
+    /// long, or past its absolute expiry.
+    fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn remove(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_pending(&self, key: StoreKey, record: SealedRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes and returns a pending login: the second take of the same key gets `None`.
+    fn take_pending(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+}
+
+/// Seals and opens [`Session`]s and [`PendingLogin`]s; the only code that sees both keys and plaintext.
+#[derive(Clone, Debug)]
+pub struct Sealer {
+    keys: KeyRing,
+}
+
+impl Sealer {
+    pub fn new(keys: KeyRing) -> Self {
+        Self { keys }
+    }
+
+    pub fn seal_session(&self, ticket: &SessionTicket, session: &Session) -> SealedRecord {
+        let plaintext = serde_json::to_vec(session).expect("a session always serializes");
+        let key = ticket.store_key();
+        SealedRecord {
+            sealed: self.keys.seal(Purpose::Session, ticket.secret(), key.as_bytes(), &plaintext).into(),
+            expires_at: session.expires_at,
+        }
+    }
+
+    pub fn open_session(&self, ticket: &SessionTicket, sealed: &[u8]) -> Option<Session> {
+        let key = ticket.store_key();
+        let plaintext = self.keys.open(Purpose::Session, ticket.secret(), key.as_bytes(), sealed).ok()?;
+        serde_json::from_slice(&plaintext).ok()
+    }
+
+    pub fn seal_pending(&self, key: &StoreKey, secret: &[u8], login: &PendingLogin) -> SealedRecord {
+        let plaintext = serde_json::to_vec(login).expect("a pending login always serializes");
+        SealedRecord {
+            sealed: self.keys.seal(Purpose::PendingLogin, secret, key.as_bytes(), &plaintext).into(),
+            expires_at: login.expires_at,
+        }
+    }
+
+    pub fn open_pending(&self, key: &StoreKey, secret: &[u8], sealed: &[u8]) -> Option<PendingLogin> {
+        let plaintext = self.keys.open(Purpose::PendingLogin, secret, key.as_bytes(), sealed).ok()?;
+        serde_json::from_slice(&plaintext).ok()
+    }
+}
+
+/// Store settings every implementation needs.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    pub idle_timeout: Duration,
+    pub max_sessions: u64,
+    pub max_pending_logins: u64,
+    pub login_timeout: Duration,
+}
+
+#[cfg(test)]
+pub mod store_suite;

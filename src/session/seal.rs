@@ -1,0 +1,279 @@
+//! Sealing: AES-256-GCM under a key derived from a server master key *and* a per-session secret.
+//!
+//! ## What a store dump gives an attacker
+//! The store (memory or Redis) holds, per session, `SHA-256(session id)` as the key and a sealed
+//! blob as the value. Someone who copies the whole store gets:
+//! - no usable session id: the key is a one-way hash, and a cookie needs the id itself;
+//! - no token: every blob is ciphertext under `HKDF(master key, per-session secret)`, and the
+//!   per-session secret exists only in the browser's cookie;
+//! - metadata only: how many sessions exist, their sizes and expiry times.
+//!
+//! With the master key as well, a dump is still closed: each blob also needs its session's secret.
+//! What does break a session is the browser's cookie *plus* the master key (or the cookie and a
+//! live cloakroom to present it to): the cookie is the ticket, which is why it is `HttpOnly`.
+//!
+//! ## Format (version 1)
+//! `0x01 | key id (4 bytes) | nonce (12 bytes) | ciphertext | tag (16 bytes)`. The version, the
+//! key id and the caller's context (the store key the blob belongs to) are authenticated as
+//! associated data, so a blob cannot be moved to another slot or downgraded. The key id names
+//! which master key sealed it: several keys may be configured, the first seals, all open, so keys
+//! rotate without logging anyone out.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use std::fmt;
+
+const VERSION: u8 = 1;
+const KEY_ID_LEN: usize = 4;
+const TAG_LEN: usize = 16;
+const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
+
+/// What a sealed blob is for; part of the key derivation so a blob of one kind never opens as another.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose {
+    Session,
+    PendingLogin,
+}
+
+impl Purpose {
+    fn info(self) -> &'static [u8] {
+        match self {
+            Purpose::Session => b"cloakroom/v1/session",
+            Purpose::PendingLogin => b"cloakroom/v1/pending-login",
+        }
+    }
+}
+
+/// A 256-bit server master key. Never printed.
+#[derive(Clone)]
+pub struct MasterKey {
+    bytes: [u8; 32],
+    id: [u8; KEY_ID_LEN],
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let mut input = b"cloakroom/key-id/".to_vec();
+        input.extend_from_slice(&bytes);
+        let hash = digest(&SHA256, &input);
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&hash.as_ref()[..KEY_ID_LEN]);
+        Self { bytes, id }
+    }
+
+    /// Accepts standard or URL-safe base64, padded or not, of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let decoded = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| "is not base64 (generate one with: openssl rand -base64 32)".to_string())?;
+        let bytes: [u8; 32] = decoded
+            .try_into()
+            .map_err(|v: Vec<u8>| format!("decodes to {} bytes; a key must be exactly 32 bytes", v.len()))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    pub fn generate() -> Self {
+        Self::from_bytes(random_bytes())
+    }
+
+    /// The key id as hex, safe to log: it identifies a key without revealing it.
+    pub fn id_hex(&self) -> String {
+        self.id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey(id={}, [redacted])", self.id_hex())
+    }
+}
+
+/// The configured master keys: the first seals, every one opens.
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    keys: Vec<MasterKey>,
+}
+
+/// Why a blob did not open. Callers treat every variant as "no session"; the variants exist for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    Truncated,
+    UnknownVersion,
+    UnknownKey,
+    /// Tampered, wrong secret, wrong slot: indistinguishable by design.
+    Rejected,
+}
+
+impl KeyRing {
+    /// `None` when `keys` is empty or holds the same key twice.
+    pub fn new(keys: Vec<MasterKey>) -> Option<Self> {
+        let first = keys.first()?;
+        let _ = first;
+        for (i, a) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|b| b.id == a.id) {
+                return None;
+            }
+        }
+        Some(Self { keys })
+    }
+
+    pub fn primary_key_id(&self) -> String {
+        self.keys[0].id_hex()
+    }
+
+    /// Seals `plaintext` for the holder of `secret`, bound to `context` (e.g. the store key).
+    pub fn seal(&self, purpose: Purpose, secret: &[u8], context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let key = &self.keys[0];
+        let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
+        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.push(VERSION);
+        out.extend_from_slice(&key.id);
+        out.extend_from_slice(&nonce_bytes);
+        let mut body = plaintext.to_vec();
+        let aad = associated_data(&out[..1 + KEY_ID_LEN], context);
+        derive(key, purpose, secret)
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(&aad), &mut body)
+            .expect("AES-GCM sealing cannot fail for in-memory buffers below 64 GiB");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    pub fn open(&self, purpose: Purpose, secret: &[u8], context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < HEADER_LEN + TAG_LEN {
+            return Err(OpenError::Truncated);
+        }
+        if sealed[0] != VERSION {
+            return Err(OpenError::UnknownVersion);
+        }
+        let key_id = &sealed[1..1 + KEY_ID_LEN];
+        let key = self.keys.iter().find(|k| k.id == key_id).ok_or(OpenError::UnknownKey)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[1 + KEY_ID_LEN..HEADER_LEN]);
+        let aad = associated_data(&sealed[..1 + KEY_ID_LEN], context);
+        let mut body = sealed[HEADER_LEN..].to_vec();
+        let plaintext = derive(key, purpose, secret)
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+            .map_err(|_| OpenError::Rejected)?;
+        let len = plaintext.len();
+        body.truncate(len);
+        Ok(body)
+    }
+}
+
+fn associated_data(header: &[u8], context: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + context.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(context);
+    aad
+}
+
+/// HKDF-SHA256: the per-session secret is the salt, the master key the input keying material.
+fn derive(key: &MasterKey, purpose: Purpose, secret: &[u8]) -> LessSafeKey {
+    let prk = Salt::new(HKDF_SHA256, secret).extract(&key.bytes);
+    let info = [purpose.info()];
+    let okm = prk.expand(&info, &AES_256_GCM).expect("32-byte output is within HKDF-SHA256 limits");
+    LessSafeKey::new(UnboundKey::from(okm))
+}
+
+/// Bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    aws_lc_rs::rand::fill(&mut out).expect("the system random number generator is available");
+    out
+}
+
+/// SHA-256, for store keys: the store never sees an id a cookie could carry.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, data).as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(keys: &[[u8; 32]]) -> KeyRing {
+        KeyRing::new(keys.iter().map(|k| MasterKey::from_bytes(*k)).collect()).unwrap()
+    }
+
+    const SECRET: &[u8] = &[7u8; 32];
+    const CONTEXT: &[u8] = b"slot-1";
+
+    #[test]
+    fn round_trip() {
+        let keys = ring(&[[1; 32]]);
+        let sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"tokens");
+        assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &sealed).unwrap(), b"tokens");
+        assert!(!sealed.windows(6).any(|w| w == b"tokens"), "plaintext visible in the sealed blob");
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        let keys = ring(&[[1; 32]]);
+        let sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"tokens");
+        for i in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut tampered = sealed.clone();
+                tampered[i] ^= 1 << bit;
+                assert!(keys.open(Purpose::Session, SECRET, CONTEXT, &tampered).is_err(), "byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_is_rejected_at_every_length() {
+        let keys = ring(&[[1; 32]]);
+        let sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"tokens");
+        for len in 0..sealed.len() {
+            assert!(keys.open(Purpose::Session, SECRET, CONTEXT, &sealed[..len]).is_err(), "length {len}");
+        }
+    }
+
+    #[test]
+    fn wrong_secret_context_or_purpose_is_rejected() {
+        let keys = ring(&[[1; 32]]);
+        let sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"tokens");
+        assert_eq!(keys.open(Purpose::Session, &[8u8; 32], CONTEXT, &sealed), Err(OpenError::Rejected));
+        assert_eq!(keys.open(Purpose::Session, SECRET, b"slot-2", &sealed), Err(OpenError::Rejected));
+        assert_eq!(keys.open(Purpose::PendingLogin, SECRET, CONTEXT, &sealed), Err(OpenError::Rejected));
+    }
+
+    #[test]
+    fn rotation_first_seals_all_open_removed_key_fails() {
+        let old = ring(&[[1; 32]]);
+        let rotated = ring(&[[2; 32], [1; 32]]);
+        let sealed_by_old = old.seal(Purpose::Session, SECRET, CONTEXT, b"a");
+        assert_eq!(rotated.open(Purpose::Session, SECRET, CONTEXT, &sealed_by_old).unwrap(), b"a");
+        let sealed_by_new = rotated.seal(Purpose::Session, SECRET, CONTEXT, b"b");
+        assert_eq!(sealed_by_new[1..5], MasterKey::from_bytes([2; 32]).id);
+        assert_eq!(old.open(Purpose::Session, SECRET, CONTEXT, &sealed_by_new), Err(OpenError::UnknownKey));
+        let retired = ring(&[[2; 32]]);
+        assert_eq!(retired.open(Purpose::Session, SECRET, CONTEXT, &sealed_by_old), Err(OpenError::UnknownKey));
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let keys = ring(&[[1; 32]]);
+        let mut sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"x");
+        sealed[0] = 2;
+        assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &sealed), Err(OpenError::UnknownVersion));
+    }
+
+    #[test]
+    fn keys_parse_from_base64_and_never_print() {
+        let key = MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap();
+        assert!(MasterKey::from_base64(&URL_SAFE_NO_PAD.encode([9u8; 32])).is_ok());
+        assert!(MasterKey::from_base64(&STANDARD.encode([9u8; 16])).unwrap_err().contains("16 bytes"));
+        assert!(MasterKey::from_base64("not base64!").is_err());
+        let printed = format!("{key:?}");
+        assert!(!printed.contains(&STANDARD.encode([9u8; 32])) && printed.contains("redacted"));
+        assert!(KeyRing::new(vec![key.clone(), key]).is_none(), "duplicate keys accepted");
+        assert!(KeyRing::new(vec![]).is_none());
+    }
+}

@@ -1,0 +1,136 @@
+//! [`Sessions`]: the one place that turns a request's cookie into a session and back.
+
+use super::cookie::{self, CookiePolicy};
+use super::memory::MemoryStore;
+use super::seal::random_bytes;
+use super::*;
+use crate::clock::SharedClock;
+use crate::config::SessionConfig;
+use crate::oidc::TokenSet;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::HeaderValue;
+
+/// The outcome of reading a request's session cookie.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No session cookie at all.
+    None,
+    /// A cookie that opens nothing (malformed, forged, expired, from an old key): the response
+    /// should clear it.
+    Stale,
+    Found(SessionTicket, Box<Session>),
+}
+
+pub struct Sessions {
+    store: MemoryStore,
+    sealer: Sealer,
+    cookies: CookiePolicy,
+    clock: SharedClock,
+    absolute_timeout: u64,
+    login_timeout: Duration,
+}
+
+impl Sessions {
+    pub fn new(config: &SessionConfig, clock: SharedClock) -> Self {
+        let limits = StoreLimits {
+            idle_timeout: config.idle_timeout,
+            max_sessions: config.max_sessions,
+            max_pending_logins: config.max_pending_logins,
+            login_timeout: config.login_timeout,
+        };
+        Self {
+            store: MemoryStore::new(limits),
+            sealer: Sealer::new(config.keys.clone()),
+            cookies: CookiePolicy::new(&config.cookie_name, config.same_site),
+            clock,
+            absolute_timeout: config.absolute_timeout.as_secs(),
+            login_timeout: config.login_timeout,
+        }
+    }
+
+    pub fn cookies(&self) -> &CookiePolicy {
+        &self.cookies
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    pub async fn lookup(&self, headers: &HeaderMap) -> Result<Lookup, StoreError> {
+        let Some(value) = cookie::find(headers, self.cookies.name()) else { return Ok(Lookup::None) };
+        let Some(ticket) = SessionTicket::parse(value) else { return Ok(Lookup::Stale) };
+        let now = self.clock.now();
+        let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else { return Ok(Lookup::Stale) };
+        let Some(session) = self.sealer.open_session(&ticket, &sealed) else {
+            tracing::debug!(session = %ticket.store_key().log_id(), "a session cookie did not open its record");
+            return Ok(Lookup::Stale);
+        };
+        if now >= session.expires_at {
+            self.store.remove(&ticket.store_key()).await?;
+            return Ok(Lookup::Stale);
+        }
+        Ok(Lookup::Found(ticket, Box::new(session)))
+    }
+
+    /// Creates a session under a brand-new ticket (never a reused id: no fixation).
+    pub async fn create(&self, tokens: TokenSet, keep_id_token: bool) -> Result<(SessionTicket, HeaderValue), StoreError> {
+        let now = self.clock.now();
+        let session = Session {
+            sub: tokens.sub,
+            sid: tokens.sid,
+            claims: tokens.claims,
+            access_token: tokens.access_token,
+            access_token_expires_at: tokens.access_token_expires_at,
+            refresh_token: tokens.refresh_token,
+            id_token: keep_id_token.then_some(tokens.id_token),
+            created_at: now,
+            expires_at: now.saturating_add(self.absolute_timeout),
+        };
+        let ticket = SessionTicket::generate();
+        self.store.save(ticket.store_key(), self.sealer.seal_session(&ticket, &session), now).await?;
+        tracing::info!(session = %ticket.store_key().log_id(), "session created");
+        let cookie = self.cookies.session(&ticket, None);
+        Ok((ticket, cookie))
+    }
+
+    pub async fn end(&self, ticket: &SessionTicket) -> Result<(), StoreError> {
+        self.store.remove(&ticket.store_key()).await?;
+        tracing::info!(session = %ticket.store_key().log_id(), "session ended");
+        Ok(())
+    }
+
+    /// Stores a pending login under `state`; returns the login cookie holding its secret.
+    pub async fn begin_login(&self, state: &str, mut login: PendingLogin) -> Result<HeaderValue, StoreError> {
+        login.expires_at = self.clock.now().saturating_add(self.login_timeout.as_secs());
+        let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        let key = pending_key(state);
+        self.store.put_pending(key, self.sealer.seal_pending(&key, secret.as_bytes(), &login)).await?;
+        Ok(self.cookies.login(state, &secret, self.login_timeout))
+    }
+
+    /// Takes the pending login for `state` if this browser holds its login cookie. Single use:
+    /// whatever the outcome, the same `state` never works twice.
+    pub async fn take_login(&self, state: &str, headers: &HeaderMap) -> Result<Option<PendingLogin>, StoreError> {
+        let Some(secret) = cookie::find(headers, &self.cookies.login_cookie_name(state)) else { return Ok(None) };
+        let key = pending_key(state);
+        let Some(sealed) = self.store.take_pending(&key, self.clock.now()).await? else { return Ok(None) };
+        Ok(self.sealer.open_pending(&key, secret.as_bytes(), &sealed))
+    }
+
+    pub fn store(&self) -> &MemoryStore {
+        &self.store
+    }
+}
+
+fn pending_key(state: &str) -> StoreKey {
+    let mut input = b"cloakroom/pending/".to_vec();
+    input.extend_from_slice(state.as_bytes());
+    StoreKey(seal::sha256(&input))
+}
+
+/// A fresh random value for `state` and `nonce`: 256 bits, base64url.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}

@@ -1,0 +1,120 @@
+//! One behaviour suite for every [`SessionStore`]: the memory store runs it now, Redis later.
+
+use super::*;
+
+pub const LIMITS: StoreLimits = StoreLimits {
+    idle_timeout: Duration::from_secs(600),
+    max_sessions: 1000,
+    max_pending_logins: 1000,
+    login_timeout: Duration::from_secs(600),
+};
+
+/// Now, in unix seconds: moka also expires entries on its own real-time clock, so the suite's
+/// timeline starts at the real present and moves forward from there.
+fn t0() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn key(n: u8) -> StoreKey {
+    StoreKey([n; 32])
+}
+
+fn record(body: &'static [u8], expires_at: u64) -> SealedRecord {
+    SealedRecord { sealed: Bytes::from_static(body), expires_at }
+}
+
+pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
+    save_then_load(&fresh()).await;
+    absent_is_none(&fresh()).await;
+    idle_timeout_slides_on_use(&fresh()).await;
+    idle_timeout_ends_unused_sessions(&fresh()).await;
+    absolute_timeout_never_slides(&fresh()).await;
+    remove_ends_a_session(&fresh()).await;
+    save_replaces(&fresh()).await;
+    pending_is_single_use(&fresh()).await;
+    pending_expires(&fresh()).await;
+    sessions_and_pending_do_not_mix(&fresh()).await;
+}
+
+async fn save_then_load<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    assert_eq!(s.load(&key(1), T0 + 1).await.unwrap().as_deref(), Some(&b"one"[..]));
+}
+
+async fn absent_is_none<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    assert_eq!(s.load(&key(9), T0).await.unwrap(), None);
+}
+
+async fn idle_timeout_slides_on_use<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    // Used every 500 s (idle timeout 600 s): alive well past the first idle deadline.
+    for step in 1..=5 {
+        assert!(s.load(&key(1), T0 + step * 500).await.unwrap().is_some(), "step {step}");
+    }
+}
+
+async fn idle_timeout_ends_unused_sessions<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    assert_eq!(s.load(&key(1), T0 + 600).await.unwrap(), None);
+    assert_eq!(s.load(&key(1), T0 + 1).await.unwrap(), None, "an idle-expired session came back");
+}
+
+async fn absolute_timeout_never_slides<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 1000), T0).await.unwrap();
+    assert!(s.load(&key(1), T0 + 500).await.unwrap().is_some());
+    assert!(s.load(&key(1), T0 + 999).await.unwrap().is_some());
+    assert_eq!(s.load(&key(1), T0 + 1000).await.unwrap(), None);
+}
+
+async fn remove_ends_a_session<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    s.save(key(2), record(b"two", T0 + 3600), T0).await.unwrap();
+    s.remove(&key(1)).await.unwrap();
+    assert_eq!(s.load(&key(1), T0).await.unwrap(), None);
+    assert!(s.load(&key(2), T0).await.unwrap().is_some(), "remove took another session");
+    s.remove(&key(1)).await.unwrap();
+}
+
+async fn save_replaces<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    s.save(key(1), record(b"uno", T0 + 3600), T0).await.unwrap();
+    assert_eq!(s.load(&key(1), T0).await.unwrap().as_deref(), Some(&b"uno"[..]));
+}
+
+async fn pending_is_single_use<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.put_pending(key(3), record(b"login", T0 + 600)).await.unwrap();
+    assert_eq!(s.take_pending(&key(3), T0).await.unwrap().as_deref(), Some(&b"login"[..]));
+    assert_eq!(s.take_pending(&key(3), T0).await.unwrap(), None);
+}
+
+async fn pending_expires<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.put_pending(key(3), record(b"login", T0 + 600)).await.unwrap();
+    assert_eq!(s.take_pending(&key(3), T0 + 600).await.unwrap(), None);
+}
+
+async fn sessions_and_pending_do_not_mix<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.put_pending(key(4), record(b"login", T0 + 600)).await.unwrap();
+    assert_eq!(s.load(&key(4), T0).await.unwrap(), None);
+    s.save(key(5), record(b"one", T0 + 3600), T0).await.unwrap();
+    assert_eq!(s.take_pending(&key(5), T0).await.unwrap(), None);
+}

@@ -1,0 +1,86 @@
+//! The one HTTP client stack: hyper-util's pooled client over rustls (aws-lc-rs), used for the
+//! identity provider and every upstream API alike.
+//!
+//! One instance per destination class (each route, the provider) so each has its own connect
+//! timeout and keep-alive pool; all share the same code and TLS settings. Redirects are never
+//! followed (the legacy client does not), which also keeps provider calls free of SSRF hops.
+
+use crate::respond::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// No connection could be made (refused, DNS, TLS handshake, connect timeout).
+    Connect(String),
+    /// Connected, but no response head within the deadline.
+    Timeout,
+    /// The connection broke or the peer spoke invalid HTTP.
+    Failed(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "connect failed: {e}"),
+            SendError::Timeout => write!(f, "timed out waiting for the response"),
+            SendError::Failed(e) => write!(f, "request failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl HttpClient {
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
+            .expect("the aws-lc-rs provider supports the default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self { inner }
+    }
+
+    /// Sends `request`; `timeout` bounds the wait for the response head (bodies stream after).
+    pub async fn send(&self, request: Request<Body>, timeout: Duration) -> Result<Response<Incoming>, SendError> {
+        match tokio::time::timeout(timeout, self.inner.request(request)).await {
+            Err(_) => Err(SendError::Timeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
+            Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,140 @@
+// A real OpenID provider for cloakroom's tests: oidc-provider (OpenID Certified) on 127.0.0.1.
+//
+// The harness starts it with `node server.mjs`, reads one JSON line `{"issuer": ...}` from stdout,
+// and registers one client per test through dynamic client registration (RFC 7591), so every test
+// owns its redirect_uri. The process exits when its stdin closes, i.e. when the test process ends.
+//
+// Settings come from the environment so tests can shape the provider:
+//   ACCESS_TOKEN_TTL   seconds (default 300)
+//   ID_TOKEN_TTL       seconds (default 300)
+import http from 'node:http';
+import Provider, { errors } from 'oidc-provider';
+
+const accounts = {
+  alice: { sub: 'alice', name: 'Alice Example', email: 'alice@example.com', email_verified: true },
+  bob: { sub: 'bob', name: 'Bob Example', email: 'bob@example.com', email_verified: true },
+};
+
+export const API_RESOURCE = 'urn:cloakroom:test-api';
+const ttl = (name, fallback) => Number(process.env[name] || fallback);
+
+const configuration = {
+  clients: [],
+  // Tests read claims from the ID token (userinfo refuses resource-bound JWT access tokens).
+  conformIdTokenClaims: false,
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+  },
+  cookies: { keys: ['cloakroom-test-provider-cookie-key'] },
+  features: {
+    devInteractions: { enabled: false },
+    registration: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    clientCredentials: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => API_RESOURCE,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resourceIndicator) => ({
+        scope: 'api:read',
+        audience: resourceIndicator,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: ttl('ACCESS_TOKEN_TTL', 300),
+      }),
+    },
+  },
+  // PKCE on every authorization-code grant, confidential clients included.
+  pkce: { required: () => true },
+  // Refresh tokens for any client allowed the grant (oidc-provider otherwise also demands prompt=consent).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
+  ttl: {
+    IdToken: ttl('ID_TOKEN_TTL', 300),
+    AccessToken: ttl('ACCESS_TOKEN_TTL', 300),
+    RefreshToken: 24 * 3600,
+  },
+  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  findAccount: async (_ctx, id) => {
+    const account = accounts[id];
+    if (!account) return undefined;
+    return { accountId: id, claims: async () => ({ ...account }) };
+  },
+};
+
+function html(res, status, body) {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`<!doctype html><meta charset="utf-8"><title>Test provider</title>${body}`);
+}
+
+async function readForm(req) {
+  let raw = '';
+  for await (const chunk of req) raw += chunk;
+  return new URLSearchParams(raw);
+}
+
+async function interaction(provider, req, res, uid, action) {
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) throw new errors.SessionNotFound('interaction mismatch');
+  const { prompt, params, session } = details;
+
+  if (prompt.name === 'login') {
+    if (action === 'login' && req.method === 'POST') {
+      const form = await readForm(req);
+      const accountId = form.get('login');
+      if (!accounts[accountId]) return html(res, 400, '<p>unknown user</p>');
+      return provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+    }
+    if (action === 'abort' && req.method === 'POST') {
+      return provider.interactionFinished(req, res, {
+        error: 'access_denied', error_description: 'End-User aborted interaction',
+      }, { mergeWithLastSubmission: false });
+    }
+    const users = Object.keys(accounts).map((id) =>
+      `<button name="login" value="${id}" type="submit">Sign in as ${id}</button>`).join(' ');
+    return html(res, 200, `<h1>Test provider sign-in</h1>
+      <form method="post" action="/interaction/${uid}/login">${users}</form>
+      <form method="post" action="/interaction/${uid}/abort"><button type="submit">Cancel</button></form>`);
+  }
+
+  // Consent: granted automatically for whatever the client asked.
+  const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = prompt.details;
+  let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
+  if (!grant) grant = new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+  if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
+  if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
+  if (missingResourceScopes) {
+    for (const [indicator, scopes] of Object.entries(missingResourceScopes)) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+  }
+  const grantId = await grant.save();
+  return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+const server = http.createServer();
+server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, configuration);
+  const callback = provider.callback();
+
+  server.on('request', async (req, res) => {
+    const match = /^\/interaction\/([^/]+)(?:\/(login|abort))?$/.exec(req.url.split('?')[0]);
+    if (!match) return callback(req, res);
+    try {
+      await interaction(provider, req, res, match[1], match[2]);
+    } catch (err) {
+      html(res, 400, `<p>${String(err.message).replace(/[<>&"]/g, '')}</p>`);
+    }
+  });
+  process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+});
+
+// Exit with the test process: the harness holds our stdin open for as long as it lives.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
