@@ -14,15 +14,15 @@ const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
 /// The cross-site check alone (shared by the header check and the logout form post).
 pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), ApiError> {
-    if let Some(site) = headers.get(SEC_FETCH_SITE) {
-        if site.as_bytes() != b"same-origin" {
-            return Err(ApiError::CrossSiteRequest);
-        }
+    if let Some(site) = headers.get(SEC_FETCH_SITE)
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err(ApiError::CrossSiteRequest);
     }
-    if let Some(origin) = headers.get(ORIGIN) {
-        if origin.as_bytes() != public_origin.as_bytes() {
-            return Err(ApiError::CrossSiteRequest);
-        }
+    if let Some(origin) = headers.get(ORIGIN)
+        && origin.as_bytes() != public_origin.as_bytes()
+    {
+        return Err(ApiError::CrossSiteRequest);
     }
     Ok(())
 }

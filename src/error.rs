@@ -33,17 +33,31 @@ impl ApiError {
         use ApiError::*;
         match self {
             Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"),
-            AccessTokenExpired => (StatusCode::UNAUTHORIZED, "access_token_expired", "the access token has expired; sign in again"),
+            AccessTokenExpired => {
+                (StatusCode::UNAUTHORIZED, "access_token_expired", "the access token has expired; sign in again")
+            }
             CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing", "the anti-CSRF header is required"),
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
-            BadPath => (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes"),
+            BadPath => {
+                (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes")
+            }
             NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"),
-            ProviderUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "the identity provider cannot be reached"),
-            ProviderError => (StatusCode::BAD_GATEWAY, "provider_error", "the identity provider gave an unusable answer"),
-            StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store cannot be reached"),
-            UpstreamUnreachable => (StatusCode::BAD_GATEWAY, "upstream_unreachable", "the upstream service cannot be reached"),
-            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream service did not answer in time"),
+            ProviderUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "the identity provider cannot be reached")
+            }
+            ProviderError => {
+                (StatusCode::BAD_GATEWAY, "provider_error", "the identity provider gave an unusable answer")
+            }
+            StoreUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store cannot be reached")
+            }
+            UpstreamUnreachable => {
+                (StatusCode::BAD_GATEWAY, "upstream_unreachable", "the upstream service cannot be reached")
+            }
+            UpstreamTimeout => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream service did not answer in time")
+            }
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error"),
         }
     }
@@ -58,7 +72,9 @@ impl ApiError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
     /// The provider redirected back with `error=…` (e.g. the user cancelled).
-    ProviderDenied { error: String },
+    ProviderDenied {
+        error: String,
+    },
     /// No pending login matches: missing, unknown, expired or already used `state`, or the login
     /// started in another browser.
     UnknownState,
@@ -79,11 +95,18 @@ impl LoginError {
     pub fn parts(&self) -> (StatusCode, &'static str) {
         use LoginError::*;
         match self {
-            ProviderDenied { error } if error == "access_denied" => (StatusCode::FORBIDDEN, "Sign-in was cancelled or refused."),
+            ProviderDenied { error } if error == "access_denied" => {
+                (StatusCode::FORBIDDEN, "Sign-in was cancelled or refused.")
+            }
             ProviderDenied { .. } => (StatusCode::BAD_REQUEST, "The identity provider could not sign you in."),
-            UnknownState => (StatusCode::BAD_REQUEST, "This sign-in link has expired, was already used, or was started in another browser."),
+            UnknownState => (
+                StatusCode::BAD_REQUEST,
+                "This sign-in link has expired, was already used, or was started in another browser.",
+            ),
             BadCallback(_) => (StatusCode::BAD_REQUEST, "The sign-in response was incomplete or malformed."),
-            IssuerMismatch => (StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected identity provider."),
+            IssuerMismatch => {
+                (StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected identity provider.")
+            }
             CodeRejected => (StatusCode::BAD_REQUEST, "The identity provider refused to complete this sign-in."),
             InvalidIdToken => (StatusCode::BAD_REQUEST, "The identity provider's answer failed verification."),
             ProviderUnavailable => (StatusCode::BAD_GATEWAY, "The identity provider cannot be reached right now."),

@@ -30,8 +30,9 @@ pub struct Router {
 
 impl Router {
     pub fn new(routes: &[RouteConfig]) -> Self {
-        let mut prefixes: Vec<(String, usize)> = routes.iter().enumerate().map(|(i, r)| (r.prefix.clone(), i)).collect();
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let mut prefixes: Vec<(String, usize)> =
+            routes.iter().enumerate().map(|(i, r)| (r.prefix.clone(), i)).collect();
+        prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Self { prefixes }
     }
 

@@ -18,10 +18,8 @@ pub fn parse_filter(level: &str) -> Result<Targets, String> {
 /// Installs the global subscriber once; later calls (tests) keep the first.
 pub fn init(level: &str) {
     let filter = parse_filter(level).unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(true))
-        .with(filter)
-        .try_init();
+    let _ =
+        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_target(true)).with(filter).try_init();
 }
 
 /// A per-request id: a random per-process prefix and a counter, cheap and unique enough to

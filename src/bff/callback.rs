@@ -22,7 +22,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     }
     let query = request.uri().query();
     let param = |name| query_param(query, name);
-    let (Ok(state), Ok(code), Ok(error), Ok(iss)) = (param("state"), param("code"), param("error"), param("iss")) else {
+    let (Ok(state), Ok(code), Ok(error), Ok(iss)) = (param("state"), param("code"), param("error"), param("iss"))
+    else {
         return failure(LoginError::BadCallback("repeated parameter"), None, app);
     };
     let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 512) else {
@@ -60,15 +61,17 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             return fail(match e {
                 OidcError::Rejected(_) => LoginError::CodeRejected,
                 OidcError::InvalidIdToken(_) => LoginError::InvalidIdToken,
-                OidcError::NotReady | OidcError::Unreachable(_) | OidcError::BadResponse(_) => LoginError::ProviderUnavailable,
+                OidcError::NotReady | OidcError::Unreachable(_) | OidcError::BadResponse(_) => {
+                    LoginError::ProviderUnavailable
+                }
             });
         }
     };
     // Rotation at login: whatever session this browser had ends here.
-    if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await {
-        if let Err(e) = app.sessions.end(&old).await {
-            tracing::warn!(error = %e, "could not end the previous session");
-        }
+    if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await
+        && let Err(e) = app.sessions.end(&old).await
+    {
+        tracing::warn!(error = %e, "could not end the previous session");
     }
     let (_, cookie) = match app.sessions.create(tokens, app.config.oidc.logout_id_token_hint).await {
         Ok(created) => created,
@@ -79,7 +82,10 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     };
     let target = escape_html(&pending.return_to);
     let body = format!("<p>Signed in. <a href=\"{target}\">Continue</a></p>");
-    let mut response = html(StatusCode::OK, page("Signed in", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")));
+    let mut response = html(
+        StatusCode::OK,
+        page("Signed in", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")),
+    );
     add_cookie(&mut response, cookie);
     add_cookie(&mut response, app.sessions.cookies().clear_login(&state));
     response

@@ -35,7 +35,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             return LoginError::ProviderUnavailable.response(&retry_href(&return_to));
         }
     };
-    let pending = PendingLogin { pkce_verifier: Secret::new(verifier.secret().clone()), nonce, return_to, expires_at: 0 };
+    let pending =
+        PendingLogin { pkce_verifier: Secret::new(verifier.secret().clone()), nonce, return_to, expires_at: 0 };
     let retry = retry_href(&pending.return_to);
     let cookie = match app.sessions.begin_login(&state, pending).await {
         Ok(cookie) => cookie,

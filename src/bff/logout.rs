@@ -32,12 +32,11 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     let mut id_token_hint = None;
     match app.sessions.lookup(headers).await {
         Ok(Lookup::Found(ticket, session)) => {
-            if let Some(refresh_token) = &session.refresh_token {
-                if app.provider.has_revocation() {
-                    if let Err(e) = app.provider.revoke_refresh_token(refresh_token).await {
-                        tracing::warn!(error = %e, "refresh token revocation failed; the session ends anyway");
-                    }
-                }
+            if let Some(refresh_token) = &session.refresh_token
+                && app.provider.has_revocation()
+                && let Err(e) = app.provider.revoke_refresh_token(refresh_token).await
+            {
+                tracing::warn!(error = %e, "refresh token revocation failed; the session ends anyway");
             }
             if let Err(e) = app.sessions.end(&ticket).await {
                 tracing::error!(error = %e, "cannot delete the session");

@@ -15,7 +15,9 @@ where
 {
     let mut errors = Vec::new();
     for (name, value) in vars {
-        let Some(path) = name.strip_prefix(PREFIX) else { continue };
+        let Some(path) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
         let segments: Vec<String> = path.split("__").map(|s| s.to_ascii_lowercase()).collect();
         let key = segments.join(".");
         if segments.len() < 2 || segments.iter().any(String::is_empty) {
@@ -31,12 +33,11 @@ where
 
 fn parse_value(raw: &str) -> Value {
     let trimmed = raw.trim();
-    if trimmed.starts_with('[') {
-        if let Ok(mut wrapper) = format!("v = {trimmed}").parse::<Table>() {
-            if let Some(value) = wrapper.remove("v") {
-                return value;
-            }
-        }
+    if trimmed.starts_with('[')
+        && let Ok(mut wrapper) = format!("v = {trimmed}").parse::<Table>()
+        && let Some(value) = wrapper.remove("v")
+    {
+        return value;
     }
     Value::String(raw.to_string())
 }
@@ -115,10 +116,8 @@ mod tests {
     #[test]
     fn malformed_names_are_reported_with_their_key() {
         let mut table = Table::new();
-        let errors = apply_overrides(
-            &mut table,
-            vars(&[("CLOAKROOM_LISTEN", "x"), ("CLOAKROOM_ROUTES__5__PREFIX", "/a/")]),
-        );
+        let errors =
+            apply_overrides(&mut table, vars(&[("CLOAKROOM_LISTEN", "x"), ("CLOAKROOM_ROUTES__5__PREFIX", "/a/")]));
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].0, "listen");
         assert_eq!(errors[1].0, "routes.5.prefix");

@@ -173,7 +173,10 @@ impl Config {
     /// Reads `path`, applies the process environment and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError { key: "(file)".into(), message: format!("cannot read {}: {e}", path.display()) }])
+            ConfigErrors(vec![ConfigError {
+                key: "(file)".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
         })?;
         Self::from_toml(&text, std::env::vars())
     }
@@ -184,7 +187,10 @@ impl Config {
         I: IntoIterator<Item = (String, String)>,
     {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigErrors(vec![ConfigError { key: "(file)".into(), message: format!("not valid TOML: {}", e.message()) }])
+            ConfigErrors(vec![ConfigError {
+                key: "(file)".into(),
+                message: format!("not valid TOML: {}", e.message()),
+            }])
         })?;
         let mut errors: Vec<ConfigError> = env::apply_overrides(&mut table, env)
             .into_iter()

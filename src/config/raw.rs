@@ -211,10 +211,7 @@ mod flexible {
     }
 
     pub fn split_list(text: &str) -> Vec<String> {
-        text.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
+        text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(String::from).collect()
     }
 }
 

@@ -27,7 +27,9 @@ pub(super) fn deserialize_sections(mut table: Table, errors: &mut Vec<ConfigErro
 fn remove_path(table: &mut Table, path: &serde_path_to_error::Path) -> bool {
     use serde_path_to_error::Segment;
     let segments: Vec<&Segment> = path.iter().collect();
-    let Some((last, parents)) = segments.split_last() else { return false };
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
     let mut node: &mut Value = match parents.first() {
         Some(Segment::Map { key }) => match table.get_mut(key) {
             Some(v) => v,
@@ -175,7 +177,10 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     if let Some(url) = &public_url {
         check.require_https_unless_loopback("server.public_url", url);
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-            check.fail("server.public_url", "must be an origin only (scheme, host, port), without path, query or credentials");
+            check.fail(
+                "server.public_url",
+                "must be an origin only (scheme, host, port), without path, query or credentials",
+            );
         }
     }
     let public_origin = public_url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
@@ -196,14 +201,17 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         "client_secret_basic" => ClientAuth::ClientSecretBasic,
         "client_secret_post" => ClientAuth::ClientSecretPost,
         other => {
-            check.fail("oidc.client_auth", format!("{other:?} is not one of \"client_secret_basic\", \"client_secret_post\""));
+            check.fail(
+                "oidc.client_auth",
+                format!("{other:?} is not one of \"client_secret_basic\", \"client_secret_post\""),
+            );
             ClientAuth::ClientSecretBasic
         }
     };
     if !raw.oidc.scopes.iter().any(|s| s == "openid") {
         check.fail("oidc.scopes", "must include \"openid\"");
     }
-    for (name, _) in &raw.oidc.extra_auth_params {
+    for name in raw.oidc.extra_auth_params.keys() {
         if RESERVED_AUTH_PARAMS.contains(&name.as_str()) {
             check.fail(format!("oidc.extra_auth_params.{name}"), "is set by cloakroom itself and cannot be overridden");
         }
@@ -222,7 +230,10 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     // [session]
     let cookie_name = raw.session.cookie_name.trim().to_string();
     if !cookie_name.starts_with("__Host-") {
-        check.fail("session.cookie_name", "must start with \"__Host-\" (binds the cookie to this origin: Secure, Path=/, no Domain)");
+        check.fail(
+            "session.cookie_name",
+            "must start with \"__Host-\" (binds the cookie to this origin: Secure, Path=/, no Domain)",
+        );
     } else if cookie_name.len() == "__Host-".len()
         || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
@@ -282,7 +293,13 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
 
     // [log]
     if crate::telemetry::parse_filter(&raw.log.level).is_err() {
-        check.fail("log.level", format!("{:?} is not a level (error, warn, info, debug, trace) or a filter like \"info,cloakroom=debug\"", raw.log.level));
+        check.fail(
+            "log.level",
+            format!(
+                "{:?} is not a level (error, warn, info, debug, trace) or a filter like \"info,cloakroom=debug\"",
+                raw.log.level
+            ),
+        );
     }
 
     // [[routes]]
@@ -312,7 +329,9 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         };
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
-        let Some(upstream) = check.url(&key("upstream"), &route.upstream) else { continue };
+        let Some(upstream) = check.url(&key("upstream"), &route.upstream) else {
+            continue;
+        };
         if upstream.query().is_some() || upstream.fragment().is_some() || !upstream.username().is_empty() {
             check.fail(key("upstream"), "must not carry a query, fragment or credentials");
             continue;
@@ -328,7 +347,11 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         }
         routes.push(RouteConfig {
             prefix,
-            upstream_origin: if upstream.scheme() == "https" { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
+            upstream_origin: if upstream.scheme() == "https" {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
             upstream_authority,
             upstream_path,
             policy,
@@ -375,4 +398,3 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         warnings,
     })
 }
-

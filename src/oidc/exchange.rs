@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
 use openidconnect::{
     AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeVerifier, RefreshToken, RequestTokenError, SignatureVerificationError,
-    TokenResponse,
+    OAuth2TokenResponse, PkceCodeVerifier, RefreshToken, RequestTokenError, SignatureVerificationError, TokenResponse,
 };
 use serde_json::{Map, Value};
 
@@ -36,7 +35,12 @@ enum Failure {
 }
 
 impl Provider {
-    pub async fn exchange_code(&self, code: String, pkce_verifier: &Secret, nonce: &Secret) -> Result<TokenSet, OidcError> {
+    pub async fn exchange_code(
+        &self,
+        code: String,
+        pkce_verifier: &Secret,
+        nonce: &Secret,
+    ) -> Result<TokenSet, OidcError> {
         let discovered = self.ready()?;
         let response = discovered
             .client
@@ -55,7 +59,9 @@ impl Provider {
                 let refreshed = self.refetch_jwks().await?;
                 match self.verify(&refreshed, id_token, &nonce, response.access_token()) {
                     Ok(claims) => claims,
-                    Err(Failure::UnknownKey) => return Err(OidcError::InvalidIdToken("signed with an unknown key".into())),
+                    Err(Failure::UnknownKey) => {
+                        return Err(OidcError::InvalidIdToken("signed with an unknown key".into()));
+                    }
                     Err(Failure::Invalid(reason)) => return Err(OidcError::InvalidIdToken(reason)),
                 }
             }
@@ -80,7 +86,13 @@ impl Provider {
     }
 
     /// Signature (JWKS, asymmetric allowlist), `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`.
-    fn verify(&self, discovered: &Discovered, id_token: &CoreIdToken, nonce: &Nonce, access_token: &AccessToken) -> Result<Map<String, Value>, Failure> {
+    fn verify(
+        &self,
+        discovered: &Discovered,
+        id_token: &CoreIdToken,
+        nonce: &Nonce,
+        access_token: &AccessToken,
+    ) -> Result<Map<String, Value>, Failure> {
         let now = self.clock.now() as i64;
         let skew = self.config.clock_skew.as_secs() as i64;
         let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| Failure::Invalid(e.to_string()))?;
@@ -95,13 +107,16 @@ impl Provider {
             if iat.timestamp() > now + skew { Err("issued in the future (iat)".to_string()) } else { Ok(()) }
         });
         let claims = id_token.claims(&verifier, nonce).map_err(|e| match e {
-            ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => Failure::UnknownKey,
+            ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
+                Failure::UnknownKey
+            }
             other => Failure::Invalid(error_chain(&other)),
         })?;
         if let Some(expected) = claims.access_token_hash() {
             let alg = id_token.signing_alg().map_err(|e| Failure::Invalid(error_chain(&e)))?;
             let key = id_token.signing_key(&verifier).map_err(|e| Failure::Invalid(error_chain(&e)))?;
-            let actual = AccessTokenHash::from_token(access_token, alg, key).map_err(|e| Failure::Invalid(error_chain(&e)))?;
+            let actual =
+                AccessTokenHash::from_token(access_token, alg, key).map_err(|e| Failure::Invalid(error_chain(&e)))?;
             if actual != *expected {
                 return Err(Failure::Invalid("at_hash does not match the access token".into()));
             }
@@ -160,8 +175,10 @@ mod tests {
 
     #[test]
     fn user_claims_drop_protocol_fields() {
-        let claims: Map<String, Value> =
-            serde_json::from_str(r#"{"sub":"a","email":"a@x","nonce":"n","at_hash":"h","aud":"c","exp":1,"iat":1,"iss":"i","sid":"s"}"#).unwrap();
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"sub":"a","email":"a@x","nonce":"n","at_hash":"h","aud":"c","exp":1,"iat":1,"iss":"i","sid":"s"}"#,
+        )
+        .unwrap();
         let kept = user_claims(claims);
         let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
         names.sort();

@@ -20,7 +20,9 @@ impl Provider {
     /// endpoints and so would rule out loopback development providers; the request is small.
     pub async fn revoke_refresh_token(&self, token: &RefreshToken) -> Result<(), OidcError> {
         let discovered = self.ready()?;
-        let Some(endpoint) = discovered.revocation_endpoint.clone() else { return Ok(()) };
+        let Some(endpoint) = discovered.revocation_endpoint.clone() else {
+            return Ok(());
+        };
         let mut form = vec![("token", token.secret().as_str()), ("token_type_hint", "refresh_token")];
         let mut request = http::Request::post(endpoint.as_str())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -38,9 +40,8 @@ impl Provider {
             }
         }
         let body = Serializer::new(String::new()).extend_pairs(form).finish().into_bytes();
-        let request = request
-            .body(body)
-            .map_err(|e| OidcError::BadResponse(format!("building the revocation request: {e}")))?;
+        let request =
+            request.body(body).map_err(|e| OidcError::BadResponse(format!("building the revocation request: {e}")))?;
         let response = self.http.send(request).await.map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
         match response.status() {
             s if s.is_success() => Ok(()),

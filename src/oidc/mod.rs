@@ -53,7 +53,8 @@ pub type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-type OidcClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet>;
+type OidcClient =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet>;
 
 /// Signature algorithms accepted on ID tokens: asymmetric only. Never `none`; never HMAC (a
 /// confidential client's secret must not become a way to mint ID tokens).
@@ -190,7 +191,15 @@ impl Provider {
             ClientAuth::ClientSecretPost => AuthType::RequestBody,
         })
         .set_token_uri(token_uri);
-        Ok(Discovered { client, jwks, jwks_uri, allowed_algs, revocation_endpoint, end_session_endpoint, iss_parameter_required })
+        Ok(Discovered {
+            client,
+            jwks,
+            jwks_uri,
+            allowed_algs,
+            revocation_endpoint,
+            end_session_endpoint,
+            iss_parameter_required,
+        })
     }
 
     /// Refetches the JWKS (key rotation at the provider), at most once per interval.
@@ -222,7 +231,12 @@ impl Provider {
     }
 
     /// The URL to send the browser to: code flow, PKCE S256, `state` and `nonce` always.
-    pub fn authorization_url(&self, state: &str, nonce: &Secret, pkce_challenge: PkceCodeChallenge) -> Result<Url, OidcError> {
+    pub fn authorization_url(
+        &self,
+        state: &str,
+        nonce: &Secret,
+        pkce_challenge: PkceCodeChallenge,
+    ) -> Result<Url, OidcError> {
         let discovered = self.ready()?;
         let state = CsrfToken::new(state.to_string());
         let nonce = Nonce::new(nonce.expose().to_string());

@@ -56,10 +56,10 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
         .map(String::from)
         .collect();
     headers.remove(header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::try_from(kept.join("; ")) {
-            headers.insert(header::COOKIE, value);
-        }
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::try_from(kept.join("; "))
+    {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -161,7 +161,10 @@ mod tests {
             ("x-real-ip", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(&mut headers, &Forwarded { client_ip: "127.0.0.1".into(), proto: "http", host: Some("app.example") });
+        set_forwarded(
+            &mut headers,
+            &Forwarded { client_ip: "127.0.0.1".into(), proto: "http", host: Some("app.example") },
+        );
         assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "app.example");

@@ -54,19 +54,26 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     };
 
     let (mut parts, body) = request.into_parts();
-    let original_host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).map(String::from)
+    let original_host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(String::from)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()));
 
     // Target: the route's upstream base path + the rest of the request path, query kept.
     let rest = &parts.uri.path()[route.prefix.len()..];
-    let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1 + parts.uri.query().map_or(0, str::len));
+    let mut path =
+        String::with_capacity(route.upstream_path.len() + rest.len() + 1 + parts.uri.query().map_or(0, str::len));
     path.push_str(&route.upstream_path);
     path.push_str(rest);
     if let Some(query) = parts.uri.query() {
         path.push('?');
         path.push_str(query);
     }
-    let Ok(path_and_query) = PathAndQuery::try_from(path) else { return ApiError::BadPath.response() };
+    let Ok(path_and_query) = PathAndQuery::try_from(path) else {
+        return ApiError::BadPath.response();
+    };
     let Ok(uri) = Uri::builder()
         .scheme(route.upstream_origin.clone())
         .authority(route.upstream_authority.clone())
@@ -79,7 +86,10 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     strip_own_cookies(headers, app.sessions.cookies());
-    headers::set_forwarded(headers, &Forwarded { client_ip: peer.ip().to_string(), proto: "http", host: original_host.as_deref() });
+    headers::set_forwarded(
+        headers,
+        &Forwarded { client_ip: peer.ip().to_string(), proto: "http", host: original_host.as_deref() },
+    );
     if let Ok(host) = HeaderValue::try_from(route.upstream_authority.as_str()) {
         headers.insert(HOST, host);
     }

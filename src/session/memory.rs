@@ -41,10 +41,23 @@ impl Expiry<StoreKey, Arc<Entry>> for SlidingExpiry {
     fn expire_after_create(&self, _: &StoreKey, value: &Arc<Entry>, _: Instant) -> Option<Duration> {
         Some(self.remaining(value))
     }
-    fn expire_after_read(&self, _: &StoreKey, value: &Arc<Entry>, _: Instant, _: Option<Duration>, _: Instant) -> Option<Duration> {
+    fn expire_after_read(
+        &self,
+        _: &StoreKey,
+        value: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(self.remaining(value))
     }
-    fn expire_after_update(&self, _: &StoreKey, value: &Arc<Entry>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &StoreKey,
+        value: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(self.remaining(value))
     }
 }
@@ -78,7 +91,9 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
-        let Some(entry) = self.sessions.get(key).await else { return Ok(None) };
+        let Some(entry) = self.sessions.get(key).await else {
+            return Ok(None);
+        };
         let last_seen = entry.last_seen.load(Ordering::Relaxed);
         if now >= entry.expires_at || now.saturating_sub(last_seen) >= self.idle_secs {
             self.sessions.invalidate(key).await;
@@ -131,7 +146,10 @@ mod tests {
         for i in 0..1000u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_be_bytes());
-            store.put_pending(StoreKey(key), SealedRecord { sealed: Bytes::from_static(b"x"), expires_at: u64::MAX }).await.unwrap();
+            store
+                .put_pending(StoreKey(key), SealedRecord { sealed: Bytes::from_static(b"x"), expires_at: u64::MAX })
+                .await
+                .unwrap();
         }
         store.sync().await;
         assert!(store.pending.entry_count() <= 10, "{} pending logins kept", store.pending.entry_count());

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use openidconnect::{AccessToken, RefreshToken};
 use seal::{KeyRing, Purpose};
 use serde::{Deserialize, Serialize};
+pub use sessions::{Lookup, Sessions, random_token};
 use std::future::Future;
 use std::time::Duration;
-pub use sessions::{Lookup, Sessions, random_token};
 pub use ticket::{SessionTicket, StoreKey};
 
 /// A signed-in user's state. Lives only sealed in the store; never serialized anywhere else.
@@ -78,7 +78,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session's sealed record, sliding its idle deadline; `None` when absent, idle for too
     /// long, or past its absolute expiry.
     fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
-    fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn save(
+        &self,
+        key: StoreKey,
+        record: SealedRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn remove(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn put_pending(&self, key: StoreKey, record: SealedRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes and returns a pending login: the second take of the same key gets `None`.

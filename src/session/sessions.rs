@@ -59,10 +59,16 @@ impl Sessions {
     }
 
     pub async fn lookup(&self, headers: &HeaderMap) -> Result<Lookup, StoreError> {
-        let Some(value) = cookie::find(headers, self.cookies.name()) else { return Ok(Lookup::None) };
-        let Some(ticket) = SessionTicket::parse(value) else { return Ok(Lookup::Stale) };
+        let Some(value) = cookie::find(headers, self.cookies.name()) else {
+            return Ok(Lookup::None);
+        };
+        let Some(ticket) = SessionTicket::parse(value) else {
+            return Ok(Lookup::Stale);
+        };
         let now = self.clock.now();
-        let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else { return Ok(Lookup::Stale) };
+        let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else {
+            return Ok(Lookup::Stale);
+        };
         let Some(session) = self.sealer.open_session(&ticket, &sealed) else {
             tracing::debug!(session = %ticket.store_key().log_id(), "a session cookie did not open its record");
             return Ok(Lookup::Stale);
@@ -75,7 +81,11 @@ impl Sessions {
     }
 
     /// Creates a session under a brand-new ticket (never a reused id: no fixation).
-    pub async fn create(&self, tokens: TokenSet, keep_id_token: bool) -> Result<(SessionTicket, HeaderValue), StoreError> {
+    pub async fn create(
+        &self,
+        tokens: TokenSet,
+        keep_id_token: bool,
+    ) -> Result<(SessionTicket, HeaderValue), StoreError> {
         let now = self.clock.now();
         let session = Session {
             sub: tokens.sub,
@@ -113,9 +123,13 @@ impl Sessions {
     /// Takes the pending login for `state` if this browser holds its login cookie. Single use:
     /// whatever the outcome, the same `state` never works twice.
     pub async fn take_login(&self, state: &str, headers: &HeaderMap) -> Result<Option<PendingLogin>, StoreError> {
-        let Some(secret) = cookie::find(headers, &self.cookies.login_cookie_name(state)) else { return Ok(None) };
+        let Some(secret) = cookie::find(headers, &self.cookies.login_cookie_name(state)) else {
+            return Ok(None);
+        };
         let key = pending_key(state);
-        let Some(sealed) = self.store.take_pending(&key, self.clock.now()).await? else { return Ok(None) };
+        let Some(sealed) = self.store.take_pending(&key, self.clock.now()).await? else {
+            return Ok(None);
+        };
         Ok(self.sealer.open_pending(&key, secret.as_bytes(), &sealed))
     }
 

@@ -122,7 +122,19 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const provider = new Provider(issuer, configuration);
   const callback = provider.callback();
 
+  // Test-only observation: what the provider issued and revoked, so tests can check at the
+  // provider (e.g. introspect a refresh token after logout) and count token-endpoint calls.
+  const events = [];
+  provider.on('grant.success', (ctx) => events.push({ type: 'grant.success', grant_type: ctx.oidc.params?.grant_type }));
+  provider.on('grant.error', (ctx, err) => events.push({ type: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error }));
+  provider.on('refresh_token.saved', (token) => events.push({ type: 'refresh_token.saved', token: token.jti, grantId: token.grantId }));
+  provider.on('grant.revoked', (_ctx, grantId) => events.push({ type: 'grant.revoked', grantId }));
+
   server.on('request', async (req, res) => {
+    if (req.url === '/__test/events') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(events));
+    }
     const match = /^\/interaction\/([^/]+)(?:\/(login|abort))?$/.exec(req.url.split('?')[0]);
     if (!match) return callback(req, res);
     try {

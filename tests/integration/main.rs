@@ -1,0 +1,9 @@
+//! Integration tests: cloakroom in-process against the real `oidc-provider`, a recording
+//! upstream, and a cookie-jar browser.
+
+mod callback;
+mod journey;
+mod logout;
+mod proxy;
+mod sessions;
+mod support;

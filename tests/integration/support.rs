@@ -1,0 +1,614 @@
+//! The test harness: a real OpenID provider, a recording upstream, cloakroom in-process on
+//! ephemeral ports, and a cookie-jar browser with redirects off that walks logins step by step.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use cloakroom::clock::ManualClock;
+use cloakroom::config::Config;
+use cloakroom::respond::{Body, empty, full};
+use cloakroom::server::Listeners;
+use cloakroom::upstream::HttpClient;
+use http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// The real provider: npm `oidc-provider`, one process per test binary (or per special config).
+
+pub struct ProviderProcess {
+    pub issuer: String,
+    _child: Mutex<Child>,
+}
+
+static PROVIDER: OnceLock<ProviderProcess> = OnceLock::new();
+
+/// The shared provider (default settings), started on first use.
+pub fn provider() -> &'static ProviderProcess {
+    PROVIDER.get_or_init(|| start_provider(&[]))
+}
+
+/// A provider of its own, for tests that need special settings (e.g. short token lifetimes).
+pub fn start_provider(env: &[(&str, &str)]) -> ProviderProcess {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/provider");
+    assert!(
+        std::path::Path::new(dir).join("node_modules/oidc-provider").exists(),
+        "the test provider is not installed: run `npm ci` in tests/provider (./scripts/test does it)"
+    );
+    let mut command = Command::new("node");
+    command.arg("server.mjs").current_dir(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("node runs");
+    // The provider exits when its stdin closes, i.e. when this test process ends.
+    let stdin = child.stdin.take().expect("piped stdin");
+    std::mem::forget(stdin);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("the provider prints its issuer");
+    // Keep the pipe open: a closed stdout would kill the provider at its next write (EPIPE).
+    std::mem::forget(reader);
+    let parsed: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("provider said {line:?}: {e}"));
+    ProviderProcess { issuer: parsed["issuer"].as_str().unwrap().to_string(), _child: Mutex::new(child) }
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Dynamic client registration (RFC 7591): every test owns its client and redirect URI.
+pub async fn register_client(issuer: &str, origin: &str, auth_method: &str) -> RegisteredClient {
+    let body = serde_json::json!({
+        "redirect_uris": [format!("{origin}/bff/callback")],
+        "post_logout_redirect_uris": [format!("{origin}/")],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": auth_method,
+    });
+    let response =
+        http_call(Method::POST, &format!("{issuer}/reg"), Some(("application/json", body.to_string())), &[]).await;
+    assert_eq!(response.status, 201, "registration failed: {}", response.text());
+    let json = response.json();
+    RegisteredClient {
+        client_id: json["client_id"].as_str().unwrap().into(),
+        client_secret: json["client_secret"].as_str().unwrap().into(),
+    }
+}
+
+pub async fn provider_events(issuer: &str) -> Vec<Value> {
+    http_call(Method::GET, &format!("{issuer}/__test/events"), None, &[])
+        .await
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// RFC 7662 introspection at the provider: is this token still active?
+pub async fn introspect(issuer: &str, client: &RegisteredClient, token: &str) -> bool {
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.client_id, client.client_secret));
+    let body = format!("token={token}");
+    let response = http_call(
+        Method::POST,
+        &format!("{issuer}/token/introspection"),
+        Some(("application/x-www-form-urlencoded", body)),
+        &[("authorization", &format!("Basic {basic}"))],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()["active"].as_bool().unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain HTTP calls (no cookies).
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+    }
+    pub fn location(&self) -> Option<&str> {
+        self.header(LOCATION.as_str())
+    }
+}
+
+/// A fresh client per call: pooled connections belong to the runtime that opened them, and each
+/// `#[tokio::test]` has its own runtime.
+fn client() -> HttpClient {
+    HttpClient::new(Duration::from_secs(5))
+}
+
+pub async fn http_call(method: Method, url: &str, body: Option<(&str, String)>, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = match body {
+        Some((content_type, text)) => {
+            builder = builder.header(CONTENT_TYPE, content_type);
+            full(text)
+        }
+        None => empty(),
+    };
+    send(builder.body(body).unwrap()).await
+}
+
+pub async fn send(request: Request<Body>) -> Reply {
+    let response = client().send(request, Duration::from_secs(30)).await.expect("request sent");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body read").to_bytes();
+    Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser: a cookie jar, redirects off, and a record of everything it received.
+
+#[derive(Debug, Clone)]
+struct JarCookie {
+    name: String,
+    value: String,
+    path: String,
+}
+
+#[derive(Default)]
+pub struct Browser {
+    jar: Vec<JarCookie>,
+    /// Every header and body this browser received, for token scans.
+    pub received: Vec<u8>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.iter().find(|c| c.name == name).map(|c| c.value.clone())
+    }
+
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.jar.retain(|c| c.name != name);
+        self.jar.push(JarCookie { name: name.into(), value: value.into(), path: "/".into() });
+    }
+
+    pub fn cookie_names(&self) -> Vec<String> {
+        self.jar.iter().map(|c| c.name.clone()).collect()
+    }
+
+    fn cookie_header(&self, path: &str) -> Option<String> {
+        let pairs: Vec<String> = self
+            .jar
+            .iter()
+            .filter(|c| {
+                path == c.path || path.starts_with(&format!("{}/", c.path.trim_end_matches('/'))) || c.path == "/"
+            })
+            .map(|c| format!("{}={}", c.name, c.value))
+            .collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    fn store(&mut self, reply: &Reply) {
+        for header in reply.set_cookies() {
+            let Ok(parsed) = cookie::Cookie::parse(header.clone()) else {
+                continue;
+            };
+            let path = parsed.path().unwrap_or("/").to_string();
+            let name = parsed.name().to_string();
+            self.jar.retain(|c| !(c.name == name && c.path == path));
+            let expired = parsed.max_age().is_some_and(|age| age.is_zero() || age.is_negative())
+                || matches!(parsed.expires(), Some(cookie::Expiration::DateTime(t)) if t < cookie::time::OffsetDateTime::now_utc());
+            if !expired {
+                self.jar.push(JarCookie { name, value: parsed.value().to_string(), path });
+            }
+        }
+        for (name, value) in &reply.headers {
+            self.received.extend_from_slice(name.as_str().as_bytes());
+            self.received.extend_from_slice(b": ");
+            self.received.extend_from_slice(value.as_bytes());
+            self.received.push(b'\n');
+        }
+        self.received.extend_from_slice(&reply.body);
+    }
+
+    pub async fn request(
+        &mut self,
+        method: Method,
+        url: &str,
+        body: Option<(&str, String)>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let path = url::Url::parse(url).unwrap().path().to_string();
+        let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if let Some(cookies) = self.cookie_header(&path) {
+            all.push((COOKIE.as_str(), cookies));
+        }
+        let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = http_call(method, url, body, &refs).await;
+        self.store(&reply);
+        reply
+    }
+
+    pub async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(Method::GET, url, None, headers).await
+    }
+
+    /// Follows redirects with GET until `stop(url)` says so (returning that URL unvisited) or a
+    /// non-redirect answer arrives (returning its URL and reply).
+    pub async fn follow(&mut self, start: &str, stop: impl Fn(&str) -> bool) -> (String, Reply) {
+        let mut url = start.to_string();
+        for _ in 0..20 {
+            let reply = self.get(&url, &[]).await;
+            match reply.location() {
+                Some(location) if (300..400).contains(&reply.status) => {
+                    url = url::Url::parse(&url).unwrap().join(location).unwrap().to_string();
+                    if stop(&url) {
+                        return (url, reply);
+                    }
+                }
+                _ => return (url, reply),
+            }
+        }
+        panic!("redirect loop from {start}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The recording upstream.
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let record = record.clone();
+                        async move { Ok::<_, std::convert::Infallible>(upstream_answer(request, record).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn upstream_answer(request: Request<Incoming>, record: Arc<Mutex<Vec<Recorded>>>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    record.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+    });
+    let path = parts.uri.path();
+    let mut response = match path {
+        p if p.ends_with("/slow") => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Response::new(full("late"))
+        }
+        p if p.ends_with("/set-cookie") => {
+            let mut r = Response::new(full("{}"));
+            r.headers_mut().append(SET_COOKIE, "__Host-cloakroom=planted; Path=/; Secure; HttpOnly".parse().unwrap());
+            r.headers_mut().append(SET_COOKIE, "app=1; Path=/".parse().unwrap());
+            r
+        }
+        p if p.ends_with("/upload") => {
+            let mut body = body;
+            let mut bytes = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map(|f| f.into_data()) {
+                    bytes += data.map(|d| d.len() as u64).unwrap_or(0);
+                }
+            }
+            Response::new(full(serde_json::json!({ "bytes": bytes }).to_string()))
+        }
+        p if p.ends_with("/download") => {
+            let size: u64 =
+                parts.uri.query().and_then(|q| q.strip_prefix("bytes=")).and_then(|n| n.parse().ok()).unwrap_or(0);
+            Response::new(GeneratedBody::new(size).boxed())
+        }
+        _ => Response::new(full(
+            serde_json::json!({ "path": path, "authorization": parts.headers.contains_key("authorization") })
+                .to_string(),
+        )),
+    };
+    response.headers_mut().insert(CONTENT_TYPE, "application/json".parse().unwrap());
+    response.headers_mut().insert("connection", "x-upstream-hop".parse().unwrap());
+    response.headers_mut().insert("x-upstream-hop", "1".parse().unwrap());
+    response
+}
+
+/// A body of `remaining` bytes produced lazily in 256 KiB chunks: never held whole in memory.
+pub struct GeneratedBody {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl GeneratedBody {
+    pub fn new(size: u64) -> Self {
+        Self { remaining: size, chunk: Bytes::from(vec![b'x'; 256 * 1024]) }
+    }
+}
+
+impl hyper::body::Body for GeneratedBody {
+    type Data = Bytes;
+    type Error = cloakroom::respond::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64) as usize;
+        self.remaining -= n as u64;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(self.chunk.slice(..n)))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cloakroom under test.
+
+pub struct Bff {
+    pub server: cloakroom::Server,
+    pub origin: String,
+    pub admin: String,
+    pub issuer: String,
+    pub client: RegisteredClient,
+    pub clock: Arc<ManualClock>,
+    pub upstream: Upstream,
+}
+
+pub struct BffOptions {
+    pub issuer: Option<String>,
+    pub auth_method: &'static str,
+    /// Appended to the generated config (extra sections or keys).
+    pub extra_toml: String,
+    /// Extra `[[routes]]` entries besides the default `/api/` (user) one.
+    pub extra_routes: String,
+    pub wait_ready: bool,
+}
+
+impl Default for BffOptions {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            auth_method: "client_secret_basic",
+            extra_toml: String::new(),
+            extra_routes: String::new(),
+            wait_ready: true,
+        }
+    }
+}
+
+pub const CSRF: (&str, &str) = ("x-csrf", "1");
+
+impl Bff {
+    pub async fn start() -> Bff {
+        Self::start_with(BffOptions::default()).await
+    }
+
+    pub async fn start_with(options: BffOptions) -> Bff {
+        cloakroom::install_crypto_provider();
+        init_logging();
+        let issuer = options.issuer.clone().unwrap_or_else(|| provider().issuer.clone());
+        let main = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", main.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let client = if options.wait_ready {
+            register_client(&issuer, &origin, options.auth_method).await
+        } else {
+            RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into() }
+        };
+        let upstream = Upstream::start().await;
+        let upstream_url = format!("http://{}", upstream.addr);
+        let toml = format!(
+            r#"
+[server]
+public_url = "{origin}"
+shutdown_timeout = "5s"
+[oidc]
+issuer = "{issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+client_auth = "{auth_method}"
+[session]
+keys = ["{key}"]
+[log]
+level = "trace"
+[[routes]]
+prefix = "/api/"
+upstream = "{upstream_url}/api/"
+token = "user"
+connect_timeout = "1s"
+timeout = "2s"
+{extra_routes}
+{extra_toml}
+"#,
+            client_id = client.client_id,
+            client_secret = client.client_secret,
+            auth_method = options.auth_method,
+            key = test_key(),
+            extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
+            extra_toml = options.extra_toml,
+        );
+        let config = Config::from_toml(&toml, Vec::new()).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let clock = Arc::new(ManualClock::new());
+        let listeners = Listeners::from_std(main, admin).unwrap();
+        let server = cloakroom::start(config, listeners, clock.clone()).unwrap();
+        let bff = Bff { server, origin, admin: admin_url, issuer, client, clock, upstream };
+        if options.wait_ready {
+            for _ in 0..200 {
+                if bff.server.app.is_ready() {
+                    return bff;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("cloakroom did not become ready (provider discovery)");
+        }
+        bff
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    pub fn cookie_name(&self) -> &'static str {
+        "__Host-cloakroom"
+    }
+
+    pub async fn session_count(&self) -> u64 {
+        self.server.app.sessions.store().sync().await;
+        self.server.app.sessions.store().session_count()
+    }
+
+    /// Runs a whole sign-in as `user`, returning the page the callback answered with.
+    pub async fn login(&self, browser: &mut Browser, user: &str, return_url: &str) -> Reply {
+        let callback = self.authorize(browser, user, return_url).await;
+        browser.get(&callback, &[]).await
+    }
+
+    /// Walks the login up to (not including) the callback; returns the callback URL.
+    pub async fn authorize(&self, browser: &mut Browser, user: &str, return_url: &str) -> String {
+        let encoded: String = url::form_urlencoded::byte_serialize(return_url.as_bytes()).collect();
+        let start = browser.get(&self.url(&format!("/bff/login?returnUrl={encoded}")), &[]).await;
+        assert_eq!(start.status, 302, "{}", start.text());
+        let authorize = start.location().unwrap().to_string();
+        assert!(authorize.starts_with(&self.issuer), "login redirected to {authorize}");
+        let callback_prefix = self.url("/bff/callback");
+        let (page_url, page) = browser.follow(&authorize, |u| u.starts_with(&callback_prefix)).await;
+        if page_url.starts_with(&callback_prefix) {
+            return page_url; // the provider still had a session for this browser (SSO)
+        }
+        assert_eq!(page.status, 200, "expected the provider's sign-in page at {page_url}: {}", page.text());
+        let uid = page_url.rsplit('/').next().unwrap().to_string();
+        let submitted = browser
+            .request(
+                Method::POST,
+                &format!("{}/interaction/{uid}/login", self.issuer),
+                Some(("application/x-www-form-urlencoded", format!("login={user}"))),
+                &[],
+            )
+            .await;
+        assert!(submitted.status == 303 || submitted.status == 302, "{}", submitted.text());
+        let next = url::Url::parse(&self.issuer).unwrap().join(submitted.location().unwrap()).unwrap().to_string();
+        let (callback, _) = browser.follow(&next, |u| u.starts_with(&callback_prefix)).await;
+        assert!(callback.starts_with(&callback_prefix), "the provider did not redirect to the callback: {callback}");
+        callback
+    }
+
+    pub async fn user(&self, browser: &mut Browser) -> Reply {
+        browser.get(&self.url("/bff/user"), &[CSRF]).await
+    }
+}
+
+pub fn test_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([42u8; 32])
+}
+
+/// Captures every log line (at trace level) of this test process, for "no token in logs" checks.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOG_BUFFER.get_or_init(Default::default).lock().unwrap()).into_owned()
+}
+
+static LOG_BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for BufferWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let buffer = LOG_BUFFER.get_or_init(Default::default).clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || BufferWriter(buffer.clone()))
+            .try_init();
+    });
+}
+
+/// The session ticket as the test browser holds it.
+pub fn session_cookie(browser: &Browser) -> Option<String> {
+    browser.cookie("__Host-cloakroom")
+}
+
+pub fn status(reply: &Reply) -> StatusCode {
+    StatusCode::from_u16(reply.status).unwrap()
+}
