@@ -1,1 +1,206 @@
+//! `/bff/login` and `/bff/callback`: what must be sent, and every bad callback refused with a
+//! readable page, a 4xx, and no session created.
 
+use crate::support::*;
+use http::Method;
+use std::collections::HashMap;
+
+fn query(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+fn with_query(url: &str, change: impl FnOnce(&mut Vec<(String, String)>)) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    let mut pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+    change(&mut pairs);
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    parsed.to_string()
+}
+
+/// A refused callback: an HTML page with a way to try again, no session, nothing stored.
+async fn assert_refused(bff: &Bff, browser: &Browser, reply: &Reply, status: u16) {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert!(reply.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert!(reply.text().contains("Try again") && reply.text().contains("/bff/login"), "{}", reply.text());
+    assert!(!reply.set_cookies().iter().any(|c| c.starts_with("__Host-cloakroom=") && !c.contains("Max-Age=0")));
+    assert!(session_cookie(browser).is_none(), "a session cookie was set");
+    assert_eq!(bff.session_count().await, 0, "a session was stored");
+}
+
+#[tokio::test]
+async fn login_sends_pkce_s256_state_and_nonce_and_a_lax_login_cookie() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let reply = browser.get(&bff.url("/bff/login?returnUrl=%2Fx"), &[]).await;
+    assert_eq!(reply.status, 302);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let params = query(reply.location().unwrap());
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["client_id"], bff.client.client_id);
+    assert_eq!(params["redirect_uri"], bff.url("/bff/callback"));
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["code_challenge"].len(), 43);
+    assert!(params["state"].len() >= 43 && params["nonce"].len() >= 43);
+    let scopes: Vec<&str> = params["scope"].split(' ').collect();
+    assert!(scopes.contains(&"openid") && scopes.contains(&"offline_access"), "{scopes:?}");
+    assert_eq!(scopes.iter().filter(|s| **s == "openid").count(), 1);
+    let cookie = reply.set_cookies().into_iter().find(|c| c.starts_with("__Host-cloakroom-login-")).unwrap();
+    for attribute in ["HttpOnly", "Secure", "Path=/", "SameSite=Lax", "Max-Age=600"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    // Two logins never share state or nonce.
+    let again = query(browser.get(&bff.url("/bff/login"), &[]).await.location().unwrap());
+    assert_ne!(again["state"], params["state"]);
+    assert_ne!(again["nonce"], params["nonce"]);
+    assert_ne!(again["code_challenge"], params["code_challenge"]);
+}
+
+#[tokio::test]
+async fn return_urls_leaving_the_origin_fall_back_to_root() {
+    let bff = Bff::start().await;
+    for hostile in ["//evil.example/x", "https://evil.example/", "/\\evil.example", "/%2F%2Fevil.example"] {
+        let mut browser = Browser::new();
+        let page = bff.login(&mut browser, "alice", hostile).await;
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains(r#"content="0;url=/""#), "{hostile}: {}", page.text());
+        assert!(!page.text().contains("evil.example"), "{hostile}");
+    }
+}
+
+#[tokio::test]
+async fn a_callback_without_state_or_with_an_unknown_one_is_refused() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let reply = browser.get(&bff.url("/bff/callback?code=abc"), &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+    let reply = browser.get(&bff.url("/bff/callback?code=abc&state=made-up"), &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+    let reply = browser.get(&bff.url("/bff/callback"), &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+    let reply = browser.request(Method::POST, &bff.url("/bff/callback?code=abc&state=x"), None, &[]).await;
+    assert_eq!(reply.status, 405);
+}
+
+#[tokio::test]
+async fn a_callback_delivered_to_another_browser_is_refused_and_the_right_one_still_finishes() {
+    let bff = Bff::start().await;
+    let mut victim = Browser::new();
+    let callback = bff.authorize(&mut victim, "alice", "/").await;
+    let mut attacker = Browser::new();
+    let reply = attacker.get(&callback, &[]).await;
+    assert_refused(&bff, &attacker, &reply, 400).await;
+    // Login CSRF failed, and it did not burn the victim's own login.
+    let reply = victim.get(&callback, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(bff.user(&mut victim).await.json()["sub"], "alice");
+}
+
+#[tokio::test]
+async fn a_replayed_callback_creates_nothing() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    let login_cookie = browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-cloakroom-login-")).unwrap();
+    let login_secret = browser.cookie(&login_cookie).unwrap();
+    assert_eq!(browser.get(&callback, &[]).await.status, 200);
+    let ticket = session_cookie(&browser).unwrap();
+    // Even with the login cookie put back (a captured one), the pending login was single use.
+    browser.set_cookie(&login_cookie, &login_secret);
+    let reply = browser.get(&callback, &[]).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(session_cookie(&browser), Some(ticket), "the replay touched the session");
+    assert_eq!(bff.session_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_code_replayed_under_a_new_state_is_refused_by_the_provider() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let first = bff.authorize(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&first, &[]).await.status, 200);
+    let code = query(&first)["code"].clone();
+
+    let mut other = Browser::new();
+    let start = other.get(&bff.url("/bff/login"), &[]).await;
+    let state = query(start.location().unwrap())["state"].clone();
+    let crafted = with_query(&first, |pairs| {
+        pairs.retain(|(k, _)| k != "state");
+        pairs.push(("state".into(), state));
+        pairs.retain(|(k, _)| k != "code");
+        pairs.push(("code".into(), code));
+    });
+    let reply = other.get(&crafted, &[]).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("refused"), "{}", reply.text());
+    assert!(session_cookie(&other).is_none());
+    assert_eq!(bff.session_count().await, 1);
+}
+
+#[tokio::test]
+async fn the_issuer_in_the_callback_must_be_ours() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    assert_eq!(query(&callback)["iss"], bff.issuer, "the provider sends iss (RFC 9207)");
+    let forged = with_query(&callback, |pairs| {
+        for (k, v) in pairs.iter_mut() {
+            if k == "iss" {
+                *v = "https://evil.example".into();
+            }
+        }
+    });
+    let reply = browser.get(&forged, &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+    assert!(reply.text().contains("unexpected identity provider"));
+
+    // The provider promises iss; a callback without it is refused too.
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    let stripped = with_query(&callback, |pairs| pairs.retain(|(k, _)| k != "iss"));
+    let reply = browser.get(&stripped, &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+}
+
+#[tokio::test]
+async fn a_callback_missing_its_code_or_repeating_a_parameter_is_refused() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    let no_code = with_query(&callback, |pairs| pairs.retain(|(k, _)| k != "code"));
+    let reply = browser.get(&no_code, &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    let state = query(&callback)["state"].clone();
+    let doubled = with_query(&callback, |pairs| pairs.push(("state".into(), state)));
+    let reply = browser.get(&doubled, &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_sign_in_is_a_readable_403() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let start = browser.get(&bff.url("/bff/login?returnUrl=%2Fback"), &[]).await;
+    let (page_url, _) = browser.follow(start.location().unwrap(), |_| false).await;
+    let uid = page_url.rsplit('/').next().unwrap();
+    let aborted = browser.request(Method::POST, &format!("{}/interaction/{uid}/abort", bff.issuer), None, &[]).await;
+    let next = url::Url::parse(&bff.issuer).unwrap().join(aborted.location().unwrap()).unwrap().to_string();
+    let prefix = bff.url("/bff/callback");
+    let (callback, _) = browser.follow(&next, |u| u.starts_with(&prefix)).await;
+    assert_eq!(query(&callback)["error"], "access_denied");
+    let reply = browser.get(&callback, &[]).await;
+    assert_refused(&bff, &browser, &reply, 403).await;
+    assert!(reply.text().contains("returnUrl=%2Fback"), "try again keeps the return path: {}", reply.text());
+    assert!(!browser.cookie_names().iter().any(|n| n.starts_with("__Host-cloakroom-login-")), "login cookie left");
+}
+
+#[tokio::test]
+async fn a_pending_login_expires() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    bff.clock.advance(11 * 60);
+    let reply = browser.get(&callback, &[]).await;
+    assert_refused(&bff, &browser, &reply, 400).await;
+}

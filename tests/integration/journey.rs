@@ -3,20 +3,10 @@
 use crate::support::*;
 use http::Method;
 use serde_json::Value;
-
-fn find_refresh_token(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "refresh_token.saved")
-        .filter_map(|e| e["token"].as_str().map(String::from))
-        .collect()
-}
-
 #[tokio::test]
 async fn login_user_api_logout_and_no_token_reaches_the_browser() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
-    let before = find_refresh_token(&provider_events(&bff.issuer).await);
 
     // Sign in, coming back to /app/page.
     let landing = bff.login(&mut browser, "alice", "/app/page?tab=1").await;
@@ -74,9 +64,9 @@ async fn login_user_api_logout_and_no_token_reaches_the_browser() {
     assert_eq!(upstream.headers["x-forwarded-host"], bff.origin.trim_start_matches("http://"));
     assert!(api.header("x-upstream-hop").is_none(), "a hop-by-hop header named in Connection came back");
 
-    let refresh_tokens: Vec<String> =
-        find_refresh_token(&provider_events(&bff.issuer).await).into_iter().filter(|t| !before.contains(t)).collect();
-    let refresh_token = refresh_tokens.last().expect("the provider issued a refresh token").clone();
+    let refresh_tokens = refresh_tokens_issued(&bff.issuer, &bff.client).await;
+    assert_eq!(refresh_tokens.len(), 1, "one login, one refresh token");
+    let refresh_token = refresh_tokens[0].clone();
     assert!(introspect(&bff.issuer, &bff.client, &refresh_token).await);
 
     // Logout: revoke at the provider, forget the session, clear the cookie.
@@ -148,17 +138,10 @@ async fn two_tabs_can_sign_in_at_once_and_each_returns_to_its_page() {
 async fn client_secret_post_works_for_the_exchange_and_the_revocation() {
     let bff = Bff::start_with(BffOptions { auth_method: "client_secret_post", ..Default::default() }).await;
     let mut browser = Browser::new();
-    let before = provider_events(&bff.issuer).await.len();
     assert_eq!(bff.login(&mut browser, "bob", "/").await.status, 200);
     assert_eq!(bff.user(&mut browser).await.json()["sub"], "bob");
-    let events = provider_events(&bff.issuer).await;
-    let refresh_token = events[before..]
-        .iter()
-        .filter(|e| e["type"] == "refresh_token.saved")
-        .filter_map(|e| e["token"].as_str())
-        .next_back()
-        .unwrap()
-        .to_string();
+    let refresh_token = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().expect("a refresh token");
+    assert!(introspect(&bff.issuer, &bff.client, &refresh_token).await);
     let logout = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
     assert_eq!(logout.status, 200);
     assert!(!introspect(&bff.issuer, &bff.client, &refresh_token).await);

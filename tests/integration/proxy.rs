@@ -1,1 +1,200 @@
+//! The API proxy: refusals never reach the upstream; policies, hygiene and failures as specified.
 
+use crate::support::*;
+use http::Method;
+
+fn routes() -> BffOptions {
+    BffOptions {
+        extra_routes: r#"
+[[routes]]
+prefix = "/maybe/"
+upstream = "{upstream}/api/"
+token = "user-or-none"
+[[routes]]
+prefix = "/open/"
+upstream = "{upstream}/api/"
+token = "none"
+[[routes]]
+prefix = "/down/"
+upstream = "http://127.0.0.1:9/"
+connect_timeout = "1s"
+[[routes]]
+prefix = "/hurry/"
+upstream = "{upstream}/api/"
+timeout = "300ms"
+"#
+        .into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn refused_calls_never_reach_the_upstream() {
+    let bff = Bff::start_with(routes()).await;
+    let mut browser = Browser::new();
+
+    let reply = browser.get(&bff.url("/api/things"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("unauthenticated")));
+    assert!(reply.location().is_none(), "an API call got a redirect");
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+
+    bff.login(&mut browser, "alice", "/").await;
+    // (path, headers, expected status, expected error code)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("/api/things", vec![], 403, "csrf_header_missing"),
+        ("/api/things", vec![("x-csrf", "true")], 403, "csrf_header_missing"),
+        ("/api/things", vec![CSRF, ("sec-fetch-site", "cross-site")], 403, "cross_site_request"),
+        ("/api/things", vec![CSRF, ("origin", "https://evil.example")], 403, "cross_site_request"),
+        ("/open/things", vec![], 403, "csrf_header_missing"),
+        ("/api/../admin", vec![CSRF], 400, "bad_path"),
+        ("/api/%2e%2e/admin", vec![CSRF], 400, "bad_path"),
+        ("/api/a%2fb", vec![CSRF], 400, "bad_path"),
+        ("/nowhere", vec![CSRF], 404, "not_found"),
+        ("/bff/nothing", vec![CSRF], 404, "not_found"),
+    ];
+    for (path, headers, status, error) in cases {
+        let reply = browser.get(&bff.url(path), &headers).await;
+        assert_eq!(reply.status, status, "{path} {headers:?}: {}", reply.text());
+        assert_eq!(reply.json()["error"], error, "{path} {headers:?}");
+    }
+    assert_eq!(bff.upstream.count(), 0, "a refused call reached the upstream");
+}
+
+#[tokio::test]
+async fn each_token_policy_attaches_what_it_says() {
+    let bff = Bff::start_with(routes()).await;
+    let mut anonymous = Browser::new();
+    let mut signed_in = Browser::new();
+    bff.login(&mut signed_in, "alice", "/").await;
+    let spoof = ("authorization", "Bearer chosen-by-the-browser");
+
+    let authorization = |bff: &Bff| {
+        bff.upstream.requests().last().unwrap().headers.get("authorization").map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // user-or-none: the token when signed in, nothing otherwise; the browser's never.
+    assert_eq!(anonymous.get(&bff.url("/maybe/x"), &[CSRF, spoof]).await.status, 200);
+    assert_eq!(authorization(&bff), None);
+    assert_eq!(signed_in.get(&bff.url("/maybe/x"), &[CSRF, spoof]).await.status, 200);
+    let token = authorization(&bff).unwrap();
+    assert!(token.starts_with("Bearer ey"), "{token}");
+
+    // user: the session's token replaces the browser's.
+    assert_eq!(signed_in.get(&bff.url("/api/x"), &[CSRF, spoof]).await.status, 200);
+    assert_eq!(authorization(&bff).as_deref(), Some(token.as_str()));
+
+    // none: forwarded as is, no token attached even with a session, and still no cookie of ours.
+    assert_eq!(signed_in.get(&bff.url("/open/x"), &[CSRF, spoof]).await.status, 200);
+    assert_eq!(authorization(&bff).as_deref(), Some("Bearer chosen-by-the-browser"));
+    assert_eq!(signed_in.get(&bff.url("/open/x"), &[CSRF]).await.status, 200);
+    assert_eq!(authorization(&bff), None);
+    for request in bff.upstream.requests() {
+        let cookies = request.headers.get("cookie").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert!(!cookies.contains("__Host-cloakroom"), "{cookies}");
+    }
+}
+
+#[tokio::test]
+async fn headers_are_cleaned_both_ways() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    browser.set_cookie("theme", "dark");
+    let reply = browser
+        .get(
+            &bff.url("/api/set-cookie"),
+            &[
+                CSRF,
+                ("connection", "x-private-hop"),
+                ("x-private-hop", "1"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("forwarded", "for=6.6.6.6"),
+                ("x-forwarded-host", "evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let upstream = bff.upstream.requests().pop().unwrap();
+    assert!(!upstream.headers.contains_key("x-private-hop"));
+    assert!(!upstream.headers.contains_key("forwarded"));
+    assert_eq!(upstream.headers["x-forwarded-for"], "127.0.0.1");
+    assert_ne!(upstream.headers["x-forwarded-host"], "evil.example");
+    // Other cookies pass (the provider's share this host: cookies are not port-scoped); ours never.
+    let cookies = upstream.headers["cookie"].to_str().unwrap();
+    assert!(cookies.split("; ").any(|c| c == "theme=dark"), "{cookies}");
+    assert!(!cookies.contains("__Host-cloakroom"), "{cookies}");
+    assert_eq!(upstream.headers["host"], bff.upstream.addr.to_string());
+    // The upstream tried to plant cloakroom's cookie: only its own cookie comes through.
+    assert_eq!(reply.set_cookies(), vec!["app=1; Path=/".to_string()]);
+    assert!(reply.header("x-upstream-hop").is_none());
+    assert_eq!(bff.user(&mut browser).await.status, 200, "the session survived the upstream's attempt");
+}
+
+#[tokio::test]
+async fn upstream_failures_are_json_502_and_504() {
+    let bff = Bff::start_with(routes()).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let reply = browser.get(&bff.url("/down/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (502, Some("upstream_unreachable")));
+    let started = std::time::Instant::now();
+    let reply = browser.get(&bff.url("/hurry/slow"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (504, Some("upstream_timeout")));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "the route timeout was not applied");
+    assert_eq!(bff.user(&mut browser).await.status, 200, "an upstream failure ended the session");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_a_json_401_and_is_not_forwarded() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    bff.clock.advance(301); // the provider's access tokens live 300 s
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("access_token_expired")));
+    assert_eq!(bff.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn methods_bodies_and_queries_pass_through() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let reply = browser
+        .request(
+            Method::POST,
+            &bff.url("/api/upload?x=1&y=%20"),
+            Some(("application/json", "{\"a\":1}".into())),
+            &[CSRF],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["bytes"], 7);
+    let seen = bff.upstream.requests().pop().unwrap();
+    assert_eq!((seen.method.as_str(), seen.uri.as_str()), ("POST", "/api/upload?x=1&y=%20"));
+}
+
+#[tokio::test]
+async fn the_listener_speaks_h2c() {
+    use http_body_util::BodyExt;
+    let bff = Bff::start().await;
+    let stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(bff.url("/bff/user"))
+        .header("x-csrf", "1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 401);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("unauthenticated"));
+}

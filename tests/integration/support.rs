@@ -97,6 +97,16 @@ pub async fn provider_events(issuer: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The refresh tokens the provider issued to `client`, oldest first.
+pub async fn refresh_tokens_issued(issuer: &str, client: &RegisteredClient) -> Vec<String> {
+    provider_events(issuer)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "refresh_token.saved" && e["clientId"] == client.client_id.as_str())
+        .filter_map(|e| e["token"].as_str().map(String::from))
+        .collect()
+}
+
 /// RFC 7662 introspection at the provider: is this token still active?
 pub async fn introspect(issuer: &str, client: &RegisteredClient, token: &str) -> bool {
     use base64::Engine;
@@ -427,8 +437,11 @@ pub struct Bff {
 pub struct BffOptions {
     pub issuer: Option<String>,
     pub auth_method: &'static str,
-    /// Appended to the generated config (extra sections or keys).
+    /// Appended to the generated config (extra sections).
     pub extra_toml: String,
+    /// Extra keys inside `[oidc]` and `[session]`.
+    pub oidc_toml: String,
+    pub session_toml: String,
     /// Extra `[[routes]]` entries besides the default `/api/` (user) one.
     pub extra_routes: String,
     pub wait_ready: bool,
@@ -440,6 +453,8 @@ impl Default for BffOptions {
             issuer: None,
             auth_method: "client_secret_basic",
             extra_toml: String::new(),
+            oidc_toml: String::new(),
+            session_toml: String::new(),
             extra_routes: String::new(),
             wait_ready: true,
         }
@@ -478,8 +493,10 @@ issuer = "{issuer}"
 client_id = "{client_id}"
 client_secret = "{client_secret}"
 client_auth = "{auth_method}"
+{oidc_toml}
 [session]
 keys = ["{key}"]
+{session_toml}
 [log]
 level = "trace"
 [[routes]]
@@ -497,6 +514,8 @@ timeout = "2s"
             key = test_key(),
             extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
             extra_toml = options.extra_toml,
+            oidc_toml = options.oidc_toml,
+            session_toml = options.session_toml,
         );
         let config = Config::from_toml(&toml, Vec::new()).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let clock = Arc::new(ManualClock::new());

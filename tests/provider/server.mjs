@@ -127,7 +127,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const events = [];
   provider.on('grant.success', (ctx) => events.push({ type: 'grant.success', grant_type: ctx.oidc.params?.grant_type }));
   provider.on('grant.error', (ctx, err) => events.push({ type: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error }));
-  provider.on('refresh_token.saved', (token) => events.push({ type: 'refresh_token.saved', token: token.jti, grantId: token.grantId }));
+  provider.on('refresh_token.saved', (token) => events.push({ type: 'refresh_token.saved', token: token.jti, grantId: token.grantId, clientId: token.clientId }));
   provider.on('grant.revoked', (_ctx, grantId) => events.push({ type: 'grant.revoked', grantId }));
 
   server.on('request', async (req, res) => {
