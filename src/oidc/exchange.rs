@@ -85,7 +85,8 @@ impl Provider {
         })
     }
 
-    /// Signature (JWKS, asymmetric allowlist), `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`.
+    /// Signature (JWKS, asymmetric allowlist), `iss`, `aud` (no untrusted extra audience),
+    /// `azp`, `exp`, `iat`, `nonce`, `at_hash`.
     fn verify(
         &self,
         discovered: &Discovered,
@@ -112,6 +113,14 @@ impl Provider {
             }
             other => Failure::Invalid(error_chain(&other)),
         })?;
+        // openidconnect deliberately leaves `azp` unchecked (OIDC Core §3.1.3.7 steps 4-5 are
+        // SHOULDs); cloakroom checks it: an ID token authorized for another client is not ours.
+        // (Untrusted extra audiences are already refused by the verifier's default.)
+        if let Some(party) = claims.authorized_party()
+            && party.as_str() != self.config.client_id
+        {
+            return Err(Failure::Invalid("azp names another client".into()));
+        }
         if let Some(expected) = claims.access_token_hash() {
             let alg = id_token.signing_alg().map_err(|e| Failure::Invalid(error_chain(&e)))?;
             let key = id_token.signing_key(&verifier).map_err(|e| Failure::Invalid(error_chain(&e)))?;

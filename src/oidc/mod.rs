@@ -117,6 +117,8 @@ pub struct Provider {
     http: ProviderHttp,
     clock: SharedClock,
     discovered: RwLock<Option<Arc<Discovered>>>,
+    /// When an unknown `kid` last caused a refetch (discovery does not count: a key rotated
+    /// just after start-up must still be picked up).
     last_jwks_fetch: Mutex<Option<tokio::time::Instant>>,
 }
 
@@ -149,7 +151,6 @@ impl Provider {
             other => OidcError::BadResponse(error_chain(&other)),
         })?;
         let discovered = self.build(metadata)?;
-        *self.last_jwks_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now());
         *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(discovered));
         Ok(())
     }

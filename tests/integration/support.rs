@@ -436,6 +436,8 @@ pub struct Bff {
 
 pub struct BffOptions {
     pub issuer: Option<String>,
+    /// A client already known to the issuer (skips dynamic registration).
+    pub client: Option<RegisteredClient>,
     pub auth_method: &'static str,
     /// Appended to the generated config (extra sections).
     pub extra_toml: String,
@@ -451,6 +453,7 @@ impl Default for BffOptions {
     fn default() -> Self {
         Self {
             issuer: None,
+            client: None,
             auth_method: "client_secret_basic",
             extra_toml: String::new(),
             oidc_toml: String::new(),
@@ -476,7 +479,9 @@ impl Bff {
         let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let origin = format!("http://{}", main.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let client = if options.wait_ready {
+        let client = if let Some(client) = options.client.clone() {
+            client
+        } else if options.wait_ready {
             register_client(&issuer, &origin, options.auth_method).await
         } else {
             RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into() }
