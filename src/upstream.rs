@@ -5,6 +5,7 @@
 //! timeout and keep-alive pool; all share the same code and TLS settings. Redirects are never
 //! followed (the legacy client does not), which also keeps provider calls free of SSRF hops.
 
+use crate::error::error_chain;
 use crate::respond::Body;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -72,15 +73,4 @@ impl HttpClient {
             Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

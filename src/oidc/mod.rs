@@ -11,6 +11,7 @@ mod logout;
 
 use crate::clock::SharedClock;
 use crate::config::{ClientAuth, OidcConfig};
+pub(crate) use crate::error::error_chain;
 use crate::secret::Secret;
 use http::ProviderHttp;
 use openidconnect::core::*;
@@ -282,15 +283,4 @@ pub async fn discover_until_ready(provider: Arc<Provider>) {
             }
         }
     }
-}
-
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

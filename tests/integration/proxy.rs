@@ -198,3 +198,31 @@ async fn the_listener_speaks_h2c() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("unauthenticated"));
 }
+
+#[tokio::test]
+async fn stopping_lets_in_flight_requests_finish() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/patient/\"\nupstream = \"{upstream}/api/\"\ntimeout = \"10s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let url = bff.url("/patient/slow");
+    let in_flight = tokio::spawn(async move { http_call(Method::GET, &url, None, &[CSRF, ("cookie", &cookie)]).await });
+    // Wait until the slow request is at the upstream, then stop.
+    while bff.upstream.count() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let addr = bff.server.addr;
+    let app = bff.server.app.clone();
+    let stopping = tokio::spawn(bff.server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!app.is_ready(), "readiness stayed true while shutting down");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting new connections");
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200, "the in-flight request was cut off: {}", reply.text());
+    assert_eq!(reply.text(), "late");
+    stopping.await.unwrap();
+}

@@ -1,0 +1,87 @@
+//! The binary: `check` validates and reports every error naming its key; SIGTERM stops cleanly.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloakroom");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cloakroom-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_repository_config_and_names_its_warnings() {
+    let output = Command::new(BIN)
+        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")])
+        .env("CLOAKROOM_OIDC__CLIENT_SECRET", "from-the-environment")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(stderr.contains("session.keys is empty"), "the ephemeral-key warning is missing: {stderr}");
+}
+
+#[test]
+fn check_reports_every_error_with_its_key_and_fails() {
+    let path = temp_file(
+        "broken.toml",
+        "[server]\nlisten = \"nowhere\"\ncolour = 1\n[oidc]\nissuer = \"http://id.example.com\"\n[session]\nsame_site = \"none\"\n",
+    );
+    let output = Command::new(BIN).args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in
+        ["server.listen", "server.colour", "oidc.issuer", "oidc.client_id", "oidc.client_secret", "session.same_site"]
+    {
+        assert!(stderr.contains(key), "{key} not named in:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_files_and_bad_arguments_are_clear_errors() {
+    let output = Command::new(BIN).args(["check", "--config", "/nonexistent/cloakroom.toml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read /nonexistent/cloakroom.toml"));
+    let output = Command::new(BIN).arg("--frobnicate").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage"));
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (port, admin_port) = (listener.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
+    drop((listener, admin));
+    let path = temp_file(
+        "run.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n"
+        ),
+    );
+    let mut child =
+        Command::new(BIN).arg("--config").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "cloakroom did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let stopping = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(10), "SIGTERM did not stop cloakroom");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
