@@ -7,6 +7,7 @@ use crate::oidc::Provider;
 use crate::respond::Body;
 use crate::router::{Route, Router};
 use crate::session::Sessions;
+use crate::tokens::TokenService;
 use crate::upstream::HttpClient;
 use crate::{bff, csrf, proxy, telemetry};
 use http::header::SET_COOKIE;
@@ -23,6 +24,7 @@ pub struct App {
     pub router: Router,
     pub sessions: Sessions,
     pub provider: Arc<Provider>,
+    pub tokens: TokenService,
     /// One pooled client per route, same index as `config.routes`.
     pub upstreams: Vec<HttpClient>,
     shutting_down: AtomicBool,
@@ -33,8 +35,9 @@ impl App {
         let router = Router::new(&config.routes);
         let sessions = Sessions::new(&config.session, clock.clone());
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock));
+        let tokens = TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2);
         let upstreams = config.routes.iter().map(|r| HttpClient::new(r.connect_timeout)).collect();
-        Self { config, router, sessions, provider, upstreams, shutting_down: AtomicBool::new(false) }
+        Self { config, router, sessions, provider, tokens, upstreams, shutting_down: AtomicBool::new(false) }
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {

@@ -12,8 +12,9 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiError {
     Unauthenticated,
-    /// The session's access token has expired (and cannot be refreshed yet).
-    AccessTokenExpired,
+    /// The session ended because its tokens could not be renewed (refresh refused, or expired
+    /// with nothing to refresh with).
+    SessionExpired,
     CsrfHeaderMissing,
     CrossSiteRequest,
     BadPath,
@@ -33,9 +34,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"),
-            AccessTokenExpired => {
-                (StatusCode::UNAUTHORIZED, "access_token_expired", "the access token has expired; sign in again")
-            }
+            SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired", "the session has expired; sign in again"),
             CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing", "the anti-CSRF header is required"),
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
             BadPath => {
@@ -146,7 +145,7 @@ mod tests {
         use ApiError::*;
         let expected = [
             (Unauthenticated, 401, "unauthenticated"),
-            (AccessTokenExpired, 401, "access_token_expired"),
+            (SessionExpired, 401, "session_expired"),
             (CsrfHeaderMissing, 403, "csrf_header_missing"),
             (CrossSiteRequest, 403, "cross_site_request"),
             (BadPath, 400, "bad_path"),

@@ -16,6 +16,7 @@
 //!   │           the identity provider                                  (oidc/)
 //!   └─ proxy/ CSRF check → cookie → session → Bearer → upstream      (proxy/, csrf.rs)
 //!               session/: cookie.rs → ticket.rs → memory.rs (store) → seal.rs (AEAD)
+//!               tokens.rs: refresh when due, one at a time per session
 //!               upstream.rs: the one HTTP client, for upstreams and the provider alike
 //! ```
 //!
@@ -37,6 +38,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tokens;
 pub mod upstream;
 
 use app::App;

@@ -66,6 +66,8 @@ pub struct OidcConfig {
     pub logout_id_token_hint: bool,
     pub timeout: Duration,
     pub clock_skew: Duration,
+    /// Refresh an access token this long before it expires.
+    pub refresh_margin: Duration,
 }
 
 #[derive(Clone)]

@@ -52,6 +52,7 @@ pub struct RawOidc {
     pub logout_id_token_hint: bool,
     pub timeout: String,
     pub clock_skew: String,
+    pub refresh_margin: String,
 }
 
 impl Default for RawOidc {
@@ -68,6 +69,7 @@ impl Default for RawOidc {
             logout_id_token_hint: false,
             timeout: "10s".into(),
             clock_skew: "60s".into(),
+            refresh_margin: "30s".into(),
         }
     }
 }

@@ -223,6 +223,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     };
     let oidc_timeout = check.duration("oidc.timeout", &raw.oidc.timeout);
     let clock_skew = check.duration("oidc.clock_skew", &raw.oidc.clock_skew);
+    let refresh_margin = check.duration("oidc.refresh_margin", &raw.oidc.refresh_margin);
     if raw.oidc.logout_id_token_hint {
         warnings.push("oidc.logout_id_token_hint = true: the ID token is sent to the browser in the logout URL (the one place a token crosses to the browser)".into());
     }
@@ -380,6 +381,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             logout_id_token_hint: raw.oidc.logout_id_token_hint,
             timeout: oidc_timeout,
             clock_skew,
+            refresh_margin,
         },
         session: SessionConfig {
             cookie_name,

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
 use openidconnect::{
     AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeVerifier, RefreshToken, RequestTokenError, SignatureVerificationError, TokenResponse,
+    NonceVerifier, OAuth2TokenResponse, PkceCodeVerifier, RefreshToken, RequestTokenError, SignatureVerificationError,
+    TokenResponse,
 };
 use serde_json::{Map, Value};
 
@@ -29,7 +30,7 @@ pub struct TokenSet {
 /// Claims that are protocol plumbing rather than facts about the user.
 const PROTOCOL_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash", "aud", "azp", "exp", "iat", "nbf", "jti"];
 
-enum Failure {
+pub(super) enum Failure {
     UnknownKey,
     Invalid(String),
 }
@@ -53,25 +54,8 @@ impl Provider {
             .id_token()
             .ok_or_else(|| OidcError::InvalidIdToken("the token response has no id_token".into()))?;
         let nonce = Nonce::new(nonce.expose().to_string());
-        let claims = match self.verify(&discovered, id_token, &nonce, response.access_token()) {
-            Ok(claims) => claims,
-            Err(Failure::UnknownKey) => {
-                let refreshed = self.refetch_jwks().await?;
-                match self.verify(&refreshed, id_token, &nonce, response.access_token()) {
-                    Ok(claims) => claims,
-                    Err(Failure::UnknownKey) => {
-                        return Err(OidcError::InvalidIdToken("signed with an unknown key".into()));
-                    }
-                    Err(Failure::Invalid(reason)) => return Err(OidcError::InvalidIdToken(reason)),
-                }
-            }
-            Err(Failure::Invalid(reason)) => return Err(OidcError::InvalidIdToken(reason)),
-        };
-        let now = self.clock.now();
-        let access_token_expires_at = response
-            .expires_in()
-            .map(|d| now.saturating_add(d.as_secs()))
-            .or_else(|| jwt_exp(response.access_token().secret()));
+        let claims = self.verify_id_token(&discovered, id_token, Some(&nonce), response.access_token()).await?;
+        let access_token_expires_at = self.access_token_expiry(response.expires_in(), response.access_token());
         let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_string();
         let sid = claims.get("sid").and_then(Value::as_str).map(String::from);
         Ok(TokenSet {
@@ -85,13 +69,48 @@ impl Provider {
         })
     }
 
+    /// Verifies an ID token, refetching the JWKS once if it names a key we do not have.
+    /// `nonce: None` is for ID tokens from a refresh, which carry no new nonce.
+    pub(super) async fn verify_id_token(
+        &self,
+        discovered: &Discovered,
+        id_token: &CoreIdToken,
+        nonce: Option<&Nonce>,
+        access_token: &AccessToken,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let failure = match self.verify(discovered, id_token, nonce, access_token) {
+            Ok(claims) => return Ok(claims),
+            Err(failure) => failure,
+        };
+        match failure {
+            Failure::Invalid(reason) => Err(OidcError::InvalidIdToken(reason)),
+            Failure::UnknownKey => {
+                let refreshed = self.refetch_jwks().await?;
+                self.verify(&refreshed, id_token, nonce, access_token).map_err(|failure| match failure {
+                    Failure::UnknownKey => OidcError::InvalidIdToken("signed with an unknown key".into()),
+                    Failure::Invalid(reason) => OidcError::InvalidIdToken(reason),
+                })
+            }
+        }
+    }
+
+    /// Unix seconds: from `expires_in`, or else the access token's own `exp` when it is a JWT.
+    pub(super) fn access_token_expiry(
+        &self,
+        expires_in: Option<std::time::Duration>,
+        token: &AccessToken,
+    ) -> Option<u64> {
+        let now = self.clock.now();
+        expires_in.map(|d| now.saturating_add(d.as_secs())).or_else(|| jwt_exp(token.secret()))
+    }
+
     /// Signature (JWKS, asymmetric allowlist), `iss`, `aud` (no untrusted extra audience),
     /// `azp`, `exp`, `iat`, `nonce`, `at_hash`.
     fn verify(
         &self,
         discovered: &Discovered,
         id_token: &CoreIdToken,
-        nonce: &Nonce,
+        nonce: Option<&Nonce>,
         access_token: &AccessToken,
     ) -> Result<Map<String, Value>, Failure> {
         let now = self.clock.now() as i64;
@@ -107,7 +126,11 @@ impl Provider {
         .set_issue_time_verifier_fn(move |iat: DateTime<Utc>| {
             if iat.timestamp() > now + skew { Err("issued in the future (iat)".to_string()) } else { Ok(()) }
         });
-        let claims = id_token.claims(&verifier, nonce).map_err(|e| match e {
+        let nonce_check = |claim: Option<&Nonce>| match nonce {
+            Some(expected) => expected.verify(claim),
+            None => Ok(()),
+        };
+        let claims = id_token.claims(&verifier, nonce_check).map_err(|e| match e {
             ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
                 Failure::UnknownKey
             }
@@ -136,11 +159,16 @@ impl Provider {
     }
 }
 
-fn token_error<RE: std::error::Error + 'static>(
+/// Classifies a token-endpoint failure: only a definite refusal is [`OidcError::Rejected`];
+/// anything that says "the provider is in trouble" is [`OidcError::Unreachable`].
+pub(super) fn token_error<RE: std::error::Error + 'static>(
     error: RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
 ) -> OidcError {
     match error {
-        RequestTokenError::ServerResponse(response) => OidcError::Rejected(response.error().as_ref().to_string()),
+        RequestTokenError::ServerResponse(response) => match response.error().as_ref() {
+            "server_error" | "temporarily_unavailable" => OidcError::Unreachable(response.error().as_ref().to_string()),
+            code => OidcError::Rejected(code.to_string()),
+        },
         RequestTokenError::Request(e) => OidcError::Unreachable(error_chain(&e)),
         RequestTokenError::Parse(e, _) => OidcError::BadResponse(e.to_string()),
         RequestTokenError::Other(e) => OidcError::Unreachable(e),

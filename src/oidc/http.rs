@@ -20,6 +20,8 @@ pub struct ProviderHttp {
 #[derive(Debug)]
 pub enum ProviderHttpError {
     Send(SendError),
+    /// The provider answered 5xx: it is in trouble, which is not the same as saying no.
+    ServerError(http::StatusCode),
     Body(String),
 }
 
@@ -27,6 +29,7 @@ impl std::fmt::Display for ProviderHttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProviderHttpError::Send(e) => write!(f, "{e}"),
+            ProviderHttpError::ServerError(status) => write!(f, "the provider answered HTTP {status}"),
             ProviderHttpError::Body(e) => write!(f, "reading the response failed: {e}"),
         }
     }
@@ -44,6 +47,11 @@ impl ProviderHttp {
         let request = http::Request::from_parts(parts, full(body));
         let deadline = tokio::time::Instant::now() + self.timeout;
         let response = self.client.send(request, self.timeout).await.map_err(ProviderHttpError::Send)?;
+        if response.status().is_server_error() {
+            // Surfaced as a transport failure so that no OAuth error code in a 5xx body can be
+            // mistaken for a refusal (which would end sessions during an outage).
+            return Err(ProviderHttpError::ServerError(response.status()));
+        }
         let (parts, body) = response.into_parts();
         let collected = tokio::time::timeout_at(deadline, Limited::new(body, MAX_PROVIDER_RESPONSE).collect())
             .await

@@ -8,6 +8,7 @@
 mod exchange;
 pub mod http;
 mod logout;
+mod refresh;
 
 use crate::clock::SharedClock;
 use crate::config::{ClientAuth, OidcConfig};
@@ -25,6 +26,7 @@ use std::time::Duration;
 use url::Url;
 
 pub use exchange::TokenSet;
+pub use refresh::Refreshed;
 
 /// Discovery fields beyond OpenID Connect Discovery 1.0 core that cloakroom uses.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

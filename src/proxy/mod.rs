@@ -11,6 +11,7 @@ use crate::config::TokenPolicy;
 use crate::error::ApiError;
 use crate::respond::Body;
 use crate::session::Lookup;
+use crate::tokens::TokenError;
 use crate::upstream::SendError;
 use headers::Forwarded;
 use http::header::{AUTHORIZATION, HOST, HeaderValue};
@@ -32,12 +33,18 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     let access_token = match route.policy {
         TokenPolicy::None => None,
         TokenPolicy::User | TokenPolicy::UserOrNone => match app.sessions.lookup(request.headers()).await {
-            Ok(Lookup::Found(_, session)) => {
-                if session.access_token_expires_at.is_some_and(|at| app.sessions.now() >= at) {
-                    return ApiError::AccessTokenExpired.response();
+            Ok(Lookup::Found(ticket, session)) => match app.tokens.access_token(&app.sessions, &ticket, *session).await
+            {
+                Ok(token) => Some(token),
+                Err(TokenError::SessionExpired) => {
+                    return app.clear_session_cookie(ApiError::SessionExpired.response());
                 }
-                Some(session.access_token)
-            }
+                Err(TokenError::ProviderUnavailable) => return ApiError::ProviderUnavailable.response(),
+                Err(TokenError::Store(e)) => {
+                    tracing::error!(error = %e, "session store failed during refresh");
+                    return ApiError::StoreUnavailable.response();
+                }
+            },
             Ok(lookup) => {
                 stale_cookie = matches!(lookup, Lookup::Stale);
                 if route.policy == TokenPolicy::User {

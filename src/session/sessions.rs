@@ -105,6 +105,19 @@ impl Sessions {
         Ok((ticket, cookie))
     }
 
+    /// The session as stored now (after waiting for a lock, say); `None` when it has ended.
+    pub async fn reload(&self, ticket: &SessionTicket) -> Result<Option<Session>, StoreError> {
+        let now = self.clock.now();
+        let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else { return Ok(None) };
+        Ok(self.sealer.open_session(ticket, &sealed).filter(|s| now < s.expires_at))
+    }
+
+    /// Re-seals a changed session under the same ticket (new tokens after a refresh).
+    pub async fn update(&self, ticket: &SessionTicket, session: &Session) -> Result<(), StoreError> {
+        let record = self.sealer.seal_session(ticket, session);
+        self.store.save(ticket.store_key(), record, self.clock.now()).await
+    }
+
     pub async fn end(&self, ticket: &SessionTicket) -> Result<(), StoreError> {
         self.store.remove(&ticket.store_key()).await?;
         tracing::info!(session = %ticket.store_key().log_id(), "session ended");

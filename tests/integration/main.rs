@@ -6,5 +6,6 @@ mod id_tokens;
 mod journey;
 mod logout;
 mod proxy;
+mod refresh;
 mod sessions;
 mod support;

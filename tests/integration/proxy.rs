@@ -146,18 +146,6 @@ async fn upstream_failures_are_json_502_and_504() {
 }
 
 #[tokio::test]
-async fn an_expired_access_token_is_a_json_401_and_is_not_forwarded() {
-    let bff = Bff::start().await;
-    let mut browser = Browser::new();
-    bff.login(&mut browser, "alice", "/").await;
-    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
-    bff.clock.advance(301); // the provider's access tokens live 300 s
-    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
-    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("access_token_expired")));
-    assert_eq!(bff.upstream.count(), 1);
-}
-
-#[tokio::test]
 async fn methods_bodies_and_queries_pass_through() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();

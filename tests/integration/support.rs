@@ -107,6 +107,44 @@ pub async fn refresh_tokens_issued(issuer: &str, client: &RegisteredClient) -> V
         .collect()
 }
 
+/// How many refresh-token grants the provider granted to `client`.
+pub async fn refreshes_granted(issuer: &str, client: &RegisteredClient) -> usize {
+    provider_events(issuer)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "grant.success" && e["grant_type"] == "refresh_token")
+        .filter(|e| e["clientId"] == client.client_id.as_str())
+        .count()
+}
+
+/// Test-only: the provider's token endpoint answers 503 to `client` while `on`.
+pub async fn set_outage(issuer: &str, client: &RegisteredClient, on: bool) {
+    let body = format!("client_id={}&on={on}", client.client_id);
+    let reply = http_call(
+        Method::POST,
+        &format!("{issuer}/__test/outage"),
+        Some(("application/x-www-form-urlencoded", body)),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+}
+
+/// Revokes a token at the provider directly (as an administrator ending a grant would).
+pub async fn revoke_at_provider(issuer: &str, client: &RegisteredClient, token: &str) {
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.client_id, client.client_secret));
+    let reply = http_call(
+        Method::POST,
+        &format!("{issuer}/token/revocation"),
+        Some(("application/x-www-form-urlencoded", format!("token={token}&token_type_hint=refresh_token"))),
+        &[("authorization", &format!("Basic {basic}"))],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
 /// RFC 7662 introspection at the provider: is this token still active?
 pub async fn introspect(issuer: &str, client: &RegisteredClient, token: &str) -> bool {
     use base64::Engine;

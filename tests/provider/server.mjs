@@ -6,7 +6,7 @@
 //
 // Settings come from the environment so tests can shape the provider:
 //   ACCESS_TOKEN_TTL   seconds (default 300)
-//   ID_TOKEN_TTL       seconds (default 300)
+//   ID_TOKEN_TTL       seconds (default 3600: tests move their clock past access-token expiry)
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
@@ -53,7 +53,7 @@ const configuration = {
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
   ttl: {
-    IdToken: ttl('ID_TOKEN_TTL', 300),
+    IdToken: ttl('ID_TOKEN_TTL', 3600),
     AccessToken: ttl('ACCESS_TOKEN_TTL', 300),
     RefreshToken: 24 * 3600,
   },
@@ -115,6 +115,13 @@ async function interaction(provider, req, res, uid, action) {
   return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }
 
+function basicClientId(req) {
+  const header = req.headers.authorization || '';
+  if (!header.startsWith('Basic ')) return undefined;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString();
+  return decodeURIComponent(decoded.split(':')[0]);
+}
+
 const server = http.createServer();
 server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
@@ -125,12 +132,26 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   // Test-only observation: what the provider issued and revoked, so tests can check at the
   // provider (e.g. introspect a refresh token after logout) and count token-endpoint calls.
   const events = [];
-  provider.on('grant.success', (ctx) => events.push({ type: 'grant.success', grant_type: ctx.oidc.params?.grant_type }));
+  const outage = new Set();
+  provider.on('grant.success', (ctx) => events.push({
+    type: 'grant.success', grant_type: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId,
+  }));
   provider.on('grant.error', (ctx, err) => events.push({ type: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error }));
   provider.on('refresh_token.saved', (token) => events.push({ type: 'refresh_token.saved', token: token.jti, grantId: token.grantId, clientId: token.clientId }));
   provider.on('grant.revoked', (_ctx, grantId) => events.push({ type: 'grant.revoked', grantId }));
 
   server.on('request', async (req, res) => {
+    // Test-only outage switch, per client: its token requests get a 503 with an OAuth error body.
+    if (req.url === '/__test/outage' && req.method === 'POST') {
+      const form = await readForm(req);
+      if (form.get('on') === 'true') outage.add(form.get('client_id')); else outage.delete(form.get('client_id'));
+      res.writeHead(204);
+      return res.end();
+    }
+    if (req.url === '/token' && req.method === 'POST' && outage.has(basicClientId(req))) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ error: 'server_error', error_description: 'simulated outage' }));
+    }
     if (req.url === '/__test/events') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify(events));

@@ -1,0 +1,49 @@
+//! The refresh-token grant.
+
+use super::exchange::{token_error, user_claims};
+use super::{OidcError, Provider};
+use crate::secret::Secret;
+use openidconnect::{AccessToken, OAuth2TokenResponse, RefreshToken, TokenResponse};
+use serde_json::{Map, Value};
+
+/// What a refresh yields. Fields the provider did not send are `None`: the caller keeps the old.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub access_token: AccessToken,
+    pub access_token_expires_at: Option<u64>,
+    /// A rotated refresh token; the old one is then dead at the provider.
+    pub refresh_token: Option<RefreshToken>,
+    pub id_token: Option<Secret>,
+    /// Claims from a new ID token, verified like at login (no nonce on a refresh).
+    pub claims: Option<Map<String, Value>>,
+}
+
+impl Provider {
+    /// Redeems `refresh_token`. A new ID token must be about the same user (`sub`).
+    pub async fn refresh(&self, refresh_token: &RefreshToken, sub: &str) -> Result<Refreshed, OidcError> {
+        let discovered = self.ready()?;
+        let response = discovered
+            .client
+            .exchange_refresh_token(refresh_token)
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let (id_token, claims) = match response.id_token() {
+            None => (None, None),
+            Some(id_token) => {
+                let claims = self.verify_id_token(&discovered, id_token, None, response.access_token()).await?;
+                if claims.get("sub").and_then(Value::as_str) != Some(sub) {
+                    return Err(OidcError::InvalidIdToken("a refreshed ID token names another user".into()));
+                }
+                (Some(Secret::new(id_token.to_string())), Some(user_claims(claims)))
+            }
+        };
+        Ok(Refreshed {
+            access_token: response.access_token().clone(),
+            access_token_expires_at: self.access_token_expiry(response.expires_in(), response.access_token()),
+            refresh_token: response.refresh_token().cloned(),
+            id_token,
+            claims,
+        })
+    }
+}

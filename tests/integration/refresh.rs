@@ -1,0 +1,142 @@
+//! Refresh against the real provider (rotating refresh tokens, 300 s access tokens, 30 s margin):
+//! single-flight under a storm, rotation, `invalid_grant`, and an outage that is not a logout.
+
+use crate::support::*;
+use std::time::Instant;
+
+fn bearer(bff: &Bff) -> String {
+    let request = bff.upstream.requests().pop().expect("a request reached the upstream");
+    request.headers["authorization"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_due_access_token_is_refreshed_before_forwarding_and_the_refresh_token_rotates() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let first = bearer(&bff);
+    let first_refresh_token = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().unwrap();
+
+    bff.clock.advance(240); // 60 s before expiry: not due yet
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(bearer(&bff), first);
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 0);
+
+    bff.clock.advance(40); // 20 s before expiry: inside the 30 s margin
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let second = bearer(&bff);
+    assert_ne!(second, first, "a due token was forwarded");
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1);
+    let rotated = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().unwrap();
+    assert_ne!(rotated, first_refresh_token);
+    assert!(!introspect(&bff.issuer, &bff.client, &first_refresh_token).await, "the old refresh token lives on");
+    assert!(introspect(&bff.issuer, &bff.client, &rotated).await);
+
+    // The new token is used as is until it is due in turn; claims are still there.
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(bearer(&bff), second);
+    assert_eq!(bff.user(&mut browser).await.json()["claims"]["email"], "alice@example.com");
+
+    // And the next refresh uses the rotated refresh token (a replay would revoke the grant).
+    bff.clock.advance(290);
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_ne!(bearer(&bff), second);
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_concurrent_calls_at_expiry_makes_exactly_one_refresh() {
+    const CALLS: usize = 100;
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    bff.clock.advance(301); // expired: every call needs the refresh
+
+    let started = Instant::now();
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let (url, cookie) = (bff.url(&format!("/api/storm/{i}")), cookie.clone());
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let reply = http_call(http::Method::GET, &url, None, &[CSRF, ("cookie", &cookie)]).await;
+                (reply.status, t0.elapsed())
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut served = 0;
+    for call in calls {
+        let (status, latency) = call.await.unwrap();
+        served += usize::from(status == 200);
+        latencies.push(latency);
+    }
+    let storm = started.elapsed();
+    latencies.sort();
+    let refreshes = refreshes_granted(&bff.issuer, &bff.client).await;
+    let p = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    println!(
+        "refresh storm: {CALLS} concurrent calls at expiry -> {refreshes} refresh call(s) at the provider, \
+         {served} served, p50 {:?}, p99 {:?}, whole storm {:?}",
+        p(0.50),
+        p(0.99),
+        storm
+    );
+    assert_eq!(served, CALLS, "some calls failed during the storm");
+    assert_eq!(refreshes, 1, "the storm caused {refreshes} refreshes");
+    let tokens: std::collections::HashSet<String> =
+        bff.upstream.requests().iter().map(|r| r.headers["authorization"].to_str().unwrap().to_string()).collect();
+    assert_eq!(tokens.len(), 1, "the storm's calls carried different tokens");
+
+    // The grant is still valid: the next refresh works.
+    bff.clock.advance(290);
+    assert_eq!(browser.get(&bff.url("/api/after"), &[CSRF]).await.status, 200);
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 2);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let refresh_token = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().unwrap();
+    revoke_at_provider(&bff.issuer, &bff.client, &refresh_token).await;
+
+    bff.clock.advance(290);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")));
+    assert!(session_cookie(&browser).is_none(), "the cookie was not cleared");
+    assert_eq!(bff.upstream.count(), 0, "a call went upstream with a token whose grant is gone");
+    assert_eq!(bff.session_count().await, 0);
+    assert_eq!(bff.user(&mut browser).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_provider_outage_is_not_a_logout() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let first = bearer(&bff);
+    set_outage(&bff.issuer, &bff.client, true).await;
+
+    // Due but still valid: forwarded with the current token.
+    bff.clock.advance(280);
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(bearer(&bff), first);
+
+    // Expired: a 503, and the session is kept.
+    bff.clock.advance(30);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
+    assert!(session_cookie(&browser).is_some());
+    assert_eq!(bff.upstream.count(), 2);
+    assert_eq!(bff.user(&mut browser).await.status, 200);
+
+    // The provider is back: the next call refreshes and succeeds.
+    set_outage(&bff.issuer, &bff.client, false).await;
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_ne!(bearer(&bff), first);
+}
