@@ -73,7 +73,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     {
         tracing::warn!(error = %e, "could not end the previous session");
     }
-    let (_, cookie) = match app.sessions.create(tokens, app.config.oidc.logout_id_token_hint).await {
+    let (_, cookie) = match app.sessions.create(tokens, app.config.oidc.logout_id_token_hint, pending.remember).await {
         Ok(created) => created,
         Err(e) => {
             tracing::error!(error = %e, "cannot store the new session");

@@ -25,6 +25,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         Ok(value) => safe_return_path(value.as_deref()),
         Err(()) => "/".to_string(),
     };
+    let remember = app.config.session.allow_remember
+        && query_param(request.uri().query(), "remember").is_ok_and(|v| v.as_deref() == Some("1"));
     let state = random_token();
     let nonce = Secret::new(random_token());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -35,8 +37,13 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             return LoginError::ProviderUnavailable.response(&retry_href(&return_to));
         }
     };
-    let pending =
-        PendingLogin { pkce_verifier: Secret::new(verifier.secret().clone()), nonce, return_to, expires_at: 0 };
+    let pending = PendingLogin {
+        pkce_verifier: Secret::new(verifier.secret().clone()),
+        nonce,
+        return_to,
+        remember,
+        expires_at: 0,
+    };
     let retry = retry_href(&pending.return_to);
     let cookie = match app.sessions.begin_login(&state, pending).await {
         Ok(cookie) => cookie,

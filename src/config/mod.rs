@@ -82,6 +82,8 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     pub max_pending_logins: u64,
     pub max_sessions: u64,
+    /// Whether `/bff/login?remember=1` may ask for a persistent cookie.
+    pub allow_remember: bool,
 }
 
 impl fmt::Debug for SessionConfig {

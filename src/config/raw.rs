@@ -89,6 +89,8 @@ pub struct RawSession {
     pub max_pending_logins: u64,
     #[serde(deserialize_with = "flexible::u64")]
     pub max_sessions: u64,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub allow_remember: bool,
 }
 
 impl Default for RawSession {
@@ -103,6 +105,7 @@ impl Default for RawSession {
             login_timeout: "10m".into(),
             max_pending_logins: 100_000,
             max_sessions: 1_000_000,
+            allow_remember: false,
         }
     }
 }

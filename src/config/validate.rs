@@ -393,6 +393,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             login_timeout,
             max_pending_logins: raw.session.max_pending_logins,
             max_sessions: raw.session.max_sessions,
+            allow_remember: raw.session.allow_remember,
         },
         csrf: CsrfConfig { header: csrf_header },
         log: LogConfig { level: raw.log.level },

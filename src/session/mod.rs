@@ -46,6 +46,8 @@ pub struct PendingLogin {
     pub pkce_verifier: Secret,
     pub nonce: Secret,
     pub return_to: String,
+    /// "Keep me signed in" was asked for (and allowed): a persistent cookie.
+    pub remember: bool,
     /// Unix seconds.
     pub expires_at: u64,
 }

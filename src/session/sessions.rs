@@ -30,6 +30,7 @@ pub struct Sessions {
     clock: SharedClock,
     absolute_timeout: u64,
     login_timeout: Duration,
+    allow_remember: bool,
 }
 
 impl Sessions {
@@ -47,6 +48,7 @@ impl Sessions {
             clock,
             absolute_timeout: config.absolute_timeout.as_secs(),
             login_timeout: config.login_timeout,
+            allow_remember: config.allow_remember,
         }
     }
 
@@ -80,11 +82,14 @@ impl Sessions {
         Ok(Lookup::Found(ticket, Box::new(session)))
     }
 
-    /// Creates a session under a brand-new ticket (never a reused id: no fixation).
+    /// Creates a session under a brand-new ticket (never a reused id: no fixation). With
+    /// `remember` (and `allow_remember`), the cookie persists for the absolute timeout; otherwise
+    /// it ends with the browser session.
     pub async fn create(
         &self,
         tokens: TokenSet,
         keep_id_token: bool,
+        remember: bool,
     ) -> Result<(SessionTicket, HeaderValue), StoreError> {
         let now = self.clock.now();
         let session = Session {
@@ -101,7 +106,8 @@ impl Sessions {
         let ticket = SessionTicket::generate();
         self.store.save(ticket.store_key(), self.sealer.seal_session(&ticket, &session), now).await?;
         tracing::info!(session = %ticket.store_key().log_id(), "session created");
-        let cookie = self.cookies.session(&ticket, None);
+        let lifetime = (remember && self.allow_remember).then(|| Duration::from_secs(self.absolute_timeout));
+        let cookie = self.cookies.session(&ticket, lifetime);
         Ok((ticket, cookie))
     }
 

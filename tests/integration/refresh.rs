@@ -140,3 +140,24 @@ async fn a_provider_outage_is_not_a_logout() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_ne!(bearer(&bff), first);
 }
+
+#[tokio::test]
+async fn without_a_refresh_token_the_session_ends_when_the_access_token_does() {
+    let bff = Bff::start_with(BffOptions { refresh_grant: false, ..Default::default() }).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert!(refresh_tokens_issued(&bff.issuer, &bff.client).await.is_empty());
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let first = bearer(&bff);
+
+    bff.clock.advance(280); // due, nothing to refresh with, still valid: used as is
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(bearer(&bff), first);
+
+    bff.clock.advance(30); // expired
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")));
+    assert!(session_cookie(&browser).is_none());
+    assert_eq!(bff.upstream.count(), 2);
+    assert_eq!(bff.session_count().await, 0);
+}

@@ -106,3 +106,35 @@ async fn sessions_survive_a_key_rotation_and_die_with_a_retired_key() {
     assert_eq!(Sealer::new(rotated).open_session(&ticket, &sealed.sealed).unwrap().sub, "alice");
     assert!(Sealer::new(retired).open_session(&ticket, &sealed.sealed).is_none());
 }
+
+#[tokio::test]
+async fn keep_me_signed_in_gives_a_persistent_cookie_only_when_allowed() {
+    let session_cookie_header = |reply: &Reply| {
+        reply.set_cookies().into_iter().find(|c| c.starts_with("__Host-cloakroom=")).expect("a session cookie")
+    };
+    let allowed =
+        Bff::start_with(BffOptions { session_toml: "allow_remember = true".into(), ..Default::default() }).await;
+    let mut browser = Browser::new();
+    let callback = allowed.authorize_from(&mut browser, "alice", "/bff/login?returnUrl=%2F&remember=1").await;
+    let remembered = session_cookie_header(&browser.get(&callback, &[]).await);
+    assert!(remembered.contains("Max-Age=43200"), "{remembered}");
+
+    let mut browser = Browser::new();
+    let callback = allowed.authorize_from(&mut browser, "alice", "/bff/login?returnUrl=%2F").await;
+    let session_only = session_cookie_header(&browser.get(&callback, &[]).await);
+    assert!(!session_only.contains("Max-Age") && !session_only.contains("Expires"), "{session_only}");
+
+    // Not allowed (the default): remember=1 is ignored.
+    let strict = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = strict.authorize_from(&mut browser, "alice", "/bff/login?remember=1").await;
+    let ignored = session_cookie_header(&browser.get(&callback, &[]).await);
+    assert!(!ignored.contains("Max-Age"), "{ignored}");
+
+    // A remembered session still ends server-side when idle.
+    let mut browser = Browser::new();
+    let callback = allowed.authorize_from(&mut browser, "alice", "/bff/login?remember=1").await;
+    browser.get(&callback, &[]).await;
+    allowed.clock.advance(31 * 60);
+    assert_eq!(allowed.user(&mut browser).await.status, 401);
+}

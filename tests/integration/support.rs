@@ -70,11 +70,12 @@ pub struct RegisteredClient {
 }
 
 /// Dynamic client registration (RFC 7591): every test owns its client and redirect URI.
-pub async fn register_client(issuer: &str, origin: &str, auth_method: &str) -> RegisteredClient {
+pub async fn register_client(issuer: &str, origin: &str, auth_method: &str, refresh: bool) -> RegisteredClient {
+    let grant_types: &[&str] = if refresh { &["authorization_code", "refresh_token"] } else { &["authorization_code"] };
     let body = serde_json::json!({
         "redirect_uris": [format!("{origin}/bff/callback")],
         "post_logout_redirect_uris": [format!("{origin}/")],
-        "grant_types": ["authorization_code", "refresh_token"],
+        "grant_types": grant_types,
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method,
     });
@@ -485,6 +486,8 @@ pub struct BffOptions {
     /// Extra `[[routes]]` entries besides the default `/api/` (user) one.
     pub extra_routes: String,
     pub wait_ready: bool,
+    /// Register the client with the refresh-token grant (the provider then issues refresh tokens).
+    pub refresh_grant: bool,
 }
 
 impl Default for BffOptions {
@@ -498,6 +501,7 @@ impl Default for BffOptions {
             session_toml: String::new(),
             extra_routes: String::new(),
             wait_ready: true,
+            refresh_grant: true,
         }
     }
 }
@@ -520,7 +524,7 @@ impl Bff {
         let client = if let Some(client) = options.client.clone() {
             client
         } else if options.wait_ready {
-            register_client(&issuer, &origin, options.auth_method).await
+            register_client(&issuer, &origin, options.auth_method, options.refresh_grant).await
         } else {
             RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into() }
         };
@@ -599,7 +603,12 @@ timeout = "2s"
     /// Walks the login up to (not including) the callback; returns the callback URL.
     pub async fn authorize(&self, browser: &mut Browser, user: &str, return_url: &str) -> String {
         let encoded: String = url::form_urlencoded::byte_serialize(return_url.as_bytes()).collect();
-        let start = browser.get(&self.url(&format!("/bff/login?returnUrl={encoded}")), &[]).await;
+        self.authorize_from(browser, user, &format!("/bff/login?returnUrl={encoded}")).await
+    }
+
+    /// Like [`Bff::authorize`], starting from any login URL (path and query).
+    pub async fn authorize_from(&self, browser: &mut Browser, user: &str, login_path: &str) -> String {
+        let start = browser.get(&self.url(login_path), &[]).await;
         assert_eq!(start.status, 302, "{}", start.text());
         let authorize = start.location().unwrap().to_string();
         assert!(authorize.starts_with(&self.issuer), "login redirected to {authorize}");
