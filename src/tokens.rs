@@ -9,6 +9,9 @@
 //! Outcomes: a provider "no" (e.g. `invalid_grant`) ends the session; a provider in trouble does
 //! not: a token that is due but not yet expired is still used, an expired one gets a 503 and the
 //! session is kept for a later try.
+//!
+//! cloakroom's own client-credentials token (for `client` routes) follows the same rules: cached
+//! until due, renewed by one caller while the others wait, shared by every user.
 
 use crate::oidc::{OidcError, Provider};
 use crate::session::{Session, SessionTicket, Sessions, StoreError, StoreKey};
@@ -24,6 +27,8 @@ pub enum TokenError {
     SessionExpired,
     /// The access token has expired and the provider cannot be asked right now.
     ProviderUnavailable,
+    /// The provider refused cloakroom's own client credentials: a deployment problem.
+    ClientRejected,
     Store(StoreError),
 }
 
@@ -39,14 +44,33 @@ pub struct TokenService {
     locks: Cache<StoreKey, Arc<Mutex<()>>>,
     margin: u64,
     lock_wait: Duration,
+    /// The client token: read lock-free-ish on every `client` call, renewed under `client_renewal`.
+    client_token: std::sync::RwLock<Option<CachedToken>>,
+    client_renewal: Mutex<()>,
 }
+
+#[derive(Clone)]
+struct CachedToken {
+    token: AccessToken,
+    expires_at: u64,
+}
+
+/// A client token whose lifetime the provider did not state is renewed this often.
+const CLIENT_TOKEN_DEFAULT_LIFETIME: u64 = 300;
 
 impl TokenService {
     /// `margin`: refresh this long before expiry. `lock_wait`: how long a caller queues behind a
     /// refresh in progress (longer than one provider call).
     pub fn new(provider: Arc<Provider>, margin: Duration, lock_wait: Duration) -> Self {
         let locks = Cache::builder().time_to_idle(Duration::from_secs(300)).build();
-        Self { provider, locks, margin: margin.as_secs(), lock_wait }
+        Self {
+            provider,
+            locks,
+            margin: margin.as_secs(),
+            lock_wait,
+            client_token: std::sync::RwLock::new(None),
+            client_renewal: Mutex::new(()),
+        }
     }
 
     /// The session's access token, refreshed first if it is due.
@@ -107,6 +131,45 @@ impl TokenService {
                 still_valid(current, now).ok_or(TokenError::ProviderUnavailable)
             }
         }
+    }
+
+    /// cloakroom's own token (client-credentials grant), cached until due.
+    pub async fn client_token(&self, now: u64) -> Result<AccessToken, TokenError> {
+        if let Some(token) = self.cached_client_token(now, true) {
+            return Ok(token);
+        }
+        let Ok(_renewing) = tokio::time::timeout(self.lock_wait, self.client_renewal.lock()).await else {
+            return self.cached_client_token(now, false).ok_or(TokenError::ProviderUnavailable);
+        };
+        // Look again: the caller before us may just have renewed it.
+        if let Some(token) = self.cached_client_token(now, true) {
+            return Ok(token);
+        }
+        match self.provider.client_credentials().await {
+            Ok((token, expires_at)) => {
+                let expires_at = expires_at.unwrap_or(now + CLIENT_TOKEN_DEFAULT_LIFETIME);
+                let cached = CachedToken { token: token.clone(), expires_at };
+                *self.client_token.write().unwrap_or_else(|e| e.into_inner()) = Some(cached);
+                tracing::info!("client token renewed");
+                Ok(token)
+            }
+            Err(OidcError::Rejected(code)) => {
+                tracing::error!(error = %code, "the provider refused cloakroom's client credentials");
+                self.cached_client_token(now, false).ok_or(TokenError::ClientRejected)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "client token renewal failed");
+                self.cached_client_token(now, false).ok_or(TokenError::ProviderUnavailable)
+            }
+        }
+    }
+
+    /// The cached client token if it is not due (`fresh`), or merely not expired.
+    fn cached_client_token(&self, now: u64, fresh: bool) -> Option<AccessToken> {
+        let guard = self.client_token.read().unwrap_or_else(|e| e.into_inner());
+        let cached = guard.as_ref()?;
+        let limit = if fresh { now.saturating_add(self.margin) } else { now };
+        (limit < cached.expires_at).then(|| cached.token.clone())
     }
 
     fn is_due(&self, session: &Session, now: u64) -> bool {

@@ -118,6 +118,10 @@ pub enum TokenPolicy {
     UserOrNone,
     /// Forwarded as is (still CSRF-checked, still stripped of cloakroom's cookies).
     None,
+    /// cloakroom's own client-credentials token, shared by all callers; no session needed.
+    Client,
+    /// The user's token when there is a session, otherwise cloakroom's client token.
+    UserOrClient,
 }
 
 impl TokenPolicy {
@@ -126,6 +130,8 @@ impl TokenPolicy {
             TokenPolicy::User => "user",
             TokenPolicy::UserOrNone => "user-or-none",
             TokenPolicy::None => "none",
+            TokenPolicy::Client => "client",
+            TokenPolicy::UserOrClient => "user-or-client",
         }
     }
 }

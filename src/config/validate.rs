@@ -323,8 +323,15 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             "user" => TokenPolicy::User,
             "user-or-none" => TokenPolicy::UserOrNone,
             "none" => TokenPolicy::None,
+            "client" => TokenPolicy::Client,
+            "user-or-client" => TokenPolicy::UserOrClient,
             other => {
-                check.fail(key("token"), format!("{other:?} is not one of \"user\", \"user-or-none\", \"none\""));
+                check.fail(
+                    key("token"),
+                    format!(
+                        "{other:?} is not one of \"user\", \"user-or-none\", \"user-or-client\", \"client\", \"none\""
+                    ),
+                );
                 TokenPolicy::User
             }
         };

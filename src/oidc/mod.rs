@@ -5,6 +5,7 @@
 //! clock, and the policy choices: asymmetric signature algorithms only, `iat` not in the future,
 //! `at_hash` checked when present, and one JWKS refetch (rate-limited) on an unknown `kid`.
 
+mod client_credentials;
 mod exchange;
 pub mod http;
 mod logout;

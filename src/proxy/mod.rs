@@ -19,6 +19,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use openidconnect::AccessToken;
 use std::net::SocketAddr;
 
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
@@ -29,35 +30,9 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         return e.response();
     }
 
-    let mut stale_cookie = false;
-    let access_token = match route.policy {
-        TokenPolicy::None => None,
-        TokenPolicy::User | TokenPolicy::UserOrNone => match app.sessions.lookup(request.headers()).await {
-            Ok(Lookup::Found(ticket, session)) => match app.tokens.access_token(&app.sessions, &ticket, *session).await
-            {
-                Ok(token) => Some(token),
-                Err(TokenError::SessionExpired) => {
-                    return app.clear_session_cookie(ApiError::SessionExpired.response());
-                }
-                Err(TokenError::ProviderUnavailable) => return ApiError::ProviderUnavailable.response(),
-                Err(TokenError::Store(e)) => {
-                    tracing::error!(error = %e, "session store failed during refresh");
-                    return ApiError::StoreUnavailable.response();
-                }
-            },
-            Ok(lookup) => {
-                stale_cookie = matches!(lookup, Lookup::Stale);
-                if route.policy == TokenPolicy::User {
-                    let response = ApiError::Unauthenticated.response();
-                    return if stale_cookie { app.clear_session_cookie(response) } else { response };
-                }
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "session lookup failed");
-                return ApiError::StoreUnavailable.response();
-            }
-        },
+    let (access_token, stale_cookie) = match token_for(app, route.policy, request.headers()).await {
+        Ok(chosen) => chosen,
+        Err(response) => return response,
     };
 
     let (mut parts, body) = request.into_parts();
@@ -131,4 +106,58 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     headers::strip_own_set_cookies(&mut parts.headers, app.sessions.cookies());
     let response = Response::from_parts(parts, body.map_err(Into::into).boxed());
     if stale_cookie { app.clear_session_cookie(response) } else { response }
+}
+
+/// The token a route attaches, per its policy, and whether the request's cookie opened nothing
+/// (so the answer should clear it). `Err` is the answer to send instead of forwarding.
+async fn token_for(
+    app: &App,
+    policy: TokenPolicy,
+    headers: &http::HeaderMap,
+) -> Result<(Option<AccessToken>, bool), Response<Body>> {
+    if policy == TokenPolicy::None {
+        return Ok((None, false));
+    }
+    if policy == TokenPolicy::Client {
+        return client_token(app).await.map(|token| (Some(token), false));
+    }
+    let lookup = app.sessions.lookup(headers).await.map_err(|e| {
+        tracing::error!(error = %e, "session lookup failed");
+        ApiError::StoreUnavailable.response()
+    })?;
+    let stale = match lookup {
+        Lookup::Found(ticket, session) => {
+            return match app.tokens.access_token(&app.sessions, &ticket, *session).await {
+                Ok(token) => Ok((Some(token), false)),
+                Err(TokenError::SessionExpired) => Err(app.clear_session_cookie(ApiError::SessionExpired.response())),
+                Err(e) => Err(token_error_response(e)),
+            };
+        }
+        Lookup::Stale => true,
+        Lookup::None => false,
+    };
+    match policy {
+        TokenPolicy::UserOrNone => Ok((None, stale)),
+        TokenPolicy::UserOrClient => client_token(app).await.map(|token| (Some(token), stale)),
+        _ => {
+            let response = ApiError::Unauthenticated.response();
+            Err(if stale { app.clear_session_cookie(response) } else { response })
+        }
+    }
+}
+
+async fn client_token(app: &App) -> Result<AccessToken, Response<Body>> {
+    app.tokens.client_token(app.sessions.now()).await.map_err(token_error_response)
+}
+
+fn token_error_response(error: TokenError) -> Response<Body> {
+    match error {
+        TokenError::SessionExpired => ApiError::SessionExpired.response(),
+        TokenError::ProviderUnavailable => ApiError::ProviderUnavailable.response(),
+        TokenError::ClientRejected => ApiError::ProviderError.response(),
+        TokenError::Store(e) => {
+            tracing::error!(error = %e, "session store failed while getting a token");
+            ApiError::StoreUnavailable.response()
+        }
+    }
 }

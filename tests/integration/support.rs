@@ -71,7 +71,11 @@ pub struct RegisteredClient {
 
 /// Dynamic client registration (RFC 7591): every test owns its client and redirect URI.
 pub async fn register_client(issuer: &str, origin: &str, auth_method: &str, refresh: bool) -> RegisteredClient {
-    let grant_types: &[&str] = if refresh { &["authorization_code", "refresh_token"] } else { &["authorization_code"] };
+    let grant_types: &[&str] = if refresh {
+        &["authorization_code", "refresh_token", "client_credentials"]
+    } else {
+        &["authorization_code", "client_credentials"]
+    };
     let body = serde_json::json!({
         "redirect_uris": [format!("{origin}/bff/callback")],
         "post_logout_redirect_uris": [format!("{origin}/")],
@@ -110,10 +114,15 @@ pub async fn refresh_tokens_issued(issuer: &str, client: &RegisteredClient) -> V
 
 /// How many refresh-token grants the provider granted to `client`.
 pub async fn refreshes_granted(issuer: &str, client: &RegisteredClient) -> usize {
+    grants(issuer, client, "refresh_token").await
+}
+
+/// How many grants of `grant_type` the provider granted to `client`.
+pub async fn grants(issuer: &str, client: &RegisteredClient, grant_type: &str) -> usize {
     provider_events(issuer)
         .await
         .iter()
-        .filter(|e| e["type"] == "grant.success" && e["grant_type"] == "refresh_token")
+        .filter(|e| e["type"] == "grant.success" && e["grant_type"] == grant_type)
         .filter(|e| e["clientId"] == client.client_id.as_str())
         .count()
 }
