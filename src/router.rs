@@ -8,6 +8,7 @@ pub enum BffEndpoint {
     Callback,
     User,
     Logout,
+    BackchannelLogout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,7 @@ impl Router {
                 "callback" => Route::Bff(BffEndpoint::Callback),
                 "user" => Route::Bff(BffEndpoint::User),
                 "logout" => Route::Bff(BffEndpoint::Logout),
+                "backchannel-logout" => Route::Bff(BffEndpoint::BackchannelLogout),
                 _ => Route::BffUnknown,
             };
         }
@@ -102,6 +104,7 @@ mod tests {
         assert_eq!(r.route("/bff/callback"), Route::Bff(BffEndpoint::Callback));
         assert_eq!(r.route("/bff/user"), Route::Bff(BffEndpoint::User));
         assert_eq!(r.route("/bff/logout"), Route::Bff(BffEndpoint::Logout));
+        assert_eq!(r.route("/bff/backchannel-logout"), Route::Bff(BffEndpoint::BackchannelLogout));
         assert_eq!(r.route("/bff/user/"), Route::BffUnknown);
         assert_eq!(r.route("/bff/nope"), Route::BffUnknown);
         assert_eq!(r.route("/bff"), Route::BffUnknown);

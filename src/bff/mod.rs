@@ -2,6 +2,7 @@
 //!
 //! Every answer from here carries `Cache-Control: no-store` (set in [`handle`]).
 
+mod backchannel;
 mod callback;
 mod login;
 mod logout;
@@ -22,6 +23,7 @@ pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>
         BffEndpoint::Callback => callback::handle(app, request).await,
         BffEndpoint::User => user::handle(app, request).await,
         BffEndpoint::Logout => logout::handle(app, request).await,
+        BffEndpoint::BackchannelLogout => backchannel::handle(app, request).await,
     };
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response

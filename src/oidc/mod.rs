@@ -5,6 +5,7 @@
 //! clock, and the policy choices: asymmetric signature algorithms only, `iat` not in the future,
 //! `at_hash` checked when present, and one JWKS refetch (rate-limited) on an unknown `kid`.
 
+mod backchannel;
 mod client_credentials;
 mod exchange;
 pub mod http;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use url::Url;
 
+pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use exchange::TokenSet;
 pub use refresh::Refreshed;
 
@@ -124,12 +126,16 @@ pub struct Provider {
     /// When an unknown `kid` last caused a refetch (discovery does not count: a key rotated
     /// just after start-up must still be picked up).
     last_jwks_fetch: Mutex<Option<tokio::time::Instant>>,
+    /// Logout-token `jti`s seen recently (replay protection).
+    logout_jtis: moka::sync::Cache<String, ()>,
 }
 
 impl Provider {
     pub fn new(config: OidcConfig, clock: SharedClock) -> Self {
         let http = ProviderHttp::new(config.timeout);
-        Self { config, http, clock, discovered: RwLock::new(None), last_jwks_fetch: Mutex::new(None) }
+        let logout_jtis =
+            moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build();
+        Self { config, http, clock, discovered: RwLock::new(None), last_jwks_fetch: Mutex::new(None), logout_jtis }
     }
 
     pub fn is_ready(&self) -> bool {

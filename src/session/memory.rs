@@ -21,6 +21,7 @@ struct Entry {
 pub struct MemoryStore {
     sessions: Cache<StoreKey, Arc<Entry>>,
     pending: Cache<StoreKey, Arc<Entry>>,
+    index: Cache<StoreKey, Arc<std::sync::Mutex<Vec<StoreKey>>>>,
     idle_secs: u64,
 }
 
@@ -75,7 +76,9 @@ impl MemoryStore {
             .max_capacity(limits.max_pending_logins)
             .time_to_live(limits.login_timeout)
             .build();
-        Self { sessions, pending, idle_secs: limits.idle_timeout.as_secs().max(1) }
+        // Re-inserted on every add, so an entry lives as long as its newest session can.
+        let index = Cache::builder().name("session-index").time_to_live(limits.absolute_timeout).build();
+        Self { sessions, pending, index, idle_secs: limits.idle_timeout.as_secs().max(1) }
     }
 
     /// Live sessions (approximate: moka counts lazily). For metrics and tests.
@@ -122,6 +125,25 @@ impl SessionStore for MemoryStore {
 
     async fn take_pending(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
         Ok(self.pending.remove(key).await.filter(|e| now < e.expires_at).map(|e| e.sealed.clone()))
+    }
+
+    async fn index_add(&self, index: StoreKey, member: StoreKey) -> Result<(), StoreError> {
+        let entry = self.index.get_with(index, async { Arc::default() }).await;
+        {
+            let mut members = entry.lock().unwrap_or_else(|e| e.into_inner());
+            // Drop members whose session is gone, so a frequent user's entry does not grow.
+            members.retain(|m| *m != member && self.sessions.contains_key(m));
+            members.push(member);
+        }
+        self.index.insert(index, entry).await;
+        Ok(())
+    }
+
+    async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
+        Ok(match self.index.remove(index).await {
+            Some(entry) => entry.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => Vec::new(),
+        })
     }
 }
 

@@ -90,6 +90,11 @@ pub trait SessionStore: Send + Sync + 'static {
     fn put_pending(&self, key: StoreKey, record: SealedRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes and returns a pending login: the second take of the same key gets `None`.
     fn take_pending(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    /// Records that session `member` belongs under `index` (a keyed hash of a `sub` or `sid`),
+    /// for back-channel logout. Entries outlive no session: they expire with the absolute timeout.
+    fn index_add(&self, index: StoreKey, member: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes `index` and returns the sessions it listed.
+    fn index_take(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
 }
 
 /// Seals and opens [`Session`]s and [`PendingLogin`]s; the only code that sees both keys and plaintext.
@@ -126,6 +131,12 @@ impl Sealer {
         }
     }
 
+    /// Index keys for a user (`sub`) or a provider session (`sid`), under every configured key.
+    pub fn index_keys(&self, kind: &str, value: &str) -> Vec<StoreKey> {
+        let label = format!("{kind}:{value}");
+        self.keys.index_keys(label.as_bytes()).into_iter().map(StoreKey).collect()
+    }
+
     pub fn open_pending(&self, key: &StoreKey, secret: &[u8], sealed: &[u8]) -> Option<PendingLogin> {
         let plaintext = self.keys.open(Purpose::PendingLogin, secret, key.as_bytes(), sealed).ok()?;
         serde_json::from_slice(&plaintext).ok()
@@ -136,6 +147,7 @@ impl Sealer {
 #[derive(Debug, Clone, Copy)]
 pub struct StoreLimits {
     pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
     pub max_sessions: u64,
     pub max_pending_logins: u64,
     pub login_timeout: Duration,

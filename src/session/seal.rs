@@ -52,6 +52,9 @@ impl Purpose {
 pub struct MasterKey {
     bytes: [u8; 32],
     id: [u8; KEY_ID_LEN],
+    /// HMAC key for index entries, derived once (HKDF, its own label) so the store's index
+    /// names users only by keyed hashes.
+    index_key: aws_lc_rs::hmac::Key,
 }
 
 impl MasterKey {
@@ -61,7 +64,10 @@ impl MasterKey {
         let hash = digest(&SHA256, &input);
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&hash.as_ref()[..KEY_ID_LEN]);
-        Self { bytes, id }
+        let prk = Salt::new(HKDF_SHA256, b"").extract(&bytes);
+        let info = [&b"cloakroom/v1/index"[..]];
+        let okm = prk.expand(&info, aws_lc_rs::hmac::HMAC_SHA256).expect("HMAC key length is within HKDF limits");
+        Self { bytes, id, index_key: aws_lc_rs::hmac::Key::from(okm) }
     }
 
     /// Accepts standard or URL-safe base64, padded or not, of exactly 32 bytes.
@@ -124,6 +130,20 @@ impl KeyRing {
 
     pub fn primary_key_id(&self) -> String {
         self.keys[0].id_hex()
+    }
+
+    /// Where an index entry lives: a keyed hash of `label`, one per configured key (entries
+    /// written under an older primary key are still found after a rotation).
+    pub fn index_keys(&self, label: &[u8]) -> Vec<[u8; 32]> {
+        self.keys
+            .iter()
+            .map(|key| {
+                let tag = aws_lc_rs::hmac::sign(&key.index_key, label);
+                let mut out = [0u8; 32];
+                out.copy_from_slice(tag.as_ref());
+                out
+            })
+            .collect()
     }
 
     /// Seals `plaintext` for the holder of `secret`, bound to `context` (e.g. the store key).

@@ -37,6 +37,7 @@ impl Sessions {
     pub fn new(config: &SessionConfig, clock: SharedClock) -> Self {
         let limits = StoreLimits {
             idle_timeout: config.idle_timeout,
+            absolute_timeout: config.absolute_timeout,
             max_sessions: config.max_sessions,
             max_pending_logins: config.max_pending_logins,
             login_timeout: config.login_timeout,
@@ -105,6 +106,9 @@ impl Sessions {
         };
         let ticket = SessionTicket::generate();
         self.store.save(ticket.store_key(), self.sealer.seal_session(&ticket, &session), now).await?;
+        for index in self.index_keys(&session.sub, session.sid.as_deref()) {
+            self.store.index_add(index, ticket.store_key()).await?;
+        }
         tracing::info!(session = %ticket.store_key().log_id(), "session created");
         let lifetime = (remember && self.allow_remember).then(|| Duration::from_secs(self.absolute_timeout));
         let cookie = self.cookies.session(&ticket, lifetime);
@@ -128,6 +132,35 @@ impl Sessions {
         self.store.remove(&ticket.store_key()).await?;
         tracing::info!(session = %ticket.store_key().log_id(), "session ended");
         Ok(())
+    }
+
+    /// Ends every session of a provider session (`sid`) or, with only `sub`, of a user: what a
+    /// back-channel logout asks. Returns how many sessions were ended.
+    pub async fn end_matching(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, StoreError> {
+        let indexes = match (sid, sub) {
+            (Some(sid), _) => self.sealer.index_keys("sid", sid),
+            (None, Some(sub)) => self.sealer.index_keys("sub", sub),
+            (None, None) => Vec::new(),
+        };
+        let mut ended = 0;
+        for index in indexes {
+            for member in self.store.index_take(&index).await? {
+                self.store.remove(&member).await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// The index entries a new session goes under, written with the primary key (lookups try
+    /// every key): its user, and its provider session when the ID token named one.
+    fn index_keys(&self, sub: &str, sid: Option<&str>) -> Vec<StoreKey> {
+        let mut keys = self.sealer.index_keys("sub", sub);
+        keys.truncate(1);
+        if let Some(sid) = sid {
+            keys.extend(self.sealer.index_keys("sid", sid).into_iter().take(1));
+        }
+        keys
     }
 
     /// Stores a pending login under `state`; returns the login cookie holding its secret.

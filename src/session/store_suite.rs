@@ -4,6 +4,7 @@ use super::*;
 
 pub const LIMITS: StoreLimits = StoreLimits {
     idle_timeout: Duration::from_secs(600),
+    absolute_timeout: Duration::from_secs(3600),
     max_sessions: 1000,
     max_pending_logins: 1000,
     login_timeout: Duration::from_secs(600),
@@ -34,6 +35,24 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     pending_is_single_use(&fresh()).await;
     pending_expires(&fresh()).await;
     sessions_and_pending_do_not_mix(&fresh()).await;
+    index_lists_members_once_and_take_empties_it(&fresh()).await;
+}
+
+async fn index_lists_members_once_and_take_empties_it<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    s.save(key(2), record(b"two", T0 + 3600), T0).await.unwrap();
+    s.index_add(key(100), key(1)).await.unwrap();
+    s.index_add(key(100), key(2)).await.unwrap();
+    s.index_add(key(100), key(2)).await.unwrap();
+    s.index_add(key(101), key(2)).await.unwrap();
+    let mut members = s.index_take(&key(100)).await.unwrap();
+    members.sort_by_key(|k| k.0);
+    assert_eq!(members, vec![key(1), key(2)]);
+    assert!(s.index_take(&key(100)).await.unwrap().is_empty(), "take left the index behind");
+    assert_eq!(s.index_take(&key(101)).await.unwrap(), vec![key(2)], "indexes are independent");
+    assert!(s.index_take(&key(102)).await.unwrap().is_empty());
 }
 
 async fn save_then_load<S: SessionStore>(s: &S) {

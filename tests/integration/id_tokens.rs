@@ -1,8 +1,9 @@
-//! ID-token validation, against a deliberately misbehaving in-process issuer.
+//! ID-token and logout-token validation, against a deliberately misbehaving in-process issuer.
 //!
-//! The real provider never issues a bad ID token, so this fast issuer serves discovery, a JWKS
-//! and a token endpoint whose ID token each test crafts: every check cloakroom must make is
-//! shown refusing (a 400 page, no session), next to a control that passes.
+//! The real provider never issues a bad token, so this fast issuer serves discovery, a JWKS and
+//! a token endpoint whose ID token each test crafts, and the tests craft logout tokens signed
+//! with its key: every check cloakroom must make is shown refusing (a 400, no session created,
+//! none ended), next to a control that passes.
 
 use crate::support::*;
 use aws_lc_rs::rand::SystemRandom;
@@ -290,4 +291,91 @@ async fn an_unknown_key_id_triggers_one_jwks_refetch() {
         assert!(session_cookie(&browser).is_none());
     }
     assert_eq!(h.issuer.jwks_fetches.load(Ordering::SeqCst), fetches_at_start + 1, "refetched on every unknown kid");
+}
+
+fn logout_claims(h: &Harness, jti: &str) -> Value {
+    let now = h.bff.clock_now();
+    json!({
+        "iss": h.issuer.url, "aud": CLIENT_ID, "iat": now, "exp": now + 120, "jti": jti, "sub": "alice",
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    })
+}
+
+async fn post_logout_token(h: &Harness, token: &str) -> Reply {
+    http_call(
+        http::Method::POST,
+        &h.bff.url("/bff/backchannel-logout"),
+        Some(("application/x-www-form-urlencoded", format!("logout_token={token}"))),
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn logout_tokens_failing_any_check_are_refused_and_end_nothing() {
+    let h = Harness::start().await;
+    let (reply, mut browser) = h.login_with(|_, _, _| {}).await;
+    assert_eq!(reply.status, 200);
+    let now = h.bff.clock_now() as i64;
+    let header = json!({ "alg": "RS256", "typ": "logout+jwt", "kid": h.key.kid });
+    type Shape = Box<dyn Fn(&mut Value, &mut Value)>;
+    let cases: Vec<(&str, Shape)> = vec![
+        ("wrong iss", Box::new(|_, c| c["iss"] = json!("https://evil.example"))),
+        ("wrong aud", Box::new(|_, c| c["aud"] = json!("someone-else"))),
+        ("no events", Box::new(|_, c| _ = c.as_object_mut().unwrap().remove("events"))),
+        ("another event", Box::new(|_, c| c["events"] = json!({ "https://example.com/other": {} }))),
+        (
+            "event not an object",
+            Box::new(|_, c| c["events"] = json!({ "http://schemas.openid.net/event/backchannel-logout": "x" })),
+        ),
+        ("a nonce", Box::new(|_, c| c["nonce"] = json!("n"))),
+        ("neither sid nor sub", Box::new(|_, c| _ = c.as_object_mut().unwrap().remove("sub"))),
+        ("no jti", Box::new(|_, c| _ = c.as_object_mut().unwrap().remove("jti"))),
+        ("iat in the future", Box::new(move |_, c| c["iat"] = json!(now + 3600))),
+        ("iat too old", Box::new(move |_, c| c["iat"] = json!(now - 3600))),
+        ("expired", Box::new(move |_, c| c["exp"] = json!(now - 3600))),
+        ("typ of another kind", Box::new(|h, _| h["typ"] = json!("at+jwt"))),
+        ("unpublished kid", Box::new(|h, _| h["kid"] = json!("key-9"))),
+    ];
+    for (i, (case, shape)) in cases.into_iter().enumerate() {
+        let mut header = header.clone();
+        let mut claims = logout_claims(&h, &format!("jti-{i}"));
+        shape(&mut header, &mut claims);
+        let reply = post_logout_token(&h, &h.key.sign(&header, &claims)).await;
+        assert_eq!(reply.status, 400, "{case}: {}", reply.text());
+        assert_eq!(reply.json()["error"], "invalid_request", "{case}");
+        assert_eq!(h.bff.user(&mut browser).await.status, 200, "{case}: a refused token ended the session");
+    }
+
+    // Signed by a key the provider does not publish; and a payload changed after signing.
+    let stranger = SigningKey::generate("key-1");
+    let reply = post_logout_token(&h, &stranger.sign(&header, &logout_claims(&h, "jti-stranger"))).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let signed = h.key.sign(&header, &logout_claims(&h, "jti-tampered"));
+    let mut parts: Vec<String> = signed.split('.').map(String::from).collect();
+    let mut other = logout_claims(&h, "jti-tampered");
+    other["sub"] = json!("bob");
+    parts[1] = B64.encode(other.to_string());
+    assert_eq!(post_logout_token(&h, &parts.join(".")).await.status, 400);
+    assert_eq!(h.bff.user(&mut browser).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_valid_logout_token_ends_the_users_sessions_once() {
+    let h = Harness::start().await;
+    let (_, mut first) = h.login_with(|_, _, _| {}).await;
+    let (_, mut second) = h.login_with(|_, _, _| {}).await;
+    let (_, mut bob) = h.login_with(|_, c, _| c["sub"] = json!("bob")).await;
+    let header = json!({ "alg": "RS256", "typ": "logout+jwt", "kid": h.key.kid });
+    let token = h.key.sign(&header, &logout_claims(&h, "jti-once"));
+    let reply = post_logout_token(&h, &token).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_eq!(h.bff.user(&mut first).await.status, 401);
+    assert_eq!(h.bff.user(&mut second).await.status, 401, "sub-only logout must end all of the user's sessions");
+    assert_eq!(h.bff.user(&mut bob).await.status, 200);
+    // The same token again is a replay.
+    let replay = post_logout_token(&h, &token).await;
+    assert_eq!(replay.status, 400);
+    assert!(replay.text().contains("jti"), "{}", replay.text());
 }

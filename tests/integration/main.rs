@@ -1,6 +1,7 @@
 //! Integration tests: cloakroom in-process against the real `oidc-provider`, a recording
 //! upstream, and a cookie-jar browser.
 
+mod backchannel;
 mod callback;
 mod client_token;
 mod id_tokens;

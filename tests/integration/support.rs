@@ -79,6 +79,8 @@ pub async fn register_client(issuer: &str, origin: &str, auth_method: &str, refr
     let body = serde_json::json!({
         "redirect_uris": [format!("{origin}/bff/callback")],
         "post_logout_redirect_uris": [format!("{origin}/")],
+        "backchannel_logout_uri": format!("{origin}/bff/backchannel-logout"),
+        "backchannel_logout_session_required": true,
         "grant_types": grant_types,
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method,

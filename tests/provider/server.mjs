@@ -35,6 +35,7 @@ const configuration = {
     introspection: { enabled: true },
     clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => API_RESOURCE,
@@ -58,6 +59,16 @@ const configuration = {
     RefreshToken: 24 * 3600,
   },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  // Back-channel logout calls go to cloakroom on loopback, which oidc-provider's SSRF guard
+  // refuses. The tests allow exactly loopback, and nothing else.
+  fetch: async (url, options) => {
+    const { hostname } = new URL(url);
+    if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) {
+      throw new Error(`the test provider only calls loopback, not ${hostname}`);
+    }
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   findAccount: async (_ctx, id) => {
     const account = accounts[id];
     if (!account) return undefined;

@@ -1,0 +1,70 @@
+//! `POST /bff/backchannel-logout`: the provider says a user or a provider session logged out.
+//!
+//! Server-to-server: no cookie, no anti-CSRF header; the signed logout token is the credential
+//! (checked in [`crate::oidc::Provider::verify_logout_token`]). Every matching session ends.
+//! Answers per the spec: 200 on success, 400 with an OAuth-style error body otherwise.
+
+use super::query_param;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::oidc::LogoutTokenError;
+use crate::respond::{Body, empty, json};
+use http::header::CONTENT_TYPE;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+/// A logout token is a few KiB at most.
+const MAX_BODY: usize = 64 * 1024;
+
+pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::POST {
+        return ApiError::MethodNotAllowed.response();
+    }
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return bad_request("the body must be application/x-www-form-urlencoded");
+    }
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return bad_request("the body is unreadable or too large"),
+    };
+    let Ok(form) = std::str::from_utf8(&body) else { return bad_request("the body is not UTF-8") };
+    let token = match query_param(Some(form), "logout_token") {
+        Ok(Some(token)) if !token.is_empty() => token,
+        Ok(_) => return bad_request("logout_token is missing"),
+        Err(()) => return bad_request("logout_token is repeated"),
+    };
+    let subject = match app.provider.verify_logout_token(&token).await {
+        Ok(subject) => subject,
+        Err(LogoutTokenError::Invalid(reason)) => {
+            tracing::warn!(%reason, "back-channel logout refused");
+            return bad_request(&reason);
+        }
+        Err(LogoutTokenError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "back-channel logout: provider keys unavailable");
+            return ApiError::ProviderUnavailable.response();
+        }
+    };
+    match app.sessions.end_matching(subject.sid.as_deref(), subject.sub.as_deref()).await {
+        Ok(ended) => {
+            tracing::info!(ended, by_sid = subject.sid.is_some(), "back-channel logout");
+            let mut response = Response::new(empty());
+            *response.status_mut() = StatusCode::OK;
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout: store failed");
+            ApiError::StoreUnavailable.response()
+        }
+    }
+}
+
+fn bad_request(description: &str) -> Response<Body> {
+    json(StatusCode::BAD_REQUEST, &json!({ "error": "invalid_request", "error_description": description }))
+}
