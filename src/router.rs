@@ -93,6 +93,7 @@ mod tests {
             policy: crate::config::TokenPolicy::User,
             connect_timeout: std::time::Duration::from_secs(1),
             timeout: std::time::Duration::from_secs(1),
+            audience: None,
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
     }

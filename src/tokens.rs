@@ -6,17 +6,23 @@
 //! session's lock (bounded wait), and whoever gets it *looks again* at the stored session before
 //! calling the provider: usually the one before it has already refreshed.
 //!
+//! A session holds its sign-in token and, for routes naming an RFC 8707 `resource`, one token
+//! per resource, obtained and renewed with the same refresh token under the same lock (each
+//! such refresh may rotate the refresh token, which is why they share it).
+//!
 //! Outcomes: a provider "no" (e.g. `invalid_grant`) ends the session; a provider in trouble does
 //! not: a token that is due but not yet expired is still used, an expired one gets a 503 and the
 //! session is kept for a later try.
 //!
-//! cloakroom's own client-credentials token (for `client` routes) follows the same rules: cached
+//! cloakroom's own client-credentials tokens (for `client` routes) follow the same rules: cached
 //! until due, renewed by one caller while the others wait, shared by every user.
 
-use crate::oidc::{OidcError, Provider};
-use crate::session::{Session, SessionTicket, Sessions, StoreError, StoreKey};
+use crate::config::Audience;
+use crate::oidc::{OidcError, Provider, Refreshed};
+use crate::session::{ResourceToken, Session, SessionTicket, Sessions, StoreError, StoreKey};
 use moka::sync::Cache;
 use openidconnect::AccessToken;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -38,21 +44,23 @@ impl From<StoreError> for TokenError {
     }
 }
 
+/// A token and when it expires (unix seconds), if known.
+#[derive(Clone)]
+struct Held {
+    token: AccessToken,
+    expires_at: Option<u64>,
+}
+
 pub struct TokenService {
     provider: Arc<Provider>,
     /// One lock per session being refreshed; entries disappear once idle.
     locks: Cache<StoreKey, Arc<Mutex<()>>>,
     margin: u64,
     lock_wait: Duration,
-    /// The client token: read lock-free-ish on every `client` call, renewed under `client_renewal`.
-    client_token: std::sync::RwLock<Option<CachedToken>>,
+    /// Client tokens by audience (`None`: the default). Read on every `client` call; renewed
+    /// under `client_renewal`.
+    client_tokens: std::sync::RwLock<HashMap<Option<Audience>, Held>>,
     client_renewal: Mutex<()>,
-}
-
-#[derive(Clone)]
-struct CachedToken {
-    token: AccessToken,
-    expires_at: u64,
 }
 
 /// A client token whose lifetime the provider did not state is renewed this often.
@@ -68,58 +76,56 @@ impl TokenService {
             locks,
             margin: margin.as_secs(),
             lock_wait,
-            client_token: std::sync::RwLock::new(None),
+            client_tokens: Default::default(),
             client_renewal: Mutex::new(()),
         }
     }
 
-    /// The session's access token, refreshed first if it is due.
+    /// The session's access token for `audience` (the sign-in's own when `None`), obtained or
+    /// refreshed first if it is missing or due.
     pub async fn access_token(
         &self,
         sessions: &Sessions,
         ticket: &SessionTicket,
         session: Session,
+        audience: Option<&Audience>,
     ) -> Result<AccessToken, TokenError> {
         let now = sessions.now();
-        if !self.is_due(&session, now) {
-            return Ok(session.access_token);
+        let held = held(&session, audience);
+        if let Some(held) = &held
+            && !self.is_due(held.expires_at, now)
+        {
+            return Ok(held.token.clone());
         }
         if session.refresh_token.is_none() {
-            return self.without_refresh(sessions, ticket, session, now).await;
+            return self.without_refresh(sessions, ticket, held, now).await;
         }
         let lock = self.locks.get_with(ticket.store_key(), || Arc::new(Mutex::new(())));
         let Ok(_guard) = tokio::time::timeout(self.lock_wait, lock.lock()).await else {
             tracing::warn!(session = %ticket.store_key().log_id(), "gave up waiting for a refresh in progress");
-            return still_valid(session, now).ok_or(TokenError::ProviderUnavailable);
+            return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
         };
         // Look again: a request ahead of us may have refreshed (or ended) the session.
         let Some(mut current) = sessions.reload(ticket).await? else { return Err(TokenError::SessionExpired) };
         let now = sessions.now();
-        if !self.is_due(&current, now) {
-            return Ok(current.access_token);
+        let held = self::held(&current, audience);
+        if let Some(held) = &held
+            && !self.is_due(held.expires_at, now)
+        {
+            return Ok(held.token.clone());
         }
         let Some(refresh_token) = current.refresh_token.clone() else {
-            return self.without_refresh(sessions, ticket, current, now).await;
+            return self.without_refresh(sessions, ticket, held, now).await;
         };
-        let span = tracing::info_span!("refresh", session = %ticket.store_key().log_id());
+        let span = tracing::info_span!("refresh", session = %ticket.store_key().log_id(), resource = audience.map(|a| a.resource.as_str()));
         let _enter = span.enter();
-        match self.provider.refresh(&refresh_token, &current.sub).await {
+        match self.provider.refresh(&refresh_token, &current.sub, audience).await {
             Ok(refreshed) => {
-                current.access_token = refreshed.access_token;
-                current.access_token_expires_at = refreshed.access_token_expires_at;
-                if let Some(rotated) = refreshed.refresh_token {
-                    current.refresh_token = Some(rotated);
-                }
-                if let Some(claims) = refreshed.claims {
-                    current.claims = claims;
-                }
-                if current.id_token.is_some() && refreshed.id_token.is_some() {
-                    current.id_token = refreshed.id_token;
-                }
+                let token = apply(&mut current, audience, refreshed);
                 // Saved before the lock is released: the next in line reads the new tokens.
                 sessions.update(ticket, &current).await?;
                 tracing::info!("tokens refreshed");
-                Ok(current.access_token)
+                Ok(token)
             }
             Err(OidcError::Rejected(code)) => {
                 tracing::info!(error = %code, "the provider refused the refresh; ending the session");
@@ -128,63 +134,65 @@ impl TokenService {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "refresh failed; the session is kept");
-                still_valid(current, now).ok_or(TokenError::ProviderUnavailable)
+                still_valid(held, now).ok_or(TokenError::ProviderUnavailable)
             }
         }
     }
 
-    /// cloakroom's own token (client-credentials grant), cached until due.
-    pub async fn client_token(&self, now: u64) -> Result<AccessToken, TokenError> {
-        if let Some(token) = self.cached_client_token(now, true) {
+    /// cloakroom's own token (client-credentials grant) for `audience`, cached until due.
+    pub async fn client_token(&self, now: u64, audience: Option<&Audience>) -> Result<AccessToken, TokenError> {
+        let key = audience.cloned();
+        if let Some(token) = self.cached_client_token(&key, now, true) {
             return Ok(token);
         }
         let Ok(_renewing) = tokio::time::timeout(self.lock_wait, self.client_renewal.lock()).await else {
-            return self.cached_client_token(now, false).ok_or(TokenError::ProviderUnavailable);
+            return self.cached_client_token(&key, now, false).ok_or(TokenError::ProviderUnavailable);
         };
         // Look again: the caller before us may just have renewed it.
-        if let Some(token) = self.cached_client_token(now, true) {
+        if let Some(token) = self.cached_client_token(&key, now, true) {
             return Ok(token);
         }
-        match self.provider.client_credentials().await {
+        match self.provider.client_credentials(audience).await {
             Ok((token, expires_at)) => {
-                let expires_at = expires_at.unwrap_or(now + CLIENT_TOKEN_DEFAULT_LIFETIME);
-                let cached = CachedToken { token: token.clone(), expires_at };
-                *self.client_token.write().unwrap_or_else(|e| e.into_inner()) = Some(cached);
-                tracing::info!("client token renewed");
+                let expires_at = Some(expires_at.unwrap_or(now + CLIENT_TOKEN_DEFAULT_LIFETIME));
+                let held = Held { token: token.clone(), expires_at };
+                self.client_tokens.write().unwrap_or_else(|e| e.into_inner()).insert(key, held);
+                tracing::info!(resource = audience.map(|a| a.resource.as_str()), "client token renewed");
                 Ok(token)
             }
             Err(OidcError::Rejected(code)) => {
                 tracing::error!(error = %code, "the provider refused cloakroom's client credentials");
-                self.cached_client_token(now, false).ok_or(TokenError::ClientRejected)
+                self.cached_client_token(&key, now, false).ok_or(TokenError::ClientRejected)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "client token renewal failed");
-                self.cached_client_token(now, false).ok_or(TokenError::ProviderUnavailable)
+                self.cached_client_token(&key, now, false).ok_or(TokenError::ProviderUnavailable)
             }
         }
     }
 
     /// The cached client token if it is not due (`fresh`), or merely not expired.
-    fn cached_client_token(&self, now: u64, fresh: bool) -> Option<AccessToken> {
-        let guard = self.client_token.read().unwrap_or_else(|e| e.into_inner());
-        let cached = guard.as_ref()?;
+    fn cached_client_token(&self, key: &Option<Audience>, now: u64, fresh: bool) -> Option<AccessToken> {
+        let tokens = self.client_tokens.read().unwrap_or_else(|e| e.into_inner());
+        let held = tokens.get(key)?;
         let limit = if fresh { now.saturating_add(self.margin) } else { now };
-        (limit < cached.expires_at).then(|| cached.token.clone())
+        held.expires_at.is_none_or(|at| limit < at).then(|| held.token.clone())
     }
 
-    fn is_due(&self, session: &Session, now: u64) -> bool {
-        session.access_token_expires_at.is_some_and(|at| now.saturating_add(self.margin) >= at)
+    fn is_due(&self, expires_at: Option<u64>, now: u64) -> bool {
+        expires_at.is_some_and(|at| now.saturating_add(self.margin) >= at)
     }
 
-    /// Due, and nothing to refresh with: usable until it expires, then the session is over.
+    /// Due or missing, and nothing to refresh with: usable until it expires, then the session is
+    /// over (a missing resource token can never be had).
     async fn without_refresh(
         &self,
         sessions: &Sessions,
         ticket: &SessionTicket,
-        session: Session,
+        held: Option<Held>,
         now: u64,
     ) -> Result<AccessToken, TokenError> {
-        if let Some(token) = still_valid(session, now) {
+        if let Some(token) = still_valid(held, now) {
             return Ok(token);
         }
         sessions.end(ticket).await?;
@@ -192,9 +200,47 @@ impl TokenService {
     }
 }
 
-fn still_valid(session: Session, now: u64) -> Option<AccessToken> {
-    match session.access_token_expires_at {
+/// The token the session holds for `audience`, if any.
+fn held(session: &Session, audience: Option<&Audience>) -> Option<Held> {
+    match audience {
+        None => Some(Held { token: session.access_token.clone(), expires_at: session.access_token_expires_at }),
+        Some(audience) => session
+            .resource_tokens
+            .get(&audience.resource)
+            .map(|t| Held { token: t.access_token.clone(), expires_at: t.expires_at }),
+    }
+}
+
+/// Stores a refresh's results in the session; returns the new token for `audience`.
+fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshed) -> AccessToken {
+    let token = refreshed.access_token.clone();
+    match audience {
+        None => {
+            session.access_token = refreshed.access_token;
+            session.access_token_expires_at = refreshed.access_token_expires_at;
+        }
+        Some(audience) => {
+            let entry =
+                ResourceToken { access_token: refreshed.access_token, expires_at: refreshed.access_token_expires_at };
+            session.resource_tokens.insert(audience.resource.clone(), entry);
+        }
+    }
+    if let Some(rotated) = refreshed.refresh_token {
+        session.refresh_token = Some(rotated);
+    }
+    if let Some(claims) = refreshed.claims {
+        session.claims = claims;
+    }
+    if session.id_token.is_some() && refreshed.id_token.is_some() {
+        session.id_token = refreshed.id_token;
+    }
+    token
+}
+
+fn still_valid(held: Option<Held>, now: u64) -> Option<AccessToken> {
+    let held = held?;
+    match held.expires_at {
         Some(at) if now >= at => None,
-        _ => Some(session.access_token),
+        _ => Some(held.token),
     }
 }

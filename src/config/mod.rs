@@ -68,6 +68,10 @@ pub struct OidcConfig {
     pub clock_skew: Duration,
     /// Refresh an access token this long before it expires.
     pub refresh_margin: Duration,
+    /// RFC 8707 audience of the sign-in's own access token (used by routes without `resource`).
+    pub resource: Option<String>,
+    /// Derived: every resource the authorization request names (the default and each route's).
+    pub authorization_resources: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -148,6 +152,15 @@ pub struct RouteConfig {
     pub policy: TokenPolicy,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// RFC 8707: the audience this route's token must be for, and the scopes to ask for it.
+    pub audience: Option<Audience>,
+}
+
+/// An RFC 8707 resource indicator and the scopes requested with it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Audience {
+    pub resource: String,
+    pub scopes: Vec<String>,
 }
 
 /// One problem with the configuration, naming the key it is about.

@@ -53,6 +53,7 @@ pub struct RawOidc {
     pub timeout: String,
     pub clock_skew: String,
     pub refresh_margin: String,
+    pub resource: Option<String>,
 }
 
 impl Default for RawOidc {
@@ -70,6 +71,7 @@ impl Default for RawOidc {
             timeout: "10s".into(),
             clock_skew: "60s".into(),
             refresh_margin: "30s".into(),
+            resource: None,
         }
     }
 }
@@ -148,6 +150,10 @@ pub struct RawRoute {
     pub connect_timeout: String,
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default, deserialize_with = "flexible::string_list")]
+    pub scopes: Vec<String>,
 }
 
 fn default_token() -> String {

@@ -122,6 +122,15 @@ impl Check<'_> {
         }
     }
 
+    /// RFC 8707 §2: an absolute URI without a fragment.
+    fn resource(&mut self, key: &str, text: &str) {
+        match Url::parse(text) {
+            Ok(url) if url.fragment().is_none() => {}
+            Ok(_) => self.fail(key, format!("{text:?} must not carry a fragment (RFC 8707)")),
+            Err(_) => self.fail(key, format!("{text:?} is not an absolute URI (RFC 8707 resource indicator)")),
+        }
+    }
+
     fn secret(&mut self, key: &str, inline: Option<String>, file: Option<String>) -> Option<String> {
         match (inline.filter(|s| !s.is_empty()), file.filter(|s| !s.is_empty())) {
             (Some(_), Some(_)) => {
@@ -224,6 +233,10 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let oidc_timeout = check.duration("oidc.timeout", &raw.oidc.timeout);
     let clock_skew = check.duration("oidc.clock_skew", &raw.oidc.clock_skew);
     let refresh_margin = check.duration("oidc.refresh_margin", &raw.oidc.refresh_margin);
+    let default_resource = raw.oidc.resource.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(String::from);
+    if let Some(resource) = &default_resource {
+        check.resource("oidc.resource", resource);
+    }
     if raw.oidc.logout_id_token_hint {
         warnings.push("oidc.logout_id_token_hint = true: the ID token is sent to the browser in the logout URL (the one place a token crosses to the browser)".into());
     }
@@ -335,6 +348,21 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
                 TokenPolicy::User
             }
         };
+        let audience = match route.resource.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+            Some(resource) => {
+                check.resource(&key("resource"), resource);
+                if policy == TokenPolicy::None {
+                    check.fail(key("resource"), "has no meaning with token = \"none\"");
+                }
+                Some(Audience { resource: resource.to_string(), scopes: route.scopes.clone() })
+            }
+            None => {
+                if !route.scopes.is_empty() {
+                    check.fail(key("scopes"), "needs a resource (RFC 8707) to ask them for");
+                }
+                None
+            }
+        };
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
         let Some(upstream) = check.url(&key("upstream"), &route.upstream) else {
@@ -365,6 +393,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             policy,
             connect_timeout,
             timeout,
+            audience,
         });
     }
 
@@ -374,6 +403,20 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         return None;
     };
     let keys = KeyRing::new(master_keys)?;
+    // The sign-in asks for everything routes will later ask for with the refresh token: a
+    // refresh can narrow a grant, never widen it.
+    let mut scopes = raw.oidc.scopes;
+    let mut authorization_resources: Vec<String> = default_resource.iter().cloned().collect();
+    for audience in routes.iter().filter_map(|r| r.audience.as_ref()) {
+        if !authorization_resources.contains(&audience.resource) {
+            authorization_resources.push(audience.resource.clone());
+        }
+        for scope in &audience.scopes {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+    }
     Some(Config {
         server: ServerConfig { listen, public_origin, admin_listen, shutdown_timeout },
         oidc: OidcConfig {
@@ -381,7 +424,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             client_id: raw.oidc.client_id.trim().to_string(),
             client_secret: ClientSecret::new(client_secret),
             client_auth,
-            scopes: raw.oidc.scopes,
+            scopes,
             extra_auth_params: raw.oidc.extra_auth_params.into_iter().collect(),
             redirect_uri,
             post_logout_redirect_uri,
@@ -389,6 +432,8 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             timeout: oidc_timeout,
             clock_skew,
             refresh_margin,
+            resource: default_resource,
+            authorization_resources,
         },
         session: SessionConfig {
             cookie_name,

@@ -2,14 +2,30 @@
 
 use super::exchange::token_error;
 use super::{OidcError, Provider};
+use crate::config::Audience;
 use openidconnect::{AccessToken, OAuth2TokenResponse};
 
 impl Provider {
-    /// A token for cloakroom as a client; returns it with its expiry (unix seconds) if known.
-    pub async fn client_credentials(&self) -> Result<(AccessToken, Option<u64>), OidcError> {
+    /// A token for cloakroom as a client (for `audience` when given, RFC 8707); returns it with
+    /// its expiry (unix seconds) if known.
+    pub async fn client_credentials(
+        &self,
+        audience: Option<&Audience>,
+    ) -> Result<(AccessToken, Option<u64>), OidcError> {
         let discovered = self.ready()?;
-        let response =
-            discovered.client.exchange_client_credentials().request_async(&self.http).await.map_err(token_error)?;
+        let mut request = discovered.client.exchange_client_credentials();
+        match audience {
+            Some(audience) => {
+                request = request.add_extra_param("resource", audience.resource.clone());
+                request = request.add_scopes(audience.scopes.iter().cloned().map(openidconnect::Scope::new));
+            }
+            None => {
+                if let Some(resource) = &self.config.resource {
+                    request = request.add_extra_param("resource", resource.clone());
+                }
+            }
+        }
+        let response = request.request_async(&self.http).await.map_err(token_error)?;
         let expires_at = self.access_token_expiry(response.expires_in(), response.access_token());
         Ok((response.access_token().clone(), expires_at))
     }

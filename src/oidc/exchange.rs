@@ -43,13 +43,14 @@ impl Provider {
         nonce: &Secret,
     ) -> Result<TokenSet, OidcError> {
         let discovered = self.ready()?;
-        let response = discovered
+        let mut request = discovered
             .client
             .exchange_code(AuthorizationCode::new(code))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()))
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()));
+        if let Some(resource) = &self.config.resource {
+            request = request.add_extra_param("resource", resource.clone());
+        }
+        let response = request.request_async(&self.http).await.map_err(token_error)?;
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::InvalidIdToken("the token response has no id_token".into()))?;

@@ -262,6 +262,10 @@ impl Provider {
         for (name, value) in &self.config.extra_auth_params {
             request = request.add_extra_param(name.clone(), value.clone());
         }
+        // RFC 8707: one `resource` parameter per audience any route will need.
+        for resource in &self.config.authorization_resources {
+            request = request.add_extra_param("resource", resource.clone());
+        }
         let (url, _, _) = request.url();
         Ok(url)
     }

@@ -2,6 +2,7 @@
 
 use super::exchange::{token_error, user_claims};
 use super::{OidcError, Provider};
+use crate::config::Audience;
 use crate::secret::Secret;
 use openidconnect::{AccessToken, OAuth2TokenResponse, RefreshToken, TokenResponse};
 use serde_json::{Map, Value};
@@ -19,15 +20,28 @@ pub struct Refreshed {
 }
 
 impl Provider {
-    /// Redeems `refresh_token`. A new ID token must be about the same user (`sub`).
-    pub async fn refresh(&self, refresh_token: &RefreshToken, sub: &str) -> Result<Refreshed, OidcError> {
+    /// Redeems `refresh_token` for the sign-in's default audience, or for `audience` (RFC 8707:
+    /// an access token meant for that API only). A new ID token must name the same user (`sub`).
+    pub async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        sub: &str,
+        audience: Option<&Audience>,
+    ) -> Result<Refreshed, OidcError> {
         let discovered = self.ready()?;
-        let response = discovered
-            .client
-            .exchange_refresh_token(refresh_token)
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+        let mut request = discovered.client.exchange_refresh_token(refresh_token);
+        match audience {
+            Some(audience) => {
+                request = request.add_extra_param("resource", audience.resource.clone());
+                request = request.add_scopes(audience.scopes.iter().cloned().map(openidconnect::Scope::new));
+            }
+            None => {
+                if let Some(resource) = &self.config.resource {
+                    request = request.add_extra_param("resource", resource.clone());
+                }
+            }
+        }
+        let response = request.request_async(&self.http).await.map_err(token_error)?;
         let (id_token, claims) = match response.id_token() {
             None => (None, None),
             Some(id_token) => {

@@ -7,7 +7,7 @@
 mod headers;
 
 use crate::app::App;
-use crate::config::TokenPolicy;
+use crate::config::{Audience, RouteConfig, TokenPolicy};
 use crate::error::ApiError;
 use crate::respond::Body;
 use crate::session::Lookup;
@@ -30,7 +30,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         return e.response();
     }
 
-    let (access_token, stale_cookie) = match token_for(app, route.policy, request.headers()).await {
+    let (access_token, stale_cookie) = match token_for(app, route, request.headers()).await {
         Ok(chosen) => chosen,
         Err(response) => return response,
     };
@@ -112,14 +112,15 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
 /// (so the answer should clear it). `Err` is the answer to send instead of forwarding.
 async fn token_for(
     app: &App,
-    policy: TokenPolicy,
+    route: &RouteConfig,
     headers: &http::HeaderMap,
 ) -> Result<(Option<AccessToken>, bool), Response<Body>> {
+    let (policy, audience) = (route.policy, route.audience.as_ref());
     if policy == TokenPolicy::None {
         return Ok((None, false));
     }
     if policy == TokenPolicy::Client {
-        return client_token(app).await.map(|token| (Some(token), false));
+        return client_token(app, audience).await.map(|token| (Some(token), false));
     }
     let lookup = app.sessions.lookup(headers).await.map_err(|e| {
         tracing::error!(error = %e, "session lookup failed");
@@ -127,7 +128,7 @@ async fn token_for(
     })?;
     let stale = match lookup {
         Lookup::Found(ticket, session) => {
-            return match app.tokens.access_token(&app.sessions, &ticket, *session).await {
+            return match app.tokens.access_token(&app.sessions, &ticket, *session, audience).await {
                 Ok(token) => Ok((Some(token), false)),
                 Err(TokenError::SessionExpired) => Err(app.clear_session_cookie(ApiError::SessionExpired.response())),
                 Err(e) => Err(token_error_response(e)),
@@ -138,7 +139,7 @@ async fn token_for(
     };
     match policy {
         TokenPolicy::UserOrNone => Ok((None, stale)),
-        TokenPolicy::UserOrClient => client_token(app).await.map(|token| (Some(token), stale)),
+        TokenPolicy::UserOrClient => client_token(app, audience).await.map(|token| (Some(token), stale)),
         _ => {
             let response = ApiError::Unauthenticated.response();
             Err(if stale { app.clear_session_cookie(response) } else { response })
@@ -146,8 +147,8 @@ async fn token_for(
     }
 }
 
-async fn client_token(app: &App) -> Result<AccessToken, Response<Body>> {
-    app.tokens.client_token(app.sessions.now()).await.map_err(token_error_response)
+async fn client_token(app: &App, audience: Option<&Audience>) -> Result<AccessToken, Response<Body>> {
+    app.tokens.client_token(app.sessions.now(), audience).await.map_err(token_error_response)
 }
 
 fn token_error_response(error: TokenError) -> Response<Body> {

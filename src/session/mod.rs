@@ -34,10 +34,22 @@ pub struct Session {
     pub refresh_token: Option<RefreshToken>,
     /// Kept only when `oidc.logout_id_token_hint` is on.
     pub id_token: Option<Secret>,
+    /// RFC 8707: tokens for routes naming a `resource`, by resource, obtained with the refresh
+    /// token so that each API only ever sees a token meant for it.
+    #[serde(default)]
+    pub resource_tokens: std::collections::BTreeMap<String, ResourceToken>,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds: the absolute timeout; never extended.
     pub expires_at: u64,
+}
+
+/// An access token for one RFC 8707 resource.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceToken {
+    pub access_token: AccessToken,
+    /// Unix seconds, when known.
+    pub expires_at: Option<u64>,
 }
 
 /// A login between `/bff/login` and `/bff/callback`. Single use, short-lived.

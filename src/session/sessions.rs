@@ -101,6 +101,7 @@ impl Sessions {
             access_token_expires_at: tokens.access_token_expires_at,
             refresh_token: tokens.refresh_token,
             id_token: keep_id_token.then_some(tokens.id_token),
+            resource_tokens: Default::default(),
             created_at: now,
             expires_at: now.saturating_add(self.absolute_timeout),
         };

@@ -9,5 +9,6 @@ mod journey;
 mod logout;
 mod proxy;
 mod refresh;
+mod resources;
 mod sessions;
 mod support;
