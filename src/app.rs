@@ -49,7 +49,7 @@ impl App {
         let span = tracing::info_span!("request", id = %request_id);
         let response = async {
             match route {
-                Route::Bff(endpoint) => bff::handle(self, endpoint, request).await,
+                Route::Bff(endpoint) => bff::handle(self, endpoint, request, peer).await,
                 Route::Api(index) => proxy::forward(self, index, request, peer).await,
                 Route::BadPath => ApiError::BadPath.response(),
                 Route::BffUnknown | Route::NotFound => ApiError::NotFound.response(),

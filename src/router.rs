@@ -9,6 +9,8 @@ pub enum BffEndpoint {
     User,
     Logout,
     BackchannelLogout,
+    /// `/bff/sessions` and `/bff/sessions/{id}`.
+    Sessions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,10 @@ impl Router {
                 "user" => Route::Bff(BffEndpoint::User),
                 "logout" => Route::Bff(BffEndpoint::Logout),
                 "backchannel-logout" => Route::Bff(BffEndpoint::BackchannelLogout),
+                "sessions" => Route::Bff(BffEndpoint::Sessions),
+                id if id.strip_prefix("sessions/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
+                    Route::Bff(BffEndpoint::Sessions)
+                }
                 _ => Route::BffUnknown,
             };
         }
@@ -106,6 +112,10 @@ mod tests {
         assert_eq!(r.route("/bff/user"), Route::Bff(BffEndpoint::User));
         assert_eq!(r.route("/bff/logout"), Route::Bff(BffEndpoint::Logout));
         assert_eq!(r.route("/bff/backchannel-logout"), Route::Bff(BffEndpoint::BackchannelLogout));
+        assert_eq!(r.route("/bff/sessions"), Route::Bff(BffEndpoint::Sessions));
+        assert_eq!(r.route("/bff/sessions/abc"), Route::Bff(BffEndpoint::Sessions));
+        assert_eq!(r.route("/bff/sessions/"), Route::BffUnknown);
+        assert_eq!(r.route("/bff/sessions/a/b"), Route::BffUnknown);
         assert_eq!(r.route("/bff/user/"), Route::BffUnknown);
         assert_eq!(r.route("/bff/nope"), Route::BffUnknown);
         assert_eq!(r.route("/bff"), Route::BffUnknown);

@@ -15,8 +15,9 @@ use crate::respond::{Body, escape_html, html, page};
 use crate::session::Lookup;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use std::net::SocketAddr;
 
-pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     if request.method() != Method::GET {
         return ApiError::MethodNotAllowed.response();
     }
@@ -73,7 +74,16 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     {
         tracing::warn!(error = %e, "could not end the previous session");
     }
-    let (_, cookie) = match app.sessions.create(tokens, app.config.oidc.logout_id_token_hint, pending.remember).await {
+    let user_agent = request.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let device = super::sessions::describe_device(user_agent);
+    let created = app.sessions.create(
+        tokens,
+        app.config.oidc.logout_id_token_hint,
+        pending.remember,
+        device,
+        peer.ip().to_string(),
+    );
+    let (_, cookie) = match created.await {
         Ok(created) => created,
         Err(e) => {
             tracing::error!(error = %e, "cannot store the new session");

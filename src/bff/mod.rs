@@ -6,6 +6,7 @@ mod backchannel;
 mod callback;
 mod login;
 mod logout;
+pub mod sessions;
 mod user;
 
 use crate::app::App;
@@ -14,16 +15,18 @@ use crate::router::BffEndpoint;
 use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Request, Response};
 use hyper::body::Incoming;
+use std::net::SocketAddr;
 
 pub use login::safe_return_path;
 
-pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let mut response = match endpoint {
         BffEndpoint::Login => login::handle(app, request).await,
-        BffEndpoint::Callback => callback::handle(app, request).await,
+        BffEndpoint::Callback => callback::handle(app, request, peer).await,
         BffEndpoint::User => user::handle(app, request).await,
         BffEndpoint::Logout => logout::handle(app, request).await,
         BffEndpoint::BackchannelLogout => backchannel::handle(app, request).await,
+        BffEndpoint::Sessions => sessions::handle(app, request).await,
     };
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response

@@ -17,11 +17,14 @@ struct Entry {
     last_seen: AtomicU64,
 }
 
+/// An index entry's sessions, each with its sealed payload.
+type IndexMembers = Vec<(StoreKey, Bytes)>;
+
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Cache<StoreKey, Arc<Entry>>,
     pending: Cache<StoreKey, Arc<Entry>>,
-    index: Cache<StoreKey, Arc<std::sync::Mutex<Vec<StoreKey>>>>,
+    index: Cache<StoreKey, Arc<std::sync::Mutex<IndexMembers>>>,
     idle_secs: u64,
 }
 
@@ -127,13 +130,13 @@ impl SessionStore for MemoryStore {
         Ok(self.pending.remove(key).await.filter(|e| now < e.expires_at).map(|e| e.sealed.clone()))
     }
 
-    async fn index_add(&self, index: StoreKey, member: StoreKey) -> Result<(), StoreError> {
+    async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
         let entry = self.index.get_with(index, async { Arc::default() }).await;
         {
             let mut members = entry.lock().unwrap_or_else(|e| e.into_inner());
             // Drop members whose session is gone, so a frequent user's entry does not grow.
-            members.retain(|m| *m != member && self.sessions.contains_key(m));
-            members.push(member);
+            members.retain(|(m, _)| *m != member && self.sessions.contains_key(m));
+            members.push((member, payload));
         }
         self.index.insert(index, entry).await;
         Ok(())
@@ -141,9 +144,27 @@ impl SessionStore for MemoryStore {
 
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
         Ok(match self.index.remove(index).await {
-            Some(entry) => entry.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Some(entry) => entry.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(m, _)| *m).collect(),
             None => Vec::new(),
         })
+    }
+
+    async fn index_list(&self, index: &StoreKey) -> Result<Vec<(StoreKey, Bytes)>, StoreError> {
+        let Some(entry) = self.index.get(index).await else { return Ok(Vec::new()) };
+        let mut members = entry.lock().unwrap_or_else(|e| e.into_inner());
+        members.retain(|(m, _)| self.sessions.contains_key(m));
+        Ok(members.clone())
+    }
+
+    async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
+        if let Some(entry) = self.index.get(index).await {
+            entry.lock().unwrap_or_else(|e| e.into_inner()).retain(|(m, _)| m != member);
+        }
+        Ok(())
+    }
+
+    async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.sessions.get(key).await.map(|entry| entry.last_seen.load(Ordering::Relaxed)))
     }
 }
 

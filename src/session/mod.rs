@@ -15,7 +15,7 @@ use bytes::Bytes;
 use openidconnect::{AccessToken, RefreshToken};
 use seal::{KeyRing, Purpose};
 use serde::{Deserialize, Serialize};
-pub use sessions::{Lookup, Sessions, random_token};
+pub use sessions::{ListedSession, Lookup, Sessions, random_token};
 use std::future::Future;
 use std::time::Duration;
 pub use ticket::{SessionTicket, StoreKey};
@@ -42,6 +42,21 @@ pub struct Session {
     pub created_at: u64,
     /// Unix seconds: the absolute timeout; never extended.
     pub expires_at: u64,
+    /// How the user's session list names this session: random, not ticket material.
+    #[serde(default)]
+    pub listing_id: String,
+}
+
+/// What the user's session list shows about a session. Sealed under the master key and the
+/// user's `sub` (a list must be readable without the other sessions' cookies), so it holds no
+/// token: a store dump plus the master key shows when and from where a user signed in, never
+/// anything that opens a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionListing {
+    pub listing_id: String,
+    pub created_at: u64,
+    pub device: String,
+    pub ip: String,
 }
 
 /// An access token for one RFC 8707 resource.
@@ -103,10 +118,22 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes and returns a pending login: the second take of the same key gets `None`.
     fn take_pending(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
     /// Records that session `member` belongs under `index` (a keyed hash of a `sub` or `sid`),
-    /// for back-channel logout. Entries outlive no session: they expire with the absolute timeout.
-    fn index_add(&self, index: StoreKey, member: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// with an opaque (sealed) `payload`, for back-channel logout and session lists. Entries
+    /// outlive no session: they expire with the absolute timeout.
+    fn index_add(
+        &self,
+        index: StoreKey,
+        member: StoreKey,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes `index` and returns the sessions it listed.
     fn index_take(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
+    /// The sessions `index` lists, with their payloads (pruned of sessions that have ended).
+    fn index_list(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<(StoreKey, Bytes)>, StoreError>> + Send;
+    fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// When the session was last used (unix seconds), without counting this as a use; `None`
+    /// when it has ended.
+    fn last_seen(&self, key: &StoreKey) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 }
 
 /// Seals and opens [`Session`]s and [`PendingLogin`]s; the only code that sees both keys and plaintext.
@@ -141,6 +168,16 @@ impl Sealer {
             sealed: self.keys.seal(Purpose::PendingLogin, secret, key.as_bytes(), &plaintext).into(),
             expires_at: login.expires_at,
         }
+    }
+
+    pub fn seal_listing(&self, sub: &str, member: &StoreKey, listing: &SessionListing) -> Bytes {
+        let plaintext = serde_json::to_vec(listing).expect("a listing always serializes");
+        self.keys.seal(Purpose::Listing, sub.as_bytes(), member.as_bytes(), &plaintext).into()
+    }
+
+    pub fn open_listing(&self, sub: &str, member: &StoreKey, sealed: &[u8]) -> Option<SessionListing> {
+        let plaintext = self.keys.open(Purpose::Listing, sub.as_bytes(), member.as_bytes(), sealed).ok()?;
+        serde_json::from_slice(&plaintext).ok()
     }
 
     /// Index keys for a user (`sub`) or a provider session (`sid`), under every configured key.

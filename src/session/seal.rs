@@ -36,6 +36,8 @@ const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
 pub enum Purpose {
     Session,
     PendingLogin,
+    /// A session's entry in its user's session list (no tokens: when, where, what device).
+    Listing,
 }
 
 impl Purpose {
@@ -43,6 +45,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"cloakroom/v1/session",
             Purpose::PendingLogin => b"cloakroom/v1/pending-login",
+            Purpose::Listing => b"cloakroom/v1/listing",
         }
     }
 }

@@ -85,12 +85,14 @@ impl Sessions {
 
     /// Creates a session under a brand-new ticket (never a reused id: no fixation). With
     /// `remember` (and `allow_remember`), the cookie persists for the absolute timeout; otherwise
-    /// it ends with the browser session.
+    /// it ends with the browser session. `device` and `ip` are for the user's session list.
     pub async fn create(
         &self,
         tokens: TokenSet,
         keep_id_token: bool,
         remember: bool,
+        device: String,
+        ip: String,
     ) -> Result<(SessionTicket, HeaderValue), StoreError> {
         let now = self.clock.now();
         let session = Session {
@@ -104,11 +106,17 @@ impl Sessions {
             resource_tokens: Default::default(),
             created_at: now,
             expires_at: now.saturating_add(self.absolute_timeout),
+            listing_id: random_listing_id(),
         };
         let ticket = SessionTicket::generate();
         self.store.save(ticket.store_key(), self.sealer.seal_session(&ticket, &session), now).await?;
-        for index in self.index_keys(&session.sub, session.sid.as_deref()) {
-            self.store.index_add(index, ticket.store_key()).await?;
+        let member = ticket.store_key();
+        let listing = SessionListing { listing_id: session.listing_id.clone(), created_at: now, device, ip };
+        let payload = self.sealer.seal_listing(&session.sub, &member, &listing);
+        let (user_index, sid_index) = self.index_keys(&session.sub, session.sid.as_deref());
+        self.store.index_add(user_index, member, payload).await?;
+        if let Some(sid_index) = sid_index {
+            self.store.index_add(sid_index, member, Bytes::new()).await?;
         }
         tracing::info!(session = %ticket.store_key().log_id(), "session created");
         let lifetime = (remember && self.allow_remember).then(|| Duration::from_secs(self.absolute_timeout));
@@ -155,13 +163,40 @@ impl Sessions {
 
     /// The index entries a new session goes under, written with the primary key (lookups try
     /// every key): its user, and its provider session when the ID token named one.
-    fn index_keys(&self, sub: &str, sid: Option<&str>) -> Vec<StoreKey> {
-        let mut keys = self.sealer.index_keys("sub", sub);
-        keys.truncate(1);
-        if let Some(sid) = sid {
-            keys.extend(self.sealer.index_keys("sid", sid).into_iter().take(1));
+    fn index_keys(&self, sub: &str, sid: Option<&str>) -> (StoreKey, Option<StoreKey>) {
+        let first = |keys: Vec<StoreKey>| keys.into_iter().next().expect("a key ring is never empty");
+        (first(self.sealer.index_keys("sub", sub)), sid.map(|sid| first(self.sealer.index_keys("sid", sid))))
+    }
+
+    /// The signed-in user's sessions, newest use first; `current` marks the caller's own.
+    pub async fn list(&self, session: &Session, current: &SessionTicket) -> Result<Vec<ListedSession>, StoreError> {
+        let mut listed = Vec::new();
+        for index in self.sealer.index_keys("sub", &session.sub) {
+            for (member, payload) in self.store.index_list(&index).await? {
+                let Some(listing) = self.sealer.open_listing(&session.sub, &member, &payload) else { continue };
+                let Some(last_seen) = self.store.last_seen(&member).await? else { continue };
+                listed.push(ListedSession { listing, last_seen, current: member == current.store_key() });
+            }
         }
-        keys
+        listed.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
+        Ok(listed)
+    }
+
+    /// Ends one of the user's own sessions by its listing id. `Ok(None)`: the user has no such
+    /// session (another user's id included); `Ok(Some(member))`: ended.
+    pub async fn end_listed(&self, session: &Session, listing_id: &str) -> Result<Option<StoreKey>, StoreError> {
+        for index in self.sealer.index_keys("sub", &session.sub) {
+            for (member, payload) in self.store.index_list(&index).await? {
+                let Some(listing) = self.sealer.open_listing(&session.sub, &member, &payload) else { continue };
+                if listing.listing_id == listing_id {
+                    self.store.remove(&member).await?;
+                    self.store.index_remove(&index, &member).await?;
+                    tracing::info!(session = %member.log_id(), "session ended from the session list");
+                    return Ok(Some(member));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Stores a pending login under `state`; returns the login cookie holding its secret.
@@ -195,6 +230,18 @@ fn pending_key(state: &str) -> StoreKey {
     let mut input = b"cloakroom/pending/".to_vec();
     input.extend_from_slice(state.as_bytes());
     StoreKey(seal::sha256(&input))
+}
+
+/// One entry of a user's session list.
+#[derive(Debug, Clone)]
+pub struct ListedSession {
+    pub listing: SessionListing,
+    pub last_seen: u64,
+    pub current: bool,
+}
+
+fn random_listing_id() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
 
 /// A fresh random value for `state` and `nonce`: 256 bits, base64url.

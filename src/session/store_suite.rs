@@ -36,6 +36,7 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     pending_expires(&fresh()).await;
     sessions_and_pending_do_not_mix(&fresh()).await;
     index_lists_members_once_and_take_empties_it(&fresh()).await;
+    last_seen_reports_use_without_being_use(&fresh()).await;
 }
 
 async fn index_lists_members_once_and_take_empties_it<S: SessionStore>(s: &S) {
@@ -43,10 +44,21 @@ async fn index_lists_members_once_and_take_empties_it<S: SessionStore>(s: &S) {
     let T0 = t0();
     s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
     s.save(key(2), record(b"two", T0 + 3600), T0).await.unwrap();
-    s.index_add(key(100), key(1)).await.unwrap();
-    s.index_add(key(100), key(2)).await.unwrap();
-    s.index_add(key(100), key(2)).await.unwrap();
-    s.index_add(key(101), key(2)).await.unwrap();
+    let p = |text: &'static str| Bytes::from_static(text.as_bytes());
+    s.index_add(key(100), key(1), p("a")).await.unwrap();
+    s.index_add(key(100), key(2), p("b")).await.unwrap();
+    s.index_add(key(100), key(2), p("b2")).await.unwrap();
+    s.index_add(key(101), key(2), p("c")).await.unwrap();
+    let mut listed = s.index_list(&key(100)).await.unwrap();
+    listed.sort_by_key(|(k, _)| k.0);
+    assert_eq!(listed, vec![(key(1), p("a")), (key(2), p("b2"))], "re-adding a member replaces its payload");
+    s.remove(&key(1)).await.unwrap();
+    assert_eq!(s.index_list(&key(100)).await.unwrap(), vec![(key(2), p("b2"))], "ended sessions are not listed");
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    s.index_add(key(100), key(1), p("a")).await.unwrap();
+    s.index_remove(&key(100), &key(1)).await.unwrap();
+    assert_eq!(s.index_list(&key(100)).await.unwrap(), vec![(key(2), p("b2"))]);
+    s.index_add(key(100), key(1), p("a")).await.unwrap();
     let mut members = s.index_take(&key(100)).await.unwrap();
     members.sort_by_key(|k| k.0);
     assert_eq!(members, vec![key(1), key(2)]);
@@ -127,6 +139,18 @@ async fn pending_expires<S: SessionStore>(s: &S) {
     let T0 = t0();
     s.put_pending(key(3), record(b"login", T0 + 600)).await.unwrap();
     assert_eq!(s.take_pending(&key(3), T0 + 600).await.unwrap(), None);
+}
+
+async fn last_seen_reports_use_without_being_use<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    assert_eq!(s.last_seen(&key(1)).await.unwrap(), Some(T0));
+    s.load(&key(1), T0 + 100).await.unwrap();
+    assert_eq!(s.last_seen(&key(1)).await.unwrap(), Some(T0 + 100));
+    // Asking does not slide the idle timeout (600 s): idle since T0 + 100.
+    assert_eq!(s.load(&key(1), T0 + 700).await.unwrap(), None);
+    assert_eq!(s.last_seen(&key(1)).await.unwrap(), None);
 }
 
 async fn sessions_and_pending_do_not_mix<S: SessionStore>(s: &S) {

@@ -138,3 +138,82 @@ async fn keep_me_signed_in_gives_a_persistent_cookie_only_when_allowed() {
     allowed.clock.advance(31 * 60);
     assert_eq!(allowed.user(&mut browser).await.status, 401);
 }
+
+#[tokio::test]
+async fn users_see_and_end_their_own_sessions_only() {
+    let bff = Bff::start().await;
+    let mut laptop = Browser::new();
+    laptop.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0".into());
+    let mut phone = Browser::new();
+    phone.user_agent =
+        Some("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36".into());
+    let mut bob = Browser::new();
+    bff.login(&mut laptop, "alice", "/").await;
+    bff.login(&mut phone, "alice", "/").await;
+    bff.login(&mut bob, "bob", "/").await;
+    bff.clock.advance(60);
+    assert_eq!(bff.user(&mut phone).await.status, 200);
+    bff.clock.advance(60);
+
+    // Listing is itself a use of the laptop's session: it comes first, then the phone.
+    let reply = list(&bff, &mut laptop).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let sessions = reply.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(
+        (sessions[0]["device"].as_str(), sessions[0]["current"].as_bool()),
+        (Some("Firefox on Linux"), Some(true))
+    );
+    assert_eq!(
+        (sessions[1]["device"].as_str(), sessions[1]["current"].as_bool()),
+        (Some("Chrome on Android"), Some(false))
+    );
+    let (laptop_seen, phone_seen) =
+        (sessions[0]["last_seen"].as_u64().unwrap(), sessions[1]["last_seen"].as_u64().unwrap());
+    assert_eq!(laptop_seen - phone_seen, 60, "last_seen is not the time of last use");
+    for session in &sessions {
+        assert_eq!(session["ip"], "127.0.0.1");
+        let id = session["id"].as_str().unwrap();
+        assert_eq!(id.len(), 22);
+        for ticket in [session_cookie(&laptop).unwrap(), session_cookie(&phone).unwrap()] {
+            assert!(!ticket.contains(id), "a listing id is ticket material");
+        }
+    }
+    let laptop_id = sessions[0]["id"].as_str().unwrap().to_string();
+    let phone_id = sessions[1]["id"].as_str().unwrap().to_string();
+    let bobs = list(&bff, &mut bob).await.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(bobs.len(), 1);
+    let bob_id = bobs[0]["id"].as_str().unwrap().to_string();
+
+    // Refusals: no header, no session, someone else's session, an unknown id.
+    assert_eq!(laptop.get(&bff.url("/bff/sessions"), &[]).await.status, 403);
+    assert_eq!(delete(&bff, &mut laptop, &phone_id, vec![]).await.status, 403);
+    assert_eq!(list(&bff, &mut Browser::new()).await.status, 401);
+    let reply = delete(&bff, &mut laptop, &bob_id, vec![CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (404, Some("not_found")));
+    assert_eq!(delete(&bff, &mut laptop, "no-such-session-id", vec![CSRF]).await.status, 404);
+    assert_eq!(bff.user(&mut bob).await.status, 200, "another user's session was touched");
+    assert_eq!(bff.user(&mut phone).await.status, 200);
+
+    // Ending the phone's session from the laptop.
+    let reply = delete(&bff, &mut laptop, &phone_id, vec![CSRF]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(bff.user(&mut phone).await.status, 401);
+    assert_eq!(bff.user(&mut laptop).await.status, 200);
+    assert_eq!(list(&bff, &mut laptop).await.json()["sessions"].as_array().unwrap().len(), 1);
+
+    // Ending its own session signs the laptop out and clears its cookie.
+    let reply = delete(&bff, &mut laptop, &laptop_id, vec![CSRF]).await;
+    assert_eq!(reply.status, 200);
+    assert!(session_cookie(&laptop).is_none());
+    assert_eq!(bff.user(&mut laptop).await.status, 401);
+}
+
+async fn list(bff: &Bff, browser: &mut Browser) -> Reply {
+    browser.get(&bff.url("/bff/sessions"), &[CSRF]).await
+}
+
+async fn delete(bff: &Bff, browser: &mut Browser, id: &str, headers: Vec<(&str, &str)>) -> Reply {
+    browser.request(http::Method::DELETE, &bff.url(&format!("/bff/sessions/{id}")), None, &headers).await
+}

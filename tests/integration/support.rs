@@ -243,6 +243,8 @@ struct JarCookie {
 #[derive(Default)]
 pub struct Browser {
     jar: Vec<JarCookie>,
+    /// Sent as `User-Agent` on every request when set.
+    pub user_agent: Option<String>,
     /// Every header and body this browser received, for token scans.
     pub received: Vec<u8>,
 }
@@ -311,6 +313,9 @@ impl Browser {
         let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
         if let Some(cookies) = self.cookie_header(&path) {
             all.push((COOKIE.as_str(), cookies));
+        }
+        if let Some(agent) = &self.user_agent {
+            all.push(("user-agent", agent.clone()));
         }
         let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let reply = http_call(method, url, body, &refs).await;
