@@ -2,6 +2,7 @@
 //! single-flight under a storm, rotation, `invalid_grant`, and an outage that is not a logout.
 
 use crate::support::*;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 fn bearer(bff: &Bff) -> String {
@@ -160,4 +161,86 @@ async fn without_a_refresh_token_the_session_ends_when_the_access_token_does() {
     assert!(session_cookie(&browser).is_none());
     assert_eq!(bff.upstream.count(), 2);
     assert_eq!(bff.session_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_not_a_logout_either() {
+    // The provider behind a gate that can make it unreachable (connections refused and cut).
+    let (gate_listener, gate_addr) = TcpGate::bind();
+    let provider = start_provider(&[("ISSUER", &format!("http://{gate_addr}"))]);
+    let gate = TcpGate::relay_to(gate_listener, SocketAddr::from(([127, 0, 0, 1], provider.port())));
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(provider.issuer.clone()),
+        oidc_toml: "timeout = \"2s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let first = bearer(&bff);
+
+    gate.close();
+    bff.clock.advance(280);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!(reply.status, 200, "a due but valid token must still be used: {}", reply.text());
+    assert_eq!(bearer(&bff), first);
+    bff.clock.advance(30);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
+    assert!(session_cookie(&browser).is_some());
+
+    gate.open();
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_ne!(bearer(&bff), first);
+    assert!(
+        introspect(&bff.issuer, &bff.client, &refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().unwrap())
+            .await
+    );
+}
+
+/// The limit of rotating refresh tokens, pinned: a provider frozen mid-refresh (a long GC pause,
+/// overload) still receives the requests cloakroom gave up on, and processes them when it
+/// resumes. The first spends the refresh token on a response nobody reads; the second is then a
+/// replay, and the provider revokes the grant. No client can avoid that without a reuse grace
+/// period at the provider; what cloakroom must do is end the session cleanly.
+#[tokio::test]
+async fn a_refresh_response_lost_at_a_rotating_provider_ends_the_session_cleanly() {
+    let provider = start_provider(&[]);
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(provider.issuer.clone()),
+        oidc_toml: "timeout = \"1s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    provider.signal("STOP");
+    bff.clock.advance(310);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!(reply.status, 503);
+    provider.signal("CONT");
+    // Wait until the provider has worked through what queued while it was frozen: the first
+    // refresh succeeded (for no one), the second was refused as a replay.
+    for _ in 0..200 {
+        let events = provider_events(&bff.issuer).await;
+        let ours = |kind: &str| {
+            events.iter().any(|e| {
+                e["type"] == kind
+                    && e["grant_type"] == "refresh_token"
+                    && e["clientId"] == bff.client.client_id.as_str()
+            })
+        };
+        if ours("grant.success") && ours("grant.error") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")));
+    assert!(session_cookie(&browser).is_none());
+    assert_eq!(bff.upstream.count(), 0, "a dead token was forwarded");
 }

@@ -27,7 +27,22 @@ use std::time::Duration;
 
 pub struct ProviderProcess {
     pub issuer: String,
+    port: u16,
     _child: Mutex<Child>,
+}
+
+impl ProviderProcess {
+    /// The port the provider listens on (differs from the issuer's when behind a gate).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends a signal to the provider process (`STOP` freezes it mid-session, `CONT` resumes).
+    pub fn signal(&self, signal: &str) {
+        let pid = self._child.lock().unwrap().id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
 }
 
 static PROVIDER: OnceLock<ProviderProcess> = OnceLock::new();
@@ -60,7 +75,64 @@ pub fn start_provider(env: &[(&str, &str)]) -> ProviderProcess {
     // Keep the pipe open: a closed stdout would kill the provider at its next write (EPIPE).
     std::mem::forget(reader);
     let parsed: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("provider said {line:?}: {e}"));
-    ProviderProcess { issuer: parsed["issuer"].as_str().unwrap().to_string(), _child: Mutex::new(child) }
+    ProviderProcess {
+        issuer: parsed["issuer"].as_str().unwrap().to_string(),
+        port: parsed["port"].as_u64().unwrap() as u16,
+        _child: Mutex::new(child),
+    }
+}
+
+/// A TCP gate in front of a server: open, it relays; closed, it refuses new connections and cuts
+/// the ones it relays, so the server behind it is unreachable (nothing it is sent arrives late).
+pub struct TcpGate {
+    pub addr: SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    closed: tokio::sync::watch::Sender<u64>,
+}
+
+impl TcpGate {
+    /// Binds the gate; `target` is filled in later with [`TcpGate::relay_to`].
+    pub fn bind() -> (std::net::TcpListener, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+
+    pub fn relay_to(listener: std::net::TcpListener, target: SocketAddr) -> TcpGate {
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (closed, _) = tokio::sync::watch::channel(0u64);
+        let (gate_open, gate_closed) = (open.clone(), closed.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if !gate_open.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = gate_closed.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpGate { addr, open, closed }
+    }
+
+    pub fn close(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.closed.send_modify(|n| *n += 1);
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone)]

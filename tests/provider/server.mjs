@@ -7,6 +7,7 @@
 // Settings come from the environment so tests can shape the provider:
 //   ACCESS_TOKEN_TTL   seconds (default 300)
 //   ID_TOKEN_TTL       seconds (default 3600: tests move their clock past access-token expiry)
+//   ISSUER             the issuer to claim, when tests reach the provider through a gate
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
@@ -136,7 +137,7 @@ function basicClientId(req) {
 const server = http.createServer();
 server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
   const provider = new Provider(issuer, configuration);
   const callback = provider.callback();
 
@@ -147,7 +148,9 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   provider.on('grant.success', (ctx) => events.push({
     type: 'grant.success', grant_type: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId,
   }));
-  provider.on('grant.error', (ctx, err) => events.push({ type: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error }));
+  provider.on('grant.error', (ctx, err) => events.push({
+    type: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error, clientId: ctx.oidc.client?.clientId,
+  }));
   provider.on('refresh_token.saved', (token) => events.push({ type: 'refresh_token.saved', token: token.jti, grantId: token.grantId, clientId: token.clientId }));
   provider.on('grant.revoked', (_ctx, grantId) => events.push({ type: 'grant.revoked', grantId }));
 
@@ -175,7 +178,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       html(res, 400, `<p>${String(err.message).replace(/[<>&"]/g, '')}</p>`);
     }
   });
-  process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 });
 
 // Exit with the test process: the harness holds our stdin open for as long as it lives.
