@@ -115,6 +115,7 @@ fn answer(issuer: &str, state: &Mutex<IssuerState>, fetches: &AtomicUsize, path:
             "access_token": ACCESS_TOKEN,
             "token_type": "Bearer",
             "expires_in": 300,
+            "refresh_token": "fake-refresh-token",
             "id_token": state.lock().unwrap().next_id_token.take().unwrap_or_default(),
         }),
         _ => return Response::builder().status(404).body(full("")).unwrap(),
@@ -378,4 +379,34 @@ async fn a_valid_logout_token_ends_the_users_sessions_once() {
     let replay = post_logout_token(&h, &token).await;
     assert_eq!(replay.status, 400);
     assert!(replay.text().contains("jti"), "{}", replay.text());
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_updates_the_claims_and_must_name_the_same_user() {
+    let h = Harness::start().await;
+    let (reply, mut browser) = h.login_with(|_, _, _| {}).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(h.bff.user(&mut browser).await.json()["claims"]["email"], "alice@example.com");
+
+    // The provider's next answer (a refresh) carries an ID token with a changed email.
+    h.bff.clock.advance(280);
+    let mut claims = h.claims("unused");
+    claims.as_object_mut().unwrap().remove("nonce");
+    claims["email"] = json!("alice@new.example");
+    h.issuer.issue(h.key.sign(&h.header(), &claims));
+    assert_eq!(browser.get(&h.bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(h.bff.user(&mut browser).await.json()["claims"]["email"], "alice@new.example");
+
+    // A refreshed ID token about someone else is refused: the old claims stay, and the token
+    // is not replaced (the session keeps working on its still-valid token).
+    h.bff.clock.advance(280);
+    let mut claims = h.claims("unused");
+    claims.as_object_mut().unwrap().remove("nonce");
+    claims["sub"] = json!("mallory");
+    claims["email"] = json!("mallory@example.com");
+    h.issuer.issue(h.key.sign(&h.header(), &claims));
+    let _ = browser.get(&h.bff.url("/api/x"), &[CSRF]).await;
+    let user = h.bff.user(&mut browser).await.json();
+    assert_eq!(user["sub"], "alice");
+    assert_eq!(user["claims"]["email"], "alice@new.example");
 }
