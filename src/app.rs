@@ -7,6 +7,7 @@ use crate::oidc::Provider;
 use crate::respond::Body;
 use crate::router::{Route, Router};
 use crate::session::Sessions;
+use crate::spa::Spa;
 use crate::tokens::TokenService;
 use crate::upstream::HttpClient;
 use crate::{bff, csrf, proxy, telemetry};
@@ -27,6 +28,7 @@ pub struct App {
     pub tokens: TokenService,
     /// One pooled client per route, same index as `config.routes`.
     pub upstreams: Vec<HttpClient>,
+    pub spa: Option<Spa>,
     shutting_down: AtomicBool,
 }
 
@@ -37,7 +39,8 @@ impl App {
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock));
         let tokens = TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2);
         let upstreams = config.routes.iter().map(|r| HttpClient::new(r.connect_timeout)).collect();
-        Self { config, router, sessions, provider, tokens, upstreams, shutting_down: AtomicBool::new(false) }
+        let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
+        Self { config, router, sessions, provider, tokens, upstreams, spa, shutting_down: AtomicBool::new(false) }
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -52,7 +55,11 @@ impl App {
                 Route::Bff(endpoint) => bff::handle(self, endpoint, request, peer).await,
                 Route::Api(index) => proxy::forward(self, index, request, peer).await,
                 Route::BadPath => ApiError::BadPath.response(),
-                Route::BffUnknown | Route::NotFound => ApiError::NotFound.response(),
+                Route::NotFound => match &self.spa {
+                    Some(spa) => spa.serve(&request).await,
+                    None => ApiError::NotFound.response(),
+                },
+                Route::BffUnknown => ApiError::NotFound.response(),
             }
         }
         .instrument(span)
@@ -62,7 +69,7 @@ impl App {
             id = %request_id,
             method = %method,
             path = %path,
-            route = route_label(route),
+            route = if route == Route::NotFound && self.spa.is_some() { "spa" } else { route_label(route) },
             status = response.status().as_u16(),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         );

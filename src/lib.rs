@@ -14,7 +14,8 @@
 //!   ├─ bff/   login → callback → user → logout                        (bff/*.rs)
 //!   │           pending logins and sessions                            (session/)
 //!   │           the identity provider                                  (oidc/)
-//!   └─ proxy/ CSRF check → cookie → session → Bearer → upstream      (proxy/, csrf.rs)
+//!   ├─ proxy/ CSRF check → cookie → session → Bearer → upstream      (proxy/, csrf.rs)
+//!   └─ spa    static files, index.html for client-side routes          (spa.rs)
 //!               session/: cookie.rs → ticket.rs → memory.rs (store) → seal.rs (AEAD)
 //!               tokens.rs: refresh when due, one at a time per session
 //!               upstream.rs: the one HTTP client, for upstreams and the provider alike
@@ -37,6 +38,7 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod spa;
 pub mod telemetry;
 pub mod tokens;
 pub mod upstream;

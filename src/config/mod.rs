@@ -31,6 +31,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub csrf: CsrfConfig,
     pub log: LogConfig,
+    pub spa: Option<SpaConfig>,
     pub routes: Vec<RouteConfig>,
     /// Warnings to print loudly at start-up (insecure or ephemeral settings).
     pub warnings: Vec<String>,
@@ -106,6 +107,13 @@ impl fmt::Debug for SessionConfig {
 #[derive(Debug, Clone)]
 pub struct CsrfConfig {
     pub header: HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpaConfig {
+    /// Canonical directory the SPA's files are served from.
+    pub dir: std::path::PathBuf,
+    pub content_security_policy: http::HeaderValue,
 }
 
 #[derive(Debug, Clone)]

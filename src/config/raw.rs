@@ -14,7 +14,21 @@ pub struct RawConfig {
     pub session: RawSession,
     pub csrf: RawCsrf,
     pub log: RawLog,
+    pub spa: RawSpa,
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSpa {
+    pub dir: Option<String>,
+    pub content_security_policy: String,
+}
+
+impl Default for RawSpa {
+    fn default() -> Self {
+        Self { dir: None, content_security_policy: crate::spa::DEFAULT_CSP.into() }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -316,6 +316,28 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         );
     }
 
+    // [spa]
+    let spa = match raw.spa.dir.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => None,
+        Some(dir) => match std::fs::canonicalize(dir) {
+            Ok(path) if path.is_dir() => match http::HeaderValue::try_from(raw.spa.content_security_policy.trim()) {
+                Ok(csp) => Some(SpaConfig { dir: path, content_security_policy: csp }),
+                Err(_) => {
+                    check.fail("spa.content_security_policy", "is not a valid header value");
+                    None
+                }
+            },
+            Ok(_) => {
+                check.fail("spa.dir", format!("{dir} is not a directory"));
+                None
+            }
+            Err(e) => {
+                check.fail("spa.dir", format!("{dir}: {e}"));
+                None
+            }
+        },
+    };
+
     // [[routes]]
     let mut routes = Vec::new();
     for (index, route) in raw.routes.iter().enumerate() {
@@ -449,6 +471,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         },
         csrf: CsrfConfig { header: csrf_header },
         log: LogConfig { level: raw.log.level },
+        spa,
         routes,
         warnings,
     })

@@ -11,4 +11,5 @@ mod proxy;
 mod refresh;
 mod resources;
 mod sessions;
+mod spa;
 mod support;
