@@ -65,6 +65,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         response
     };
     add_cookie(&mut response, app.sessions.cookies().clear_session());
-    response.headers_mut().insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    if app.config.session.clear_site_data {
+        response.headers_mut().insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    }
     response
 }

@@ -89,6 +89,8 @@ pub struct SessionConfig {
     pub max_sessions: u64,
     /// Whether `/bff/login?remember=1` may ask for a persistent cookie.
     pub allow_remember: bool,
+    /// Whether logout sends `Clear-Site-Data: "cookies"` (clears the whole registrable domain).
+    pub clear_site_data: bool,
 }
 
 impl fmt::Debug for SessionConfig {

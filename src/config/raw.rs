@@ -107,6 +107,8 @@ pub struct RawSession {
     pub max_sessions: u64,
     #[serde(deserialize_with = "flexible::bool")]
     pub allow_remember: bool,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub clear_site_data: bool,
 }
 
 impl Default for RawSession {
@@ -122,6 +124,7 @@ impl Default for RawSession {
             max_pending_logins: 100_000,
             max_sessions: 1_000_000,
             allow_remember: false,
+            clear_site_data: true,
         }
     }
 }

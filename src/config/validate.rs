@@ -468,6 +468,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             max_pending_logins: raw.session.max_pending_logins,
             max_sessions: raw.session.max_sessions,
             allow_remember: raw.session.allow_remember,
+            clear_site_data: raw.session.clear_site_data,
         },
         csrf: CsrfConfig { header: csrf_header },
         log: LogConfig { level: raw.log.level },

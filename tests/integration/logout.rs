@@ -76,3 +76,16 @@ async fn the_id_token_hint_is_sent_only_when_opted_in() {
     let (_, end_page) = browser.follow(logout_url.as_str(), |_| false).await;
     assert_eq!(end_page.status, 200, "{}", end_page.text());
 }
+
+#[tokio::test]
+async fn clear_site_data_can_be_turned_off_for_shared_domains() {
+    let bff =
+        Bff::start_with(BffOptions { session_toml: "clear_site_data = false".into(), ..Default::default() }).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let reply = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("clear-site-data").is_none());
+    assert!(session_cookie(&browser).is_none(), "the session cookie must still be cleared");
+    assert_eq!(bff.user(&mut browser).await.status, 401);
+}

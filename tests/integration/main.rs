@@ -2,6 +2,7 @@
 //! upstream, and a cookie-jar browser.
 
 mod backchannel;
+mod browser;
 mod callback;
 mod client_token;
 mod id_tokens;

@@ -186,6 +186,17 @@ pub async fn refresh_tokens_issued(issuer: &str, client: &RegisteredClient) -> V
         .collect()
 }
 
+/// Every token value (access, refresh, ID) the provider issued to `client`.
+pub async fn tokens_issued(issuer: &str, client: &RegisteredClient) -> Vec<String> {
+    provider_events(issuer)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "grant.success" && e["clientId"] == client.client_id.as_str())
+        .flat_map(|e| e["tokens"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect()
+}
+
 /// How many refresh-token grants the provider granted to `client`.
 pub async fn refreshes_granted(issuer: &str, client: &RegisteredClient) -> usize {
     grants(issuer, client, "refresh_token").await

@@ -35,7 +35,16 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     clientCredentials: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      // The stock page imports a web font from the internet, which a test browser cannot load.
+      logoutSource: async (ctx, form) => {
+        ctx.body = `<!doctype html><meta charset="utf-8"><title>Test provider sign-out</title>
+          <h1>Sign out of the test provider?</h1>${form}
+          <button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+          <button type="submit" form="op.logoutForm">No, stay signed in</button>`;
+      },
+    },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -147,6 +156,8 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const outage = new Set();
   provider.on('grant.success', (ctx) => events.push({
     type: 'grant.success', grant_type: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId,
+    // The actual token values issued, so tests can scan what a browser received for them.
+    tokens: ['access_token', 'refresh_token', 'id_token'].map((k) => ctx.body?.[k]).filter(Boolean),
   }));
   provider.on('grant.error', (ctx, err) => events.push({
     type: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error, clientId: ctx.oidc.client?.clientId,

@@ -1,0 +1,103 @@
+// The browser journey, in headless Chromium (Debian's, driven by playwright-core):
+// open the demo SPA, sign in through the provider's form, see the claims, call the API, look
+// at the session list, sign out through the provider. Every request and response the browser
+// sees is recorded (redirects included, headers and bodies) and written out with what the page
+// could read (document.cookie, localStorage, sessionStorage) and the cookies as stored, for the
+// Rust test to scan against the real token values.
+//
+//   node journey.mjs <app-origin> <output.json> [user]
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [, , origin, output, user = 'alice'] = process.argv;
+if (!origin || !output) {
+  console.error('usage: node journey.mjs <app-origin> <output.json> [user]');
+  process.exit(2);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'cloakroom-chromium-'));
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-quic'],
+});
+const record = { steps: [], requests: [], responses: [] };
+const pending = []; // response bodies still being read
+const step = (name) => { record.steps.push(name); };
+
+try {
+  const page = browser.pages()[0] || await browser.newPage();
+  page.on('request', (request) => {
+    const entry = { url: request.url(), method: request.method(), navigation: request.isNavigationRequest() };
+    record.requests.push(entry);
+    pending.push(request.allHeaders().then((h) => { entry.headers = h; }, () => {}));
+  });
+  page.on('response', (response) => {
+    const entry = { url: response.url(), status: response.status() };
+    record.responses.push(entry);
+    pending.push(response.allHeaders().then((h) => { entry.headers = h; }, () => {}));
+    if (response.status() < 300 || response.status() >= 400) {
+      pending.push(response.text().then((b) => { entry.body = b; }, () => {}));
+    }
+  });
+
+  await page.goto(`${origin}/`);
+  await page.locator('#status').filter({ hasText: 'Signed out' }).waitFor();
+  step('signed-out');
+
+  await page.click('#signin');
+  await page.getByRole('button', { name: `Sign in as ${user}` }).click();
+  // Back through the callback's same-origin hop to the first page after login.
+  await page.locator('#status').filter({ hasText: 'Signed in as' }).waitFor();
+  step('signed-in');
+  record.claimsText = await page.locator('#claims').innerText();
+
+  await page.click('#call-api');
+  await page.locator('#api-result').waitFor();
+  record.apiResult = await page.locator('#api-result').innerText();
+  step('api-called');
+
+  await page.locator('#sessions li').first().waitFor();
+  record.sessionsText = await page.locator('#sessions').innerText();
+  step('sessions-listed');
+
+  record.pageState = await page.evaluate(() => ({
+    documentCookie: document.cookie,
+    localStorage: JSON.stringify(Object.entries(localStorage)),
+    sessionStorage: JSON.stringify(Object.entries(sessionStorage)),
+  }));
+  record.cookies = await browser.cookies();
+
+  // Clicked from inside the page: Playwright's own navigation tracking does not settle after
+  // this chain (a fetch answered with Clear-Site-Data, a cross-origin POST, a 303); what
+  // matters is the outcome the user sees.
+  // The provider asks for confirmation only while the browser still holds its session cookie,
+  // which Clear-Site-Data (on by default) deletes when both share a host; either way the
+  // journey ends back on the app, signed out.
+  await page.evaluate(() => document.getElementById('signout').click());
+  const confirm = page.getByRole('button', { name: 'Yes, sign me out' });
+  const signedOut = page.locator('#status').filter({ hasText: 'Signed out' });
+  await confirm.or(signedOut).waitFor();
+  if (await confirm.isVisible()) {
+    await page.evaluate(() => document.querySelector('button[name="logout"]').click());
+  }
+  await signedOut.waitFor();
+  step('signed-out-again');
+  record.cookiesAfter = await browser.cookies();
+  await Promise.all(pending);
+} catch (error) {
+  record.error = String(error && error.stack || error);
+  const page = browser.pages()[0];
+  if (page) {
+    record.lastUrl = page.url();
+    record.lastHtml = await page.content().catch(() => '');
+  }
+} finally {
+  writeFileSync(output, JSON.stringify(record));
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(record.error ? 1 : 0);

@@ -1,0 +1,113 @@
+//! The journey in a real browser (headless Chromium) against the real provider, serving the
+//! demo SPA: sign in through the provider's form, claims, API call, session list, sign out.
+//! Everything the browser received or could read is scanned for the actual token values the
+//! provider issued (taken from the provider's side) and for anything shaped like a JWT.
+
+use crate::support::*;
+use serde_json::Value;
+
+fn jwt_shaped(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .filter(|part| {
+            let pieces: Vec<&str> = part.split('.').collect();
+            pieces.len() == 3 && pieces[0].starts_with("eyJ") && pieces[1].len() > 10
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test]
+async fn in_a_real_browser_the_journey_works_and_no_token_reaches_the_page() {
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(
+        std::path::Path::new(browser_dir).join("node_modules/playwright-core").exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "browser tests need Debian's chromium and playwright-core (./scripts/test installs both)"
+    );
+    let spa = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
+    let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {spa:?}\n"), ..Default::default() }).await;
+    let output = std::env::temp_dir().join(format!("cloakroom-journey-{}.json", std::process::id()));
+    let status = tokio::process::Command::new("node")
+        .arg("journey.mjs")
+        .arg(&bff.origin)
+        .arg(&output)
+        .current_dir(browser_dir)
+        .status()
+        .await
+        .expect("node runs");
+    let text = std::fs::read_to_string(&output).expect("the journey wrote its record");
+    if status.success() {
+        let _ = std::fs::remove_file(&output);
+    }
+    let record: Value = serde_json::from_str(&text).unwrap();
+    assert!(status.success(), "the browser journey failed after {}: {}", record["steps"], record["error"]);
+    assert_eq!(record["steps"].as_array().unwrap().len(), 5, "{}", record["steps"]);
+
+    // What the user saw.
+    assert!(record["claimsText"].as_str().unwrap().contains("alice@example.com"));
+    assert!(record["apiResult"].as_str().unwrap().contains("\"authorization\": true"), "{}", record["apiResult"]);
+    assert!(record["sessionsText"].as_str().unwrap().contains("(this browser)"));
+
+    // The real tokens, from the provider's side; the one the API received is among them.
+    let tokens = tokens_issued(&bff.issuer, &bff.client).await;
+    assert!(tokens.len() >= 3, "expected access, refresh and ID tokens, got {}", tokens.len());
+    let upstream = bff.upstream.requests().pop().expect("the API call reached the upstream");
+    let bearer = upstream.headers["authorization"].to_str().unwrap().trim_start_matches("Bearer ").to_string();
+    assert!(tokens.contains(&bearer), "the scan must use the real token values");
+
+    // Nothing the browser received or sent, nor anything the page could read, holds one.
+    for (what, value) in [
+        ("responses", &record["responses"]),
+        ("requests", &record["requests"]),
+        ("page state", &record["pageState"]),
+        ("cookies", &record["cookies"]),
+    ] {
+        let text = value.to_string();
+        for token in &tokens {
+            assert!(!text.contains(token.as_str()), "a real token appears in the browser's {what}");
+        }
+        assert!(jwt_shaped(&text).is_empty(), "JWT-shaped strings in the browser's {what}: {:?}", jwt_shaped(&text));
+    }
+    let responses = record["responses"].as_array().unwrap();
+    assert!(responses.len() > 10, "too few responses recorded to mean anything: {}", responses.len());
+    assert!(
+        responses.iter().any(|r| r["url"].as_str().unwrap().contains("/bff/callback")),
+        "the callback was not recorded"
+    );
+    let page_state = &record["pageState"];
+    assert!(
+        !page_state["documentCookie"].as_str().unwrap().contains("cloakroom"),
+        "the page can read the session cookie"
+    );
+    assert_eq!(page_state["localStorage"], "[]");
+    assert_eq!(page_state["sessionStorage"], "[]");
+
+    // The session cookie as Chromium stored it.
+    let cookie = record["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "__Host-cloakroom")
+        .expect("the session cookie is stored")
+        .clone();
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["secure"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    assert_eq!(cookie["path"], "/");
+    assert_eq!(cookie["domain"], "127.0.0.1", "host-only: no Domain attribute");
+    assert_eq!(cookie["expires"], -1, "a browser-session cookie unless 'keep me signed in'");
+    assert!(
+        !record["cookiesAfter"].as_array().unwrap().iter().any(|c| c["name"] == "__Host-cloakroom"),
+        "the cookie outlived sign-out"
+    );
+
+    // SameSite=Strict does not break the first page after login: the navigation that follows the
+    // callback's same-origin hop carries the new cookie.
+    let requests = record["requests"].as_array().unwrap();
+    let callback = requests.iter().position(|r| r["url"].as_str().unwrap().contains("/bff/callback")).unwrap();
+    let first_page =
+        requests[callback + 1..].iter().find(|r| r["navigation"] == true).expect("a navigation after the callback");
+    assert_eq!(first_page["url"], format!("{}/", bff.origin));
+    let sent = first_page["headers"]["cookie"].as_str().unwrap_or("");
+    assert!(sent.contains("__Host-cloakroom="), "the first page after login went without the session cookie: {sent:?}");
+}
