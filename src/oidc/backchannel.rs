@@ -7,11 +7,8 @@
 //! `events`, `sid` and/or `sub`, no `nonce` (which keeps an ID token from passing as a logout
 //! token), `typ` when present, and `jti` once only (replay cache).
 
-use super::{Discovered, OidcError, Provider};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{CoreJsonWebKey, CoreJwsSigningAlgorithm};
-use openidconnect::{JsonWebKey, JsonWebKeyId, JsonWebKeyUse, JwsSigningAlgorithm};
+use super::jws::{self, JwsError};
+use super::{OidcError, Provider};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -32,13 +29,6 @@ pub enum LogoutTokenError {
     Invalid(String),
     /// Keys could not be fetched or metadata is missing: try again later.
     Unavailable(OidcError),
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
-    typ: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,40 +58,21 @@ fn invalid(reason: impl Into<String>) -> LogoutTokenError {
 impl Provider {
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutSubject, LogoutTokenError> {
         let discovered = self.ready().map_err(LogoutTokenError::Unavailable)?;
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid("not a signed JWT"));
+        let verified = match jws::verify(&discovered.jwks, &discovered.allowed_algs, token) {
+            Err(JwsError::NoKey) => {
+                let refreshed = self.refetch_jwks().await.map_err(LogoutTokenError::Unavailable)?;
+                jws::verify(&refreshed.jwks, &refreshed.allowed_algs, token)
+            }
+            other => other,
         };
-        let header: Header = decode_json(header_b64).ok_or_else(|| invalid("unreadable header"))?;
+        let (header, payload) = verified.map_err(|e| invalid(e.reason()))?;
         if let Some(typ) = &header.typ {
             let typ = typ.to_ascii_lowercase();
             if !matches!(typ.trim_start_matches("application/"), "logout+jwt" | "jwt") {
                 return Err(invalid("typ is not logout+jwt"));
             }
         }
-        let alg: CoreJwsSigningAlgorithm =
-            serde_json::from_value(Value::String(header.alg.clone())).map_err(|_| invalid("unknown alg"))?;
-        if !discovered.allowed_algs.contains(&alg) {
-            return Err(invalid(format!("alg {} is not accepted", header.alg)));
-        }
-        let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| invalid("unreadable signature"))?;
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        let kid = header.kid.map(JsonWebKeyId::new);
-
-        let verified = check_signature(&discovered, kid.as_ref(), &alg, signing_input.as_bytes(), &signature);
-        match verified {
-            Ok(()) => {}
-            Err(SignatureFailure::NoKey) => {
-                let refreshed = self.refetch_jwks().await.map_err(LogoutTokenError::Unavailable)?;
-                check_signature(&refreshed, kid.as_ref(), &alg, signing_input.as_bytes(), &signature)
-                    .map_err(|failure| invalid(failure.reason()))?;
-            }
-            Err(failure) => return Err(invalid(failure.reason())),
-        }
-
-        let claims: Claims = decode_json(payload_b64).ok_or_else(|| invalid("unreadable or incomplete claims"))?;
+        let claims: Claims = serde_json::from_value(payload).map_err(|_| invalid("unreadable or incomplete claims"))?;
         self.check_claims(claims)
     }
 
@@ -148,50 +119,4 @@ impl Provider {
     fn remember_jti(&self, jti: &str) -> bool {
         self.logout_jtis.entry(jti.to_string()).or_insert(()).is_fresh()
     }
-}
-
-enum SignatureFailure {
-    NoKey,
-    Ambiguous,
-    Bad,
-}
-
-impl SignatureFailure {
-    fn reason(&self) -> &'static str {
-        match self {
-            SignatureFailure::NoKey => "no provider key matches the token's kid and alg",
-            SignatureFailure::Ambiguous => "no kid, and several provider keys could have signed",
-            SignatureFailure::Bad => "bad signature",
-        }
-    }
-}
-
-fn check_signature(
-    discovered: &Discovered,
-    kid: Option<&JsonWebKeyId>,
-    alg: &CoreJwsSigningAlgorithm,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), SignatureFailure> {
-    let candidates: Vec<&CoreJsonWebKey> = discovered
-        .jwks
-        .keys()
-        .iter()
-        .filter(|key| kid.is_none() || key.key_id() == kid)
-        .filter(|key| alg.key_type().is_some_and(|kty| *key.key_type() == kty))
-        .filter(|key| key.key_use().is_none_or(|u| u.allows_signature()))
-        .filter(|key| match key.signing_alg() {
-            openidconnect::JsonWebKeyAlgorithm::Algorithm(key_alg) => key_alg == alg,
-            _ => true,
-        })
-        .collect();
-    match candidates.as_slice() {
-        [] => Err(SignatureFailure::NoKey),
-        [key] => key.verify_signature(alg, message, signature).map_err(|_| SignatureFailure::Bad),
-        _ => Err(SignatureFailure::Ambiguous),
-    }
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }

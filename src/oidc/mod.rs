@@ -9,6 +9,7 @@ mod backchannel;
 mod client_credentials;
 mod exchange;
 pub mod http;
+pub mod jws;
 mod logout;
 mod refresh;
 
