@@ -30,6 +30,8 @@ pub mod bff;
 pub mod clock;
 pub mod config;
 pub mod csrf;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod error;
 pub mod oidc;
 pub mod proxy;
@@ -63,6 +65,9 @@ pub struct Server {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub app: Arc<App>,
+    /// DEVELOPMENT ONLY: the demo's issuer, when `[demo]` started one.
+    #[cfg(feature = "demo")]
+    pub dev_issuer: Option<demo::issuer::DevIssuer>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -96,6 +101,8 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
     }
     let addr = listeners.main.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
+    #[cfg(feature = "demo")]
+    let dev_issuer = demo::start(&config, clock.clone())?;
     let app = Arc::new(App::new(config, clock));
     tokio::spawn(oidc::discover_until_ready(app.provider.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -103,7 +110,15 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
         let _ = stopped.await;
     }));
     tracing::info!(%addr, %admin_addr, origin = %app.config.server.public_origin, "cloakroom listening");
-    Ok(Server { addr, admin_addr, app, stop: Some(stop), task })
+    Ok(Server {
+        addr,
+        admin_addr,
+        app,
+        #[cfg(feature = "demo")]
+        dev_issuer,
+        stop: Some(stop),
+        task,
+    })
 }
 
 /// Binds the configured addresses, serves, and stops gracefully on SIGTERM or SIGINT.

@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     cloakroom::telemetry::init(&config.log.level);
+    println!("cloakroom: open {}/ in a browser", config.server.public_origin);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -14,17 +14,22 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn check_accepts_the_repository_config_and_names_its_warnings() {
+fn check_accepts_the_repository_demo_config_only_in_a_demo_build() {
     let output = Command::new(BIN)
         .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")])
-        .env("CLOAKROOM_OIDC__CLIENT_SECRET", "from-the-environment")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("configuration is valid"), "{stdout}");
-    assert!(stderr.contains("session.keys is empty"), "the ephemeral-key warning is missing: {stderr}");
+    if cfg!(feature = "demo") {
+        assert!(output.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("configuration is valid"), "{stdout}");
+        assert!(stderr.contains("session.keys is empty"), "the ephemeral-key warning is missing: {stderr}");
+        assert!(stderr.contains("DEVELOPMENT ISSUER"), "the development-only warning is missing: {stderr}");
+    } else {
+        assert_eq!(output.status.code(), Some(78), "a production build accepted the demo: {stdout}{stderr}");
+        assert!(stderr.contains("demo.issuer_listen") && stderr.contains("--features demo"), "{stderr}");
+    }
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub struct Config {
     pub csrf: CsrfConfig,
     pub log: LogConfig,
     pub spa: Option<SpaConfig>,
+    pub demo: DemoConfig,
     pub routes: Vec<RouteConfig>,
     /// Warnings to print loudly at start-up (insecure or ephemeral settings).
     pub warnings: Vec<String>,
@@ -116,6 +117,13 @@ pub struct SpaConfig {
     /// Canonical directory the SPA's files are served from.
     pub dir: std::path::PathBuf,
     pub content_security_policy: http::HeaderValue,
+}
+
+/// DEVELOPMENT ONLY: the demo's identity provider and API (a build with `--features demo`).
+#[derive(Debug, Clone, Default)]
+pub struct DemoConfig {
+    pub issuer_listen: Option<SocketAddr>,
+    pub api_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -15,7 +15,15 @@ pub struct RawConfig {
     pub csrf: RawCsrf,
     pub log: RawLog,
     pub spa: RawSpa,
+    pub demo: RawDemo,
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDemo {
+    pub issuer_listen: Option<String>,
+    pub api_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

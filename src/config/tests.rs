@@ -32,11 +32,33 @@ fn minimal_config_takes_the_defaults() {
     assert!(config.warnings.iter().any(|w| w.contains("session.keys is empty")));
 }
 
+/// The repository's config.toml runs the demo: valid in a demo build, and refused (naming the
+/// demo keys and how to get them) by a production build.
 #[test]
-fn the_repository_config_toml_is_valid() {
+fn the_repository_config_toml_runs_the_demo_only_in_a_demo_build() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
-    let config = Config::from_toml(&text, env(&[("CLOAKROOM_OIDC__CLIENT_SECRET", "x")]));
-    assert!(config.is_ok(), "{}", config.unwrap_err());
+    let config = Config::from_toml(&text, env(&[]));
+    if cfg!(feature = "demo") {
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.demo.issuer_listen.is_some() && config.demo.api_listen.is_some());
+        assert!(config.warnings.iter().any(|w| w.contains("DEVELOPMENT ISSUER")));
+    } else {
+        let errors = config.unwrap_err();
+        assert_eq!(keys(&errors), ["demo.issuer_listen", "demo.api_listen"], "{errors}");
+        assert!(errors.to_string().contains("--features demo"));
+    }
+}
+
+#[test]
+fn the_demo_listens_on_loopback_only_and_needs_its_issuer_url() {
+    let text = format!("{MINIMAL}\n[demo]\nissuer_listen = \"0.0.0.0:9400\"\napi_listen = \"192.168.1.5:9101\"\n");
+    let errors = Config::from_toml(&text, env(&[])).unwrap_err();
+    assert_eq!(keys(&errors), ["demo.issuer_listen", "demo.api_listen"], "{errors}");
+    if cfg!(feature = "demo") {
+        assert!(errors.to_string().contains("loopback"), "{errors}");
+        let text = format!("{MINIMAL}\n[demo]\nissuer_listen = \"127.0.0.1:9400\"\n");
+        assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["oidc.issuer"]);
+    }
 }
 
 #[test]

@@ -338,6 +338,41 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         },
     };
 
+    // [demo]: development only, loopback only, and only in a build that has it.
+    let mut demo = DemoConfig::default();
+    for (key, text, slot) in [
+        ("demo.issuer_listen", &raw.demo.issuer_listen, &mut demo.issuer_listen),
+        ("demo.api_listen", &raw.demo.api_listen, &mut demo.api_listen),
+    ] {
+        let Some(text) = text.as_deref().map(str::trim).filter(|t| !t.is_empty()) else { continue };
+        if !cfg!(feature = "demo") {
+            check.fail(
+                key,
+                "the demo (development only) is not in this build; run with: cargo run --release --features demo",
+            );
+            continue;
+        }
+        let addr = check.socket_addr(key, text);
+        if !addr.ip().is_loopback() {
+            check.fail(key, "development only: must be a loopback address such as 127.0.0.1:9400");
+            continue;
+        }
+        *slot = Some(addr);
+    }
+    if let Some(addr) = demo.issuer_listen {
+        let expected = format!("http://{addr}");
+        if raw.oidc.issuer.trim() != expected {
+            check.fail(
+                "oidc.issuer",
+                format!("must be {expected:?} to use the development issuer on demo.issuer_listen"),
+            );
+        }
+        warnings.push(format!("DEVELOPMENT ISSUER on http://{addr}: development only, never in production"));
+    }
+    if let Some(addr) = demo.api_listen {
+        warnings.push(format!("DEMO API on http://{addr}: development only"));
+    }
+
     // [[routes]]
     let mut routes = Vec::new();
     for (index, route) in raw.routes.iter().enumerate() {
@@ -473,6 +508,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         csrf: CsrfConfig { header: csrf_header },
         log: LogConfig { level: raw.log.level },
         spa,
+        demo,
         routes,
         warnings,
     })

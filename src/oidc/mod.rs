@@ -65,7 +65,7 @@ type OidcClient =
 
 /// Signature algorithms accepted on ID tokens: asymmetric only. Never `none`; never HMAC (a
 /// confidential client's secret must not become a way to mint ID tokens).
-const ASYMMETRIC_ALGS: &[CoreJwsSigningAlgorithm] = &[
+pub const ASYMMETRIC_ALGS: &[CoreJwsSigningAlgorithm] = &[
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,

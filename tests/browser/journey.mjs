@@ -57,6 +57,7 @@ try {
 
   await page.click('#call-api');
   await page.locator('#api-result').waitFor();
+  if (process.env.SCREENSHOTS) await page.screenshot({ path: join(process.env.SCREENSHOTS, 'signed-in.png'), fullPage: true });
   record.apiResult = await page.locator('#api-result').innerText();
   step('api-called');
 

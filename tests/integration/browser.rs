@@ -16,46 +16,45 @@ fn jwt_shaped(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn in_a_real_browser_the_journey_works_and_no_token_reaches_the_page() {
+const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
+
+/// Runs `tests/browser/journey.mjs` against `origin`; returns its record (failing loudly).
+async fn run_journey(origin: &str) -> Value {
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     assert!(
         std::path::Path::new(browser_dir).join("node_modules/playwright-core").exists()
             && std::path::Path::new("/usr/bin/chromium").exists(),
         "browser tests need Debian's chromium and playwright-core (./scripts/test installs both)"
     );
-    let spa = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
-    let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {spa:?}\n"), ..Default::default() }).await;
-    let output = std::env::temp_dir().join(format!("cloakroom-journey-{}.json", std::process::id()));
+    // One file per cloakroom (its port): journeys of parallel tests must not share a record.
+    let port = origin.rsplit(':').next().unwrap_or("0");
+    let output = std::env::temp_dir().join(format!("cloakroom-journey-{}-{port}.json", std::process::id()));
     let status = tokio::process::Command::new("node")
         .arg("journey.mjs")
-        .arg(&bff.origin)
+        .arg(origin)
         .arg(&output)
         .current_dir(browser_dir)
         .status()
         .await
         .expect("node runs");
     let text = std::fs::read_to_string(&output).expect("the journey wrote its record");
-    if status.success() {
-        let _ = std::fs::remove_file(&output);
-    }
     let record: Value = serde_json::from_str(&text).unwrap();
-    assert!(status.success(), "the browser journey failed after {}: {}", record["steps"], record["error"]);
+    assert!(
+        status.success(),
+        "the browser journey failed after {}: {} (record kept in {})",
+        record["steps"],
+        record["error"],
+        output.display()
+    );
+    let _ = std::fs::remove_file(&output);
     assert_eq!(record["steps"].as_array().unwrap().len(), 5, "{}", record["steps"]);
+    record
+}
 
-    // What the user saw.
-    assert!(record["claimsText"].as_str().unwrap().contains("alice@example.com"));
-    assert!(record["apiResult"].as_str().unwrap().contains("\"authorization\": true"), "{}", record["apiResult"]);
-    assert!(record["sessionsText"].as_str().unwrap().contains("(this browser)"));
-
-    // The real tokens, from the provider's side; the one the API received is among them.
-    let tokens = tokens_issued(&bff.issuer, &bff.client).await;
+/// Everything the browser received, sent or could read is free of `tokens` and of JWT shapes;
+/// the cookie is stored as specified; the first page after login carried it.
+fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
     assert!(tokens.len() >= 3, "expected access, refresh and ID tokens, got {}", tokens.len());
-    let upstream = bff.upstream.requests().pop().expect("the API call reached the upstream");
-    let bearer = upstream.headers["authorization"].to_str().unwrap().trim_start_matches("Bearer ").to_string();
-    assert!(tokens.contains(&bearer), "the scan must use the real token values");
-
-    // Nothing the browser received or sent, nor anything the page could read, holds one.
     for (what, value) in [
         ("responses", &record["responses"]),
         ("requests", &record["requests"]),
@@ -63,7 +62,7 @@ async fn in_a_real_browser_the_journey_works_and_no_token_reaches_the_page() {
         ("cookies", &record["cookies"]),
     ] {
         let text = value.to_string();
-        for token in &tokens {
+        for token in tokens {
             assert!(!text.contains(token.as_str()), "a real token appears in the browser's {what}");
         }
         assert!(jwt_shaped(&text).is_empty(), "JWT-shaped strings in the browser's {what}: {:?}", jwt_shaped(&text));
@@ -82,7 +81,6 @@ async fn in_a_real_browser_the_journey_works_and_no_token_reaches_the_page() {
     assert_eq!(page_state["localStorage"], "[]");
     assert_eq!(page_state["sessionStorage"], "[]");
 
-    // The session cookie as Chromium stored it.
     let cookie = record["cookies"]
         .as_array()
         .unwrap()
@@ -107,7 +105,48 @@ async fn in_a_real_browser_the_journey_works_and_no_token_reaches_the_page() {
     let callback = requests.iter().position(|r| r["url"].as_str().unwrap().contains("/bff/callback")).unwrap();
     let first_page =
         requests[callback + 1..].iter().find(|r| r["navigation"] == true).expect("a navigation after the callback");
-    assert_eq!(first_page["url"], format!("{}/", bff.origin));
+    assert_eq!(first_page["url"], format!("{origin}/"));
     let sent = first_page["headers"]["cookie"].as_str().unwrap_or("");
     assert!(sent.contains("__Host-cloakroom="), "the first page after login went without the session cookie: {sent:?}");
+}
+
+#[tokio::test]
+async fn in_a_real_browser_against_the_real_provider_no_token_reaches_the_page() {
+    let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
+    let record = run_journey(&bff.origin).await;
+    assert!(record["claimsText"].as_str().unwrap().contains("alice@example.com"));
+    assert!(record["apiResult"].as_str().unwrap().contains("\"authorization\": true"), "{}", record["apiResult"]);
+    assert!(record["sessionsText"].as_str().unwrap().contains("(this browser)"));
+
+    // The real tokens, from the provider's side; the one the API received is among them.
+    let tokens = tokens_issued(&bff.issuer, &bff.client).await;
+    let upstream = bff.upstream.requests().pop().expect("the API call reached the upstream");
+    let bearer = upstream.headers["authorization"].to_str().unwrap().trim_start_matches("Bearer ").to_string();
+    assert!(tokens.contains(&bearer), "the scan must use the real token values");
+    assert_token_free(&record, &tokens, &bff.origin);
+}
+
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn in_a_real_browser_against_the_development_issuer_the_demo_works_token_free() {
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (issuer_port, api_port) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{issuer_port}");
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(issuer),
+        client: Some(RegisteredClient { client_id: "cloakroom-demo".into(), client_secret: "demo-secret".into() }),
+        api_upstream: Some(format!("http://127.0.0.1:{api_port}/api/")),
+        extra_toml: format!(
+            "[spa]\ndir = {SPA:?}\n[demo]\nissuer_listen = \"127.0.0.1:{issuer_port}\"\napi_listen = \"127.0.0.1:{api_port}\"\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    let record = run_journey(&bff.origin).await;
+    assert!(record["claimsText"].as_str().unwrap().contains("alice@example.com"));
+    let api = record["apiResult"].as_str().unwrap();
+    assert!(api.starts_with("HTTP 200") && api.contains("\"bearer_token_received\": true"), "{api}");
+    assert!(api.contains("\"aud\": \"urn:cloakroom:demo-api\"") && api.contains("\"sub\": \"alice\""), "{api}");
+    let tokens = bff.server.dev_issuer.as_ref().expect("the development issuer runs").issued_tokens();
+    assert_token_free(&record, &tokens, &bff.origin);
 }

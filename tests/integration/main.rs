@@ -5,6 +5,8 @@ mod backchannel;
 mod browser;
 mod callback;
 mod client_token;
+#[cfg(feature = "demo")]
+mod dev_issuer;
 mod id_tokens;
 mod journey;
 mod logout;

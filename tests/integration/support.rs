@@ -587,6 +587,8 @@ pub struct BffOptions {
     pub wait_ready: bool,
     /// Register the client with the refresh-token grant (the provider then issues refresh tokens).
     pub refresh_grant: bool,
+    /// Where the default `/api/` route goes instead of the recording upstream.
+    pub api_upstream: Option<String>,
 }
 
 impl Default for BffOptions {
@@ -601,6 +603,7 @@ impl Default for BffOptions {
             extra_routes: String::new(),
             wait_ready: true,
             refresh_grant: true,
+            api_upstream: None,
         }
     }
 }
@@ -629,6 +632,7 @@ impl Bff {
         };
         let upstream = Upstream::start().await;
         let upstream_url = format!("http://{}", upstream.addr);
+        let api_upstream = options.api_upstream.clone().unwrap_or_else(|| format!("{upstream_url}/api/"));
         let toml = format!(
             r#"
 [server]
@@ -647,7 +651,7 @@ keys = ["{key}"]
 level = "trace"
 [[routes]]
 prefix = "/api/"
-upstream = "{upstream_url}/api/"
+upstream = "{api_upstream}"
 token = "user"
 connect_timeout = "1s"
 timeout = "2s"
