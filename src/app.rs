@@ -29,6 +29,8 @@ pub struct App {
     /// One pooled client per route, same index as `config.routes`.
     pub upstreams: Vec<HttpClient>,
     pub spa: Option<Spa>,
+    /// `[spa] dev_server`: its client (pages pass through, hot-reload WebSockets included).
+    dev_server: Option<HttpClient>,
     shutting_down: AtomicBool,
 }
 
@@ -40,7 +42,18 @@ impl App {
         let tokens = TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2);
         let upstreams = config.routes.iter().map(|r| HttpClient::new(r.connect_timeout)).collect();
         let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
-        Self { config, router, sessions, provider, tokens, upstreams, spa, shutting_down: AtomicBool::new(false) }
+        let dev_server = config.spa_dev_server.as_ref().map(|_| HttpClient::new(std::time::Duration::from_secs(5)));
+        Self {
+            config,
+            router,
+            sessions,
+            provider,
+            tokens,
+            upstreams,
+            spa,
+            dev_server,
+            shutting_down: AtomicBool::new(false),
+        }
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -55,9 +68,10 @@ impl App {
                 Route::Bff(endpoint) => bff::handle(self, endpoint, request, peer).await,
                 Route::Api(index) => proxy::forward(self, index, request, peer).await,
                 Route::BadPath => ApiError::BadPath.response(),
-                Route::NotFound => match &self.spa {
-                    Some(spa) => spa.serve(&request).await,
-                    None => ApiError::NotFound.response(),
+                Route::NotFound => match (&self.spa, &self.dev_server) {
+                    (Some(spa), _) => spa.serve(&request).await,
+                    (None, Some(client)) => self.pass_to_dev_server(client, request, peer).await,
+                    (None, None) => ApiError::NotFound.response(),
                 },
                 Route::BffUnknown => ApiError::NotFound.response(),
             }
@@ -74,6 +88,32 @@ impl App {
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         );
         response
+    }
+
+    /// The frontend dev server gets the page requests as they are (no token, cloakroom's cookies
+    /// stripped); its hot-reload WebSocket needs cloakroom's own Origin like any other.
+    async fn pass_to_dev_server(
+        &self,
+        client: &HttpClient,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let Some((scheme, authority)) = &self.config.spa_dev_server else { return ApiError::NotFound.response() };
+        if proxy::is_websocket_upgrade(request.headers())
+            && let Err(e) = csrf::websocket_origin(request.headers(), &self.config.server.public_origin)
+        {
+            return e.response();
+        }
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let relay = proxy::Relay {
+            target: proxy::Target { scheme, authority, path },
+            token: None,
+            strip_authorization: false,
+            client,
+            timeout: std::time::Duration::from_secs(60),
+            peer,
+        };
+        proxy::relay(self, request, relay).await
     }
 
     pub fn csrf_check(&self, headers: &HeaderMap) -> Result<(), ApiError> {

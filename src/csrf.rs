@@ -27,6 +27,15 @@ pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), ApiEr
     Ok(())
 }
 
+/// For WebSocket handshakes, which cannot carry the anti-CSRF header: the browser's `Origin`
+/// must be present and be cloakroom's own (cross-site WebSocket hijacking otherwise).
+pub fn websocket_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), ApiError> {
+    if headers.get(ORIGIN).is_none() {
+        return Err(ApiError::CrossSiteRequest);
+    }
+    same_origin(headers, public_origin)
+}
+
 pub fn has_header(headers: &HeaderMap, header: &HeaderName) -> bool {
     headers.get(header).is_some_and(|v| v.as_bytes() == b"1")
 }
@@ -72,6 +81,15 @@ mod tests {
             verdict(&[("x-csrf", "1"), ("sec-fetch-site", "same-origin"), ("origin", "https://app.example.com")]),
             Ok(())
         );
+    }
+
+    #[test]
+    fn websocket_handshakes_need_our_origin() {
+        let ours = headers(&[("origin", "https://app.example.com")]);
+        assert_eq!(websocket_origin(&ours, ORIGIN_OK), Ok(()));
+        assert_eq!(websocket_origin(&headers(&[]), ORIGIN_OK), Err(ApiError::CrossSiteRequest));
+        let foreign = headers(&[("origin", "https://evil.example")]);
+        assert_eq!(websocket_origin(&foreign, ORIGIN_OK), Err(ApiError::CrossSiteRequest));
     }
 
     #[test]

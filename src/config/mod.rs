@@ -32,6 +32,8 @@ pub struct Config {
     pub csrf: CsrfConfig,
     pub log: LogConfig,
     pub spa: Option<SpaConfig>,
+    /// `[spa] dev_server`: the frontend's dev server, instead of `spa.dir`.
+    pub spa_dev_server: Option<(http::uri::Scheme, http::uri::Authority)>,
     pub demo: DemoConfig,
     pub routes: Vec<RouteConfig>,
     /// Warnings to print loudly at start-up (insecure or ephemeral settings).

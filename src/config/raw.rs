@@ -30,12 +30,13 @@ pub struct RawDemo {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSpa {
     pub dir: Option<String>,
+    pub dev_server: Option<String>,
     pub content_security_policy: String,
 }
 
 impl Default for RawSpa {
     fn default() -> Self {
-        Self { dir: None, content_security_policy: crate::spa::DEFAULT_CSP.into() }
+        Self { dir: None, dev_server: None, content_security_policy: crate::spa::DEFAULT_CSP.into() }
     }
 }
 

@@ -338,6 +338,38 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         },
     };
 
+    let dev_server = raw.spa.dev_server.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let spa_dev_server = match dev_server {
+        None => None,
+        Some(_) if raw.spa.dir.as_deref().is_some_and(|d| !d.trim().is_empty()) => {
+            check.fail("spa.dev_server", "set either spa.dir or spa.dev_server, not both");
+            None
+        }
+        Some(text) => match check.url("spa.dev_server", text) {
+            Some(url) if url.path() == "/" && url.query().is_none() => {
+                match url[url::Position::BeforeHost..url::Position::AfterPort].parse() {
+                    Ok(authority) => {
+                        warnings.push(format!(
+                            "spa.dev_server = {text}: pages come from a frontend dev server (a development setup)"
+                        ));
+                        let scheme =
+                            if url.scheme() == "https" { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+                        Some((scheme, authority))
+                    }
+                    Err(_) => {
+                        check.fail("spa.dev_server", "has a host that is not a valid HTTP authority");
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                check.fail("spa.dev_server", "must be an origin such as \"http://localhost:5173\"");
+                None
+            }
+            None => None,
+        },
+    };
+
     // [demo]: development only, loopback only, and only in a build that has it.
     let mut demo = DemoConfig::default();
     for (key, text, slot) in [
@@ -508,6 +540,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         csrf: CsrfConfig { header: csrf_header },
         log: LogConfig { level: raw.log.level },
         spa,
+        spa_dev_server,
         demo,
         routes,
         warnings,

@@ -5,13 +5,16 @@
 //! 100 MB upload streams with bounded memory). Connections to upstreams are pooled keep-alive.
 
 mod headers;
+mod websocket;
 
 use crate::app::App;
 use crate::config::{Audience, RouteConfig, TokenPolicy};
+use crate::csrf;
 use crate::error::ApiError;
 use crate::respond::Body;
 use crate::session::Lookup;
 use crate::tokens::TokenError;
+use crate::upstream::HttpClient;
 use crate::upstream::SendError;
 use headers::Forwarded;
 use http::header::{AUTHORIZATION, HOST, HeaderValue};
@@ -23,10 +26,17 @@ use openidconnect::AccessToken;
 use std::net::SocketAddr;
 
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
+pub use websocket::is_upgrade as is_websocket_upgrade;
 
 pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let route = &app.config.routes[route_index];
-    if let Err(e) = app.csrf_check(request.headers()) {
+    // A WebSocket handshake cannot carry the anti-CSRF header: the browser's Origin must vouch.
+    let guard = if websocket::is_upgrade(request.headers()) {
+        csrf::websocket_origin(request.headers(), &app.config.server.public_origin)
+    } else {
+        app.csrf_check(request.headers())
+    };
+    if let Err(e) = guard {
         return e.response();
     }
 
@@ -35,6 +45,51 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         Err(response) => return response,
     };
 
+    // Target: the route's upstream base path + the rest of the request path, query kept.
+    let uri = request.uri();
+    let rest = &uri.path()[route.prefix.len()..];
+    let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1 + uri.query().map_or(0, str::len));
+    path.push_str(&route.upstream_path);
+    path.push_str(rest);
+    if let Some(query) = uri.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let target = Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path };
+    let relayed = Relay {
+        target,
+        token: access_token.as_ref(),
+        // On token routes the browser never chooses the credential.
+        strip_authorization: route.policy != TokenPolicy::None,
+        client: &app.upstreams[route_index],
+        timeout: route.timeout,
+        peer,
+    };
+    let response = relay(app, request, relayed).await;
+    if stale_cookie { app.clear_session_cookie(response) } else { response }
+}
+
+/// Where a request goes: scheme and authority of the upstream, and the path (with query) there.
+pub struct Target<'a> {
+    pub scheme: &'a http::uri::Scheme,
+    pub authority: &'a http::uri::Authority,
+    pub path: String,
+}
+
+/// How to send one request on.
+pub struct Relay<'a> {
+    pub target: Target<'a>,
+    pub token: Option<&'a AccessToken>,
+    pub strip_authorization: bool,
+    pub client: &'a HttpClient,
+    pub timeout: std::time::Duration,
+    pub peer: SocketAddr,
+}
+
+/// Sends a request upstream with header hygiene both ways, streaming bodies; a WebSocket
+/// handshake that the upstream accepts becomes a byte tunnel between the two connections.
+pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
+    let upgrade = websocket::is_upgrade(request.headers()).then(|| websocket::take(&mut request));
     let (mut parts, body) = request.into_parts();
     let original_host = parts
         .headers
@@ -42,23 +97,12 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         .and_then(|h| h.to_str().ok())
         .map(String::from)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-
-    // Target: the route's upstream base path + the rest of the request path, query kept.
-    let rest = &parts.uri.path()[route.prefix.len()..];
-    let mut path =
-        String::with_capacity(route.upstream_path.len() + rest.len() + 1 + parts.uri.query().map_or(0, str::len));
-    path.push_str(&route.upstream_path);
-    path.push_str(rest);
-    if let Some(query) = parts.uri.query() {
-        path.push('?');
-        path.push_str(query);
-    }
-    let Ok(path_and_query) = PathAndQuery::try_from(path) else {
+    let Ok(path_and_query) = PathAndQuery::try_from(relay.target.path) else {
         return ApiError::BadPath.response();
     };
     let Ok(uri) = Uri::builder()
-        .scheme(route.upstream_origin.clone())
-        .authority(route.upstream_authority.clone())
+        .scheme(relay.target.scheme.clone())
+        .authority(relay.target.authority.clone())
         .path_and_query(path_and_query)
         .build()
     else {
@@ -70,30 +114,32 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     strip_own_cookies(headers, app.sessions.cookies());
     headers::set_forwarded(
         headers,
-        &Forwarded { client_ip: peer.ip().to_string(), proto: "http", host: original_host.as_deref() },
+        &Forwarded { client_ip: relay.peer.ip().to_string(), proto: "http", host: original_host.as_deref() },
     );
-    if let Ok(host) = HeaderValue::try_from(route.upstream_authority.as_str()) {
+    if let Ok(host) = HeaderValue::try_from(relay.target.authority.as_str()) {
         headers.insert(HOST, host);
     }
-    if route.policy != TokenPolicy::None {
-        // On token routes the browser never chooses the credential.
+    if relay.strip_authorization {
         headers.remove(AUTHORIZATION);
     }
-    if let Some(token) = &access_token {
+    if let Some(token) = relay.token {
         let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", token.secret())) else {
             return ApiError::Internal.response();
         };
         bearer.set_sensitive(true);
         headers.insert(AUTHORIZATION, bearer);
     }
+    if upgrade.is_some() {
+        websocket::mark_upgrade(headers);
+    }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let upstream_request = Request::from_parts(parts, body.map_err(Into::into).boxed());
 
-    let response = match app.upstreams[route_index].send(upstream_request, route.timeout).await {
+    let mut response = match relay.client.send(upstream_request, relay.timeout).await {
         Ok(response) => response,
         Err(e) => {
-            tracing::warn!(route = %route.prefix, error = %e, "upstream call failed");
+            tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
             return match e {
                 SendError::Timeout => ApiError::UpstreamTimeout,
                 SendError::Connect(_) | SendError::Failed(_) => ApiError::UpstreamUnreachable,
@@ -101,11 +147,20 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
             .response();
         }
     };
+    let tunnel = match upgrade {
+        Some(client_side) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            Some(websocket::tunnel(client_side, hyper::upgrade::on(&mut response)))
+        }
+        _ => None,
+    };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     headers::strip_own_set_cookies(&mut parts.headers, app.sessions.cookies());
-    let response = Response::from_parts(parts, body.map_err(Into::into).boxed());
-    if stale_cookie { app.clear_session_cookie(response) } else { response }
+    if tunnel.is_some() {
+        websocket::mark_upgrade(&mut parts.headers);
+        return Response::from_parts(parts, crate::respond::empty());
+    }
+    Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
 /// The token a route attaches, per its policy, and whether the request's cookie opened nothing

@@ -16,3 +16,4 @@ mod resources;
 mod sessions;
 mod spa;
 mod support;
+mod websocket;

@@ -464,7 +464,7 @@ impl Upstream {
                         async move { Ok::<_, std::convert::Infallible>(upstream_answer(request, record).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -481,7 +481,10 @@ impl Upstream {
     }
 }
 
-async fn upstream_answer(request: Request<Incoming>, record: Arc<Mutex<Vec<Recorded>>>) -> Response<Body> {
+async fn upstream_answer(mut request: Request<Incoming>, record: Arc<Mutex<Vec<Recorded>>>) -> Response<Body> {
+    if request.uri().path().ends_with("/ws") && request.headers().contains_key("sec-websocket-key") {
+        return websocket_echo(&mut request, &record);
+    }
     let (parts, body) = request.into_parts();
     record.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
@@ -523,6 +526,35 @@ async fn upstream_answer(request: Request<Incoming>, record: Arc<Mutex<Vec<Recor
     response.headers_mut().insert(CONTENT_TYPE, "application/json".parse().unwrap());
     response.headers_mut().insert("connection", "x-upstream-hop".parse().unwrap());
     response.headers_mut().insert("x-upstream-hop", "1".parse().unwrap());
+    response
+}
+
+/// Accepts a WebSocket handshake (RFC 6455 accept key) and echoes every byte back.
+fn websocket_echo(request: &mut Request<Incoming>, record: &Arc<Mutex<Vec<Recorded>>>) -> Response<Body> {
+    use base64::Engine;
+    record.lock().unwrap().push(Recorded {
+        method: request.method().to_string(),
+        uri: request.uri().to_string(),
+        headers: request.headers().clone(),
+    });
+    let key = request.headers()["sec-websocket-key"].to_str().unwrap().to_string();
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    );
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrade.await {
+            let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
+    });
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response.headers_mut().insert("connection", "upgrade".parse().unwrap());
+    response.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+    response.headers_mut().insert("sec-websocket-accept", accept.parse().unwrap());
     response
 }
 
@@ -663,7 +695,7 @@ timeout = "2s"
             auth_method = options.auth_method,
             key = test_key(),
             extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
-            extra_toml = options.extra_toml,
+            extra_toml = options.extra_toml.replace("{upstream}", &upstream_url),
             oidc_toml = options.oidc_toml,
             session_toml = options.session_toml,
         );
