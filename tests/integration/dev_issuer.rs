@@ -162,3 +162,39 @@ async fn a_reused_refresh_token_revokes_the_whole_family() {
         "the family survived a replay"
     );
 }
+
+#[tokio::test]
+async fn userinfo_needs_a_valid_access_token_and_revocation_ends_the_grant() {
+    let (bff, issuer) = demo().await;
+    let mut browser = Browser::new();
+    let (callback, _) = callback_for(&bff, &issuer, &mut browser).await;
+    assert_eq!(browser.get(&callback, &[]).await.status, 200);
+    let tokens = bff.server.dev_issuer.as_ref().unwrap().issued_tokens();
+    let access_token = tokens
+        .iter()
+        .find(|t| t.split('.').count() == 3 && crate::journey::jwt_claims(t)["client_id"] == "cloakroom-demo")
+        .unwrap();
+    let userinfo = format!("{issuer}/userinfo");
+    let reply = http_call(Method::GET, &userinfo, None, &[("authorization", &format!("Bearer {access_token}"))]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["email"], "alice@example.com");
+    assert_eq!(http_call(Method::GET, &userinfo, None, &[]).await.status, 401);
+    let forged = format!("{}x", &access_token[..access_token.len() - 1]);
+    assert_eq!(
+        http_call(Method::GET, &userinfo, None, &[("authorization", &format!("Bearer {forged}"))]).await.status,
+        401
+    );
+
+    // Logout through cloakroom revokes the refresh token at the issuer: it no longer refreshes.
+    let refresh_token = tokens.iter().find(|t| !t.contains('.')).unwrap().clone();
+    let logout = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
+    assert_eq!(logout.status, 200);
+    let reply = http_call(
+        Method::POST,
+        &format!("{issuer}/token"),
+        form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)]),
+        &[("authorization", &basic(SECRET))],
+    )
+    .await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (400, Some("invalid_grant")));
+}
