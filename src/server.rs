@@ -113,22 +113,11 @@ where
 }
 
 async fn serve_admin(app: Arc<App>, listener: TcpListener) {
-    let builder = builder();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    serve_fn(listener, move |request: Request<Incoming>| {
         let app = app.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(admin_response(&app, request.uri().path())) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
+        async move { admin_response(&app, request.uri().path()) }
+    })
+    .await
 }
 
 fn admin_response(app: &App, path: &str) -> Response<Body> {

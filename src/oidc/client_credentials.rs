@@ -13,17 +13,10 @@ impl Provider {
         audience: Option<&Audience>,
     ) -> Result<(AccessToken, Option<u64>), OidcError> {
         let discovered = self.ready()?;
-        let mut request = discovered.client.exchange_client_credentials();
-        match audience {
-            Some(audience) => {
-                request = request.add_extra_param("resource", audience.resource.clone());
-                request = request.add_scopes(audience.scopes.iter().cloned().map(openidconnect::Scope::new));
-            }
-            None => {
-                if let Some(resource) = &self.config.resource {
-                    request = request.add_extra_param("resource", resource.clone());
-                }
-            }
+        let (resource, scopes) = self.audience_params(audience);
+        let mut request = discovered.client.exchange_client_credentials().add_scopes(scopes);
+        if let Some(resource) = resource {
+            request = request.add_extra_param("resource", resource);
         }
         let response = request.request_async(&self.http).await.map_err(token_error)?;
         let expires_at = self.access_token_expiry(response.expires_in(), response.access_token());

@@ -271,6 +271,17 @@ impl Provider {
         Ok(url)
     }
 
+    /// RFC 8707 parameters for a token request: the route's resource and scopes, or the
+    /// sign-in's default resource (`oidc.resource`) when the route names none.
+    fn audience_params(&self, audience: Option<&crate::config::Audience>) -> (Option<String>, Vec<Scope>) {
+        match audience {
+            Some(audience) => {
+                (Some(audience.resource.clone()), audience.scopes.iter().cloned().map(Scope::new).collect())
+            }
+            None => (self.config.resource.clone(), Vec::new()),
+        }
+    }
+
     /// RFC 9207 mix-up defence: an `iss` on the callback must name our issuer exactly, and it
     /// must be there when the provider promised to send it.
     pub fn callback_issuer_ok(&self, iss: Option<&str>) -> bool {

@@ -29,17 +29,10 @@ impl Provider {
         audience: Option<&Audience>,
     ) -> Result<Refreshed, OidcError> {
         let discovered = self.ready()?;
-        let mut request = discovered.client.exchange_refresh_token(refresh_token);
-        match audience {
-            Some(audience) => {
-                request = request.add_extra_param("resource", audience.resource.clone());
-                request = request.add_scopes(audience.scopes.iter().cloned().map(openidconnect::Scope::new));
-            }
-            None => {
-                if let Some(resource) = &self.config.resource {
-                    request = request.add_extra_param("resource", resource.clone());
-                }
-            }
+        let (resource, scopes) = self.audience_params(audience);
+        let mut request = discovered.client.exchange_refresh_token(refresh_token).add_scopes(scopes);
+        if let Some(resource) = resource {
+            request = request.add_extra_param("resource", resource);
         }
         let response = request.request_async(&self.http).await.map_err(token_error)?;
         let (id_token, claims) = match response.id_token() {
