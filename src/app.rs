@@ -56,9 +56,10 @@ impl App {
         }
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
-        let request_id = telemetry::request_id();
+        let request_id = telemetry::request_id_from(request.headers().get(X_REQUEST_ID));
+        request.extensions_mut().insert(telemetry::RequestId(request_id.clone()));
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let route = self.router.route(&path);
@@ -78,6 +79,10 @@ impl App {
         }
         .instrument(span)
         .await;
+        let mut response = response;
+        if let Ok(value) = http::HeaderValue::try_from(request_id.as_str()) {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
         tracing::info!(
             target: "cloakroom::access",
             id = %request_id,
@@ -134,6 +139,8 @@ impl App {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 }
+
+const X_REQUEST_ID: &str = "x-request-id";
 
 fn route_label(route: Route) -> &'static str {
     match route {

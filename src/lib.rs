@@ -139,6 +139,25 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Probes a running cloakroom's `/healthz` on its admin listener (`cloakroom healthcheck`, for
+/// containers without a shell). A wildcard admin address is probed on loopback.
+pub async fn healthcheck(admin: SocketAddr) -> Result<(), String> {
+    install_crypto_provider();
+    let target = match admin.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], admin.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, admin.port())),
+        _ => admin,
+    };
+    let url = format!("http://{target}/healthz");
+    let request = http::Request::get(&url).body(respond::empty()).map_err(|e| e.to_string())?;
+    let client = upstream::HttpClient::new(std::time::Duration::from_secs(3));
+    match client.send(request, std::time::Duration::from_secs(3)).await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!("{url} answered {}", response.status())),
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {

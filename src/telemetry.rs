@@ -22,6 +22,26 @@ pub fn init(level: &str) {
         tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_target(true)).with(filter).try_init();
 }
 
+/// The id a request is known by in logs, upstream and in the response (`X-Request-Id`).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The caller's `X-Request-Id` when it is a sane token (up to 128 of `A-Z a-z 0-9 . _ -`), so a
+/// load balancer's id follows the request through; otherwise a fresh one. Anything else is
+/// dropped rather than echoed into logs and headers.
+pub fn request_id_from(incoming: Option<&http::HeaderValue>) -> String {
+    match incoming.map(|v| v.as_bytes()) {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) =>
+        {
+            String::from_utf8_lossy(id).into_owned()
+        }
+        _ => request_id(),
+    }
+}
+
 /// A per-request id: a random per-process prefix and a counter, cheap and unique enough to
 /// correlate log lines.
 pub fn request_id() -> String {
@@ -31,4 +51,20 @@ pub fn request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| u32::from_ne_bytes(crate::session::seal::random_bytes()));
     format!("{prefix:08x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_request_ids_are_kept_only_when_sane() {
+        let keep = http::HeaderValue::from_static("lb-4f2a.9_x-1");
+        assert_eq!(request_id_from(Some(&keep)), "lb-4f2a.9_x-1");
+        for bad in ["", "has space", "semi;colon", "quote\"", &"a".repeat(129)] {
+            let value = http::HeaderValue::try_from(bad).unwrap();
+            assert_ne!(request_id_from(Some(&value)), bad, "{bad:?} kept");
+        }
+        assert_ne!(request_id_from(None), request_id_from(None));
+    }
 }

@@ -78,6 +78,10 @@ fn sigterm_stops_the_server_cleanly() {
         assert!(started.elapsed() < Duration::from_secs(10), "cloakroom did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The container health probe: healthy while it runs.
+    let health = Command::new(BIN).args(["healthcheck", "--config"]).arg(&path).output().unwrap();
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let stopping = Instant::now();
@@ -89,4 +93,20 @@ fn sigterm_stops_the_server_cleanly() {
         assert!(stopping.elapsed() < Duration::from_secs(10), "SIGTERM did not stop cloakroom");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_answers() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = admin.local_addr().unwrap().port();
+    drop(admin);
+    let path = temp_file(
+        "down.toml",
+        &format!(
+            "[server]\nadmin_listen = \"127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n"
+        ),
+    );
+    let output = Command::new(BIN).args(["healthcheck", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unhealthy"));
 }

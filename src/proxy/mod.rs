@@ -91,6 +91,12 @@ pub struct Relay<'a> {
 pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
     let upgrade = websocket::is_upgrade(request.headers()).then(|| websocket::take(&mut request));
     let (mut parts, body) = request.into_parts();
+    // The upstream sees the same request id as our logs (traceparent passes through as is).
+    if let Some(id) = parts.extensions.get::<crate::telemetry::RequestId>()
+        && let Ok(value) = HeaderValue::try_from(id.0.as_str())
+    {
+        parts.headers.insert("x-request-id", value);
+    }
     let original_host = parts
         .headers
         .get(HOST)

@@ -214,3 +214,24 @@ async fn stopping_lets_in_flight_requests_finish() {
     assert_eq!(reply.text(), "late");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn request_ids_and_trace_context_follow_the_call_upstream() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let reply =
+        browser.get(&bff.url("/api/x"), &[CSRF, ("x-request-id", "lb-1234"), ("traceparent", traceparent)]).await;
+    assert_eq!(reply.header("x-request-id"), Some("lb-1234"));
+    let upstream = bff.upstream.requests().pop().unwrap();
+    assert_eq!(upstream.headers["x-request-id"], "lb-1234");
+    assert_eq!(upstream.headers["traceparent"], traceparent);
+    assert!(logs().contains("lb-1234"), "the access log does not carry the request id");
+
+    // Without one (or with junk), cloakroom makes one and uses it both ways.
+    let reply = browser.get(&bff.url("/api/y"), &[CSRF, ("x-request-id", "bad id; with junk")]).await;
+    let id = reply.header("x-request-id").unwrap().to_string();
+    assert!(!id.contains(' '));
+    assert_eq!(bff.upstream.requests().pop().unwrap().headers["x-request-id"], id.as_str());
+}
