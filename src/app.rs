@@ -116,6 +116,7 @@ impl App {
             strip_authorization: false,
             client,
             timeout: std::time::Duration::from_secs(60),
+            max_body: None,
             peer,
         };
         proxy::relay(self, request, relay).await

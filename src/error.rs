@@ -18,6 +18,7 @@ pub enum ApiError {
     CsrfHeaderMissing,
     CrossSiteRequest,
     BadPath,
+    PayloadTooLarge,
     NotFound,
     MethodNotAllowed,
     ProviderUnavailable,
@@ -39,6 +40,9 @@ impl ApiError {
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
             BadPath => {
                 (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes")
+            }
+            PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body exceeds this route's limit")
             }
             NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"),
@@ -149,6 +153,7 @@ mod tests {
             (CsrfHeaderMissing, 403, "csrf_header_missing"),
             (CrossSiteRequest, 403, "cross_site_request"),
             (BadPath, 400, "bad_path"),
+            (PayloadTooLarge, 413, "payload_too_large"),
             (NotFound, 404, "not_found"),
             (MethodNotAllowed, 405, "method_not_allowed"),
             (ProviderUnavailable, 503, "provider_unavailable"),

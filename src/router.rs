@@ -100,6 +100,7 @@ mod tests {
             connect_timeout: std::time::Duration::from_secs(1),
             timeout: std::time::Duration::from_secs(1),
             audience: None,
+            max_body: 1 << 30,
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
     }

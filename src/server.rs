@@ -16,9 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How long a client may take to send a request head (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub struct Listeners {
     pub main: TcpListener,
     pub admin: TcpListener,
@@ -37,10 +34,22 @@ impl Listeners {
     }
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+/// Limits for the main listener; side listeners (admin, demo) use the defaults.
+struct Limits {
+    max_header_bytes: usize,
+    header_read_timeout: Duration,
+}
+
+const SIDE_LISTENER: Limits = Limits { max_header_bytes: 64 * 1024, header_read_timeout: Duration::from_secs(30) };
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
     builder
 }
 
@@ -49,9 +58,18 @@ fn builder() -> auto::Builder<TokioExecutor> {
 pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let admin = tokio::spawn(serve_admin(app.clone(), listeners.admin));
     let graceful = GracefulShutdown::new();
-    let builder = builder();
+    let server = &app.config.server;
+    let builder =
+        builder(&Limits { max_header_bytes: server.max_header_bytes, header_read_timeout: server.header_read_timeout });
+    // At most max_connections served at once: past that, new ones wait in the listen backlog.
+    let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listeners.main.accept() => accepted,
             () = &mut shutdown => break,
@@ -77,6 +95,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     app.begin_shutdown();
@@ -94,7 +113,7 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = builder();
+    let builder = builder(&SIDE_LISTENER);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -28,6 +28,8 @@ pub enum SendError {
     Timeout,
     /// The connection broke or the peer spoke invalid HTTP.
     Failed(String),
+    /// The request body went past its limit while streaming.
+    BodyTooLarge,
 }
 
 impl std::fmt::Display for SendError {
@@ -36,6 +38,7 @@ impl std::fmt::Display for SendError {
             SendError::Connect(e) => write!(f, "connect failed: {e}"),
             SendError::Timeout => write!(f, "timed out waiting for the response"),
             SendError::Failed(e) => write!(f, "request failed: {e}"),
+            SendError::BodyTooLarge => write!(f, "the request body exceeded its limit"),
         }
     }
 }
@@ -70,7 +73,19 @@ impl HttpClient {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
+            Ok(Err(e)) if caused_by_length_limit(&e) => Err(SendError::BodyTooLarge),
             Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
         }
     }
+}
+
+fn caused_by_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }

@@ -47,6 +47,12 @@ pub struct ServerConfig {
     pub public_origin: String,
     pub admin_listen: SocketAddr,
     pub shutdown_timeout: Duration,
+    /// Largest request head accepted (then 431).
+    pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request head (slow-loris guard).
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +180,8 @@ pub struct RouteConfig {
     pub timeout: Duration,
     /// RFC 8707: the audience this route's token must be for, and the scopes to ask for it.
     pub audience: Option<Audience>,
+    /// Largest request body accepted on this route (then 413).
+    pub max_body: u64,
 }
 
 /// An RFC 8707 resource indicator and the scopes requested with it.

@@ -47,6 +47,10 @@ pub struct RawServer {
     pub public_url: String,
     pub admin_listen: String,
     pub shutdown_timeout: String,
+    pub max_header_bytes: String,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub max_connections: u64,
+    pub header_read_timeout: String,
 }
 
 impl Default for RawServer {
@@ -56,6 +60,9 @@ impl Default for RawServer {
             public_url: "http://localhost:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             shutdown_timeout: "30s".into(),
+            max_header_bytes: "64KiB".into(),
+            max_connections: 10_000,
+            header_read_timeout: "30s".into(),
         }
     }
 }
@@ -180,6 +187,12 @@ pub struct RawRoute {
     pub resource: Option<String>,
     #[serde(default, deserialize_with = "flexible::string_list")]
     pub scopes: Vec<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body: String,
+}
+
+fn default_max_body() -> String {
+    "1GiB".into()
 }
 
 fn default_token() -> String {

@@ -89,6 +89,30 @@ impl Check<'_> {
         }
     }
 
+    /// A size like "64KiB", "10MB", "1GiB" or a plain number of bytes.
+    fn size(&mut self, key: &str, text: &str) -> u64 {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let factor = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => Some(1),
+            "kb" => Some(1_000),
+            "kib" | "k" => Some(1 << 10),
+            "mb" => Some(1_000_000),
+            "mib" | "m" => Some(1 << 20),
+            "gb" => Some(1_000_000_000),
+            "gib" | "g" => Some(1 << 30),
+            _ => None,
+        };
+        match (number.parse::<u64>(), factor) {
+            (Ok(n), Some(f)) if n > 0 => n.saturating_mul(f),
+            _ => {
+                self.fail(key, format!("{text:?} is not a size like \"64KiB\", \"10MB\" or \"1GiB\""));
+                1
+            }
+        }
+    }
+
     fn socket_addr(&mut self, key: &str, text: &str) -> SocketAddr {
         text.trim().parse().unwrap_or_else(|_| {
             self.fail(key, format!("{text:?} is not an address like \"127.0.0.1:8080\""));
@@ -182,6 +206,14 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let listen = check.socket_addr("server.listen", &raw.server.listen);
     let admin_listen = check.socket_addr("server.admin_listen", &raw.server.admin_listen);
     let shutdown_timeout = check.duration("server.shutdown_timeout", &raw.server.shutdown_timeout);
+    let header_read_timeout = check.duration("server.header_read_timeout", &raw.server.header_read_timeout);
+    let max_header_bytes = check.size("server.max_header_bytes", &raw.server.max_header_bytes);
+    if max_header_bytes < 8192 {
+        check.fail("server.max_header_bytes", "must be at least 8KiB (the HTTP/1 parser's minimum)");
+    }
+    if raw.server.max_connections == 0 {
+        check.fail("server.max_connections", "must be greater than zero");
+    }
     let public_url = check.url("server.public_url", &raw.server.public_url);
     if let Some(url) = &public_url {
         check.require_https_unless_loopback("server.public_url", url);
@@ -452,6 +484,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
                 None
             }
         };
+        let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
         let Some(upstream) = check.url(&key("upstream"), &route.upstream) else {
@@ -483,6 +516,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             connect_timeout,
             timeout,
             audience,
+            max_body,
         });
     }
 
@@ -507,7 +541,15 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         }
     }
     Some(Config {
-        server: ServerConfig { listen, public_origin, admin_listen, shutdown_timeout },
+        server: ServerConfig {
+            listen,
+            public_origin,
+            admin_listen,
+            shutdown_timeout,
+            max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
+            header_read_timeout,
+        },
         oidc: OidcConfig {
             issuer: raw.oidc.issuer.trim().to_string(),
             client_id: raw.oidc.client_id.trim().to_string(),

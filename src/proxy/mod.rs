@@ -39,6 +39,11 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     if let Err(e) = guard {
         return e.response();
     }
+    let declared =
+        request.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > route.max_body) {
+        return ApiError::PayloadTooLarge.response();
+    }
 
     let (access_token, stale_cookie) = match token_for(app, route, request.headers()).await {
         Ok(chosen) => chosen,
@@ -63,6 +68,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         strip_authorization: route.policy != TokenPolicy::None,
         client: &app.upstreams[route_index],
         timeout: route.timeout,
+        max_body: Some(route.max_body),
         peer,
     };
     let response = relay(app, request, relayed).await;
@@ -83,6 +89,8 @@ pub struct Relay<'a> {
     pub strip_authorization: bool,
     pub client: &'a HttpClient,
     pub timeout: std::time::Duration,
+    /// Bodies past this many bytes are cut off and answered 413 (undeclared lengths included).
+    pub max_body: Option<u64>,
     pub peer: SocketAddr,
 }
 
@@ -140,7 +148,11 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let upstream_request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    let body = match relay.max_body {
+        Some(max) => http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
+    let upstream_request = Request::from_parts(parts, body);
 
     let mut response = match relay.client.send(upstream_request, relay.timeout).await {
         Ok(response) => response,
@@ -148,6 +160,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
             tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
             return match e {
                 SendError::Timeout => ApiError::UpstreamTimeout,
+                SendError::BodyTooLarge => ApiError::PayloadTooLarge,
                 SendError::Connect(_) | SendError::Failed(_) => ApiError::UpstreamUnreachable,
             }
             .response();

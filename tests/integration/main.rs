@@ -9,6 +9,7 @@ mod client_token;
 mod dev_issuer;
 mod id_tokens;
 mod journey;
+mod limits;
 mod logout;
 mod proxy;
 mod refresh;

@@ -562,11 +562,17 @@ fn websocket_echo(request: &mut Request<Incoming>, record: &Arc<Mutex<Vec<Record
 pub struct GeneratedBody {
     remaining: u64,
     chunk: Bytes,
+    /// Hide the length (the client then sends it chunked, with no Content-Length).
+    undeclared: bool,
 }
 
 impl GeneratedBody {
     pub fn new(size: u64) -> Self {
-        Self { remaining: size, chunk: Bytes::from(vec![b'x'; 256 * 1024]) }
+        Self { remaining: size, chunk: Bytes::from(vec![b'x'; 256 * 1024]), undeclared: false }
+    }
+
+    pub fn chunked(size: u64) -> Self {
+        Self { undeclared: true, ..Self::new(size) }
     }
 }
 
@@ -587,7 +593,11 @@ impl hyper::body::Body for GeneratedBody {
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
+        if self.undeclared {
+            hyper::body::SizeHint::default()
+        } else {
+            hyper::body::SizeHint::with_exact(self.remaining)
+        }
     }
 }
 
@@ -611,7 +621,8 @@ pub struct BffOptions {
     pub auth_method: &'static str,
     /// Appended to the generated config (extra sections).
     pub extra_toml: String,
-    /// Extra keys inside `[oidc]` and `[session]`.
+    /// Extra keys inside `[server]`, `[oidc]` and `[session]`.
+    pub server_toml: String,
     pub oidc_toml: String,
     pub session_toml: String,
     /// Extra `[[routes]]` entries besides the default `/api/` (user) one.
@@ -630,6 +641,7 @@ impl Default for BffOptions {
             client: None,
             auth_method: "client_secret_basic",
             extra_toml: String::new(),
+            server_toml: String::new(),
             oidc_toml: String::new(),
             session_toml: String::new(),
             extra_routes: String::new(),
@@ -670,6 +682,7 @@ impl Bff {
 [server]
 public_url = "{origin}"
 shutdown_timeout = "5s"
+{server_toml}
 [oidc]
 issuer = "{issuer}"
 client_id = "{client_id}"
@@ -696,6 +709,7 @@ timeout = "2s"
             key = test_key(),
             extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
             extra_toml = options.extra_toml.replace("{upstream}", &upstream_url),
+            server_toml = options.server_toml,
             oidc_toml = options.oidc_toml,
             session_toml = options.session_toml,
         );

@@ -1,0 +1,83 @@
+//! Limits: request-head size (431), body size per route (413), slow-loris, connection cap.
+
+use crate::support::*;
+use cloakroom::upstream::HttpClient;
+use http_body_util::BodyExt;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn oversized_request_heads_get_431() {
+    let bff = Bff::start().await;
+    let big = "x".repeat(70 * 1024);
+    let reply = http_call(http::Method::GET, &bff.url("/bff/user"), None, &[CSRF, ("x-big", &big)]).await;
+    assert_eq!(reply.status, 431);
+    let fits = "x".repeat(40 * 1024);
+    let reply = http_call(http::Method::GET, &bff.url("/bff/user"), None, &[CSRF, ("x-big", &fits)]).await;
+    assert_eq!(reply.status, 401, "a head within the default 64 KiB was refused");
+}
+
+#[tokio::test]
+async fn bodies_over_the_route_limit_get_413_declared_or_not() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/small/\"\nupstream = \"{upstream}/api/\"\nmax_body = \"4KiB\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let client = HttpClient::new(Duration::from_secs(5));
+    let post = |body: GeneratedBody| {
+        let request = http::Request::post(bff.url("/small/upload"))
+            .header("cookie", &cookie)
+            .header("x-csrf", "1")
+            .body(body.boxed())
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let response = client.send(request, Duration::from_secs(10)).await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = post(GeneratedBody::new(8 * 1024)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("payload_too_large"));
+    assert_eq!(bff.upstream.count(), 0, "a declared oversized body was sent upstream");
+
+    let (status, body) = post(GeneratedBody::chunked(64 * 1024)).await;
+    assert_eq!(status, 413, "an undeclared oversized body passed: {body}");
+
+    let (status, body) = post(GeneratedBody::chunked(3 * 1024)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("3072"), "{body}");
+}
+
+#[tokio::test]
+async fn a_slow_loris_client_is_cut_off() {
+    let bff =
+        Bff::start_with(BffOptions { server_toml: "header_read_timeout = \"1s\"".into(), ..Default::default() }).await;
+    let mut stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    stream.write_all(b"GET /bff/user HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a half-sent request head kept its connection open");
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let bff = Bff::start_with(BffOptions { server_toml: "max_connections = 2".into(), ..Default::default() }).await;
+    let idle_a = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = HttpClient::new(Duration::from_secs(2));
+    let request =
+        || http::Request::get(bff.url("/bff/user")).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
+    let waiting = client.send(request(), Duration::from_millis(500)).await;
+    assert!(waiting.is_err(), "a third connection was served past max_connections = 2");
+    drop(idle_a);
+    let served = HttpClient::new(Duration::from_secs(2)).send(request(), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(served.status(), 401);
+}
