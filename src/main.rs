@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", path.display());
         return ExitCode::SUCCESS;
     }
-    cloakroom::telemetry::init(&config.log.level);
+    cloakroom::telemetry::init(&config.log.level, config.log.json);
     println!("cloakroom: open {}/ in a browser", config.server.public_origin);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -16,10 +16,15 @@ pub fn parse_filter(level: &str) -> Result<Targets, String> {
 }
 
 /// Installs the global subscriber once; later calls (tests) keep the first.
-pub fn init(level: &str) {
+/// `json`: one JSON object per line, for log shippers.
+pub fn init(level: &str, json: bool) {
     let filter = parse_filter(level).unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    let _ =
-        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_target(true)).with(filter).try_init();
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = if json {
+        registry.with(tracing_subscriber::fmt::layer().json().with_target(true)).try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().with_target(true)).try_init()
+    };
 }
 
 /// The id a request is known by in logs, upstream and in the response (`X-Request-Id`).

@@ -110,3 +110,33 @@ fn healthcheck_fails_when_nothing_answers() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unhealthy"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (port, admin_port) = (listener.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
+    drop((listener, admin));
+    let path = temp_file(
+        "json.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n[log]\nformat = \"json\"\n"
+        ),
+    );
+    let child =
+        Command::new(BIN).arg("--config").arg(&path).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "cloakroom did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(lines.len() >= 2, "expected JSON log lines, got: {text}");
+    for line in lines {
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(parsed["level"].is_string() && parsed["fields"].is_object(), "{line}");
+    }
+}

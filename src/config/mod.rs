@@ -137,6 +137,8 @@ pub struct DemoConfig {
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
 }
 
 /// Which token, if any, a route attaches upstream.

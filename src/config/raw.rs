@@ -161,11 +161,12 @@ impl Default for RawCsrf {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub level: String,
+    pub format: String,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self { level: "info".into(), format: "text".into() }
     }
 }
 

@@ -209,3 +209,12 @@ fn invalid_toml_is_one_clear_error() {
     assert_eq!(keys(&errors), ["(file)"]);
     assert!(errors.to_string().contains("not valid TOML"));
 }
+
+#[test]
+fn log_format_is_text_or_json() {
+    let json = Config::from_toml(&format!("{MINIMAL}\n[log]\nformat = \"json\"\n"), env(&[])).unwrap();
+    assert!(json.log.json);
+    assert!(!Config::from_toml(MINIMAL, env(&[])).unwrap().log.json);
+    let errors = Config::from_toml(&format!("{MINIMAL}\n[log]\nformat = \"xml\"\n"), env(&[])).unwrap_err();
+    assert_eq!(keys(&errors), ["log.format"]);
+}

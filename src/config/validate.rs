@@ -437,6 +437,15 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         warnings.push(format!("DEMO API on http://{addr}: development only"));
     }
 
+    let log_json = match raw.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            check.fail("log.format", format!("{other:?} is not \"text\" or \"json\""));
+            false
+        }
+    };
+
     // [[routes]]
     let mut routes = Vec::new();
     for (index, route) in raw.routes.iter().enumerate() {
@@ -580,7 +589,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             clear_site_data: raw.session.clear_site_data,
         },
         csrf: CsrfConfig { header: csrf_header },
-        log: LogConfig { level: raw.log.level },
+        log: LogConfig { level: raw.log.level, json: log_json },
         spa,
         spa_dev_server,
         demo,
