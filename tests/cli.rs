@@ -59,25 +59,31 @@ fn missing_files_and_bad_arguments_are_clear_errors() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("usage"));
 }
 
-#[test]
-fn sigterm_stops_the_server_cleanly() {
+/// Starts the binary on free loopback ports with `extra` config appended; returns once its
+/// admin listener accepts connections.
+fn start_binary(name: &str, extra: &str, stdout: Stdio) -> (std::process::Child, std::path::PathBuf) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (port, admin_port) = (listener.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
     drop((listener, admin));
     let path = temp_file(
-        "run.toml",
+        name,
         &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{extra}"
         ),
     );
-    let mut child =
-        Command::new(BIN).arg("--config").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = Command::new(BIN).arg("--config").arg(&path).stdout(stdout).stderr(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
         assert!(started.elapsed() < Duration::from_secs(10), "cloakroom did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, path)
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let (mut child, path) = start_binary("run.toml", "", Stdio::null());
     // The container health probe: healthy while it runs.
     let health = Command::new(BIN).args(["healthcheck", "--config"]).arg(&path).output().unwrap();
     assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
@@ -113,23 +119,7 @@ fn healthcheck_fails_when_nothing_answers() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let (port, admin_port) = (listener.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
-    drop((listener, admin));
-    let path = temp_file(
-        "json.toml",
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n[log]\nformat = \"json\"\n"
-        ),
-    );
-    let child =
-        Command::new(BIN).arg("--config").arg(&path).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "cloakroom did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, _) = start_binary("json.toml", "[log]\nformat = \"json\"\n", Stdio::piped());
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
