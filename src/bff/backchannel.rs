@@ -9,9 +9,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::oidc::LogoutTokenError;
 use crate::respond::{Body, empty, json};
-use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -22,20 +20,11 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     if request.method() != Method::POST {
         return ApiError::MethodNotAllowed.response();
     }
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return bad_request("the body must be application/x-www-form-urlencoded");
-    }
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return bad_request("the body is unreadable or too large"),
+    let form = match super::read_form(request, MAX_BODY).await {
+        Ok(form) => form,
+        Err(reason) => return bad_request(reason),
     };
-    let Ok(form) = std::str::from_utf8(&body) else { return bad_request("the body is not UTF-8") };
-    let token = match query_param(Some(form), "logout_token") {
+    let token = match query_param(Some(&form), "logout_token") {
         Ok(Some(token)) if !token.is_empty() => token,
         Ok(_) => return bad_request("logout_token is missing"),
         Err(()) => return bad_request("logout_token is repeated"),

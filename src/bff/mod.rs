@@ -17,8 +17,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 
-pub use login::safe_return_path;
-
 pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let mut response = match endpoint {
         BffEndpoint::Login => login::handle(app, request).await,
@@ -35,6 +33,26 @@ pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>
 /// Adds a `Set-Cookie` (responses may carry several).
 pub(crate) fn add_cookie(response: &mut Response<Body>, cookie: HeaderValue) {
     response.headers_mut().append(SET_COOKIE, cookie);
+}
+
+/// A `application/x-www-form-urlencoded` body of at most `max` bytes, as text; the error says
+/// what was wrong with it.
+pub(crate) async fn read_form(request: Request<Incoming>, max: usize) -> Result<String, &'static str> {
+    use http_body_util::BodyExt;
+    let is_form = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err("the body must be application/x-www-form-urlencoded");
+    }
+    let body = http_body_util::Limited::new(request.into_body(), max)
+        .collect()
+        .await
+        .map_err(|_| "the body is unreadable or too large")?
+        .to_bytes();
+    String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8")
 }
 
 /// The query parameter `name`, when it occurs exactly once.

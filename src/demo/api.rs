@@ -2,12 +2,12 @@
 //! issuer's JWKS (found by discovery, refetched on an unknown key), and answers with the
 //! verified claims: proof that a token arrived, without ever showing it.
 
-use super::{BANNER, json_response};
+use super::BANNER;
 use crate::clock::SharedClock;
 use crate::oidc::http::ProviderHttp;
 use crate::oidc::jws::{self, JwsError};
 use crate::oidc::{ASYMMETRIC_ALGS, Metadata};
-use crate::respond::Body;
+use crate::respond::{Body, json};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -48,7 +48,7 @@ impl DemoApi {
             return unauthorized("no Bearer token: call this API through cloakroom");
         };
         let Some(keys) = self.keys(false).await else {
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": "issuer_unavailable" }));
+            return json(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": "issuer_unavailable" }));
         };
         let verified = match jws::verify(&keys, ASYMMETRIC_ALGS, token) {
             Err(JwsError::NoKey) => match self.keys(true).await {
@@ -72,7 +72,7 @@ impl DemoApi {
         if claims["exp"].as_u64().is_none_or(|exp| self.clock.now() >= exp) {
             return unauthorized("the token has expired");
         }
-        json_response(
+        json(
             StatusCode::OK,
             &json!({
                 "message": format!("Hello {}, from the demo API.", claims["sub"].as_str().unwrap_or("there")),
@@ -86,5 +86,5 @@ impl DemoApi {
 }
 
 fn unauthorized(reason: &str) -> Response<Body> {
-    json_response(StatusCode::UNAUTHORIZED, &json!({ "error": "invalid_token", "error_description": reason }))
+    json(StatusCode::UNAUTHORIZED, &json!({ "error": "invalid_token", "error_description": reason }))
 }

@@ -6,21 +6,20 @@
 //! tokens whose reuse revokes the family. Tokens are signed with a fresh Ed25519 key through
 //! openidconnect's types. There is no provider session: every sign-in shows the user picker.
 
-use super::{BANNER, json_response};
+use super::BANNER;
 use crate::clock::SharedClock;
 use crate::oidc::jws;
-use crate::respond::{Body, empty, escape_html, html, page};
+use crate::respond::{Body, empty, escape_html, html, json, page};
 use crate::session::seal::{random_bytes, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use http::header::{AUTHORIZATION, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+
 use hyper::body::Incoming;
 use openidconnect::core::{
-    CoreEdDsaPrivateSigningKey, CoreIdToken, CoreIdTokenClaims, CoreJsonWebKey, CoreJsonWebKeySet,
-    CoreJwsSigningAlgorithm,
+    CoreEdDsaPrivateSigningKey, CoreIdToken, CoreIdTokenClaims, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AccessToken, Audience, EmptyAdditionalClaims, EndUserEmail, EndUserName, IssuerUrl, JsonWebKeyId, LocalizedClaim,
@@ -104,10 +103,6 @@ impl DevIssuer {
         Self { state: Arc::new(state) }
     }
 
-    pub fn jwks(&self) -> CoreJsonWebKeySet {
-        self.state.jwks.clone()
-    }
-
     /// The most recent tokens this issuer handed out (access, ID and refresh), newest last.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.state.issued.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
@@ -128,9 +123,7 @@ impl DevIssuer {
         let method = request.method().clone();
         match (method, path.as_str()) {
             (Method::GET, "/.well-known/openid-configuration") => self.discovery(),
-            (Method::GET, "/jwks") => {
-                json_response(StatusCode::OK, &serde_json::to_value(&self.state.jwks).unwrap_or_default())
-            }
+            (Method::GET, "/jwks") => json(StatusCode::OK, &serde_json::to_value(&self.state.jwks).unwrap_or_default()),
             (Method::GET, "/authorize") => {
                 let params = query(request.uri().query());
                 self.authorize_page(&params)
@@ -165,7 +158,7 @@ impl DevIssuer {
 
     fn discovery(&self) -> Response<Body> {
         let issuer = &self.state.config.issuer;
-        json_response(
+        json(
             StatusCode::OK,
             &json!({
                 "issuer": issuer,
@@ -449,7 +442,7 @@ impl DevIssuer {
             body["refresh_token"] = json!(refresh_token);
         }
         self.remember_issued(&[access_token.secret(), &id_token]);
-        json_response(StatusCode::OK, &body)
+        json(StatusCode::OK, &body)
     }
 
     /// A compact JWS of `claims`, signed by openidconnect's key type.
@@ -481,7 +474,7 @@ impl DevIssuer {
         let Some((_, name, email)) = USERS.iter().find(|(s, _, _)| *s == sub) else {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", "unknown user");
         };
-        json_response(StatusCode::OK, &json!({ "sub": sub, "name": name, "email": email, "email_verified": true }))
+        json(StatusCode::OK, &json!({ "sub": sub, "name": name, "email": email, "email_verified": true }))
     }
 
     fn revoke(&self, headers: &HeaderMap, params: &HashMap<String, String>) -> Response<Body> {
@@ -494,7 +487,7 @@ impl DevIssuer {
             self.state.refresh.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, g| g.family != grant.family);
         }
         // RFC 7009: 200 whether or not the token was known.
-        json_response(StatusCode::OK, &json!({}))
+        json(StatusCode::OK, &json!({}))
     }
 
     fn end_session_page(&self, params: &HashMap<String, String>) -> Response<Body> {
@@ -532,7 +525,7 @@ fn error_page(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Body> {
-    json_response(status, &json!({ "error": error, "error_description": description }))
+    json(status, &json!({ "error": error, "error_description": description }))
 }
 
 fn see_other(location: &str) -> Response<Body> {
@@ -549,16 +542,8 @@ fn query(query: Option<&str>) -> HashMap<String, String> {
 }
 
 async fn form(request: Request<Incoming>) -> Option<HashMap<String, String>> {
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return None;
-    }
-    let body = Limited::new(request.into_body(), 64 * 1024).collect().await.ok()?.to_bytes();
-    Some(url::form_urlencoded::parse(&body).into_owned().collect())
+    let text = crate::bff::read_form(request, 64 * 1024).await.ok()?;
+    Some(url::form_urlencoded::parse(text.as_bytes()).into_owned().collect())
 }
 
 fn random_token() -> String {
@@ -572,9 +557,4 @@ fn generate_key() -> CoreEdDsaPrivateSigningKey {
     let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(pkcs8.as_ref()));
     let kid = JsonWebKeyId::new(format!("dev-{}", &URL_SAFE_NO_PAD.encode(random_bytes::<6>())));
     CoreEdDsaPrivateSigningKey::from_ed25519_pem(&pem, Some(kid)).expect("a freshly generated Ed25519 key loads")
-}
-
-/// For tests: the key as a JWK.
-pub fn public_jwk(issuer: &DevIssuer) -> CoreJsonWebKey {
-    issuer.state.key.as_verification_key()
 }

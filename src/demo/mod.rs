@@ -6,9 +6,6 @@
 pub mod api;
 pub mod issuer;
 
-use crate::respond::{Body, full};
-use http::{HeaderValue, Response, StatusCode};
-
 pub const BANNER: &str = "DEVELOPMENT ONLY: never use in production";
 
 /// The audience of the development issuer's access tokens, unless `oidc.resource` names one.
@@ -64,12 +61,4 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(listener)
-}
-
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(value.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

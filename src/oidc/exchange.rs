@@ -2,8 +2,6 @@
 
 use super::{Discovered, OidcError, Provider, error_chain};
 use crate::secret::Secret;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
 use openidconnect::{
@@ -177,9 +175,7 @@ pub(super) fn token_error<RE: std::error::Error + 'static>(
 }
 
 fn jwt_payload(jwt: &str) -> Option<Map<String, Value>> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    super::jws::decode_json(jwt.split('.').nth(1)?)
 }
 
 /// The `exp` of a JWT access token, read without verification: used only to decide when the
@@ -201,6 +197,8 @@ pub(crate) fn user_claims(mut claims: Map<String, Value>) -> Map<String, Value> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn reads_exp_from_a_jwt_only() {

@@ -81,6 +81,7 @@ pub fn verify(
     Ok((header, payload))
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
+/// One base64url part of a JWT, decoded as JSON.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }
