@@ -3,6 +3,7 @@
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::forwarded::ClientAddr;
 use crate::oidc::Provider;
 use crate::respond::Body;
 use crate::router::{Route, Router};
@@ -10,7 +11,7 @@ use crate::session::Sessions;
 use crate::spa::Spa;
 use crate::tokens::TokenService;
 use crate::upstream::HttpClient;
-use crate::{bff, csrf, proxy, telemetry};
+use crate::{bff, csrf, forwarded, proxy, telemetry};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
@@ -58,6 +59,7 @@ impl App {
 
     pub async fn handle(&self, mut request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
+        let client = forwarded::client_addr(peer, "http", request.headers(), &self.config.server.trusted_proxies);
         let request_id = telemetry::request_id_from(request.headers().get(X_REQUEST_ID));
         request.extensions_mut().insert(telemetry::RequestId(request_id.clone()));
         let method = request.method().clone();
@@ -66,12 +68,12 @@ impl App {
         let span = tracing::info_span!("request", id = %request_id);
         let response = async {
             match route {
-                Route::Bff(endpoint) => bff::handle(self, endpoint, request, peer).await,
-                Route::Api(index) => proxy::forward(self, index, request, peer).await,
+                Route::Bff(endpoint) => bff::handle(self, endpoint, request, client).await,
+                Route::Api(index) => proxy::forward(self, index, request, client).await,
                 Route::BadPath => ApiError::BadPath.response(),
                 Route::NotFound => match (&self.spa, &self.dev_server) {
                     (Some(spa), _) => spa.serve(&request).await,
-                    (None, Some(client)) => self.pass_to_dev_server(client, request, peer).await,
+                    (None, Some(dev)) => self.pass_to_dev_server(dev, request, client).await,
                     (None, None) => ApiError::NotFound.response(),
                 },
                 Route::BffUnknown => ApiError::NotFound.response(),
@@ -86,6 +88,7 @@ impl App {
         tracing::info!(
             target: "cloakroom::access",
             id = %request_id,
+            client = %client.ip,
             method = %method,
             path = %path,
             route = if route == Route::NotFound && self.spa.is_some() { "spa" } else { route_label(route) },
@@ -99,9 +102,9 @@ impl App {
     /// stripped); its hot-reload WebSocket needs cloakroom's own Origin like any other.
     async fn pass_to_dev_server(
         &self,
-        client: &HttpClient,
+        dev: &HttpClient,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        client: ClientAddr,
     ) -> Response<Body> {
         let Some((scheme, authority)) = &self.config.spa_dev_server else { return ApiError::NotFound.response() };
         if proxy::is_websocket_upgrade(request.headers())
@@ -114,10 +117,10 @@ impl App {
             target: proxy::Target { scheme, authority, path },
             token: None,
             strip_authorization: false,
-            client,
+            client: dev,
             timeout: std::time::Duration::from_secs(60),
             max_body: None,
-            peer,
+            from: client,
         };
         proxy::relay(self, request, relay).await
     }

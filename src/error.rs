@@ -91,6 +91,8 @@ pub enum LoginError {
     InvalidIdToken,
     /// The provider cannot be reached or answered nonsense: not the browser's fault.
     ProviderUnavailable,
+    /// The provider refused cloakroom's own client authentication: a server configuration fault.
+    ClientRejected,
     StoreUnavailable,
 }
 
@@ -113,6 +115,10 @@ impl LoginError {
             CodeRejected => (StatusCode::BAD_REQUEST, "The identity provider refused to complete this sign-in."),
             InvalidIdToken => (StatusCode::BAD_REQUEST, "The identity provider's answer failed verification."),
             ProviderUnavailable => (StatusCode::BAD_GATEWAY, "The identity provider cannot be reached right now."),
+            ClientRejected => (
+                StatusCode::BAD_GATEWAY,
+                "The identity provider did not accept this site's credentials. This is a server configuration problem; please try again later.",
+            ),
             StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now."),
         }
     }

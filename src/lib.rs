@@ -33,6 +33,7 @@ pub mod csrf;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod forwarded;
 pub mod oidc;
 pub mod proxy;
 pub mod respond;

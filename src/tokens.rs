@@ -132,6 +132,10 @@ impl TokenService {
                 sessions.end(ticket).await?;
                 Err(TokenError::SessionExpired)
             }
+            Err(OidcError::ClientRejected(code)) => {
+                tracing::error!(error = %code, "the provider refused cloakroom's client authentication at a refresh; check [oidc] client_auth and its credential; the session is kept");
+                still_valid(held, now).ok_or(TokenError::ClientRejected)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "refresh failed; the session is kept");
                 still_valid(held, now).ok_or(TokenError::ProviderUnavailable)
@@ -160,7 +164,7 @@ impl TokenService {
                 tracing::info!(resource = audience.map(|a| a.resource.as_str()), "client token renewed");
                 Ok(token)
             }
-            Err(OidcError::Rejected(code)) => {
+            Err(OidcError::Rejected(code) | OidcError::ClientRejected(code)) => {
                 tracing::error!(error = %code, "the provider refused cloakroom's client credentials");
                 self.cached_client_token(&key, now, false).ok_or(TokenError::ClientRejected)
             }

@@ -10,14 +10,14 @@
 use super::{add_cookie, query_param};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
+use crate::forwarded::ClientAddr;
 use crate::oidc::OidcError;
 use crate::respond::{Body, escape_html, html, page};
 use crate::session::Lookup;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 
-pub async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
     if request.method() != Method::GET {
         return ApiError::MethodNotAllowed.response();
     }
@@ -61,6 +61,12 @@ pub async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> 
             tracing::warn!(error = %e, "login failed at the code exchange");
             return fail(match e {
                 OidcError::Rejected(_) => LoginError::CodeRejected,
+                OidcError::ClientRejected(_) => {
+                    tracing::error!(
+                        "the provider refused cloakroom's client authentication; check [oidc] client_id, client_auth and its credential"
+                    );
+                    LoginError::ClientRejected
+                }
                 OidcError::InvalidIdToken(_) => LoginError::InvalidIdToken,
                 OidcError::NotReady | OidcError::Unreachable(_) | OidcError::BadResponse(_) => {
                     LoginError::ProviderUnavailable
@@ -81,7 +87,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> 
         app.config.oidc.logout_id_token_hint,
         pending.remember,
         device,
-        peer.ip().to_string(),
+        client.ip.to_string(),
     );
     let (_, cookie) = match created.await {
         Ok(created) => created,

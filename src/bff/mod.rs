@@ -10,17 +10,22 @@ pub mod sessions;
 mod user;
 
 use crate::app::App;
+use crate::forwarded::ClientAddr;
 use crate::respond::Body;
 use crate::router::BffEndpoint;
 use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 
-pub async fn handle(app: &App, endpoint: BffEndpoint, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    endpoint: BffEndpoint,
+    request: Request<Incoming>,
+    client: ClientAddr,
+) -> Response<Body> {
     let mut response = match endpoint {
         BffEndpoint::Login => login::handle(app, request).await,
-        BffEndpoint::Callback => callback::handle(app, request, peer).await,
+        BffEndpoint::Callback => callback::handle(app, request, client).await,
         BffEndpoint::User => user::handle(app, request).await,
         BffEndpoint::Logout => logout::handle(app, request).await,
         BffEndpoint::BackchannelLogout => backchannel::handle(app, request).await,

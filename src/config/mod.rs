@@ -11,6 +11,7 @@ mod raw;
 mod tests;
 mod validate;
 
+use crate::oidc::ClientKey;
 use crate::session::seal::KeyRing;
 use cookie::SameSite;
 use http::HeaderName;
@@ -18,6 +19,7 @@ use openidconnect::ClientSecret;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -53,12 +55,37 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time a client has to send a request head (slow-loris guard).
     pub header_read_timeout: Duration,
+    /// Peers whose `Forwarded`/`X-Forwarded-*` headers are believed (load balancers).
+    pub trusted_proxies: Vec<crate::forwarded::Cidr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How cloakroom authenticates to the provider's token and revocation endpoints, with the
+/// credential each method needs.
+#[derive(Debug, Clone)]
 pub enum ClientAuth {
-    ClientSecretBasic,
-    ClientSecretPost,
+    /// `client_secret_basic`: the secret in an HTTP Basic header.
+    SecretBasic(ClientSecret),
+    /// `client_secret_post`: the secret in the form body.
+    SecretPost(ClientSecret),
+    /// `private_key_jwt` (RFC 7523): a signed assertion per request; no shared secret at all.
+    PrivateKeyJwt { key: Arc<ClientKey>, audience: AssertionAudience },
+}
+
+impl ClientAuth {
+    pub fn secret(&self) -> Option<&ClientSecret> {
+        match self {
+            ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) => Some(secret),
+            ClientAuth::PrivateKeyJwt { .. } => None,
+        }
+    }
+}
+
+/// The `aud` of a client assertion. Current specifications want the issuer identifier; some
+/// providers (Microsoft Entra ID, Okta) still insist on the token endpoint's URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAudience {
+    Issuer,
+    TokenEndpoint,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +93,6 @@ pub struct OidcConfig {
     /// Exactly as configured: issuer comparison is by string, so a trailing slash matters.
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: ClientSecret,
     pub client_auth: ClientAuth,
     pub scopes: Vec<String>,
     pub extra_auth_params: Vec<(String, String)>,

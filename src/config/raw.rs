@@ -51,6 +51,7 @@ pub struct RawServer {
     #[serde(deserialize_with = "flexible::u64")]
     pub max_connections: u64,
     pub header_read_timeout: String,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -63,6 +64,7 @@ impl Default for RawServer {
             max_header_bytes: "64KiB".into(),
             max_connections: 10_000,
             header_read_timeout: "30s".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -75,6 +77,10 @@ pub struct RawOidc {
     pub client_secret: Option<String>,
     pub client_secret_file: Option<String>,
     pub client_auth: String,
+    pub private_key_file: Option<String>,
+    pub private_key_kid: Option<String>,
+    pub private_key_alg: Option<String>,
+    pub client_assertion_audience: String,
     pub scopes: Vec<String>,
     pub extra_auth_params: BTreeMap<String, String>,
     pub post_logout_redirect_uri: Option<String>,
@@ -94,6 +100,10 @@ impl Default for RawOidc {
             client_secret: None,
             client_secret_file: None,
             client_auth: "client_secret_basic".into(),
+            private_key_file: None,
+            private_key_kid: None,
+            private_key_alg: None,
+            client_assertion_audience: "issuer".into(),
             scopes: ["openid", "profile", "email", "offline_access"].map(String::from).into(),
             extra_auth_params: BTreeMap::new(),
             post_logout_redirect_uri: None,

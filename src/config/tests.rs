@@ -22,7 +22,7 @@ fn minimal_config_takes_the_defaults() {
     assert_eq!(config.server.public_origin, "http://localhost:8080");
     assert_eq!(config.oidc.redirect_uri.as_str(), "http://localhost:8080/bff/callback");
     assert_eq!(config.oidc.post_logout_redirect_uri.as_str(), "http://localhost:8080/");
-    assert_eq!(config.oidc.client_auth, ClientAuth::ClientSecretBasic);
+    assert!(matches!(&config.oidc.client_auth, ClientAuth::SecretBasic(s) if s.secret() == "s3cret"));
     assert_eq!(config.session.cookie_name, "__Host-cloakroom");
     assert_eq!(config.session.same_site, SameSite::Strict);
     assert_eq!(config.session.idle_timeout, Duration::from_secs(1800));
@@ -152,8 +152,7 @@ fn environment_overrides_every_key() {
         ]),
     )
     .unwrap();
-    assert_eq!(config.oidc.client_secret.secret(), "from-env");
-    assert_eq!(config.oidc.client_auth, ClientAuth::ClientSecretPost);
+    assert!(matches!(&config.oidc.client_auth, ClientAuth::SecretPost(s) if s.secret() == "from-env"));
     assert!(config.oidc.logout_id_token_hint);
     assert_eq!(config.session.same_site, SameSite::Lax);
     assert_eq!(config.session.max_sessions, 5000);
@@ -178,7 +177,7 @@ fn secrets_and_keys_come_from_files() {
         keys_file.display().to_string()
     );
     let config = Config::from_toml(&text, env(&[])).unwrap();
-    assert_eq!(config.oidc.client_secret.secret(), "file-secret");
+    assert_eq!(config.oidc.client_auth.secret().unwrap().secret(), "file-secret");
     assert!(!config.session.ephemeral_keys);
     assert!(!config.warnings.iter().any(|w| w.contains("session.keys")));
 
@@ -217,4 +216,49 @@ fn log_format_is_text_or_json() {
     assert!(!Config::from_toml(MINIMAL, env(&[])).unwrap().log.json);
     let errors = Config::from_toml(&format!("{MINIMAL}\n[log]\nformat = \"xml\"\n"), env(&[])).unwrap_err();
     assert_eq!(keys(&errors), ["log.format"]);
+}
+
+#[test]
+fn private_key_jwt_needs_a_usable_key_and_no_secret() {
+    let dir = std::env::temp_dir().join(format!("cloakroom-config-pkjwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("client.pem");
+    let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref())
+    );
+    std::fs::write(&key_file, pem).unwrap();
+    let base = "[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"spa\"\nclient_auth = \"private_key_jwt\"\n";
+    let good = format!("{base}private_key_file = {:?}\nprivate_key_kid = \"k1\"\n", key_file.display().to_string());
+    let config = Config::from_toml(&good, env(&[])).unwrap();
+    let ClientAuth::PrivateKeyJwt { key, audience } = &config.oidc.client_auth else { panic!("not private_key_jwt") };
+    assert_eq!(key.alg(), "EdDSA");
+    assert_eq!(*audience, AssertionAudience::Issuer);
+    assert!(config.oidc.client_auth.secret().is_none());
+    let token_endpoint = format!("{good}client_assertion_audience = \"token_endpoint\"\n");
+    let config = Config::from_toml(&token_endpoint, env(&[])).unwrap();
+    assert!(matches!(
+        config.oidc.client_auth,
+        ClientAuth::PrivateKeyJwt { audience: AssertionAudience::TokenEndpoint, .. }
+    ));
+
+    let refused = |text: &str| {
+        keys(&Config::from_toml(text, env(&[])).unwrap_err()).iter().map(|k| k.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(refused(base), ["oidc.private_key_file"]);
+    assert_eq!(refused(&format!("{base}private_key_file = \"/nonexistent.pem\"\n")), ["oidc.private_key_file"]);
+    assert_eq!(refused(&format!("{good}client_secret = \"left-over\"\n")), ["oidc.client_secret"]);
+    assert_eq!(refused(&format!("{good}private_key_alg = \"RS256\"\n")), ["oidc.private_key_alg"]);
+    assert_eq!(
+        refused(&format!("{good}client_assertion_audience = \"everyone\"\n")),
+        ["oidc.client_assertion_audience"]
+    );
+    std::fs::write(&key_file, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    assert_eq!(refused(&good), ["oidc.private_key_file"]);
+    // A key for another method is a mistake worth naming, not ignoring.
+    let stray =
+        MINIMAL.replace("[oidc]\n", &format!("[oidc]\nprivate_key_file = {:?}\n", key_file.display().to_string()));
+    assert_eq!(refused(&stray), ["oidc.private_key_file"]);
+    std::fs::remove_dir_all(&dir).ok();
 }

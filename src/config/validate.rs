@@ -174,6 +174,84 @@ impl Check<'_> {
     }
 }
 
+/// `oidc.client_auth` and the credential it needs: a secret, or a private key (and never both,
+/// so a leftover secret cannot quietly stay in use).
+fn client_auth(check: &mut Check, oidc: &super::raw::RawOidc) -> Option<ClientAuth> {
+    let secret = check.secret("oidc.client_secret", oidc.client_secret.clone(), oidc.client_secret_file.clone());
+    let method = oidc.client_auth.as_str();
+    if method != "private_key_jwt" {
+        for (key, value) in [
+            ("oidc.private_key_file", &oidc.private_key_file),
+            ("oidc.private_key_kid", &oidc.private_key_kid),
+            ("oidc.private_key_alg", &oidc.private_key_alg),
+        ] {
+            if value.is_some() {
+                check.fail(key, "is only used with client_auth = \"private_key_jwt\"");
+            }
+        }
+    }
+    let secret_required = "is required (cloakroom is a confidential client): set client_secret, client_secret_file or CLOAKROOM_OIDC__CLIENT_SECRET, or use client_auth = \"private_key_jwt\"";
+    match method {
+        "client_secret_basic" | "client_secret_post" => {
+            let Some(secret) = secret else {
+                check.fail("oidc.client_secret", secret_required);
+                return None;
+            };
+            let secret = ClientSecret::new(secret);
+            Some(if method == "client_secret_basic" {
+                ClientAuth::SecretBasic(secret)
+            } else {
+                ClientAuth::SecretPost(secret)
+            })
+        }
+        "private_key_jwt" => {
+            if secret.is_some() {
+                check.fail("oidc.client_secret", "must not be set with client_auth = \"private_key_jwt\"");
+            }
+            let audience = match oidc.client_assertion_audience.as_str() {
+                "issuer" => AssertionAudience::Issuer,
+                "token_endpoint" => AssertionAudience::TokenEndpoint,
+                other => {
+                    check.fail(
+                        "oidc.client_assertion_audience",
+                        format!("{other:?} is not one of \"issuer\", \"token_endpoint\""),
+                    );
+                    return None;
+                }
+            };
+            let Some(path) = oidc.private_key_file.as_deref().filter(|p| !p.is_empty()) else {
+                check.fail("oidc.private_key_file", "is required with client_auth = \"private_key_jwt\"");
+                return None;
+            };
+            let pem = match std::fs::read(path) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    check.fail("oidc.private_key_file", format!("cannot read {path}: {e}"));
+                    return None;
+                }
+            };
+            match ClientKey::from_pem(&pem, oidc.private_key_alg.as_deref(), oidc.private_key_kid.clone()) {
+                Ok(key) => Some(ClientAuth::PrivateKeyJwt { key: Arc::new(key), audience }),
+                Err(e) => {
+                    let key = if e.contains("algorithm") { "oidc.private_key_alg" } else { "oidc.private_key_file" };
+                    check.fail(key, format!("{path}: {e}"));
+                    None
+                }
+            }
+        }
+        other => {
+            check.fail(
+                "oidc.client_auth",
+                format!("{other:?} is not one of \"client_secret_basic\", \"client_secret_post\", \"private_key_jwt\""),
+            );
+            if secret.is_none() && oidc.private_key_file.is_none() {
+                check.fail("oidc.client_secret", secret_required);
+            }
+            None
+        }
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -211,6 +289,13 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     if max_header_bytes < 8192 {
         check.fail("server.max_header_bytes", "must be at least 8KiB (the HTTP/1 parser's minimum)");
     }
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.server.trusted_proxies.iter().enumerate() {
+        match text.parse::<crate::forwarded::Cidr>() {
+            Ok(cidr) => trusted_proxies.push(cidr),
+            Err(e) => check.fail(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
     if raw.server.max_connections == 0 {
         check.fail("server.max_connections", "must be greater than zero");
     }
@@ -234,21 +319,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     if raw.oidc.client_id.trim().is_empty() {
         check.fail("oidc.client_id", "is required");
     }
-    let client_secret = check.secret("oidc.client_secret", raw.oidc.client_secret, raw.oidc.client_secret_file);
-    if client_secret.is_none() {
-        check.fail("oidc.client_secret", "is required (cloakroom is a confidential client): set client_secret, client_secret_file or CLOAKROOM_OIDC__CLIENT_SECRET");
-    }
-    let client_auth = match raw.oidc.client_auth.as_str() {
-        "client_secret_basic" => ClientAuth::ClientSecretBasic,
-        "client_secret_post" => ClientAuth::ClientSecretPost,
-        other => {
-            check.fail(
-                "oidc.client_auth",
-                format!("{other:?} is not one of \"client_secret_basic\", \"client_secret_post\""),
-            );
-            ClientAuth::ClientSecretBasic
-        }
-    };
+    let client_auth = client_auth(&mut check, &raw.oidc);
     if !raw.oidc.scopes.iter().any(|s| s == "openid") {
         check.fail("oidc.scopes", "must include \"openid\"");
     }
@@ -431,6 +502,9 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
                 format!("must be {expected:?} to use the development issuer on demo.issuer_listen"),
             );
         }
+        if !matches!(raw.oidc.client_auth.as_str(), "client_secret_basic" | "client_secret_post") {
+            check.fail("oidc.client_auth", "the development issuer on demo.issuer_listen only knows client secrets");
+        }
         warnings.push(format!("DEVELOPMENT ISSUER on http://{addr}: development only, never in production"));
     }
     if let Some(addr) = demo.api_listen {
@@ -529,8 +603,8 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         });
     }
 
-    let (Some(_), Some(redirect_uri), Some(post_logout_redirect_uri), Some(client_secret)) =
-        (issuer, redirect_uri, post_logout_redirect_uri, client_secret)
+    let (Some(_), Some(redirect_uri), Some(post_logout_redirect_uri), Some(client_auth)) =
+        (issuer, redirect_uri, post_logout_redirect_uri, client_auth)
     else {
         return None;
     };
@@ -558,11 +632,11 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
             max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
             header_read_timeout,
+            trusted_proxies,
         },
         oidc: OidcConfig {
             issuer: raw.oidc.issuer.trim().to_string(),
             client_id: raw.oidc.client_id.trim().to_string(),
-            client_secret: ClientSecret::new(client_secret),
             client_auth,
             scopes,
             extra_auth_params: raw.oidc.extra_auth_params.into_iter().collect(),

@@ -23,7 +23,7 @@ pub fn start(
             issuer::DevIssuerConfig {
                 issuer: config.oidc.issuer.clone(),
                 client_id: config.oidc.client_id.clone(),
-                client_secret: config.oidc.client_secret.secret().clone(),
+                client_secret: config.oidc.client_auth.secret().map(|s| s.secret().clone()).unwrap_or_default(),
                 redirect_uri: config.oidc.redirect_uri.to_string(),
                 post_logout_redirect_uri: config.oidc.post_logout_redirect_uri.to_string(),
                 api_audience: audience.clone(),

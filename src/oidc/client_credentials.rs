@@ -18,6 +18,9 @@ impl Provider {
         if let Some(resource) = resource {
             request = request.add_extra_param("resource", resource);
         }
+        for (name, value) in self.client_assertion(&discovered)? {
+            request = request.add_extra_param(name, value);
+        }
         let response = request.request_async(&self.http).await.map_err(token_error)?;
         let expires_at = self.access_token_expiry(response.expires_in(), response.access_token());
         Ok((response.access_token().clone(), expires_at))

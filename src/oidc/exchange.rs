@@ -48,6 +48,9 @@ impl Provider {
         if let Some(resource) = &self.config.resource {
             request = request.add_extra_param("resource", resource.clone());
         }
+        for (name, value) in self.client_assertion(&discovered)? {
+            request = request.add_extra_param(name, value);
+        }
         let response = request.request_async(&self.http).await.map_err(token_error)?;
         let id_token = response
             .id_token()
@@ -166,6 +169,7 @@ pub(super) fn token_error<RE: std::error::Error + 'static>(
     match error {
         RequestTokenError::ServerResponse(response) => match response.error().as_ref() {
             "server_error" | "temporarily_unavailable" => OidcError::Unreachable(response.error().as_ref().to_string()),
+            code @ ("invalid_client" | "unauthorized_client") => OidcError::ClientRejected(code.to_string()),
             code => OidcError::Rejected(code.to_string()),
         },
         RequestTokenError::Request(e) => OidcError::Unreachable(error_chain(&e)),

@@ -27,16 +27,21 @@ impl Provider {
         let mut request = http::Request::post(endpoint.as_str())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json");
-        match self.config.client_auth {
+        let assertion = self.client_assertion(&discovered)?;
+        match &self.config.client_auth {
             // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
-            ClientAuth::ClientSecretBasic => {
+            ClientAuth::SecretBasic(secret) => {
                 let id: String = byte_serialize(self.config.client_id.as_bytes()).collect();
-                let secret: String = byte_serialize(self.config.client_secret.secret().as_bytes()).collect();
+                let secret: String = byte_serialize(secret.secret().as_bytes()).collect();
                 request = request.header(AUTHORIZATION, format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
             }
-            ClientAuth::ClientSecretPost => {
+            ClientAuth::SecretPost(secret) => {
                 form.push(("client_id", &self.config.client_id));
-                form.push(("client_secret", self.config.client_secret.secret()));
+                form.push(("client_secret", secret.secret()));
+            }
+            ClientAuth::PrivateKeyJwt { .. } => {
+                form.push(("client_id", &self.config.client_id));
+                form.extend(assertion.iter().map(|(name, value)| (*name, value.as_str())));
             }
         }
         let body = Serializer::new(String::new()).extend_pairs(form).finish().into_bytes();

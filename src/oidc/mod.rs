@@ -5,6 +5,7 @@
 //! clock, and the policy choices: asymmetric signature algorithms only, `iat` not in the future,
 //! `at_hash` checked when present, and one JWKS refetch (rate-limited) on an unknown `kid`.
 
+mod assertion;
 mod backchannel;
 mod client_credentials;
 mod exchange;
@@ -14,7 +15,7 @@ mod logout;
 mod refresh;
 
 use crate::clock::SharedClock;
-use crate::config::{ClientAuth, OidcConfig};
+use crate::config::{AssertionAudience, ClientAuth, OidcConfig};
 pub(crate) use crate::error::error_chain;
 use crate::secret::Secret;
 use http::ProviderHttp;
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use url::Url;
 
+pub use assertion::ClientKey;
 pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use exchange::TokenSet;
 pub use refresh::Refreshed;
@@ -87,8 +89,11 @@ pub enum OidcError {
     NotReady,
     /// Network failure, timeout or a 5xx: the provider is not available right now.
     Unreachable(String),
-    /// The provider answered with an OAuth error (e.g. `invalid_grant`).
+    /// The provider answered with an OAuth error about the grant (e.g. `invalid_grant`).
     Rejected(String),
+    /// The provider refused cloakroom itself (`invalid_client`, `unauthorized_client`): a
+    /// configuration problem (a wrong secret, an unregistered key), never the user's doing.
+    ClientRejected(String),
     /// The provider's answer could not be understood.
     BadResponse(String),
     InvalidIdToken(String),
@@ -100,6 +105,7 @@ impl std::fmt::Display for OidcError {
             OidcError::NotReady => write!(f, "provider metadata not loaded yet"),
             OidcError::Unreachable(e) => write!(f, "provider unreachable: {e}"),
             OidcError::Rejected(e) => write!(f, "provider refused: {e}"),
+            OidcError::ClientRejected(e) => write!(f, "provider refused cloakroom's client authentication: {e}"),
             OidcError::BadResponse(e) => write!(f, "unusable provider response: {e}"),
             OidcError::InvalidIdToken(e) => write!(f, "invalid ID token: {e}"),
         }
@@ -111,6 +117,7 @@ impl std::error::Error for OidcError {}
 /// What discovery produced; replaced whole when the JWKS is refetched.
 struct Discovered {
     client: OidcClient,
+    token_uri: Url,
     jwks: CoreJsonWebKeySet,
     jwks_uri: JsonWebKeySetUrl,
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
@@ -195,16 +202,19 @@ impl Provider {
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
-            Some(self.config.client_secret.clone()),
+            self.config.client_auth.secret().cloned(),
         )
         .set_redirect_uri(RedirectUrl::from_url(self.config.redirect_uri.clone()))
+        // Without a secret, `RequestBody` sends just `client_id` in the form, which is what
+        // `private_key_jwt` needs beside the assertion.
         .set_auth_type(match self.config.client_auth {
-            ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
-            ClientAuth::ClientSecretPost => AuthType::RequestBody,
+            ClientAuth::SecretBasic(_) => AuthType::BasicAuth,
+            ClientAuth::SecretPost(_) | ClientAuth::PrivateKeyJwt { .. } => AuthType::RequestBody,
         })
-        .set_token_uri(token_uri);
+        .set_token_uri(token_uri.clone());
         Ok(Discovered {
             client,
+            token_uri: token_uri.url().clone(),
             jwks,
             jwks_uri,
             allowed_algs,
@@ -230,6 +240,7 @@ impl Provider {
             .map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
         let refreshed = Arc::new(Discovered {
             client: current.client.clone(),
+            token_uri: current.token_uri.clone(),
             jwks,
             jwks_uri: current.jwks_uri.clone(),
             allowed_algs: current.allowed_algs.clone(),
@@ -280,6 +291,24 @@ impl Provider {
             }
             None => (self.config.resource.clone(), Vec::new()),
         }
+    }
+
+    /// The form parameters that authenticate a token-endpoint request with `private_key_jwt`
+    /// (a fresh assertion each time); none for the secret methods, which `oauth2` handles.
+    fn client_assertion(&self, discovered: &Discovered) -> Result<Vec<(&'static str, String)>, OidcError> {
+        let ClientAuth::PrivateKeyJwt { key, audience } = &self.config.client_auth else {
+            return Ok(Vec::new());
+        };
+        let audience = match audience {
+            AssertionAudience::Issuer => self.config.issuer.as_str(),
+            AssertionAudience::TokenEndpoint => discovered.token_uri.as_str(),
+        };
+        let assertion =
+            key.assertion(&self.config.client_id, audience, self.clock.now()).map_err(OidcError::BadResponse)?;
+        Ok(vec![
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()),
+            ("client_assertion", assertion),
+        ])
     }
 
     /// RFC 9207 mix-up defence: an `iss` on the callback must name our issuer exactly, and it

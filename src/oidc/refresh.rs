@@ -34,6 +34,9 @@ impl Provider {
         if let Some(resource) = resource {
             request = request.add_extra_param("resource", resource);
         }
+        for (name, value) in self.client_assertion(&discovered)? {
+            request = request.add_extra_param(name, value);
+        }
         let response = request.request_async(&self.http).await.map_err(token_error)?;
         let (id_token, claims) = match response.id_token() {
             None => (None, None),

@@ -2,7 +2,8 @@
 //!
 //! Requests: hop-by-hop headers and every name listed in `Connection` go; cloakroom's own
 //! cookies go; on token routes the browser's `Authorization` goes (cloakroom attaches its own);
-//! `X-Forwarded-*` and `Forwarded` from the client are replaced, never trusted.
+//! `X-Forwarded-*` and `Forwarded` are replaced with what cloakroom believes about the client
+//! ([`crate::forwarded`]: the TCP peer, unless it is a trusted proxy).
 //! Responses: hop-by-hop headers go, and so does any `Set-Cookie` for one of cloakroom's cookie
 //! names, so an upstream cannot plant or clear the session ticket.
 

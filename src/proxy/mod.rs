@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::config::{Audience, RouteConfig, TokenPolicy};
 use crate::csrf;
 use crate::error::ApiError;
+use crate::forwarded::ClientAddr;
 use crate::respond::Body;
 use crate::session::Lookup;
 use crate::tokens::TokenError;
@@ -23,12 +24,11 @@ use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use openidconnect::AccessToken;
-use std::net::SocketAddr;
 
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
 pub use websocket::is_upgrade as is_websocket_upgrade;
 
-pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
     let route = &app.config.routes[route_index];
     // A WebSocket handshake cannot carry the anti-CSRF header: the browser's Origin must vouch.
     let guard = if websocket::is_upgrade(request.headers()) {
@@ -69,7 +69,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         client: &app.upstreams[route_index],
         timeout: route.timeout,
         max_body: Some(route.max_body),
-        peer,
+        from: client,
     };
     let response = relay(app, request, relayed).await;
     if stale_cookie { app.clear_session_cookie(response) } else { response }
@@ -91,7 +91,8 @@ pub struct Relay<'a> {
     pub timeout: std::time::Duration,
     /// Bodies past this many bytes are cut off and answered 413 (undeclared lengths included).
     pub max_body: Option<u64>,
-    pub peer: SocketAddr,
+    /// The browser, as far as cloakroom believes (see [`crate::forwarded`]).
+    pub from: ClientAddr,
 }
 
 /// Sends a request upstream with header hygiene both ways, streaming bodies; a WebSocket
@@ -128,7 +129,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     strip_own_cookies(headers, app.sessions.cookies());
     headers::set_forwarded(
         headers,
-        &Forwarded { client_ip: relay.peer.ip().to_string(), proto: "http", host: original_host.as_deref() },
+        &Forwarded { client_ip: relay.from.ip.to_string(), proto: relay.from.proto, host: original_host.as_deref() },
     );
     if let Ok(host) = HeaderValue::try_from(relay.target.authority.as_str()) {
         headers.insert(HOST, host);

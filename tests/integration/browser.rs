@@ -134,7 +134,7 @@ async fn in_a_real_browser_against_the_development_issuer_the_demo_works_token_f
     let issuer = format!("http://127.0.0.1:{issuer_port}");
     let bff = Bff::start_with(BffOptions {
         issuer: Some(issuer),
-        client: Some(RegisteredClient { client_id: "cloakroom-demo".into(), client_secret: "demo-secret".into() }),
+        client: Some(RegisteredClient { client_id: "cloakroom-demo".into(), client_secret: "demo-secret".into(), key: None }),
         api_upstream: Some(format!("http://127.0.0.1:{api_port}/api/")),
         extra_toml: format!(
             "[spa]\ndir = {SPA:?}\n[demo]\nissuer_listen = \"127.0.0.1:{issuer_port}\"\napi_listen = \"127.0.0.1:{api_port}\"\n"

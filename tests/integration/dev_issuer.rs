@@ -12,7 +12,7 @@ async fn demo() -> (Bff, String) {
     let issuer = format!("http://127.0.0.1:{port}");
     let bff = Bff::start_with(BffOptions {
         issuer: Some(issuer.clone()),
-        client: Some(RegisteredClient { client_id: "cloakroom-demo".into(), client_secret: SECRET.into() }),
+        client: Some(RegisteredClient { client_id: "cloakroom-demo".into(), client_secret: SECRET.into(), key: None }),
         extra_toml: format!("[demo]\nissuer_listen = \"127.0.0.1:{port}\"\n"),
         ..Default::default()
     })

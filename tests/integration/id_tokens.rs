@@ -135,7 +135,11 @@ impl Harness {
         let issuer = FakeIssuer::start(vec![key.jwk()]).await;
         let bff = Bff::start_with(BffOptions {
             issuer: Some(issuer.url.clone()),
-            client: Some(RegisteredClient { client_id: CLIENT_ID.into(), client_secret: CLIENT_SECRET.into() }),
+            client: Some(RegisteredClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                key: None,
+            }),
             ..Default::default()
         })
         .await;

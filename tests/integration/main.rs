@@ -4,6 +4,7 @@
 mod backchannel;
 mod browser;
 mod callback;
+mod client_auth;
 mod client_token;
 #[cfg(feature = "demo")]
 mod dev_issuer;

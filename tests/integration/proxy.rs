@@ -235,3 +235,38 @@ async fn request_ids_and_trace_context_follow_the_call_upstream() {
     assert!(!id.contains(' '));
     assert_eq!(bff.upstream.requests().pop().unwrap().headers["x-request-id"], id.as_str());
 }
+
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_scheme_and_nobody_else_can() {
+    // Loopback (where the test connects from) is the load balancer here.
+    let bff = Bff::start_with(BffOptions {
+        server_toml: "trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]".into(),
+        ..Default::default()
+    })
+    .await;
+    let via_lb = [("x-forwarded-for", "6.6.6.6, 198.51.100.4, 10.0.0.3"), ("x-forwarded-proto", "https")];
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&callback, &via_lb).await.status, 200);
+    let call = browser.get(&bff.url("/api/where"), &[CSRF, via_lb[0], via_lb[1]]).await;
+    assert_eq!(call.status, 200);
+    let upstream = bff.upstream.requests().pop().unwrap();
+    // 6.6.6.6 was the client's own claim, outside the trusted chain.
+    assert_eq!(upstream.headers["x-forwarded-for"], "198.51.100.4");
+    assert_eq!(upstream.headers["x-forwarded-proto"], "https");
+    // The session list shows where the sign-in came from, not the load balancer.
+    let listed = browser.get(&bff.url("/bff/sessions"), &[CSRF]).await.json();
+    assert_eq!(listed["sessions"][0]["ip"], "198.51.100.4", "{listed}");
+
+    // Without trusted_proxies the same headers are somebody's claim, and are replaced.
+    let plain = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = plain.authorize(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&callback, &via_lb).await.status, 200);
+    assert_eq!(browser.get(&plain.url("/api/where"), &[CSRF, via_lb[0], via_lb[1]]).await.status, 200);
+    let upstream = plain.upstream.requests().pop().unwrap();
+    assert_eq!(upstream.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(upstream.headers["x-forwarded-proto"], "http");
+    let listed = browser.get(&plain.url("/bff/sessions"), &[CSRF]).await.json();
+    assert_eq!(listed["sessions"][0]["ip"], "127.0.0.1", "{listed}");
+}

@@ -143,6 +143,25 @@ async fn a_provider_outage_is_not_a_logout() {
 }
 
 #[tokio::test]
+async fn a_refused_client_credential_is_the_operators_problem_not_a_logout() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    // As if the client secret had been rotated at the provider but not here.
+    set_token_failure(&bff.issuer, &bff.client, Some("invalid_client")).await;
+    bff.clock.advance(310);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (502, Some("provider_error")));
+    assert_eq!(bff.user(&mut browser).await.status, 200, "the session is kept");
+    assert!(logs().lines().any(|l| l.contains("ERROR") && l.contains("client authentication at a refresh")));
+    // Fixed at the provider: the same session refreshes and carries on.
+    set_token_failure(&bff.issuer, &bff.client, None).await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1);
+}
+
+#[tokio::test]
 async fn without_a_refresh_token_the_session_ends_when_the_access_token_does() {
     let bff = Bff::start_with(BffOptions { refresh_grant: false, ..Default::default() }).await;
     let mut browser = Browser::new();

@@ -135,20 +135,42 @@ impl TcpGate {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RegisteredClient {
     pub client_id: String,
+    /// Empty for a `private_key_jwt` client.
     pub client_secret: String,
+    /// A `private_key_jwt` client's key (the provider holds its public half).
+    pub key: Option<Arc<cloakroom::oidc::ClientKey>>,
+}
+
+/// A private key for `private_key_jwt`, generated at test time: PEM for cloakroom's config, JWK
+/// (with `kid`) for the provider's registration.
+#[derive(Clone)]
+pub struct TestClientKey {
+    pub pem: String,
+    pub jwk: Value,
+    pub alg: &'static str,
 }
 
 /// Dynamic client registration (RFC 7591): every test owns its client and redirect URI.
 pub async fn register_client(issuer: &str, origin: &str, auth_method: &str, refresh: bool) -> RegisteredClient {
+    register_client_with_key(issuer, origin, auth_method, refresh, None).await
+}
+
+pub async fn register_client_with_key(
+    issuer: &str,
+    origin: &str,
+    auth_method: &str,
+    refresh: bool,
+    key: Option<&TestClientKey>,
+) -> RegisteredClient {
     let grant_types: &[&str] = if refresh {
         &["authorization_code", "refresh_token", "client_credentials"]
     } else {
         &["authorization_code", "client_credentials"]
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "redirect_uris": [format!("{origin}/bff/callback")],
         "post_logout_redirect_uris": [format!("{origin}/")],
         "backchannel_logout_uri": format!("{origin}/bff/backchannel-logout"),
@@ -157,13 +179,43 @@ pub async fn register_client(issuer: &str, origin: &str, auth_method: &str, refr
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method,
     });
+    if let Some(key) = key {
+        body["jwks"] = serde_json::json!({ "keys": [key.jwk] });
+        body["token_endpoint_auth_signing_alg"] = key.alg.into();
+    }
     let response =
         http_call(Method::POST, &format!("{issuer}/reg"), Some(("application/json", body.to_string())), &[]).await;
     assert_eq!(response.status, 201, "registration failed: {}", response.text());
     let json = response.json();
     RegisteredClient {
         client_id: json["client_id"].as_str().unwrap().into(),
-        client_secret: json["client_secret"].as_str().unwrap().into(),
+        client_secret: json["client_secret"].as_str().unwrap_or_default().into(),
+        key: key.map(|k| {
+            let kid = k.jwk["kid"].as_str().map(String::from);
+            Arc::new(cloakroom::oidc::ClientKey::from_pem(k.pem.as_bytes(), Some(k.alg), kid).unwrap())
+        }),
+    }
+}
+
+/// How a test authenticates as `client` at the provider's own endpoints: a Basic header, or a
+/// client assertion in the form.
+fn test_client_auth(issuer: &str, client: &RegisteredClient) -> (Vec<(&'static str, String)>, String) {
+    use base64::Engine;
+    match &client.key {
+        Some(key) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let assertion = key.assertion(&client.client_id, issuer, now).unwrap();
+            let form = format!(
+                "&client_id={}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}",
+                client.client_id
+            );
+            (Vec::new(), form)
+        }
+        None => {
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", client.client_id, client.client_secret));
+            (vec![("authorization", format!("Basic {basic}"))], String::new())
+        }
     }
 }
 
@@ -214,7 +266,13 @@ pub async fn grants(issuer: &str, client: &RegisteredClient, grant_type: &str) -
 
 /// Test-only: the provider's token endpoint answers 503 to `client` while `on`.
 pub async fn set_outage(issuer: &str, client: &RegisteredClient, on: bool) {
-    let body = format!("client_id={}&on={on}", client.client_id);
+    set_token_failure(issuer, client, on.then_some("server_error")).await;
+}
+
+/// Test-only: the provider's token endpoint answers `error` (`server_error`: 503,
+/// `invalid_client`: 401) to `client`, until called with `None`.
+pub async fn set_token_failure(issuer: &str, client: &RegisteredClient, error: Option<&str>) {
+    let body = format!("client_id={}&on={}&error={}", client.client_id, error.is_some(), error.unwrap_or_default());
     let reply = http_call(
         Method::POST,
         &format!("{issuer}/__test/outage"),
@@ -227,14 +285,13 @@ pub async fn set_outage(issuer: &str, client: &RegisteredClient, on: bool) {
 
 /// Revokes a token at the provider directly (as an administrator ending a grant would).
 pub async fn revoke_at_provider(issuer: &str, client: &RegisteredClient, token: &str) {
-    use base64::Engine;
-    let basic =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.client_id, client.client_secret));
+    let (headers, form) = test_client_auth(issuer, client);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let reply = http_call(
         Method::POST,
         &format!("{issuer}/token/revocation"),
-        Some(("application/x-www-form-urlencoded", format!("token={token}&token_type_hint=refresh_token"))),
-        &[("authorization", &format!("Basic {basic}"))],
+        Some(("application/x-www-form-urlencoded", format!("token={token}&token_type_hint=refresh_token{form}"))),
+        &headers,
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -242,15 +299,14 @@ pub async fn revoke_at_provider(issuer: &str, client: &RegisteredClient, token: 
 
 /// RFC 7662 introspection at the provider: is this token still active?
 pub async fn introspect(issuer: &str, client: &RegisteredClient, token: &str) -> bool {
-    use base64::Engine;
-    let basic =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.client_id, client.client_secret));
-    let body = format!("token={token}");
+    let (headers, form) = test_client_auth(issuer, client);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let body = format!("token={token}{form}");
     let response = http_call(
         Method::POST,
         &format!("{issuer}/token/introspection"),
         Some(("application/x-www-form-urlencoded", body)),
-        &[("authorization", &format!("Basic {basic}"))],
+        &headers,
     )
     .await;
     assert_eq!(response.status, 200, "{}", response.text());
@@ -632,6 +688,10 @@ pub struct BffOptions {
     pub refresh_grant: bool,
     /// Where the default `/api/` route goes instead of the recording upstream.
     pub api_upstream: Option<String>,
+    /// Register a `private_key_jwt` client with this key and configure cloakroom with it.
+    pub client_key: Option<TestClientKey>,
+    /// The key cloakroom is configured with, when it should differ from the registered one.
+    pub configured_key: Option<TestClientKey>,
 }
 
 impl Default for BffOptions {
@@ -648,6 +708,8 @@ impl Default for BffOptions {
             wait_ready: true,
             refresh_grant: true,
             api_upstream: None,
+            client_key: None,
+            configured_key: None,
         }
     }
 }
@@ -670,9 +732,24 @@ impl Bff {
         let client = if let Some(client) = options.client.clone() {
             client
         } else if options.wait_ready {
-            register_client(&issuer, &origin, options.auth_method, options.refresh_grant).await
+            let method = if options.client_key.is_some() { "private_key_jwt" } else { options.auth_method };
+            register_client_with_key(&issuer, &origin, method, options.refresh_grant, options.client_key.as_ref()).await
         } else {
-            RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into() }
+            RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into(), key: None }
+        };
+        let client_auth = match options.configured_key.as_ref().or(options.client_key.as_ref()) {
+            Some(key) => {
+                let path = std::env::temp_dir()
+                    .join(format!("cloakroom-test-client-key-{}.pem", main.local_addr().unwrap().port()));
+                std::fs::write(&path, &key.pem).unwrap();
+                format!(
+                    "client_auth = \"private_key_jwt\"\nprivate_key_file = {:?}\nprivate_key_kid = {}\nprivate_key_alg = \"{}\"",
+                    path.display().to_string(),
+                    key.jwk["kid"],
+                    key.alg
+                )
+            }
+            None => format!("client_secret = \"{}\"\nclient_auth = \"{}\"", client.client_secret, options.auth_method),
         };
         let upstream = Upstream::start().await;
         let upstream_url = format!("http://{}", upstream.addr);
@@ -686,8 +763,7 @@ shutdown_timeout = "5s"
 [oidc]
 issuer = "{issuer}"
 client_id = "{client_id}"
-client_secret = "{client_secret}"
-client_auth = "{auth_method}"
+{client_auth}
 {oidc_toml}
 [session]
 keys = ["{key}"]
@@ -704,8 +780,6 @@ timeout = "2s"
 {extra_toml}
 "#,
             client_id = client.client_id,
-            client_secret = client.client_secret,
-            auth_method = options.auth_method,
             key = test_key(),
             extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
             extra_toml = options.extra_toml.replace("{upstream}", &upstream_url),

@@ -153,7 +153,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   // Test-only observation: what the provider issued and revoked, so tests can check at the
   // provider (e.g. introspect a refresh token after logout) and count token-endpoint calls.
   const events = [];
-  const outage = new Set();
+  const outage = new Map();
   provider.on('grant.success', (ctx) => events.push({
     type: 'grant.success', grant_type: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId,
     // The actual token values issued, so tests can scan what a browser received for them.
@@ -166,16 +166,19 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   provider.on('grant.revoked', (_ctx, grantId) => events.push({ type: 'grant.revoked', grantId }));
 
   server.on('request', async (req, res) => {
-    // Test-only outage switch, per client: its token requests get a 503 with an OAuth error body.
+    // Test-only failure switch, per client: its token requests get an OAuth error, by default
+    // a 503 `server_error` (an outage), or `error=invalid_client` (401: its credentials refused).
     if (req.url === '/__test/outage' && req.method === 'POST') {
       const form = await readForm(req);
-      if (form.get('on') === 'true') outage.add(form.get('client_id')); else outage.delete(form.get('client_id'));
+      if (form.get('on') === 'true') outage.set(form.get('client_id'), form.get('error') || 'server_error');
+      else outage.delete(form.get('client_id'));
       res.writeHead(204);
       return res.end();
     }
     if (req.url === '/token' && req.method === 'POST' && outage.has(basicClientId(req))) {
-      res.writeHead(503, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ error: 'server_error', error_description: 'simulated outage' }));
+      const error = outage.get(basicClientId(req));
+      res.writeHead(error === 'invalid_client' ? 401 : 503, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ error, error_description: 'simulated by the test' }));
     }
     if (req.url === '/__test/events') {
       res.writeHead(200, { 'content-type': 'application/json' });
