@@ -41,7 +41,7 @@ impl App {
         let sessions = Sessions::new(&config.session, clock.clone());
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock));
         let tokens = TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2);
-        let upstreams = config.routes.iter().map(|r| HttpClient::new(r.connect_timeout)).collect();
+        let upstreams = config.routes.iter().map(|r| HttpClient::with_tls(r.connect_timeout, r.tls.clone())).collect();
         let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
         let dev_server = config.spa_dev_server.as_ref().map(|_| HttpClient::new(std::time::Duration::from_secs(5)));
         Self {
@@ -57,9 +57,15 @@ impl App {
         }
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// One request, start to finish. `proto` is how it reached cloakroom (`http` or `https`).
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> Response<Body> {
         let started = Instant::now();
-        let client = forwarded::client_addr(peer, "http", request.headers(), &self.config.server.trusted_proxies);
+        let client = forwarded::client_addr(peer, proto, request.headers(), &self.config.server.trusted_proxies);
         let request_id = telemetry::request_id_from(request.headers().get(X_REQUEST_ID));
         request.extensions_mut().insert(telemetry::RequestId(request_id.clone()));
         let method = request.method().clone();
@@ -84,6 +90,11 @@ impl App {
         let mut response = response;
         if let Ok(value) = http::HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert(X_REQUEST_ID, value);
+        }
+        if client.proto == "https"
+            && let Some(hsts) = &self.config.server.hsts
+        {
+            response.headers_mut().entry(http::header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
         }
         tracing::info!(
             target: "cloakroom::access",

@@ -43,6 +43,7 @@ pub mod server;
 pub mod session;
 pub mod spa;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;
 
@@ -87,6 +88,12 @@ impl Server {
         let _ = (&mut self.task).await;
     }
 
+    /// Reloads the serving certificate from its files (what SIGHUP does). Handshakes from now on
+    /// get the new one; open connections are left alone. On error the old one stays.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        reload_tls(&self.app)
+    }
+
     /// A handle that triggers [`Server::stop`]'s first step from elsewhere (a signal handler).
     pub fn take_stop_trigger(&mut self) -> Option<oneshot::Sender<()>> {
         self.stop.take()
@@ -126,6 +133,16 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
 pub async fn run(config: Config) -> std::io::Result<()> {
     let listeners = Listeners::bind(config.server.listen, config.server.admin_listen).await?;
     let mut server = start(config, listeners, Arc::new(clock::SystemClock))?;
+    #[cfg(unix)]
+    if server.app.config.server.tls.is_some() {
+        let app = server.app.clone();
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let _ = reload_tls(&app);
+            }
+        });
+    }
     let trigger = server.take_stop_trigger();
     tokio::select! {
         () = shutdown_signal() => {
@@ -138,6 +155,20 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         () = server.stopped() => {}
     }
     Ok(())
+}
+
+fn reload_tls(app: &App) -> Result<(), String> {
+    let Some(tls) = &app.config.server.tls else { return Ok(()) };
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!("TLS certificate reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate reload failed; still serving the previous one");
+            Err(e)
+        }
+    }
 }
 
 /// Probes a running cloakroom's `/healthz` on its admin listener (`cloakroom healthcheck`, for

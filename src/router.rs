@@ -101,6 +101,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             audience: None,
             max_body: 1 << 30,
+            tls: crate::tls::system_client_config(),
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
     }

@@ -1,5 +1,6 @@
-//! Listeners: the main one (HTTP/1.1 and h2c via hyper-util's auto builder, one task per
-//! connection) and the admin one (`/healthz`, `/readyz`), plus graceful shutdown.
+//! Listeners: the main one (HTTP/1.1 and HTTP/2, in clear or over TLS, via hyper-util's auto
+//! builder, one task per connection, idle connections closed) and the admin one (`/healthz`,
+//! `/readyz`), plus graceful shutdown.
 
 use crate::app::App;
 use crate::respond::{Body, full};
@@ -8,13 +9,18 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 pub struct Listeners {
     pub main: TcpListener,
@@ -57,12 +63,17 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// in-flight requests up to `server.shutdown_timeout` to finish.
 pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let admin = tokio::spawn(serve_admin(app.clone(), listeners.admin));
-    let graceful = GracefulShutdown::new();
     let server = &app.config.server;
-    let builder =
-        builder(&Limits { max_header_bytes: server.max_header_bytes, header_read_timeout: server.header_read_timeout });
-    // At most max_connections served at once: past that, new ones wait in the listen backlog.
-    let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+    let builder = Arc::new(builder(&Limits {
+        max_header_bytes: server.max_header_bytes,
+        header_read_timeout: server.header_read_timeout,
+    }));
+    let acceptor = server.tls.as_ref().map(|tls| tls.acceptor());
+    // Every live connection holds a slot: at most max_connections are served at once (past
+    // that, new ones wait in the listen backlog), and the drain waits for all slots to return.
+    let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(max_connections as usize));
+    let (draining, drain) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -84,27 +95,190 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(request, peer).await) }
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let connection = Connection { app: app.clone(), builder: builder.clone(), peer, drain: drain.clone() };
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match acceptor {
+                None => connection.serve(stream, "http").await,
+                // The handshake is part of the request head for the slow-loris deadline.
+                Some(acceptor) => {
+                    let deadline = connection.app.config.server.header_read_timeout;
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.serve(stream, "https").await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(slot);
         });
     }
     app.begin_shutdown();
     drop(listeners.main);
+    let _ = draining.send(true);
     let deadline = app.config.server.shutdown_timeout;
-    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(deadline, slots.acquire_many(max_connections)).await.is_err() {
         tracing::warn!(?deadline, "shutdown deadline reached with requests still in flight");
     }
     admin.abort();
+}
+
+/// One accepted connection on the main listener.
+struct Connection {
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    peer: SocketAddr,
+    /// Turns true when the server drains: finish what is in flight, take nothing new.
+    drain: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 or HTTP/2 until the client leaves, the connection sits idle past
+    /// `server.idle_timeout`, or the server drains.
+    async fn serve<IO>(mut self, io: IO, proto: &'static str)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::new());
+        let (app, peer, tracked) = (self.app.clone(), self.peer, activity.clone());
+        let service = service_fn(move |request: Request<Incoming>| {
+            let app = app.clone();
+            let in_flight = tracked.begin_request();
+            async move {
+                let response = app.handle(request, peer, proto).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let io = TokioIo::new(ActivityIo { inner: io, activity: activity.clone() });
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        let idle_timeout = self.app.config.server.idle_timeout;
+        let mut closing = *self.drain.borrow();
+        if closing {
+            connection.as_mut().graceful_shutdown();
+        }
+        // After an idle close is asked for, a client gets one more idle period to take its leave
+        // (an HTTP/2 client must acknowledge GOAWAY); one that does not is cut off.
+        let mut cut_off_at: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.drain.changed(), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(activity.idle_deadline(idle_timeout)), if !closing => {
+                    if activity.is_idle(idle_timeout) {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        closing = true;
+                        cut_off_at = Some(Instant::now() + idle_timeout);
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+                () = tokio::time::sleep_until(cut_off_at.unwrap_or_else(Instant::now)), if cut_off_at.is_some() => {
+                    tracing::debug!(%peer, "cutting off an idle connection that did not close");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it has in flight.
+struct Activity {
+    opened: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { opened: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) }
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn idle_deadline(&self, idle_timeout: Duration) -> Instant {
+        self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle_timeout
+    }
+
+    fn is_idle(&self, idle_timeout: Duration) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle_timeout)
+    }
+}
+
+/// The connection's byte stream, noting activity on every read and write.
+struct ActivityIo<IO> {
+    inner: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A plain HTTP/1.1 server for a side service (the demo's issuer and API).

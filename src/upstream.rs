@@ -13,6 +13,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -46,15 +47,21 @@ impl std::fmt::Display for SendError {
 impl std::error::Error for SendError {}
 
 impl HttpClient {
+    /// A client trusting the system's CA store.
     pub fn new(connect_timeout: Duration) -> Self {
+        let tls = crate::tls::system_client_config();
+        Self::with_tls(connect_timeout, tls)
+    }
+
+    /// A client with its own TLS settings (custom CAs, a client certificate).
+    pub fn with_tls(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
         let connector = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
-            .expect("the aws-lc-rs provider supports the default TLS versions")
+            .with_tls_config(Arc::unwrap_or_clone(tls))
             .https_or_http()
             .enable_http1()
             .enable_http2()

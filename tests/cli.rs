@@ -62,6 +62,16 @@ fn missing_files_and_bad_arguments_are_clear_errors() {
 /// Starts the binary on free loopback ports with `extra` config appended; returns once its
 /// admin listener accepts connections.
 fn start_binary(name: &str, extra: &str, stdout: Stdio) -> (std::process::Child, std::path::PathBuf) {
+    start_binary_with(name, "", extra, stdout)
+}
+
+/// Like [`start_binary`], with `server_extra` inside `[server]`.
+fn start_binary_with(
+    name: &str,
+    server_extra: &str,
+    extra: &str,
+    stdout: Stdio,
+) -> (std::process::Child, std::path::PathBuf) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (port, admin_port) = (listener.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
@@ -69,7 +79,7 @@ fn start_binary(name: &str, extra: &str, stdout: Stdio) -> (std::process::Child,
     let path = temp_file(
         name,
         &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{extra}"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server_extra}\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{extra}"
         ),
     );
     let child = Command::new(BIN).arg("--config").arg(&path).stdout(stdout).stderr(Stdio::null()).spawn().unwrap();
@@ -129,4 +139,42 @@ fn json_logs_are_one_object_per_line() {
         let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(parsed["level"].is_string() && parsed["fields"].is_object(), "{line}");
     }
+}
+
+#[path = "integration/pki.rs"]
+mod pki;
+
+/// The certificate a TLS handshake with `addr` presents.
+async fn presented_certificate(addr: &str) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(pki::pki().client_config(None));
+    let stream = connector.connect(name, tcp).await.unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate() {
+    let first = pki::pki().issue("first", false);
+    let live = pki::pki().issue("live", false);
+    std::fs::copy(&first.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&first.key_file, &live.key_file).unwrap();
+    let tls = format!("tls_cert_file = {:?}\ntls_key_file = {:?}", live.cert_file, live.key_file);
+    let (mut child, path) = start_binary_with("tls.toml", &tls, "", Stdio::null());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let listen = text.lines().find_map(|l| l.strip_prefix("listen = ")).unwrap().trim_matches('"').to_string();
+    assert_eq!(presented_certificate(&listen).await, first.der);
+
+    let second = pki::pki().issue("second", false);
+    std::fs::copy(&second.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&second.key_file, &live.key_file).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    while presented_certificate(&listen).await != second.der {
+        assert!(started.elapsed() < Duration::from_secs(10), "SIGHUP did not reload the certificate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP must not stop the server");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
 }

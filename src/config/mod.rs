@@ -14,11 +14,11 @@ mod validate;
 use crate::oidc::ClientKey;
 use crate::session::seal::KeyRing;
 use cookie::SameSite;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use openidconnect::ClientSecret;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -57,6 +57,13 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Peers whose `Forwarded`/`X-Forwarded-*` headers are believed (load balancers).
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
+    /// Serve TLS with this certificate (reloaded on SIGHUP); `None`: plain HTTP (TLS ends at a
+    /// load balancer).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// `Strict-Transport-Security` for responses to browsers on https; `None` when disabled.
+    pub hsts: Option<HeaderValue>,
+    /// A connection with no request in flight and no bytes moving for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// How cloakroom authenticates to the provider's token and revocation endpoints, with the
@@ -101,6 +108,8 @@ pub struct OidcConfig {
     /// Opt-in: put the ID token in the end-session URL the browser navigates to.
     pub logout_id_token_hint: bool,
     pub timeout: Duration,
+    /// TLS for calls to the provider (system roots, or `oidc.ca_file`).
+    pub tls: Arc<rustls::ClientConfig>,
     pub clock_skew: Duration,
     /// Refresh an access token this long before it expires.
     pub refresh_margin: Duration,
@@ -210,6 +219,8 @@ pub struct RouteConfig {
     pub audience: Option<Audience>,
     /// Largest request body accepted on this route (then 413).
     pub max_body: u64,
+    /// TLS towards the upstream: its CAs, and a client certificate for mutual TLS.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// An RFC 8707 resource indicator and the scopes requested with it.

@@ -52,6 +52,10 @@ pub struct RawServer {
     pub max_connections: u64,
     pub header_read_timeout: String,
     pub trusted_proxies: Vec<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub hsts: String,
+    pub idle_timeout: String,
 }
 
 impl Default for RawServer {
@@ -65,6 +69,10 @@ impl Default for RawServer {
             max_connections: 10_000,
             header_read_timeout: "30s".into(),
             trusted_proxies: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            hsts: "max-age=63072000".into(),
+            idle_timeout: "60s".into(),
         }
     }
 }
@@ -81,6 +89,7 @@ pub struct RawOidc {
     pub private_key_kid: Option<String>,
     pub private_key_alg: Option<String>,
     pub client_assertion_audience: String,
+    pub ca_file: Option<String>,
     pub scopes: Vec<String>,
     pub extra_auth_params: BTreeMap<String, String>,
     pub post_logout_redirect_uri: Option<String>,
@@ -104,6 +113,7 @@ impl Default for RawOidc {
             private_key_kid: None,
             private_key_alg: None,
             client_assertion_audience: "issuer".into(),
+            ca_file: None,
             scopes: ["openid", "profile", "email", "offline_access"].map(String::from).into(),
             extra_auth_params: BTreeMap::new(),
             post_logout_redirect_uri: None,
@@ -200,6 +210,12 @@ pub struct RawRoute {
     pub scopes: Vec<String>,
     #[serde(default = "default_max_body")]
     pub max_body: String,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    #[serde(default)]
+    pub client_key_file: Option<String>,
 }
 
 fn default_max_body() -> String {

@@ -252,6 +252,39 @@ fn client_auth(check: &mut Check, oidc: &super::raw::RawOidc) -> Option<ClientAu
     }
 }
 
+impl Check<'_> {
+    /// Outgoing TLS for `section`: `ca_file`, and a client certificate given as both files.
+    fn client_tls(
+        &mut self,
+        section: &str,
+        ca_file: Option<&str>,
+        cert_file: Option<&str>,
+        key_file: Option<&str>,
+    ) -> Arc<rustls::ClientConfig> {
+        let client_cert = match (cert_file, key_file) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.fail(format!("{section}.client_key_file"), "is required with client_cert_file");
+                None
+            }
+            (None, Some(_)) => {
+                self.fail(format!("{section}.client_cert_file"), "is required with client_key_file");
+                None
+            }
+        };
+        let files = crate::tls::ClientTlsFiles { ca_file: ca_file.map(PathBuf::from), client_cert };
+        match crate::tls::client_config(&files) {
+            Ok(config) => config,
+            Err(e) => {
+                let key = if ca_file.is_some_and(|f| e.starts_with(f)) { "ca_file" } else { "client_cert_file" };
+                self.fail(format!("{section}.{key}"), e);
+                crate::tls::system_client_config()
+            }
+        }
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -296,6 +329,42 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             Err(e) => check.fail(format!("server.trusted_proxies[{i}]"), e),
         }
     }
+    let tls = match (raw.server.tls_cert_file.as_deref(), raw.server.tls_key_file.as_deref()) {
+        (None, None) => None,
+        (Some(_), None) => {
+            check.fail("server.tls_key_file", "is required with server.tls_cert_file");
+            None
+        }
+        (None, Some(_)) => {
+            check.fail("server.tls_cert_file", "is required with server.tls_key_file");
+            None
+        }
+        (Some(cert), Some(key)) => match crate::tls::ServerTls::load(Path::new(cert), Path::new(key)) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(e) => {
+                check.fail("server.tls_cert_file", e);
+                None
+            }
+        },
+    };
+    let hsts = match raw.server.hsts.trim() {
+        "" => None,
+        value if value.to_ascii_lowercase().starts_with("max-age=") => match HeaderValue::try_from(value) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                check.fail("server.hsts", "is not a valid header value");
+                None
+            }
+        },
+        _ => {
+            check.fail(
+                "server.hsts",
+                "must start with \"max-age=\" (e.g. \"max-age=63072000\"), or be \"\" to send none",
+            );
+            None
+        }
+    };
+    let connection_idle_timeout = check.duration("server.idle_timeout", &raw.server.idle_timeout);
     if raw.server.max_connections == 0 {
         check.fail("server.max_connections", "must be greater than zero");
     }
@@ -334,6 +403,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         None => public_url.clone(),
     };
     let oidc_timeout = check.duration("oidc.timeout", &raw.oidc.timeout);
+    let oidc_tls = check.client_tls("oidc", raw.oidc.ca_file.as_deref(), None, None);
     let clock_skew = check.duration("oidc.clock_skew", &raw.oidc.clock_skew);
     let refresh_margin = check.duration("oidc.refresh_margin", &raw.oidc.refresh_margin);
     let default_resource = raw.oidc.resource.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(String::from);
@@ -570,6 +640,12 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
+        let tls = check.client_tls(
+            &format!("routes[{index}]"),
+            route.ca_file.as_deref(),
+            route.client_cert_file.as_deref(),
+            route.client_key_file.as_deref(),
+        );
         let Some(upstream) = check.url(&key("upstream"), &route.upstream) else {
             continue;
         };
@@ -600,6 +676,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             timeout,
             audience,
             max_body,
+            tls,
         });
     }
 
@@ -633,6 +710,9 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
             header_read_timeout,
             trusted_proxies,
+            tls,
+            hsts,
+            idle_timeout: connection_idle_timeout,
         },
         oidc: OidcConfig {
             issuer: raw.oidc.issuer.trim().to_string(),
@@ -644,6 +724,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             post_logout_redirect_uri,
             logout_id_token_hint: raw.oidc.logout_id_token_hint,
             timeout: oidc_timeout,
+            tls: oidc_tls,
             clock_skew,
             refresh_margin,
             resource: default_resource,

@@ -28,7 +28,13 @@ pub struct DemoApi {
 
 impl DemoApi {
     pub fn new(issuer: String, audience: String, clock: SharedClock) -> Self {
-        Self { issuer, audience, clock, http: ProviderHttp::new(Duration::from_secs(5)), jwks: Arc::default() }
+        Self {
+            issuer,
+            audience,
+            clock,
+            http: ProviderHttp::new(Duration::from_secs(5), crate::tls::system_client_config()),
+            jwks: Arc::default(),
+        }
     }
 
     async fn keys(&self, refetch: bool) -> Option<CoreJsonWebKeySet> {

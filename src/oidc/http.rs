@@ -38,8 +38,8 @@ impl std::fmt::Display for ProviderHttpError {
 impl std::error::Error for ProviderHttpError {}
 
 impl ProviderHttp {
-    pub fn new(timeout: Duration) -> Self {
-        Self { client: HttpClient::new(timeout), timeout }
+    pub fn new(timeout: Duration, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        Self { client: HttpClient::with_tls(timeout, tls), timeout }
     }
 
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {

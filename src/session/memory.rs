@@ -7,6 +7,7 @@ use super::{SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -71,12 +72,16 @@ impl MemoryStore {
         let sessions = Cache::builder()
             .name("sessions")
             .max_capacity(limits.max_sessions)
+            // At the cap the least recently used session goes, predictably; moka's default
+            // (TinyLFU) may instead refuse to admit a new one, and a fresh sign-in would vanish.
+            .eviction_policy(EvictionPolicy::lru())
             .expire_after(SlidingExpiry { idle: limits.idle_timeout })
             .build();
         // Pending logins are capped: a flood of /bff/login evicts the oldest instead of growing.
         let pending = Cache::builder()
             .name("pending-logins")
             .max_capacity(limits.max_pending_logins)
+            .eviction_policy(EvictionPolicy::lru())
             .time_to_live(limits.login_timeout)
             .build();
         // Re-inserted on every add, so an entry lives as long as its newest session can.

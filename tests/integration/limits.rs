@@ -1,4 +1,5 @@
-//! Limits: request-head size (431), body size per route (413), slow-loris, connection cap.
+//! Limits: request-head size (431), body size per route (413), slow-loris, connection cap,
+//! idle keep-alive connections, pending logins.
 
 use crate::support::*;
 use cloakroom::upstream::HttpClient;
@@ -80,4 +81,66 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     drop(idle_a);
     let served = HttpClient::new(Duration::from_secs(2)).send(request(), Duration::from_secs(5)).await.unwrap();
     assert_eq!(served.status(), 401);
+}
+
+#[tokio::test]
+async fn a_flood_of_logins_evicts_the_oldest_pending_ones_and_real_users_still_sign_in() {
+    let bff = Bff::start_with(BffOptions { session_toml: "max_pending_logins = 5".into(), ..Default::default() }).await;
+    let mut early = Browser::new();
+    let early_callback = bff.authorize(&mut early, "alice", "/").await;
+    for _ in 0..50 {
+        let flood = http_call(http::Method::GET, &bff.url("/bff/login"), None, &[]).await;
+        assert_eq!(flood.status, 302, "a login start is never refused, the oldest pending one goes");
+    }
+    bff.server.app.sessions.store().sync().await;
+    let mut late = Browser::new();
+    let late_callback = bff.authorize(&mut late, "bob", "/").await;
+    assert_eq!(late.get(&late_callback, &[]).await.status, 200, "the newest login completes");
+    assert_eq!(bff.user(&mut late).await.json()["sub"], "bob");
+    let evicted = early.get(&early_callback, &[]).await;
+    assert_eq!(evicted.status, 400, "the oldest pending login was evicted");
+    assert!(evicted.text().contains("expired"), "{}", evicted.text());
+    assert!(session_cookie(&early).is_none());
+}
+
+/// Reads from `stream` until the server closes it; how long that took.
+async fn closed_after(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut sink)).await.ok().map(|_| started.elapsed())
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
+    let bff = Bff::start_with(BffOptions {
+        server_toml: "idle_timeout = \"400ms\"".into(),
+        extra_routes: "[[routes]]\nprefix = \"/open/\"\nupstream = \"{upstream}/open/\"\ntoken = \"none\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // HTTP/1.1: one request, then silence.
+    let mut h1 = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    h1.write_all(b"GET /bff/user HTTP/1.1\r\nHost: x\r\nx-csrf: 1\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    h1.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401");
+    let took = closed_after(&mut h1, Duration::from_secs(5)).await.expect("the idle connection was closed");
+    assert!(took >= Duration::from_millis(300), "closed too early: {took:?}");
+
+    // HTTP/2 (prior knowledge), no request at all: closed as well.
+    let mut h2 = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    assert!(closed_after(&mut h2, Duration::from_secs(5)).await.is_some(), "an idle h2 connection stayed open");
+
+    // A request waiting 3 s for its upstream is not idle: it completes.
+    let mut busy = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    busy.write_all(b"GET /open/slow HTTP/1.1\r\nHost: x\r\nx-csrf: 1\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("late") {
+        let n = tokio::time::timeout(Duration::from_secs(6), busy.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "the busy connection was closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }

@@ -12,10 +12,12 @@ mod id_tokens;
 mod journey;
 mod limits;
 mod logout;
+
 mod proxy;
 mod refresh;
 mod resources;
 mod sessions;
 mod spa;
 mod support;
+mod tls;
 mod websocket;

@@ -9,12 +9,16 @@ use cloakroom::config::Config;
 use cloakroom::respond::{Body, empty, full};
 use cloakroom::server::Listeners;
 use cloakroom::upstream::HttpClient;
+#[path = "pki.rs"]
+mod pki;
 use http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+#[allow(unused_imports)] // the streaming test uses only part of the harness
+pub use pki::{IssuedCert, TestPki, pki};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -342,9 +346,9 @@ impl Reply {
 }
 
 /// A fresh client per call: pooled connections belong to the runtime that opened them, and each
-/// `#[tokio::test]` has its own runtime.
+/// `#[tokio::test]` has its own runtime. It trusts the test CA (https tests).
 fn client() -> HttpClient {
-    HttpClient::new(Duration::from_secs(5))
+    HttpClient::with_tls(Duration::from_secs(5), pki().client_config(None))
 }
 
 pub async fn http_call(method: Method, url: &str, body: Option<(&str, String)>, headers: &[(&str, &str)]) -> Reply {
@@ -692,6 +696,8 @@ pub struct BffOptions {
     pub client_key: Option<TestClientKey>,
     /// The key cloakroom is configured with, when it should differ from the registered one.
     pub configured_key: Option<TestClientKey>,
+    /// Serve https with this certificate (the origin becomes `https://127.0.0.1:<port>`).
+    pub tls: Option<IssuedCert>,
 }
 
 impl Default for BffOptions {
@@ -710,6 +716,7 @@ impl Default for BffOptions {
             api_upstream: None,
             client_key: None,
             configured_key: None,
+            tls: None,
         }
     }
 }
@@ -727,7 +734,12 @@ impl Bff {
         let issuer = options.issuer.clone().unwrap_or_else(|| provider().issuer.clone());
         let main = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", main.local_addr().unwrap());
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let origin = format!("{scheme}://{}", main.local_addr().unwrap());
+        let tls_toml = match &options.tls {
+            Some(cert) => format!("tls_cert_file = {:?}\ntls_key_file = {:?}", cert.cert_file, cert.key_file),
+            None => String::new(),
+        };
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let client = if let Some(client) = options.client.clone() {
             client
@@ -759,6 +771,7 @@ impl Bff {
 [server]
 public_url = "{origin}"
 shutdown_timeout = "5s"
+{tls_toml}
 {server_toml}
 [oidc]
 issuer = "{issuer}"

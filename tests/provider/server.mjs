@@ -8,7 +8,10 @@
 //   ACCESS_TOKEN_TTL   seconds (default 300)
 //   ID_TOKEN_TTL       seconds (default 3600: tests move their clock past access-token expiry)
 //   ISSUER             the issuer to claim, when tests reach the provider through a gate
+//   TLS_CERT, TLS_KEY  PEM files: serve https (the issuer is then https://127.0.0.1:<port>)
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
 const accounts = {
@@ -143,10 +146,13 @@ function basicClientId(req) {
   return decodeURIComponent(decoded.split(':')[0]);
 }
 
-const server = http.createServer();
+const tls = process.env.TLS_CERT && process.env.TLS_KEY;
+const server = tls
+  ? https.createServer({ cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) })
+  : http.createServer();
 server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
+  const issuer = process.env.ISSUER || `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const provider = new Provider(issuer, configuration);
   const callback = provider.callback();
 
