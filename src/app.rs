@@ -4,6 +4,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
+use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::respond::Body;
 use crate::router::{Route, Router};
@@ -30,6 +31,7 @@ pub struct App {
     /// One pooled client per route, same index as `config.routes`.
     pub upstreams: Vec<HttpClient>,
     pub spa: Option<Spa>,
+    pub metrics: Arc<Metrics>,
     /// `[spa] dev_server`: its client (pages pass through, hot-reload WebSockets included).
     dev_server: Option<HttpClient>,
     shutting_down: AtomicBool,
@@ -39,8 +41,10 @@ impl App {
     pub fn new(config: Config, clock: SharedClock) -> Self {
         let router = Router::new(&config.routes);
         let sessions = Sessions::new(&config.session, clock.clone());
-        let provider = Arc::new(Provider::new(config.oidc.clone(), clock));
-        let tokens = TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2);
+        let metrics = Arc::new(Metrics::new());
+        let provider = Arc::new(Provider::new(config.oidc.clone(), clock, metrics.clone()));
+        let tokens =
+            TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2, metrics.clone());
         let upstreams = config.routes.iter().map(|r| HttpClient::with_tls(r.connect_timeout, r.tls.clone())).collect();
         let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
         let dev_server = config.spa_dev_server.as_ref().map(|_| HttpClient::new(std::time::Duration::from_secs(5)));
@@ -52,6 +56,7 @@ impl App {
             tokens,
             upstreams,
             spa,
+            metrics,
             dev_server,
             shutting_down: AtomicBool::new(false),
         }
@@ -96,15 +101,19 @@ impl App {
         {
             response.headers_mut().entry(http::header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
         }
+        let label = if route == Route::NotFound && self.spa.is_some() { "spa" } else { route_label(route) };
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        self.metrics.request(label, status, elapsed);
         tracing::info!(
             target: "cloakroom::access",
             id = %request_id,
             client = %client.ip,
             method = %method,
             path = %path,
-            route = if route == Route::NotFound && self.spa.is_some() { "spa" } else { route_label(route) },
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            route = label,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
         );
         response
     }
@@ -132,6 +141,7 @@ impl App {
             timeout: std::time::Duration::from_secs(60),
             max_body: None,
             from: client,
+            label: "spa-dev-server",
         };
         proxy::relay(self, request, relay).await
     }

@@ -34,6 +34,7 @@ pub mod csrf;
 pub mod demo;
 pub mod error;
 pub mod forwarded;
+pub mod metrics;
 pub mod oidc;
 pub mod proxy;
 pub mod respond;

@@ -308,12 +308,22 @@ where
 async fn serve_admin(app: Arc<App>, listener: TcpListener) {
     serve_fn(listener, move |request: Request<Incoming>| {
         let app = app.clone();
-        async move { admin_response(&app, request.uri().path()) }
+        async move { admin_response(&app, request.uri().path()).await }
     })
     .await
 }
 
-fn admin_response(app: &App, path: &str) -> Response<Body> {
+async fn admin_response(app: &App, path: &str) -> Response<Body> {
+    if path == "/metrics" {
+        let store = app.sessions.store();
+        store.sync().await;
+        let mut response = Response::new(full(app.metrics.render(store.session_count())));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        return response;
+    }
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n"),
         "/readyz" if app.is_ready() => (StatusCode::OK, "ready\n"),

@@ -18,6 +18,7 @@
 //! until due, renewed by one caller while the others wait, shared by every user.
 
 use crate::config::Audience;
+use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oidc::{OidcError, Provider, Refreshed};
 use crate::session::{ResourceToken, Session, SessionTicket, Sessions, StoreError, StoreKey};
 use moka::sync::Cache;
@@ -61,6 +62,7 @@ pub struct TokenService {
     /// under `client_renewal`.
     client_tokens: std::sync::RwLock<HashMap<Option<Audience>, Held>>,
     client_renewal: Mutex<()>,
+    metrics: Arc<Metrics>,
 }
 
 /// A client token whose lifetime the provider did not state is renewed this often.
@@ -69,7 +71,7 @@ const CLIENT_TOKEN_DEFAULT_LIFETIME: u64 = 300;
 impl TokenService {
     /// `margin`: refresh this long before expiry. `lock_wait`: how long a caller queues behind a
     /// refresh in progress (longer than one provider call).
-    pub fn new(provider: Arc<Provider>, margin: Duration, lock_wait: Duration) -> Self {
+    pub fn new(provider: Arc<Provider>, margin: Duration, lock_wait: Duration, metrics: Arc<Metrics>) -> Self {
         let locks = Cache::builder().time_to_idle(Duration::from_secs(300)).build();
         Self {
             provider,
@@ -78,6 +80,7 @@ impl TokenService {
             lock_wait,
             client_tokens: Default::default(),
             client_renewal: Mutex::new(()),
+            metrics,
         }
     }
 
@@ -124,19 +127,23 @@ impl TokenService {
                 let token = apply(&mut current, audience, refreshed);
                 // Saved before the lock is released: the next in line reads the new tokens.
                 sessions.update(ticket, &current).await?;
+                self.metrics.refresh(RefreshOutcome::Ok);
                 tracing::info!("tokens refreshed");
                 Ok(token)
             }
             Err(OidcError::Rejected(code)) => {
                 tracing::info!(error = %code, "the provider refused the refresh; ending the session");
+                self.metrics.refresh(RefreshOutcome::InvalidGrant);
                 sessions.end(ticket).await?;
                 Err(TokenError::SessionExpired)
             }
             Err(OidcError::ClientRejected(code)) => {
+                self.metrics.refresh(RefreshOutcome::ProviderError);
                 tracing::error!(error = %code, "the provider refused cloakroom's client authentication at a refresh; check [oidc] client_auth and its credential; the session is kept");
                 still_valid(held, now).ok_or(TokenError::ClientRejected)
             }
             Err(e) => {
+                self.metrics.refresh(RefreshOutcome::ProviderError);
                 tracing::warn!(error = %e, "refresh failed; the session is kept");
                 still_valid(held, now).ok_or(TokenError::ProviderUnavailable)
             }

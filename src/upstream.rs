@@ -46,6 +46,18 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+impl SendError {
+    /// A fixed name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendError::Connect(_) => "connect",
+            SendError::Timeout => "timeout",
+            SendError::Failed(_) => "failed",
+            SendError::BodyTooLarge => "body_too_large",
+        }
+    }
+}
+
 impl HttpClient {
     /// A client trusting the system's CA store.
     pub fn new(connect_timeout: Duration) -> Self {

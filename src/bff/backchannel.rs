@@ -43,6 +43,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     match app.sessions.end_matching(subject.sid.as_deref(), subject.sub.as_deref()).await {
         Ok(ended) => {
             tracing::info!(ended, by_sid = subject.sid.is_some(), "back-channel logout");
+            app.metrics.logouts(u64::try_from(ended).unwrap_or(u64::MAX));
             let mut response = Response::new(empty());
             *response.status_mut() = StatusCode::OK;
             response

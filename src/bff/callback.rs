@@ -40,6 +40,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     };
     let retry = super::login::retry_href(&pending.return_to);
     let fail = |error: LoginError| {
+        app.metrics.login(false);
         let mut response = error.response(&retry);
         add_cookie(&mut response, app.sessions.cookies().clear_login(&state));
         response
@@ -96,6 +97,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
             return fail(LoginError::StoreUnavailable);
         }
     };
+    app.metrics.login(true);
     let target = escape_html(&pending.return_to);
     let body = format!("<p>Signed in. <a href=\"{target}\">Continue</a></p>");
     let mut response = html(
@@ -109,6 +111,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
 
 fn failure(error: LoginError, state: Option<&str>, app: &App) -> Response<Body> {
     tracing::info!(reason = ?error, "callback refused");
+    app.metrics.login(false);
     let mut response = error.response("/bff/login");
     if let Some(state) = state {
         add_cookie(&mut response, app.sessions.cookies().clear_login(state));

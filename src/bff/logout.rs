@@ -42,6 +42,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
                 tracing::error!(error = %e, "cannot delete the session");
                 return ApiError::StoreUnavailable.response();
             }
+            app.metrics.logouts(1);
             id_token_hint = session.id_token.clone();
         }
         Ok(Lookup::None | Lookup::Stale) => {}

@@ -49,6 +49,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         },
         (&Method::DELETE, false) => match app.sessions.end_listed(&session, &id).await {
             Ok(Some(ended)) => {
+                app.metrics.logouts(1);
                 let response = json(StatusCode::OK, &json!({ "ended": id }));
                 if ended == ticket.store_key() { app.clear_session_cookie(response) } else { response }
             }

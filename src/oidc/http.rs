@@ -15,6 +15,7 @@ const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
 pub struct ProviderHttp {
     client: HttpClient,
     timeout: Duration,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug)]
@@ -38,11 +39,28 @@ impl std::fmt::Display for ProviderHttpError {
 impl std::error::Error for ProviderHttpError {}
 
 impl ProviderHttp {
-    pub fn new(timeout: Duration, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
-        Self { client: HttpClient::with_tls(timeout, tls), timeout }
+    pub fn new(
+        timeout: Duration,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self { client: HttpClient::with_tls(timeout, tls), timeout, metrics }
     }
 
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {
+        let started = std::time::Instant::now();
+        let result = self.send_timed(request).await;
+        let error = match &result {
+            Ok(_) => None,
+            Err(ProviderHttpError::Send(e)) => Some(e.kind()),
+            Err(ProviderHttpError::ServerError(_)) => Some("server_error"),
+            Err(ProviderHttpError::Body(_)) => Some("body"),
+        };
+        self.metrics.provider_call(started.elapsed(), error);
+        result
+    }
+
+    async fn send_timed(&self, request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {
         let (parts, body) = request.into_parts();
         let request = http::Request::from_parts(parts, full(body));
         let deadline = tokio::time::Instant::now() + self.timeout;

@@ -139,8 +139,8 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(config: OidcConfig, clock: SharedClock) -> Self {
-        let http = ProviderHttp::new(config.timeout, config.tls.clone());
+    pub fn new(config: OidcConfig, clock: SharedClock, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        let http = ProviderHttp::new(config.timeout, config.tls.clone(), metrics);
         let logout_jtis =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build();
         Self { config, http, clock, discovered: RwLock::new(None), last_jwks_fetch: Mutex::new(None), logout_jtis }

@@ -70,6 +70,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         timeout: route.timeout,
         max_body: Some(route.max_body),
         from: client,
+        label: &route.prefix,
     };
     let response = relay(app, request, relayed).await;
     if stale_cookie { app.clear_session_cookie(response) } else { response }
@@ -93,6 +94,8 @@ pub struct Relay<'a> {
     pub max_body: Option<u64>,
     /// The browser, as far as cloakroom believes (see [`crate::forwarded`]).
     pub from: ClientAddr,
+    /// Names the upstream in metrics (the route prefix).
+    pub label: &'a str,
 }
 
 /// Sends a request upstream with header hygiene both ways, streaming bodies; a WebSocket
@@ -155,10 +158,15 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     };
     let upstream_request = Request::from_parts(parts, body);
 
+    let sent = std::time::Instant::now();
     let mut response = match relay.client.send(upstream_request, relay.timeout).await {
-        Ok(response) => response,
+        Ok(response) => {
+            app.metrics.upstream_call(relay.label, sent.elapsed(), None);
+            response
+        }
         Err(e) => {
             tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
+            app.metrics.upstream_call(relay.label, sent.elapsed(), Some(e.kind()));
             return match e {
                 SendError::Timeout => ApiError::UpstreamTimeout,
                 SendError::BodyTooLarge => ApiError::PayloadTooLarge,

@@ -12,6 +12,7 @@ mod id_tokens;
 mod journey;
 mod limits;
 mod logout;
+mod observability;
 
 mod proxy;
 mod refresh;

@@ -1,0 +1,198 @@
+//! Prometheus metrics, served in the text format at `/metrics` on the admin listener.
+//!
+//! One registry per running cloakroom (not a process global), so several in one process (tests)
+//! count apart. Labels are low-cardinality by construction: route classes, route prefixes from
+//! the configuration, status codes and fixed outcome names; never a path, user or session.
+//! The reference of every series is in the README ("Metrics").
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    upstream: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderErrorLabels {
+    kind: &'static str,
+}
+
+/// How a refresh ended, for `cloakroom_token_refreshes_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Ok,
+    /// The provider said no (`invalid_grant` and the like): the session ends.
+    InvalidGrant,
+    /// Unreachable, 5xx, or refused cloakroom's client authentication: the session stays.
+    ProviderError,
+}
+
+type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type UpstreamLatency = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Latency,
+    active_sessions: Gauge,
+    logins: Family<OutcomeLabels, Counter>,
+    logouts: Counter,
+    refreshes: Family<OutcomeLabels, Counter>,
+    provider_seconds: Histogram,
+    provider_errors: Family<ProviderErrorLabels, Counter>,
+    upstream_seconds: UpstreamLatency,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cloakroom");
+        let requests = Family::default();
+        registry.register("http_requests", "Requests answered, by route class and status", requests.clone());
+        let request_seconds: Latency = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route class",
+            request_seconds.clone(),
+        );
+        let active_sessions = Gauge::default();
+        registry.register("active_sessions", "Sessions in the store", active_sessions.clone());
+        let logins = Family::default();
+        registry.register("logins", "Completed sign-ins (ok) and failed callbacks (failed)", logins.clone());
+        let logouts = Counter::default();
+        registry.register("logouts", "Sessions ended by the user, the provider or an administrator", logouts.clone());
+        let refreshes = Family::default();
+        registry.register("token_refreshes", "Refresh-token grants, by outcome", refreshes.clone());
+        let provider_seconds = latency_histogram();
+        registry.register(
+            "provider_request_duration_seconds",
+            "Calls to the identity provider (discovery, keys, token, revocation)",
+            provider_seconds.clone(),
+        );
+        let provider_errors = Family::default();
+        registry.register(
+            "provider_errors",
+            "Provider calls that failed to connect, timed out or answered 5xx",
+            provider_errors.clone(),
+        );
+        let upstream_seconds: UpstreamLatency = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Time to the upstream's response head, by route prefix",
+            upstream_seconds.clone(),
+        );
+        let upstream_errors = Family::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream calls that failed, by route prefix and kind",
+            upstream_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            active_sessions,
+            logins,
+            logouts,
+            refreshes,
+            provider_seconds,
+            provider_errors,
+            upstream_seconds,
+            upstream_errors,
+        }
+    }
+
+    pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        self.requests.get_or_create(&RequestLabels { route, status }).inc();
+        self.request_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn login(&self, ok: bool) {
+        self.logins.get_or_create(&OutcomeLabels { outcome: if ok { "ok" } else { "failed" } }).inc();
+    }
+
+    pub fn logouts(&self, sessions: u64) {
+        self.logouts.inc_by(sessions);
+    }
+
+    pub fn refresh(&self, outcome: RefreshOutcome) {
+        let outcome = match outcome {
+            RefreshOutcome::Ok => "ok",
+            RefreshOutcome::InvalidGrant => "invalid_grant",
+            RefreshOutcome::ProviderError => "provider_error",
+        };
+        self.refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// A provider call that got an answer (`error`: what went wrong when it did not).
+    pub fn provider_call(&self, elapsed: Duration, error: Option<&'static str>) {
+        self.provider_seconds.observe(elapsed.as_secs_f64());
+        if let Some(kind) = error {
+            self.provider_errors.get_or_create(&ProviderErrorLabels { kind }).inc();
+        }
+    }
+
+    pub fn upstream_call(&self, prefix: &str, elapsed: Duration, error: Option<&'static str>) {
+        let upstream = prefix.to_string();
+        match error {
+            None => self.upstream_seconds.get_or_create(&UpstreamLabels { upstream }).observe(elapsed.as_secs_f64()),
+            Some(kind) => {
+                self.upstream_errors.get_or_create(&UpstreamErrorLabels { upstream, kind }).inc();
+            }
+        }
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub fn render(&self, active_sessions: u64) -> String {
+        self.active_sessions.set(i64::try_from(active_sessions).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
