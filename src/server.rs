@@ -74,16 +74,25 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     let (draining, drain) = watch::channel(false);
-    tokio::pin!(shutdown);
+    // Shutdown, step one: readiness turns false while new connections are still served for
+    // `shutdown_delay`, so load balancers polling /readyz stop sending before the door closes.
+    let delay = server.shutdown_delay;
+    let stop_accepting = async {
+        shutdown.await;
+        app.begin_shutdown();
+        tracing::info!(?delay, "shutting down: not ready; still accepting until the delay ends");
+        tokio::time::sleep(delay).await;
+    };
+    tokio::pin!(stop_accepting);
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot,
-            () = &mut shutdown => break,
+            () = &mut stop_accepting => break,
         };
         let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listeners.main.accept() => accepted,
-            () = &mut shutdown => break,
+            () = &mut stop_accepting => break,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -113,6 +122,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             drop(slot);
         });
     }
+    // Step two: no new connections; step three: what is in flight finishes, up to the deadline.
     app.begin_shutdown();
     drop(listeners.main);
     let _ = draining.send(true);

@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub public_origin: String,
     pub admin_listen: SocketAddr,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long to go on accepting while readiness is already false.
+    pub shutdown_delay: Duration,
     /// Largest request head accepted (then 431).
     pub max_header_bytes: usize,
     /// Connections served at once; more wait in the listen backlog.

@@ -56,6 +56,7 @@ pub struct RawServer {
     pub tls_key_file: Option<String>,
     pub hsts: String,
     pub idle_timeout: String,
+    pub shutdown_delay: String,
 }
 
 impl Default for RawServer {
@@ -73,6 +74,7 @@ impl Default for RawServer {
             tls_key_file: None,
             hsts: "max-age=63072000".into(),
             idle_timeout: "60s".into(),
+            shutdown_delay: "0s".into(),
         }
     }
 }

@@ -317,6 +317,16 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let listen = check.socket_addr("server.listen", &raw.server.listen);
     let admin_listen = check.socket_addr("server.admin_listen", &raw.server.admin_listen);
     let shutdown_timeout = check.duration("server.shutdown_timeout", &raw.server.shutdown_timeout);
+    let shutdown_delay = match humantime::parse_duration(raw.server.shutdown_delay.trim()) {
+        Ok(delay) => delay,
+        Err(e) => {
+            check.fail(
+                "server.shutdown_delay",
+                format!("{:?} is not a duration like \"0s\" or \"10s\" ({e})", raw.server.shutdown_delay),
+            );
+            Duration::ZERO
+        }
+    };
     let header_read_timeout = check.duration("server.header_read_timeout", &raw.server.header_read_timeout);
     let max_header_bytes = check.size("server.max_header_bytes", &raw.server.max_header_bytes);
     if max_header_bytes < 8192 {
@@ -706,6 +716,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             public_origin,
             admin_listen,
             shutdown_timeout,
+            shutdown_delay,
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
             max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
             header_read_timeout,

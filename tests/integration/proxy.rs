@@ -1,7 +1,12 @@
 //! The API proxy: refusals never reach the upstream; policies, hygiene and failures as specified.
 
 use crate::support::*;
+use cloakroom::upstream::HttpClient;
 use http::Method;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 fn routes() -> BffOptions {
     BffOptions {
@@ -269,4 +274,68 @@ async fn a_trusted_proxy_names_the_client_and_scheme_and_nobody_else_can() {
     assert_eq!(upstream.headers["x-forwarded-proto"], "http");
     let listed = browser.get(&plain.url("/bff/sessions"), &[CSRF]).await.json();
     assert_eq!(listed["sessions"][0]["ip"], "127.0.0.1", "{listed}");
+}
+
+#[tokio::test]
+async fn a_shutdown_under_load_fails_no_request() {
+    // Like a load balancer: workers send only while /readyz says ready, over keep-alive
+    // connections, with some requests slow enough to be in flight when the listener closes.
+    let bff = Bff::start_with(BffOptions {
+        server_toml: "shutdown_delay = \"1s\"".into(),
+        extra_routes:
+            "[[routes]]\nprefix = \"/open/\"\nupstream = \"{upstream}/open/\"\ntoken = \"none\"\ntimeout = \"10s\"\n"
+                .into(),
+        ..Default::default()
+    })
+    .await;
+    let routable = Arc::new(AtomicBool::new(true));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let health = {
+        let (routable, admin) = (routable.clone(), bff.admin.clone());
+        tokio::spawn(async move {
+            while routable.load(Ordering::SeqCst) {
+                let ready = http_call(Method::GET, &format!("{admin}/readyz"), None, &[]).await;
+                routable.store(ready.status == 200, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let (routable, ok, failed, origin) = (routable.clone(), ok.clone(), failed.clone(), bff.origin.clone());
+        workers.push(tokio::spawn(async move {
+            let client = HttpClient::new(Duration::from_secs(2));
+            let mut n = 0;
+            while routable.load(Ordering::SeqCst) {
+                let path = if worker == 0 && n % 5 == 0 { "/open/slow" } else { "/open/fast" };
+                let request = http::Request::get(format!("{origin}{path}"))
+                    .header(CSRF.0, CSRF.1)
+                    .body(cloakroom::respond::empty())
+                    .unwrap();
+                let answered = match client.send(request, Duration::from_secs(10)).await {
+                    Ok(response) if response.status() == 200 => response.into_body().collect().await.is_ok(),
+                    _ => false,
+                };
+                if answered {
+                    ok.fetch_add(1, Ordering::SeqCst)
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst)
+                };
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let addr = bff.server.addr;
+    let stopping = tokio::spawn(bff.server.stop());
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    health.await.unwrap();
+    stopping.await.unwrap();
+    let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    assert_eq!(failed, 0, "{failed} of {} requests failed across the shutdown", ok + failed);
+    assert!(ok > 50, "too little load to mean anything: {ok}");
+    assert!(bff.upstream.requests().iter().any(|r| r.uri.ends_with("/slow")), "no slow request was in flight");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after the shutdown");
 }
