@@ -38,9 +38,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, clock: SharedClock) -> Self {
+    /// Fails only when the session store cannot be set up (an unusable Redis URL).
+    pub fn new(config: Config, clock: SharedClock) -> Result<Self, String> {
         let router = Router::new(&config.routes);
-        let sessions = Sessions::new(&config.session, clock.clone());
+        let sessions = Sessions::new(&config.session, clock.clone())?;
         let metrics = Arc::new(Metrics::new());
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock, metrics.clone()));
         let tokens =
@@ -48,7 +49,7 @@ impl App {
         let upstreams = config.routes.iter().map(|r| HttpClient::with_tls(r.connect_timeout, r.tls.clone())).collect();
         let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
         let dev_server = config.spa_dev_server.as_ref().map(|_| HttpClient::new(std::time::Duration::from_secs(5)));
-        Self {
+        Ok(Self {
             config,
             router,
             sessions,
@@ -59,7 +60,7 @@ impl App {
             metrics,
             dev_server,
             shutting_down: AtomicBool::new(false),
-        }
+        })
     }
 
     /// One request, start to finish. `proto` is how it reached cloakroom (`http` or `https`).
@@ -157,7 +158,7 @@ impl App {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::Relaxed) && self.provider.is_ready()
+        !self.shutting_down.load(Ordering::Relaxed) && self.provider.is_ready() && self.sessions.store().is_healthy()
     }
 
     pub(crate) fn begin_shutdown(&self) {

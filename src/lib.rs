@@ -112,8 +112,11 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
     let admin_addr = listeners.admin.local_addr()?;
     #[cfg(feature = "demo")]
     let dev_issuer = demo::start(&config, clock.clone())?;
-    let app = Arc::new(App::new(config, clock));
+    let app = Arc::new(App::new(config, clock).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?);
     tokio::spawn(oidc::discover_until_ready(app.provider.clone()));
+    if let Some(redis) = app.sessions.store().redis() {
+        tokio::spawn(redis.clone().watch_health());
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(app.clone(), listeners, async move {
         let _ = stopped.await;

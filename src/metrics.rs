@@ -187,9 +187,12 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the gauges read now.
-    pub fn render(&self, active_sessions: u64) -> String {
-        self.active_sessions.set(i64::try_from(active_sessions).unwrap_or(i64::MAX));
+    /// The text exposition, with the gauges read now (`active_sessions` when the store can
+    /// count them; the Redis store cannot without scanning every key).
+    pub fn render(&self, active_sessions: Option<u64>) -> String {
+        if let Some(count) = active_sessions {
+            self.active_sessions.set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

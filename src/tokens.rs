@@ -20,6 +20,7 @@
 use crate::config::Audience;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oidc::{OidcError, Provider, Refreshed};
+use crate::session::redis::RedisStore;
 use crate::session::{ResourceToken, Session, SessionTicket, Sessions, StoreError, StoreKey};
 use moka::sync::Cache;
 use openidconnect::AccessToken;
@@ -108,6 +109,49 @@ impl TokenService {
             tracing::warn!(session = %ticket.store_key().log_id(), "gave up waiting for a refresh in progress");
             return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
         };
+        // With a shared store, replicas take turns too: the lease is held across the refresh.
+        let lease = match sessions.store().redis() {
+            Some(redis) => match self.remote_lock(redis, &ticket.store_key()).await? {
+                Some(token) => Some((redis, token)),
+                None => {
+                    tracing::warn!(session = %ticket.store_key().log_id(), "gave up waiting for another replica's refresh");
+                    return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
+                }
+            },
+            None => None,
+        };
+        let result = self.refresh_locked(sessions, ticket, audience).await;
+        if let Some((redis, token)) = lease
+            && let Err(e) = redis.unlock(&ticket.store_key(), &token).await
+        {
+            tracing::warn!(error = %e, "could not release the refresh lease; it expires by itself");
+        }
+        result
+    }
+
+    /// Waits (up to `lock_wait`) for the cross-replica lease on a session's refresh.
+    async fn remote_lock(&self, redis: &RedisStore, key: &StoreKey) -> Result<Option<String>, StoreError> {
+        // Longer than a refresh can take (the provider timeout, twice), so it is never lost mid-way.
+        let lease = self.lock_wait + Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + self.lock_wait;
+        loop {
+            if let Some(token) = redis.try_lock(key, lease).await? {
+                return Ok(Some(token));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The part of [`TokenService::access_token`] that runs holding the session's locks.
+    async fn refresh_locked(
+        &self,
+        sessions: &Sessions,
+        ticket: &SessionTicket,
+        audience: Option<&Audience>,
+    ) -> Result<AccessToken, TokenError> {
         // Look again: a request ahead of us may have refreshed (or ended) the session.
         let Some(mut current) = sessions.reload(ticket).await? else { return Err(TokenError::SessionExpired) };
         let now = sessions.now();
@@ -126,8 +170,12 @@ impl TokenService {
             Ok(refreshed) => {
                 let token = apply(&mut current, audience, refreshed);
                 // Saved before the lock is released: the next in line reads the new tokens.
-                sessions.update(ticket, &current).await?;
+                let kept = sessions.update(ticket, &current).await?;
                 self.metrics.refresh(RefreshOutcome::Ok);
+                if !kept {
+                    tracing::info!("the session ended while its tokens were refreshed; it stays ended");
+                    return Err(TokenError::SessionExpired);
+                }
                 tracing::info!("tokens refreshed");
                 Ok(token)
             }

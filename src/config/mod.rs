@@ -137,6 +137,16 @@ pub struct SessionConfig {
     pub allow_remember: bool,
     /// Whether logout sends `Clear-Site-Data: "cookies"` (clears the whole registrable domain).
     pub clear_site_data: bool,
+    pub store: StoreSettings,
+}
+
+/// `[session] store`: where sessions live.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// In this process (the default): one instance, or sticky sessions.
+    Memory,
+    /// Redis or Valkey, shared by every replica.
+    Redis(crate::session::redis::RedisSettings),
 }
 
 impl fmt::Debug for SessionConfig {

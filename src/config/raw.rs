@@ -147,6 +147,11 @@ pub struct RawSession {
     pub allow_remember: bool,
     #[serde(deserialize_with = "flexible::bool")]
     pub clear_site_data: bool,
+    pub store: String,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    pub redis_connect_timeout: String,
+    pub redis_command_timeout: String,
 }
 
 impl Default for RawSession {
@@ -163,6 +168,11 @@ impl Default for RawSession {
             max_sessions: 1_000_000,
             allow_remember: false,
             clear_site_data: true,
+            store: "memory".into(),
+            redis_url: None,
+            redis_key_prefix: "cloakroom:".into(),
+            redis_connect_timeout: "2s".into(),
+            redis_command_timeout: "1s".into(),
         }
     }
 }

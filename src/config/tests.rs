@@ -262,3 +262,33 @@ fn private_key_jwt_needs_a_usable_key_and_no_secret() {
     assert_eq!(refused(&stray), ["oidc.private_key_file"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_redis_store_needs_a_redis_url_and_shared_keys() {
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [3u8; 32]);
+    let with = |session: &str| format!("{MINIMAL}[session]\n{session}\n");
+    let good = with(&format!("store = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nkeys = [\"{key}\"]"));
+    let config = Config::from_toml(&good, env(&[])).unwrap();
+    assert!(matches!(config.session.store, StoreSettings::Redis(ref r) if r.key_prefix == "cloakroom:"));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("redis://"), "Debug must not show the URL (it may hold a password): {shown}");
+
+    let refused = |text: &str| {
+        let errors = Config::from_toml(text, env(&[])).unwrap_err();
+        (keys(&errors).iter().map(|k| k.to_string()).collect::<Vec<_>>(), errors.to_string())
+    };
+    assert_eq!(refused(&with(&format!("store = \"redis\"\nkeys = [\"{key}\"]"))).0, ["session.redis_url"]);
+    assert_eq!(
+        refused(&with("store = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"")).0,
+        ["session.keys"],
+        "ephemeral keys cannot be shared by replicas"
+    );
+    let (bad, text) =
+        refused(&with(&format!("store = \"redis\"\nredis_url = \"http://:hunter2@host\"\nkeys = [\"{key}\"]")));
+    assert_eq!(bad, ["session.redis_url"]);
+    assert!(!text.contains("hunter2"), "an error echoed the password: {text}");
+    assert_eq!(refused(&with("store = \"memcached\"")).0, ["session.store"]);
+    assert_eq!(refused(&with("redis_url = \"redis://127.0.0.1\"")).0, ["session.redis_url"]);
+    let plain = with(&format!("store = \"redis\"\nredis_url = \"redis://redis.internal:6379\"\nkeys = [\"{key}\"]"));
+    assert!(Config::from_toml(&plain, env(&[])).unwrap().warnings.iter().any(|w| w.contains("rediss://")));
+}

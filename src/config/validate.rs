@@ -287,7 +287,14 @@ impl Check<'_> {
 
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        // Non-special schemes (redis://) leave IP addresses as opaque host names.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -475,6 +482,48 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     if raw.session.max_pending_logins == 0 {
         check.fail("session.max_pending_logins", "must be greater than zero");
     }
+    let store = match raw.session.store.as_str() {
+        "memory" => {
+            if raw.session.redis_url.is_some() {
+                check.fail("session.redis_url", "is only used with store = \"redis\"");
+            }
+            StoreSettings::Memory
+        }
+        "redis" => {
+            if ephemeral_keys {
+                check.fail(
+                    "session.keys",
+                    "is required with store = \"redis\": replicas must share the keys that seal sessions",
+                );
+            }
+            let connect_timeout = check.duration("session.redis_connect_timeout", &raw.session.redis_connect_timeout);
+            let command_timeout = check.duration("session.redis_command_timeout", &raw.session.redis_command_timeout);
+            let url = raw.session.redis_url.clone().unwrap_or_default();
+            match Url::parse(&url) {
+                _ if url.is_empty() => check.fail(
+                    "session.redis_url",
+                    "is required with store = \"redis\" (redis://host:6379 or rediss://host:6380)",
+                ),
+                Ok(parsed) if parsed.scheme() == "redis" || parsed.scheme() == "rediss" => {
+                    if parsed.scheme() == "redis" && !is_loopback(&parsed) {
+                        warnings.push("session.redis_url uses redis:// (no TLS) to a non-loopback host: records are sealed, but the connection and its password are not protected; prefer rediss://".into());
+                    }
+                }
+                // Never echo the URL: it may carry a password.
+                _ => check.fail("session.redis_url", "must be a redis:// or rediss:// URL"),
+            }
+            StoreSettings::Redis(crate::session::redis::RedisSettings {
+                url,
+                key_prefix: raw.session.redis_key_prefix.clone(),
+                connect_timeout,
+                command_timeout,
+            })
+        }
+        other => {
+            check.fail("session.store", format!("{other:?} is not one of \"memory\", \"redis\""));
+            StoreSettings::Memory
+        }
+    };
     if raw.session.max_sessions == 0 {
         check.fail("session.max_sessions", "must be greater than zero");
     }
@@ -753,6 +802,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             max_sessions: raw.session.max_sessions,
             allow_remember: raw.session.allow_remember,
             clear_site_data: raw.session.clear_site_data,
+            store,
         },
         csrf: CsrfConfig { header: csrf_header },
         log: LogConfig { level: raw.log.level, json: log_json },

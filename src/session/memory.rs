@@ -120,6 +120,16 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
+        // Callers hold the session's refresh lock; only a concurrent end can race this, and an
+        // end that lands between the check and the insert is the same as one just after it.
+        if !self.sessions.contains_key(&key) {
+            return Ok(false);
+        }
+        self.save(key, record, now).await?;
+        Ok(true)
+    }
+
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
         self.sessions.invalidate(key).await;
         Ok(())

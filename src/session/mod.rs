@@ -6,8 +6,10 @@
 
 pub mod cookie;
 pub mod memory;
+pub mod redis;
 pub mod seal;
 mod sessions;
+pub mod store;
 pub mod ticket;
 
 use crate::secret::Secret;
@@ -113,6 +115,14 @@ pub trait SessionStore: Send + Sync + 'static {
         record: SealedRecord,
         now: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Like `save`, but only while the session exists: a refresh finishing after a logout (on
+    /// this replica or another) must not bring the session back. `false` when it had ended.
+    fn replace(
+        &self,
+        key: StoreKey,
+        record: SealedRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn remove(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn put_pending(&self, key: StoreKey, record: SealedRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes and returns a pending login: the second take of the same key gets `None`.

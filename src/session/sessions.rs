@@ -2,10 +2,12 @@
 
 use super::cookie::{self, CookiePolicy};
 use super::memory::MemoryStore;
+use super::redis::RedisStore;
 use super::seal::random_bytes;
+use super::store::Store;
 use super::*;
 use crate::clock::SharedClock;
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, StoreSettings};
 use crate::oidc::TokenSet;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +26,7 @@ pub enum Lookup {
 }
 
 pub struct Sessions {
-    store: MemoryStore,
+    store: Store,
     sealer: Sealer,
     cookies: CookiePolicy,
     clock: SharedClock,
@@ -34,7 +36,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(config: &SessionConfig, clock: SharedClock) -> Self {
+    /// Fails only on a Redis URL that redis-rs cannot use (validation checked it already).
+    pub fn new(config: &SessionConfig, clock: SharedClock) -> Result<Self, String> {
         let limits = StoreLimits {
             idle_timeout: config.idle_timeout,
             absolute_timeout: config.absolute_timeout,
@@ -42,15 +45,19 @@ impl Sessions {
             max_pending_logins: config.max_pending_logins,
             login_timeout: config.login_timeout,
         };
-        Self {
-            store: MemoryStore::new(limits),
+        let store = match &config.store {
+            StoreSettings::Memory => Store::Memory(MemoryStore::new(limits)),
+            StoreSettings::Redis(settings) => Store::Redis(RedisStore::new(settings.clone(), limits)?),
+        };
+        Ok(Self {
+            store,
             sealer: Sealer::new(config.keys.clone()),
             cookies: CookiePolicy::new(&config.cookie_name, config.same_site),
             clock,
             absolute_timeout: config.absolute_timeout.as_secs(),
             login_timeout: config.login_timeout,
             allow_remember: config.allow_remember,
-        }
+        })
     }
 
     pub fn cookies(&self) -> &CookiePolicy {
@@ -131,10 +138,11 @@ impl Sessions {
         Ok(self.sealer.open_session(ticket, &sealed).filter(|s| now < s.expires_at))
     }
 
-    /// Re-seals a changed session under the same ticket (new tokens after a refresh).
-    pub async fn update(&self, ticket: &SessionTicket, session: &Session) -> Result<(), StoreError> {
+    /// Re-seals a changed session under the same ticket (new tokens after a refresh); `false`
+    /// when the session ended meanwhile (it stays ended).
+    pub async fn update(&self, ticket: &SessionTicket, session: &Session) -> Result<bool, StoreError> {
         let record = self.sealer.seal_session(ticket, session);
-        self.store.save(ticket.store_key(), record, self.clock.now()).await
+        self.store.replace(ticket.store_key(), record, self.clock.now()).await
     }
 
     pub async fn end(&self, ticket: &SessionTicket) -> Result<(), StoreError> {
@@ -221,7 +229,7 @@ impl Sessions {
         Ok(self.sealer.open_pending(&key, secret.as_bytes(), &sealed))
     }
 
-    pub fn store(&self) -> &MemoryStore {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 }

@@ -31,12 +31,26 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     idle_timeout_ends_unused_sessions(&fresh()).await;
     absolute_timeout_never_slides(&fresh()).await;
     remove_ends_a_session(&fresh()).await;
+    replace_never_brings_an_ended_session_back(&fresh()).await;
     save_replaces(&fresh()).await;
     pending_is_single_use(&fresh()).await;
     pending_expires(&fresh()).await;
     sessions_and_pending_do_not_mix(&fresh()).await;
     index_lists_members_once_and_take_empties_it(&fresh()).await;
     last_seen_reports_use_without_being_use(&fresh()).await;
+}
+
+async fn replace_never_brings_an_ended_session_back<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"v1", T0 + 3600), T0).await.unwrap();
+    assert!(s.replace(key(1), record(b"v2", T0 + 3600), T0 + 1).await.unwrap());
+    assert_eq!(s.load(&key(1), T0 + 2).await.unwrap().as_deref(), Some(&b"v2"[..]));
+    s.remove(&key(1)).await.unwrap();
+    assert!(!s.replace(key(1), record(b"v3", T0 + 3600), T0 + 3).await.unwrap());
+    assert_eq!(s.load(&key(1), T0 + 4).await.unwrap(), None, "an ended session came back");
+    assert!(!s.replace(key(2), record(b"new", T0 + 3600), T0).await.unwrap(), "replace creates nothing");
+    assert_eq!(s.load(&key(2), T0 + 1).await.unwrap(), None);
 }
 
 async fn index_lists_members_once_and_take_empties_it<S: SessionStore>(s: &S) {

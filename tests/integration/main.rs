@@ -16,6 +16,7 @@ mod observability;
 
 mod proxy;
 mod refresh;
+mod replicas;
 mod resources;
 mod sessions;
 mod spa;

@@ -9,6 +9,10 @@ use cloakroom::config::Config;
 use cloakroom::respond::{Body, empty, full};
 use cloakroom::server::Listeners;
 use cloakroom::upstream::HttpClient;
+#[path = "redis_server.rs"]
+mod redis_server;
+#[allow(unused_imports)]
+pub use redis_server::RedisServer;
 #[path = "pki.rs"]
 mod pki;
 use http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
@@ -698,6 +702,11 @@ pub struct BffOptions {
     pub configured_key: Option<TestClientKey>,
     /// Serve https with this certificate (the origin becomes `https://127.0.0.1:<port>`).
     pub tls: Option<IssuedCert>,
+    /// The browser-facing origin when it is not cloakroom's own address (replicas behind a
+    /// balancer); the client is registered with it.
+    pub public_url: Option<String>,
+    /// `session.keys` instead of the one test key.
+    pub session_keys: Option<Vec<String>>,
 }
 
 impl Default for BffOptions {
@@ -717,6 +726,8 @@ impl Default for BffOptions {
             client_key: None,
             configured_key: None,
             tls: None,
+            public_url: None,
+            session_keys: None,
         }
     }
 }
@@ -735,7 +746,7 @@ impl Bff {
         let main = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let scheme = if options.tls.is_some() { "https" } else { "http" };
-        let origin = format!("{scheme}://{}", main.local_addr().unwrap());
+        let origin = options.public_url.clone().unwrap_or_else(|| format!("{scheme}://{}", main.local_addr().unwrap()));
         let tls_toml = match &options.tls {
             Some(cert) => format!("tls_cert_file = {:?}\ntls_key_file = {:?}", cert.cert_file, cert.key_file),
             None => String::new(),
@@ -779,7 +790,7 @@ client_id = "{client_id}"
 {client_auth}
 {oidc_toml}
 [session]
-keys = ["{key}"]
+keys = {keys}
 {session_toml}
 [log]
 level = "trace"
@@ -793,7 +804,7 @@ timeout = "2s"
 {extra_toml}
 "#,
             client_id = client.client_id,
-            key = test_key(),
+            keys = serde_json::to_string(&options.session_keys.clone().unwrap_or_else(|| vec![test_key()])).unwrap(),
             extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
             extra_toml = options.extra_toml.replace("{upstream}", &upstream_url),
             server_toml = options.server_toml,
@@ -821,13 +832,18 @@ timeout = "2s"
         format!("{}{path}", self.origin)
     }
 
+    /// This instance itself, bypassing any balancer in front (`url` goes through `public_url`).
+    pub fn direct(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.addr)
+    }
+
     pub fn cookie_name(&self) -> &'static str {
         "__Host-cloakroom"
     }
 
     pub async fn session_count(&self) -> u64 {
         self.server.app.sessions.store().sync().await;
-        self.server.app.sessions.store().session_count()
+        self.server.app.sessions.store().session_count().expect("the memory store counts its sessions")
     }
 
     /// Runs a whole sign-in as `user`, returning the page the callback answered with.
@@ -842,9 +858,10 @@ timeout = "2s"
         self.authorize_from(browser, user, &format!("/bff/login?returnUrl={encoded}")).await
     }
 
-    /// Like [`Bff::authorize`], starting from any login URL (path and query).
+    /// Like [`Bff::authorize`], starting from any login URL (path and query, or a whole URL).
     pub async fn authorize_from(&self, browser: &mut Browser, user: &str, login_path: &str) -> String {
-        let start = browser.get(&self.url(login_path), &[]).await;
+        let start_url = if login_path.starts_with("http") { login_path.to_string() } else { self.url(login_path) };
+        let start = browser.get(&start_url, &[]).await;
         assert_eq!(start.status, 302, "{}", start.text());
         let authorize = start.location().unwrap().to_string();
         assert!(authorize.starts_with(&self.issuer), "login redirected to {authorize}");
@@ -918,4 +935,36 @@ pub fn session_cookie(browser: &Browser) -> Option<String> {
 
 pub fn status(reply: &Reply) -> StatusCode {
     StatusCode::from_u16(reply.status).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A round-robin TCP balancer: each new connection goes to the next backend, no stickiness.
+
+pub struct Balancer;
+
+impl Balancer {
+    /// Binds first (replicas need the balancer's origin as their `public_url`), serves later.
+    pub fn bind() -> (std::net::TcpListener, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+
+    pub fn serve(listener: std::net::TcpListener, backends: Vec<SocketAddr>) {
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move {
+            let mut next = 0usize;
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                let backend = backends[next % backends.len()];
+                next += 1;
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+    }
 }

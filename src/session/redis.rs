@@ -1,0 +1,463 @@
+//! The shared store: Redis (or Valkey), for several cloakroom replicas behind one load balancer.
+//!
+//! Redis holds what the memory store holds and no more: ciphertext under hashed keys. A session
+//! is a hash `{prefix}s:{hex(SHA-256(session id))}` with the sealed record (`r`), its absolute
+//! expiry (`e`) and its last use (`l`); a pending login is `{prefix}p:{hex}` (expiry and record);
+//! an index is a hash `{prefix}i:{hex(keyed hash)}` of member → sealed listing. Every key has a
+//! Redis TTL, so nothing outlives its deadline even if no replica comes back to delete it; the
+//! deadlines themselves are checked against the caller's clock, as in the memory store.
+//!
+//! The connection is redis-rs's `ConnectionManager`: one multiplexed connection that reconnects
+//! by itself. If Redis is down at start-up the first command connects; until then, and while it
+//! is unreachable, every command fails with a [`StoreError`] (a 503 for the browser, readiness
+//! false), and nothing is lost that was in Redis.
+
+use super::{SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Where and how to reach Redis. `Debug` leaves out the URL, which may carry a password.
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    settings: RedisSettings,
+    limits: StoreLimits,
+    connection: RwLock<Option<ConnectionManager>>,
+    connecting: tokio::sync::Mutex<()>,
+    healthy: AtomicBool,
+    load: Script,
+    take_index: Script,
+    unlock: Script,
+    replace: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("RedisStore").field("key_prefix", &self.inner.settings.key_prefix).finish_non_exhaustive()
+    }
+}
+
+/// Reads a session and slides its idle deadline in one step; ends it when a deadline passed.
+/// KEYS[1] the session; ARGV: now, idle seconds.
+const LOAD: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'r', 'e', 'l')
+if not v[1] then return false end
+local now, e, l, idle = tonumber(ARGV[1]), tonumber(v[2]), tonumber(v[3]), tonumber(ARGV[2])
+if now >= e or now - l >= idle then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+if now > l then redis.call('HSET', KEYS[1], 'l', ARGV[1]) end
+redis.call('EXPIRE', KEYS[1], math.min(idle, e - now) + 1)
+return v[1]
+";
+
+/// Rewrites a session only if it still exists. KEYS[1] the session; ARGV: record, expiry, now, ttl.
+const REPLACE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'e', ARGV[2], 'l', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Releases a lock only if we still hold it. KEYS[1] the lock; ARGV[1] our token.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Removes an index and returns its members. KEYS[1] the index.
+const TAKE_INDEX: &str = r"
+local members = redis.call('HKEYS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return members
+";
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Checks the URL; connects at the first command.
+    pub fn new(settings: RedisSettings, limits: StoreLimits) -> Result<Self, String> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                settings,
+                limits,
+                connection: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                healthy: AtomicBool::new(false),
+                load: Script::new(LOAD),
+                take_index: Script::new(TAKE_INDEX),
+                unlock: Script::new(UNLOCK),
+                replace: Script::new(REPLACE),
+            }),
+        })
+    }
+
+    /// Whether the last command (or health probe) reached Redis.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Probes Redis every second for readiness, until the process ends.
+    pub async fn watch_health(self) {
+        loop {
+            let ok = match self.connection().await {
+                Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+                Err(_) => false,
+            };
+            if ok != self.inner.healthy.swap(ok, Ordering::Relaxed) {
+                if ok {
+                    tracing::info!("session store (redis) reachable");
+                } else {
+                    tracing::error!("session store (redis) unreachable: requests that need a session get 503");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(conn) = self.inner.connection.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(conn);
+        }
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(conn) = self.inner.connection.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(conn);
+        }
+        let settings = &self.inner.settings;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = tokio::time::timeout(
+            settings.connect_timeout * 2,
+            ConnectionManager::new_with_config(self.inner.client.clone(), config),
+        )
+        .await
+        .map_err(|_| unavailable("connect timed out"))?
+        .map_err(unavailable)?;
+        *self.inner.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs one store operation, recording whether Redis answered.
+    async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection().await;
+        let result = match conn {
+            Ok(conn) => match tokio::time::timeout(self.inner.settings.command_timeout * 2, operation(conn)).await {
+                Ok(result) => result.map_err(unavailable),
+                Err(_) => Err(unavailable("command timed out")),
+            },
+            Err(e) => Err(e),
+        };
+        self.inner.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    fn key(&self, kind: &str, key: &StoreKey) -> String {
+        let mut out = String::with_capacity(self.inner.settings.key_prefix.len() + 2 + 64);
+        out.push_str(&self.inner.settings.key_prefix);
+        out.push_str(kind);
+        out.push(':');
+        for byte in key.as_bytes() {
+            out.push_str(&format!("{byte:02x}"));
+        }
+        out
+    }
+
+    /// A lease on `key` for cross-replica single-flight (`SET NX PX` with a random token). The
+    /// lease outlives the work it guards, so a replica that dies holding it only delays the next.
+    pub async fn try_lock(&self, key: &StoreKey, lease: Duration) -> Result<Option<String>, StoreError> {
+        let redis_key = self.key("lock", key);
+        let token = super::random_token();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        let value = token.clone();
+        let acquired: Option<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(redis_key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease_ms)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(acquired.map(|_| token))
+    }
+
+    /// Releases a lease taken with [`RedisStore::try_lock`], unless it expired and another took it.
+    pub async fn unlock(&self, key: &StoreKey, token: &str) -> Result<(), StoreError> {
+        let redis_key = self.key("lock", key);
+        self.run(|mut conn| async move {
+            self.inner.unlock.key(redis_key).arg(token).invoke_async::<i64>(&mut conn).await.map(drop)
+        })
+        .await
+    }
+
+    /// The Redis TTL of a session: its idle timeout or what is left of its absolute lifetime.
+    fn session_ttl(&self, expires_at: u64, now: u64) -> i64 {
+        let ttl = self.idle_secs().min(expires_at.saturating_sub(now)).max(1) + 1;
+        i64::try_from(ttl).unwrap_or(i64::MAX)
+    }
+
+    fn idle_secs(&self) -> u64 {
+        self.inner.limits.idle_timeout.as_secs().max(1)
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        let redis_key = self.key("s", key);
+        let idle = self.idle_secs();
+        let record: Option<Vec<u8>> =
+            self.run(|mut conn| async move {
+                self.inner.load.key(redis_key).arg(now).arg(idle).invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(record.map(Bytes::from))
+    }
+
+    async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
+        let redis_key = self.key("s", &key);
+        let ttl = self.session_ttl(record.expires_at, now);
+        self.run(|mut conn| async move {
+            redis::pipe()
+                .atomic()
+                .del(&redis_key)
+                .hset_multiple(
+                    &redis_key,
+                    &[
+                        ("r", record.sealed.to_vec()),
+                        ("e", record.expires_at.to_string().into_bytes()),
+                        ("l", now.to_string().into_bytes()),
+                    ],
+                )
+                .expire(&redis_key, ttl)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
+        let redis_key = self.key("s", &key);
+        let ttl = self.session_ttl(record.expires_at, now);
+        let replaced: i64 = self
+            .run(|mut conn| async move {
+                self.inner
+                    .replace
+                    .key(redis_key)
+                    .arg(record.sealed.to_vec())
+                    .arg(record.expires_at)
+                    .arg(now)
+                    .arg(ttl)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(replaced == 1)
+    }
+
+    async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let redis_key = self.key("s", key);
+        self.run(|mut conn| async move { conn.del::<_, ()>(redis_key).await }).await
+    }
+
+    async fn put_pending(&self, key: StoreKey, record: SealedRecord) -> Result<(), StoreError> {
+        let redis_key = self.key("p", &key);
+        let mut value = Vec::with_capacity(8 + record.sealed.len());
+        value.extend_from_slice(&record.expires_at.to_be_bytes());
+        value.extend_from_slice(&record.sealed);
+        let ttl = self.inner.limits.login_timeout.as_secs().max(1) + 1;
+        self.run(|mut conn| async move { conn.set_ex::<_, _, ()>(redis_key, value, ttl).await }).await
+    }
+
+    async fn take_pending(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        let redis_key = self.key("p", key);
+        let value: Option<Vec<u8>> = self.run(|mut conn| async move { conn.get_del(redis_key).await }).await?;
+        Ok(value.and_then(|value| {
+            let (expiry, sealed) = value.split_at_checked(8)?;
+            let expires_at = u64::from_be_bytes(expiry.try_into().ok()?);
+            (now < expires_at).then(|| Bytes::copy_from_slice(sealed))
+        }))
+    }
+
+    async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
+        let redis_key = self.key("i", &index);
+        let ttl = i64::try_from(self.inner.limits.absolute_timeout.as_secs().max(1)).unwrap_or(i64::MAX);
+        self.run(|mut conn| async move {
+            redis::pipe()
+                .atomic()
+                .hset(&redis_key, member.as_bytes(), payload.to_vec())
+                .expire(&redis_key, ttl)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
+        let redis_key = self.key("i", index);
+        let members: Vec<Vec<u8>> = self
+            .run(|mut conn| async move { self.inner.take_index.key(redis_key).invoke_async(&mut conn).await })
+            .await?;
+        Ok(members.into_iter().filter_map(|m| <[u8; 32]>::try_from(m.as_slice()).ok().map(StoreKey)).collect())
+    }
+
+    async fn index_list(&self, index: &StoreKey) -> Result<Vec<(StoreKey, Bytes)>, StoreError> {
+        let redis_key = self.key("i", index);
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            self.run(|mut conn| async move { conn.hgetall(redis_key).await }).await?;
+        let entries: Vec<(StoreKey, Bytes)> = entries
+            .into_iter()
+            .filter_map(|(m, payload)| Some((StoreKey(<[u8; 32]>::try_from(m.as_slice()).ok()?), Bytes::from(payload))))
+            .collect();
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        // Prune members whose session has ended.
+        let session_keys: Vec<String> = entries.iter().map(|(m, _)| self.key("s", m)).collect();
+        let alive: Vec<bool> = self
+            .run(|mut conn| async move {
+                let mut pipe = redis::pipe();
+                for key in &session_keys {
+                    pipe.exists(key);
+                }
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        let (live, ended): (Vec<_>, Vec<_>) = entries.into_iter().zip(alive).partition(|(_, alive)| *alive);
+        if !ended.is_empty() {
+            let redis_key = self.key("i", index);
+            let fields: Vec<Vec<u8>> = ended.iter().map(|((m, _), _)| m.as_bytes().to_vec()).collect();
+            self.run(|mut conn| async move { conn.hdel::<_, _, ()>(redis_key, fields).await }).await?;
+        }
+        Ok(live.into_iter().map(|(entry, _)| entry).collect())
+    }
+
+    async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
+        let redis_key = self.key("i", index);
+        let field = member.as_bytes().to_vec();
+        self.run(|mut conn| async move { conn.hdel::<_, _, ()>(redis_key, field).await }).await
+    }
+
+    async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
+        let redis_key = self.key("s", key);
+        let seen: Option<String> = self.run(|mut conn| async move { conn.hget(redis_key, "l").await }).await?;
+        Ok(seen.and_then(|s| s.parse().ok()))
+    }
+}
+
+/// The tests' real redis-server, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/integration/redis_server.rs"]
+mod redis_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::store_suite;
+
+    use super::redis_server;
+
+    fn store(server: &redis_server::RedisServer, prefix: &str) -> RedisStore {
+        let settings = RedisSettings {
+            url: server.url(),
+            key_prefix: prefix.into(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+        };
+        RedisStore::new(settings, store_suite::LIMITS).unwrap()
+    }
+
+    #[tokio::test]
+    async fn passes_the_store_suite() {
+        let server = redis_server::RedisServer::start();
+        let n = std::sync::atomic::AtomicU32::new(0);
+        // A fresh key space per case, as the suite expects a fresh store.
+        store_suite::run_all(|| store(&server, &format!("suite{}:", n.fetch_add(1, Ordering::SeqCst)))).await;
+    }
+
+    #[tokio::test]
+    async fn redis_holds_ciphertext_under_hashed_keys_with_ttls() {
+        let server = redis_server::RedisServer::start();
+        let redis = store(&server, "t:");
+        let now = 1_000_000;
+        let key = StoreKey([7; 32]);
+        let record = SealedRecord { sealed: Bytes::from_static(b"sealed-bytes"), expires_at: now + 3600 };
+        redis.save(key, record, now).await.unwrap();
+        let keys = server.command(&["KEYS", "*"]);
+        assert!(keys.contains(&format!("t:s:{}", "07".repeat(32))), "{keys}");
+        let ttl: i64 = server.command(&["TTL", &format!("t:s:{}", "07".repeat(32))])[1..].trim().parse().unwrap();
+        assert!(ttl > 0 && ttl <= 601, "the idle timeout is a Redis TTL too: {ttl}");
+        assert!(redis.is_healthy());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_an_error_not_an_absent_session() {
+        let mut server = redis_server::RedisServer::start();
+        let redis = store(&server, "down:");
+        let now = 1_000_000;
+        redis
+            .save(StoreKey([1; 32]), SealedRecord { sealed: Bytes::from_static(b"x"), expires_at: now + 60 }, now)
+            .await
+            .unwrap();
+        server.stop();
+        let error = redis.load(&StoreKey([1; 32]), now).await.unwrap_err();
+        assert!(error.0.starts_with("redis:"), "{error}");
+        assert!(!redis.is_healthy());
+        // Back, with its data: the session is there again, through the same store.
+        server.resume();
+        let started = std::time::Instant::now();
+        loop {
+            match redis.load(&StoreKey([1; 32]), now + 1).await {
+                Ok(found) => {
+                    assert_eq!(found.as_deref(), Some(&b"x"[..]));
+                    break;
+                }
+                Err(_) => assert!(started.elapsed() < Duration::from_secs(10), "no reconnection"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(redis.is_healthy());
+    }
+}

@@ -1,0 +1,91 @@
+//! The configured store, memory or Redis, behind one type so the rest of the code (and its
+//! tests) need not be generic over it.
+
+use super::memory::MemoryStore;
+use super::redis::RedisStore;
+use super::{SealedRecord, SessionStore, StoreError, StoreKey};
+use bytes::Bytes;
+
+// One per process: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+impl Store {
+    /// Live sessions, where the store can count them cheaply (Redis cannot without a scan).
+    pub fn session_count(&self) -> Option<u64> {
+        match self {
+            Store::Memory(store) => Some(store.session_count()),
+            Store::Redis(_) => None,
+        }
+    }
+
+    /// Settles pending evictions (memory store; tests and metrics).
+    pub async fn sync(&self) {
+        if let Store::Memory(store) = self {
+            store.sync().await;
+        }
+    }
+
+    /// Whether the store can be used right now (for readiness).
+    pub fn is_healthy(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+            Store::Redis(store) => store.is_healthy(),
+        }
+    }
+
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            Store::Redis(store) => Some(store),
+            Store::Memory(_) => None,
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Memory($store) => $call.await,
+            Store::Redis($store) => $call.await,
+        }
+    };
+}
+
+impl SessionStore for Store {
+    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        dispatch!(self, s => s.load(key, now))
+    }
+    async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save(key, record, now))
+    }
+    async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.replace(key, record, now))
+    }
+    async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
+        dispatch!(self, s => s.remove(key))
+    }
+    async fn put_pending(&self, key: StoreKey, record: SealedRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_pending(key, record))
+    }
+    async fn take_pending(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        dispatch!(self, s => s.take_pending(key, now))
+    }
+    async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
+        dispatch!(self, s => s.index_add(index, member, payload))
+    }
+    async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
+        dispatch!(self, s => s.index_take(index))
+    }
+    async fn index_list(&self, index: &StoreKey) -> Result<Vec<(StoreKey, Bytes)>, StoreError> {
+        dispatch!(self, s => s.index_list(index))
+    }
+    async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
+        dispatch!(self, s => s.index_remove(index, member))
+    }
+    async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, s => s.last_seen(key))
+    }
+}
