@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod bff;
 pub mod clock;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Integration tests: cloakroom in-process against the real `oidc-provider`, a recording
 //! upstream, and a cookie-jar browser.
 
+mod audit;
 mod backchannel;
 mod browser;
 mod callback;

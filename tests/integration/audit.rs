@@ -1,0 +1,156 @@
+//! `cloakroom audit`: every check passes against cloakroom itself (plain http, https, with a
+//! session), and the right checks fail against a deliberately misconfigured BFF.
+
+use crate::support::*;
+use cloakroom::audit::{AuditOptions, Outcome, Report, run};
+use cloakroom::upstream::HttpClient;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::time::Duration;
+
+const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
+
+fn options(base: &str, cookie: Option<String>) -> AuditOptions {
+    AuditOptions {
+        base: url::Url::parse(base).unwrap(),
+        cookie,
+        api_path: "/api/".into(),
+        csrf_header: "X-CSRF".into(),
+        client: HttpClient::with_tls(Duration::from_secs(5), pki().client_config(None)),
+    }
+}
+
+fn failed(report: &Report) -> Vec<&'static str> {
+    report.checks.iter().filter(|c| c.outcome == Outcome::Fail).map(|c| c.name).collect()
+}
+
+#[tokio::test]
+async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
+    let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
+    let report = run(options(&bff.origin, None)).await.unwrap();
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.outcome("login.pkce_s256"), Some(Outcome::Pass));
+    assert_eq!(report.outcome("spa.security_headers"), Some(Outcome::Pass));
+    assert_eq!(report.outcome("tls.hsts"), Some(Outcome::Skip), "plain http on loopback");
+    assert_eq!(report.outcome("logout.ends_session"), Some(Outcome::Skip));
+
+    let mut browser = Browser::new();
+    assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200);
+    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let report = run(options(&bff.origin, Some(cookie))).await.unwrap();
+    assert!(report.passed(), "{}", report.render());
+    for check in ["session.user_token_free", "logout.cookie_attributes", "logout.ends_session", "csrf.header_required"]
+    {
+        assert_eq!(report.outcome(check), Some(Outcome::Pass), "{check}\n{}", report.render());
+    }
+    // The audit spent the session, as it says.
+    assert_eq!(bff.user(&mut browser).await.status, 401);
+
+    // Over https the HSTS check applies, and passes.
+    let tls = Bff::start_with(BffOptions { tls: Some(pki().issue("audited", false)), ..Default::default() }).await;
+    let report = run(options(&tls.origin, None)).await.unwrap();
+    assert_eq!(report.outcome("tls.hsts"), Some(Outcome::Pass), "{}", report.render());
+    assert!(report.passed(), "{}", report.render());
+}
+
+/// A BFF that gets everything wrong: no PKCE or nonce, a short state, weak cookies, no CSRF
+/// check, an HTML 401, no security headers, a token in `/bff/user`, and a logout that ends nothing.
+async fn careless_bff() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                let signed_in = request.headers().get("cookie").is_some();
+                let (status, headers, body): (u16, Vec<(&str, &str)>, String) = match request.uri().path() {
+                    "/bff/login" => (
+                        302,
+                        vec![
+                            ("location", "https://idp.example/authorize?response_type=code&client_id=x&state=abc"),
+                            ("set-cookie", "login=abc; Path=/"),
+                        ],
+                        String::new(),
+                    ),
+                    "/bff/user" if signed_in => (
+                        200,
+                        vec![("content-type", "application/json")],
+                        format!("{{\"sub\":\"alice\",\"access_token\":\"{jwt}\"}}"),
+                    ),
+                    "/bff/user" => (200, vec![("content-type", "text/html")], "<p>please sign in</p>".into()),
+                    "/bff/logout" => (200, vec![], "bye".into()),
+                    _ => (200, vec![("content-type", "text/html")], "<html>app</html>".into()),
+                };
+                let mut response = Response::new(cloakroom::respond::full(body));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                for (name, value) in headers {
+                    response.headers_mut().insert(name, value.parse().unwrap());
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_careless_bff_fails_exactly_the_checks_it_deserves() {
+    let base = careless_bff().await;
+    let report = run(options(&base, Some("sid=abc".into()))).await.unwrap();
+    assert!(!report.passed());
+    let mut failed = failed(&report);
+    failed.sort_unstable();
+    let mut expected = vec![
+        "login.pkce_s256",
+        "login.state",
+        "login.nonce",
+        "login.cookie_attributes",
+        "user.unauthenticated_json_401",
+        "csrf.header_required",
+        "csrf.cross_site_origin",
+        "spa.security_headers",
+        "session.cookie_name",
+        "session.user_token_free",
+        "logout.cookie_attributes",
+        "logout.ends_session",
+        "responses.token_free",
+    ];
+    expected.sort_unstable();
+    assert_eq!(failed, expected, "{}", report.render());
+    assert_eq!(report.outcome("login.redirect"), Some(Outcome::Pass));
+    assert_eq!(report.outcome("login.response_type_code"), Some(Outcome::Pass));
+
+    // The command line: a report on stdout, a failing exit status.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+            .args(["audit", &base, "--cookie", "sid=abc"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  login.pkce_s256"), "{stdout}");
+    assert!(stdout.contains("13 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_audit_command_exits_zero_against_cloakroom() {
+    let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
+    let origin = bff.origin.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom")).args(["audit", &origin]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("0 failed"), "{stdout}");
+}
