@@ -35,6 +35,8 @@ pub mod csrf;
 pub mod demo;
 pub mod error;
 pub mod forwarded;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod metrics;
 pub mod oidc;
 pub mod proxy;

@@ -4,7 +4,7 @@
 
 mod backchannel;
 mod callback;
-mod login;
+pub(crate) mod login;
 mod logout;
 pub mod sessions;
 mod user;

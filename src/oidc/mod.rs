@@ -224,6 +224,34 @@ impl Provider {
         })
     }
 
+    /// Makes the provider ready without a network: fixed metadata and one Ed25519 key (`kid`
+    /// "fuzz"), so fuzzing reaches token verification.
+    #[cfg(feature = "fuzzing")]
+    pub fn install_keys_for_fuzzing(&self) {
+        use base64::Engine;
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&[1; 32]).expect("a fixed seed");
+        let public = aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref().to_vec();
+        let jwk = serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "kid": "fuzz", "use": "sig", "alg": "EdDSA",
+            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
+        });
+        let jwks: CoreJsonWebKeySet = serde_json::from_value(serde_json::json!({ "keys": [jwk] })).expect("a JWKS");
+        let issuer = &self.config.issuer;
+        let metadata = Metadata::new(
+            IssuerUrl::new(issuer.clone()).expect("the configured issuer"),
+            openidconnect::AuthUrl::new(format!("{issuer}/auth")).expect("a URL"),
+            JsonWebKeySetUrl::new(format!("{issuer}/jwks")).expect("a URL"),
+            vec![openidconnect::ResponseTypes::new(vec![CoreResponseType::Code])],
+            vec![CoreSubjectIdentifierType::Public],
+            vec![CoreJwsSigningAlgorithm::EdDsa],
+            ExtraMetadata::default(),
+        )
+        .set_token_endpoint(Some(openidconnect::TokenUrl::new(format!("{issuer}/token")).expect("a URL")))
+        .set_jwks(jwks);
+        let discovered = self.build(metadata).expect("fixed metadata builds");
+        *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(discovered));
+    }
+
     /// Refetches the JWKS (key rotation at the provider), at most once per interval.
     async fn refetch_jwks(&self) -> Result<Arc<Discovered>, OidcError> {
         let current = self.ready()?;

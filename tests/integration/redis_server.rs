@@ -68,11 +68,40 @@ impl RedisServer {
         String::from_utf8_lossy(&reply[..n]).into_owned()
     }
 
+    /// Starts `MONITOR`: every command Redis receives from now on, as Redis echoes it. Read the
+    /// capture with [`Monitor::text`].
+    pub fn monitor(&self) -> Monitor {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        let captured = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = captured.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stream.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Monitor { captured }
+    }
+
     fn answers(&self) -> bool {
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut reply = [0u8; 7];
         stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    }
+}
+
+pub struct Monitor {
+    captured: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Monitor {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.captured.lock().unwrap()).into_owned()
     }
 }
 

@@ -43,6 +43,7 @@ fn to(replica: &Bff, callback: &str) -> String {
 async fn a_login_started_on_one_replica_finishes_on_the_other_and_logout_ends_it_everywhere() {
     let redis = RedisServer::start();
     let (a, b) = replicas(&redis, [None, None]).await;
+    let monitor = redis.monitor();
     let mut browser = Browser::new();
     let callback = a.authorize_from(&mut browser, "alice", &a.direct("/bff/login?returnUrl=%2Fhere")).await;
     let landed = browser.get(&to(&b, &callback), &[]).await;
@@ -70,11 +71,16 @@ async fn a_login_started_on_one_replica_finishes_on_the_other_and_logout_ends_it
     let session_key = dump.lines().find(|l| l.starts_with("cr:s:")).unwrap();
     let bytes = redis.command(&["MEMORY", "USAGE", session_key]);
     eprintln!("Redis MEMORY USAGE of one session (oidc-provider's tokens): {}", bytes.trim());
+    // And what MONITOR showed of every command since before the login.
+    let monitored = monitor.text();
+    assert!(monitored.contains("HSET") || monitored.contains("hset") || monitored.contains("EVALSHA"), "MONITOR saw nothing");
     for token in tokens_issued(&a.issuer, &a.client).await {
         assert!(!values.contains(&token) && !dump.contains(&token), "Redis holds a token in the clear");
+        assert!(!monitored.contains(&token), "MONITOR shows a token");
     }
     for (what, text) in [("ticket", &ticket[8..]), ("user", "alice"), ("email", "alice@example.com")] {
         assert!(!values.contains(text) && !dump.contains(text), "Redis shows the {what}");
+        assert!(!monitored.contains(text), "MONITOR shows the {what}");
     }
 
     // Logout on A: B no longer knows the session either.
