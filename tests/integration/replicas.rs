@@ -73,7 +73,10 @@ async fn a_login_started_on_one_replica_finishes_on_the_other_and_logout_ends_it
     eprintln!("Redis MEMORY USAGE of one session (oidc-provider's tokens): {}", bytes.trim());
     // And what MONITOR showed of every command since before the login.
     let monitored = monitor.text();
-    assert!(monitored.contains("HSET") || monitored.contains("hset") || monitored.contains("EVALSHA"), "MONITOR saw nothing");
+    assert!(
+        monitored.contains("HSET") || monitored.contains("hset") || monitored.contains("EVALSHA"),
+        "MONITOR saw nothing"
+    );
     for token in tokens_issued(&a.issuer, &a.client).await {
         assert!(!values.contains(&token) && !dump.contains(&token), "Redis holds a token in the clear");
         assert!(!monitored.contains(&token), "MONITOR shows a token");
