@@ -4,7 +4,7 @@
 //! AEAD open, rewrites headers in place, and hands the body through without buffering (a
 //! 100 MB upload streams with bounded memory). Connections to upstreams are pooled keep-alive.
 
-mod headers;
+pub mod headers;
 mod websocket;
 
 use crate::app::App;

@@ -387,8 +387,9 @@ impl SessionStore for RedisStore {
     }
 }
 
-/// The tests' real redis-server, shared with the integration tests.
+/// The tests' real redis-server, shared with the integration tests (which use all of it).
 #[cfg(test)]
+#[allow(dead_code)]
 #[path = "../../tests/integration/redis_server.rs"]
 mod redis_server;
 

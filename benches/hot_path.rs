@@ -1,0 +1,88 @@
+//! Micro-benchmarks of the per-request work: opening a sealed session, parsing a ticket,
+//! rewriting request headers, routing. `cargo bench --bench hot_path`.
+
+use cloakroom::config::Config;
+use cloakroom::proxy::headers;
+use cloakroom::router::Router;
+use cloakroom::session::cookie::CookiePolicy;
+use cloakroom::session::seal::KeyRing;
+use cloakroom::session::{Sealer, Session, SessionTicket};
+use http::{HeaderMap, HeaderValue};
+use openidconnect::{AccessToken, RefreshToken};
+
+fn main() {
+    divan::main();
+}
+
+fn config() -> Config {
+    let text = "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n[session]\nkeys = [\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"]\n[[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9101/\"\n[[routes]]\nprefix = \"/orders/\"\nupstream = \"http://127.0.0.1:9102/\"\n";
+    Config::from_toml(text, Vec::new()).expect("a valid config")
+}
+
+fn session() -> Session {
+    let mut claims = serde_json::Map::new();
+    claims.insert("sub".into(), "user-1".into());
+    claims.insert("name".into(), "Alice Example".into());
+    claims.insert("email".into(), "alice@example.com".into());
+    Session {
+        sub: "user-1".into(),
+        sid: Some("sid-1".into()),
+        claims,
+        access_token: AccessToken::new(format!("eyJ.{}.{}", "x".repeat(600), "s".repeat(342))),
+        access_token_expires_at: Some(2_000_000_000),
+        refresh_token: Some(RefreshToken::new("r".repeat(43))),
+        id_token: None,
+        resource_tokens: Default::default(),
+        created_at: 1_700_000_000,
+        expires_at: 2_000_000_000,
+        listing_id: "l".repeat(22),
+    }
+}
+
+#[divan::bench]
+fn open_sealed_session(bencher: divan::Bencher) {
+    let keys: KeyRing = config().session.keys;
+    let sealer = Sealer::new(keys);
+    let ticket = SessionTicket::generate();
+    let sealed = sealer.seal_session(&ticket, &session()).sealed;
+    bencher.bench(|| sealer.open_session(divan::black_box(&ticket), divan::black_box(&sealed)).expect("opens"));
+}
+
+#[divan::bench]
+fn seal_session(bencher: divan::Bencher) {
+    let sealer = Sealer::new(config().session.keys);
+    let ticket = SessionTicket::generate();
+    let session = session();
+    bencher.bench(|| sealer.seal_session(divan::black_box(&ticket), divan::black_box(&session)));
+}
+
+#[divan::bench]
+fn parse_ticket(bencher: divan::Bencher) {
+    let encoded = SessionTicket::generate().encode();
+    bencher.bench(|| SessionTicket::parse(divan::black_box(&encoded)).expect("parses"));
+}
+
+#[divan::bench]
+fn rewrite_request_headers(bencher: divan::Bencher) {
+    let cookies = CookiePolicy::new("__Host-cloakroom", cookie::SameSite::Strict);
+    let mut template = HeaderMap::new();
+    template.insert("cookie", HeaderValue::from_static("theme=dark; __Host-cloakroom=abc; lang=en"));
+    template.insert("connection", HeaderValue::from_static("keep-alive"));
+    template.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+    template.insert("accept", HeaderValue::from_static("application/json"));
+    bencher.with_inputs(|| template.clone()).bench_local_values(|mut headers| {
+        headers::strip_hop_by_hop(&mut headers);
+        headers::strip_own_cookies(&mut headers, &cookies);
+        headers::set_forwarded(
+            &mut headers,
+            &headers::Forwarded { client_ip: "203.0.113.7".into(), proto: "https", host: Some("app.example") },
+        );
+        headers
+    });
+}
+
+#[divan::bench]
+fn route(bencher: divan::Bencher) {
+    let router = Router::new(&config().routes);
+    bencher.bench(|| router.route(divan::black_box("/orders/v1/items/42")));
+}
