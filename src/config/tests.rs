@@ -292,3 +292,22 @@ fn the_redis_store_needs_a_redis_url_and_shared_keys() {
     let plain = with(&format!("store = \"redis\"\nredis_url = \"redis://redis.internal:6379\"\nkeys = [\"{key}\"]"));
     assert!(Config::from_toml(&plain, env(&[])).unwrap().warnings.iter().any(|w| w.contains("rediss://")));
 }
+
+#[test]
+fn a_private_key_certificate_must_be_readable() {
+    let dir = std::env::temp_dir().join(format!("cloakroom-config-x5t-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("client.pem");
+    let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref())
+    );
+    std::fs::write(&key_file, pem).unwrap();
+    let text = format!(
+        "[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"spa\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = {:?}\nprivate_key_cert_file = \"/nonexistent.pem\"\n",
+        key_file.display().to_string()
+    );
+    assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["oidc.private_key_cert_file"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -184,6 +184,7 @@ fn client_auth(check: &mut Check, oidc: &super::raw::RawOidc) -> Option<ClientAu
             ("oidc.private_key_file", &oidc.private_key_file),
             ("oidc.private_key_kid", &oidc.private_key_kid),
             ("oidc.private_key_alg", &oidc.private_key_alg),
+            ("oidc.private_key_cert_file", &oidc.private_key_cert_file),
         ] {
             if value.is_some() {
                 check.fail(key, "is only used with client_auth = \"private_key_jwt\"");
@@ -230,14 +231,23 @@ fn client_auth(check: &mut Check, oidc: &super::raw::RawOidc) -> Option<ClientAu
                     return None;
                 }
             };
-            match ClientKey::from_pem(&pem, oidc.private_key_alg.as_deref(), oidc.private_key_kid.clone()) {
-                Ok(key) => Some(ClientAuth::PrivateKeyJwt { key: Arc::new(key), audience }),
-                Err(e) => {
+            let key = ClientKey::from_pem(&pem, oidc.private_key_alg.as_deref(), oidc.private_key_kid.clone());
+            let key = match (key, oidc.private_key_cert_file.as_deref()) {
+                (Ok(key), Some(cert_path)) => match std::fs::read(cert_path) {
+                    Ok(cert) => key.with_certificate(&cert).map_err(|e| {
+                        check.fail("oidc.private_key_cert_file", format!("{cert_path}: {e}"));
+                    }),
+                    Err(e) => {
+                        check.fail("oidc.private_key_cert_file", format!("cannot read {cert_path}: {e}"));
+                        return None;
+                    }
+                },
+                (key, _) => key.map_err(|e| {
                     let key = if e.contains("algorithm") { "oidc.private_key_alg" } else { "oidc.private_key_file" };
                     check.fail(key, format!("{path}: {e}"));
-                    None
-                }
-            }
+                }),
+            };
+            key.ok().map(|key| ClientAuth::PrivateKeyJwt { key: Arc::new(key), audience })
         }
         other => {
             check.fail(

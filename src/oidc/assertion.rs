@@ -23,6 +23,9 @@ pub struct ClientKey {
     signer: Signer,
     alg: &'static str,
     kid: Option<String>,
+    /// Thumbprints of the key's certificate (`x5t`, `x5t#S256`), for providers that identify
+    /// certificate credentials by them (Microsoft Entra ID).
+    thumbprints: Option<(String, String)>,
 }
 
 /// A parsed key before its algorithm is settled: RSA keys serve several.
@@ -83,7 +86,17 @@ impl ClientKey {
                 _ => (signer, natural),
             },
         };
-        Ok(Self { signer, alg, kid: kid.filter(|k| !k.is_empty()) })
+        Ok(Self { signer, alg, kid: kid.filter(|k| !k.is_empty()), thumbprints: None })
+    }
+
+    /// Adds the `x5t` and `x5t#S256` headers of the key's certificate (the first in a PEM file).
+    pub fn with_certificate(mut self, pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::CertificateDer;
+        let cert = CertificateDer::from_pem_slice(pem).map_err(|e| format!("no PEM certificate found ({e})"))?;
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref());
+        self.thumbprints = Some((URL_SAFE_NO_PAD.encode(sha1), URL_SAFE_NO_PAD.encode(sha256)));
+        Ok(self)
     }
 
     pub fn alg(&self) -> &'static str {
@@ -96,6 +109,10 @@ impl ClientKey {
         let mut header = json!({ "alg": self.alg, "typ": "JWT" });
         if let Some(kid) = &self.kid {
             header["kid"] = json!(kid);
+        }
+        if let Some((sha1, sha256)) = &self.thumbprints {
+            header["x5t"] = json!(sha1);
+            header["x5t#S256"] = json!(sha256);
         }
         let claims = json!({
             "iss": client_id,
@@ -227,6 +244,24 @@ mod tests {
         assert!(error.contains("no PEM private key"), "{error}");
         let error = ClientKey::from_pem(pem(b"garbage").as_bytes(), None, None).unwrap_err();
         assert!(error.contains("not an RSA"), "{error}");
+    }
+
+    #[test]
+    fn a_certificate_adds_its_thumbprints_for_entra_id() {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["cloakroom".to_string()]).unwrap().cert;
+        let key = ClientKey::from_pem(pem(pkcs8.as_ref()).as_bytes(), None, None)
+            .unwrap()
+            .with_certificate(cert.pem().as_bytes())
+            .unwrap();
+        let (header, ..) = parts(&key.assertion("app", "aud", 1).unwrap());
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.der());
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.der());
+        assert_eq!(header["x5t"], URL_SAFE_NO_PAD.encode(sha1));
+        assert_eq!(header["x5t#S256"], URL_SAFE_NO_PAD.encode(sha256));
+        assert!(
+            ClientKey::from_pem(pem(pkcs8.as_ref()).as_bytes(), None, None).unwrap().with_certificate(b"nope").is_err()
+        );
     }
 
     #[test]
