@@ -73,22 +73,73 @@ impl Router {
 /// `.`/`..` segments (plain or percent-encoded), encoded `/` or `\`, raw backslashes, NUL, and
 /// anything not starting with `/`.
 pub fn is_safe_path(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('\\') {
+    if !path.starts_with('/') || path.contains(['\\', '\0']) {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || lower.contains('\0') {
-        return false;
+    // Without allocating: this runs on every request.
+    let bytes = path.as_bytes();
+    for (i, _) in path.match_indices('%') {
+        if let Some(&[a, b]) = bytes.get(i + 1..i + 3)
+            && matches!(&[a.to_ascii_lowercase(), b.to_ascii_lowercase()], b"2f" | b"5c" | b"00")
+        {
+            return false;
+        }
     }
-    !lower.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    })
+    !path.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, each dot plain or as `%2e` (any case).
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first, allocating version, kept as the reference the fast one must agree with.
+    fn reference_is_safe_path(path: &str) -> bool {
+        if !path.starts_with('/') || path.contains('\\') {
+            return false;
+        }
+        let lower = path.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || lower.contains('\0') {
+            return false;
+        }
+        !lower.split('/').any(|segment| {
+            let decoded = segment.replace("%2e", ".");
+            decoded == "." || decoded == ".."
+        })
+    }
+
+    #[test]
+    fn the_allocation_free_path_check_agrees_with_the_reference() {
+        // Every path of up to four pieces from an alphabet of the tricky parts.
+        let pieces = ["/", ".", "%2e", "%2E", "%2f", "%5C", "%00", "%", "%2", "a", "\\", "\0", "..", "%e2"];
+        let mut paths = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> =
+                paths.iter().flat_map(|p| pieces.iter().map(move |piece| format!("{p}{piece}"))).collect();
+            paths.extend(longer);
+        }
+        for path in paths {
+            let path = format!("/{path}");
+            assert_eq!(is_safe_path(&path), reference_is_safe_path(&path), "{path:?}");
+        }
+    }
 
     fn router() -> Router {
         let route = |prefix: &str| RouteConfig {
