@@ -11,7 +11,7 @@ use crate::router::{Route, Router};
 use crate::session::Sessions;
 use crate::spa::Spa;
 use crate::tokens::TokenService;
-use crate::upstream::HttpClient;
+use crate::upstream::{HttpClient, Upstream};
 use crate::{bff, csrf, forwarded, proxy, telemetry};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, Request, Response};
@@ -29,11 +29,11 @@ pub struct App {
     pub provider: Arc<Provider>,
     pub tokens: TokenService,
     /// One pooled client per route, same index as `config.routes`.
-    pub upstreams: Vec<HttpClient>,
+    pub upstreams: Vec<Upstream>,
     pub spa: Option<Spa>,
     pub metrics: Arc<Metrics>,
     /// `[spa] dev_server`: its client (pages pass through, hot-reload WebSockets included).
-    dev_server: Option<HttpClient>,
+    dev_server: Option<Upstream>,
     shutting_down: AtomicBool,
 }
 
@@ -46,9 +46,19 @@ impl App {
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock, metrics.clone()));
         let tokens =
             TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2, metrics.clone());
-        let upstreams = config.routes.iter().map(|r| HttpClient::with_tls(r.connect_timeout, r.tls.clone())).collect();
+        let upstreams = config
+            .routes
+            .iter()
+            .map(|r| Upstream {
+                client: HttpClient::with_tls(r.connect_timeout, r.tls.clone()),
+                metrics: metrics.upstream(&r.prefix),
+            })
+            .collect();
         let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
-        let dev_server = config.spa_dev_server.as_ref().map(|_| HttpClient::new(std::time::Duration::from_secs(5)));
+        let dev_server = config.spa_dev_server.as_ref().map(|_| Upstream {
+            client: HttpClient::new(std::time::Duration::from_secs(5)),
+            metrics: metrics.upstream("spa-dev-server"),
+        });
         Ok(Self {
             config,
             router,
@@ -123,7 +133,7 @@ impl App {
     /// stripped); its hot-reload WebSocket needs cloakroom's own Origin like any other.
     async fn pass_to_dev_server(
         &self,
-        dev: &HttpClient,
+        dev: &Upstream,
         request: Request<Incoming>,
         client: ClientAddr,
     ) -> Response<Body> {
@@ -138,11 +148,10 @@ impl App {
             target: proxy::Target { scheme, authority, path },
             token: None,
             strip_authorization: false,
-            client: dev,
+            upstream: dev,
             timeout: std::time::Duration::from_secs(60),
             max_body: None,
             from: client,
-            label: "spa-dev-server",
         };
         proxy::relay(self, request, relay).await
     }

@@ -135,8 +135,6 @@ fn list<'a>(headers: &'a HeaderMap, name: &str) -> impl DoubleEndedIterator<Item
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .collect::<Vec<_>>()
-        .into_iter()
 }
 
 fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -167,15 +165,7 @@ fn parse_node(value: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
+    use crate::proxy::headers::header_map as headers;
 
     fn trusted(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|c| c.parse().unwrap()).collect()

@@ -40,6 +40,31 @@ struct UpstreamErrorLabels {
     kind: &'static str,
 }
 
+/// How an upstream call can fail (`cloakroom_upstream_errors_total{kind}`).
+const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "failed", "body_too_large"];
+
+/// One upstream's series, looked up once at start-up: a proxied call then only touches atomics
+/// (no label allocation or family lookup on the request path).
+#[derive(Clone, Debug)]
+pub struct UpstreamMetrics {
+    seconds: Histogram,
+    errors: [Counter; UPSTREAM_ERROR_KINDS.len()],
+}
+
+impl UpstreamMetrics {
+    /// A call that got a response head (`error`: `None`), or failed with a kind of
+    /// [`UPSTREAM_ERROR_KINDS`] (an unknown kind counts as `failed`).
+    pub fn record(&self, elapsed: Duration, error: Option<&str>) {
+        match error {
+            None => self.seconds.observe(elapsed.as_secs_f64()),
+            Some(kind) => {
+                let index = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind).unwrap_or(2);
+                self.errors[index].inc();
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderErrorLabels {
     kind: &'static str,
@@ -177,14 +202,13 @@ impl Metrics {
         }
     }
 
-    pub fn upstream_call(&self, prefix: &str, elapsed: Duration, error: Option<&'static str>) {
-        let upstream = prefix.to_string();
-        match error {
-            None => self.upstream_seconds.get_or_create(&UpstreamLabels { upstream }).observe(elapsed.as_secs_f64()),
-            Some(kind) => {
-                self.upstream_errors.get_or_create(&UpstreamErrorLabels { upstream, kind }).inc();
-            }
-        }
+    /// The series of the upstream named `label` (a route prefix), created now.
+    pub fn upstream(&self, label: &str) -> UpstreamMetrics {
+        let seconds = self.upstream_seconds.get_or_create(&UpstreamLabels { upstream: label.to_string() }).clone();
+        let errors = UPSTREAM_ERROR_KINDS.map(|kind| {
+            self.upstream_errors.get_or_create(&UpstreamErrorLabels { upstream: label.to_string(), kind }).clone()
+        });
+        UpstreamMetrics { seconds, errors }
     }
 
     /// The text exposition, with the gauges read now (`active_sessions` when the store can

@@ -16,6 +16,13 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A destination cloakroom proxies to: its client and its metrics.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub client: HttpClient,
+    pub metrics: crate::metrics::UpstreamMetrics,
+}
+
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Body>,

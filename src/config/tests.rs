@@ -218,10 +218,8 @@ fn log_format_is_text_or_json() {
     assert_eq!(keys(&errors), ["log.format"]);
 }
 
-#[test]
-fn private_key_jwt_needs_a_usable_key_and_no_secret() {
-    let dir = std::env::temp_dir().join(format!("cloakroom-config-pkjwt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh Ed25519 private key, as PKCS#8 PEM in `dir/client.pem`.
+fn ed25519_key_file(dir: &std::path::Path) -> std::path::PathBuf {
     let key_file = dir.join("client.pem");
     let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
     let pem = format!(
@@ -229,6 +227,14 @@ fn private_key_jwt_needs_a_usable_key_and_no_secret() {
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref())
     );
     std::fs::write(&key_file, pem).unwrap();
+    key_file
+}
+
+#[test]
+fn private_key_jwt_needs_a_usable_key_and_no_secret() {
+    let dir = std::env::temp_dir().join(format!("cloakroom-config-pkjwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = ed25519_key_file(&dir);
     let base = "[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"spa\"\nclient_auth = \"private_key_jwt\"\n";
     let good = format!("{base}private_key_file = {:?}\nprivate_key_kid = \"k1\"\n", key_file.display().to_string());
     let config = Config::from_toml(&good, env(&[])).unwrap();
@@ -297,13 +303,7 @@ fn the_redis_store_needs_a_redis_url_and_shared_keys() {
 fn a_private_key_certificate_must_be_readable() {
     let dir = std::env::temp_dir().join(format!("cloakroom-config-x5t-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let key_file = dir.join("client.pem");
-    let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref())
-    );
-    std::fs::write(&key_file, pem).unwrap();
+    let key_file = ed25519_key_file(&dir);
     let text = format!(
         "[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"spa\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = {:?}\nprivate_key_cert_file = \"/nonexistent.pem\"\n",
         key_file.display().to_string()

@@ -76,15 +76,23 @@ impl Check<'_> {
     }
 
     fn duration(&mut self, key: &str, text: &str) -> Duration {
-        match humantime::parse_duration(text.trim()) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
+        match self.duration_or_zero(key, text) {
+            Some(d) if !d.is_zero() => d,
+            Some(_) => {
                 self.fail(key, "must be greater than zero");
                 Duration::from_secs(1)
             }
+            None => Duration::from_secs(1),
+        }
+    }
+
+    /// A duration where "0s" means "none"; `None` (reported) when it does not parse.
+    fn duration_or_zero(&mut self, key: &str, text: &str) -> Option<Duration> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => Some(d),
             Err(e) => {
                 self.fail(key, format!("{text:?} is not a duration like \"30s\", \"10m\" or \"12h\" ({e})"));
-                Duration::from_secs(1)
+                None
             }
         }
     }
@@ -334,16 +342,8 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let listen = check.socket_addr("server.listen", &raw.server.listen);
     let admin_listen = check.socket_addr("server.admin_listen", &raw.server.admin_listen);
     let shutdown_timeout = check.duration("server.shutdown_timeout", &raw.server.shutdown_timeout);
-    let shutdown_delay = match humantime::parse_duration(raw.server.shutdown_delay.trim()) {
-        Ok(delay) => delay,
-        Err(e) => {
-            check.fail(
-                "server.shutdown_delay",
-                format!("{:?} is not a duration like \"0s\" or \"10s\" ({e})", raw.server.shutdown_delay),
-            );
-            Duration::ZERO
-        }
-    };
+    let shutdown_delay =
+        check.duration_or_zero("server.shutdown_delay", &raw.server.shutdown_delay).unwrap_or(Duration::ZERO);
     let header_read_timeout = check.duration("server.header_read_timeout", &raw.server.header_read_timeout);
     let max_header_bytes = check.size("server.max_header_bytes", &raw.server.max_header_bytes);
     if max_header_bytes < 8192 {

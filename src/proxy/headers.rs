@@ -105,18 +105,22 @@ pub fn strip_own_set_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
     }
 }
 
+/// A header map from literal pairs, repeats kept (for tests across modules).
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        headers.append(*name, HeaderValue::from_static(value));
+    }
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use cookie::SameSite;
 
-    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(*name, HeaderValue::from_static(value));
-        }
-        headers
-    }
+    use super::header_map as map;
 
     fn policy() -> CookiePolicy {
         CookiePolicy::new("__Host-cloakroom", SameSite::Strict)

@@ -15,8 +15,8 @@ use crate::forwarded::ClientAddr;
 use crate::respond::Body;
 use crate::session::Lookup;
 use crate::tokens::TokenError;
-use crate::upstream::HttpClient;
 use crate::upstream::SendError;
+use crate::upstream::Upstream;
 use headers::Forwarded;
 use http::header::{AUTHORIZATION, HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
@@ -66,11 +66,10 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         token: access_token.as_ref(),
         // On token routes the browser never chooses the credential.
         strip_authorization: route.policy != TokenPolicy::None,
-        client: &app.upstreams[route_index],
+        upstream: &app.upstreams[route_index],
         timeout: route.timeout,
         max_body: Some(route.max_body),
         from: client,
-        label: &route.prefix,
     };
     let response = relay(app, request, relayed).await;
     if stale_cookie { app.clear_session_cookie(response) } else { response }
@@ -88,14 +87,13 @@ pub struct Relay<'a> {
     pub target: Target<'a>,
     pub token: Option<&'a AccessToken>,
     pub strip_authorization: bool,
-    pub client: &'a HttpClient,
+    /// The client to send with and the metrics to record in.
+    pub upstream: &'a Upstream,
     pub timeout: std::time::Duration,
     /// Bodies past this many bytes are cut off and answered 413 (undeclared lengths included).
     pub max_body: Option<u64>,
     /// The browser, as far as cloakroom believes (see [`crate::forwarded`]).
     pub from: ClientAddr,
-    /// Names the upstream in metrics (the route prefix).
-    pub label: &'a str,
 }
 
 /// Sends a request upstream with header hygiene both ways, streaming bodies; a WebSocket
@@ -159,14 +157,14 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     let upstream_request = Request::from_parts(parts, body);
 
     let sent = std::time::Instant::now();
-    let mut response = match relay.client.send(upstream_request, relay.timeout).await {
+    let mut response = match relay.upstream.client.send(upstream_request, relay.timeout).await {
         Ok(response) => {
-            app.metrics.upstream_call(relay.label, sent.elapsed(), None);
+            relay.upstream.metrics.record(sent.elapsed(), None);
             response
         }
         Err(e) => {
             tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
-            app.metrics.upstream_call(relay.label, sent.elapsed(), Some(e.kind()));
+            relay.upstream.metrics.record(sent.elapsed(), Some(e.kind()));
             return match e {
                 SendError::Timeout => ApiError::UpstreamTimeout,
                 SendError::BodyTooLarge => ApiError::PayloadTooLarge,

@@ -52,13 +52,7 @@ pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade) -> tokio::task::JoinHandle
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
+    use crate::proxy::headers::header_map as headers;
 
     #[test]
     fn recognises_websocket_upgrades_only() {

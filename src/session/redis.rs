@@ -196,8 +196,11 @@ impl RedisStore {
         out.push_str(&self.inner.settings.key_prefix);
         out.push_str(kind);
         out.push(':');
+        // Every request that reads a session builds one of these: no allocation per byte.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for byte in key.as_bytes() {
-            out.push_str(&format!("{byte:02x}"));
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
         out
     }
@@ -345,8 +348,9 @@ impl SessionStore for RedisStore {
 
     async fn index_list(&self, index: &StoreKey) -> Result<Vec<(StoreKey, Bytes)>, StoreError> {
         let redis_key = self.key("i", index);
+        let index_key = &redis_key;
         let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            self.run(|mut conn| async move { conn.hgetall(redis_key).await }).await?;
+            self.run(|mut conn| async move { conn.hgetall(index_key).await }).await?;
         let entries: Vec<(StoreKey, Bytes)> = entries
             .into_iter()
             .filter_map(|(m, payload)| Some((StoreKey(<[u8; 32]>::try_from(m.as_slice()).ok()?), Bytes::from(payload))))
@@ -367,7 +371,6 @@ impl SessionStore for RedisStore {
             .await?;
         let (live, ended): (Vec<_>, Vec<_>) = entries.into_iter().zip(alive).partition(|(_, alive)| *alive);
         if !ended.is_empty() {
-            let redis_key = self.key("i", index);
             let fields: Vec<Vec<u8>> = ended.iter().map(|((m, _), _)| m.as_bytes().to_vec()).collect();
             self.run(|mut conn| async move { conn.hdel::<_, _, ()>(redis_key, fields).await }).await?;
         }
