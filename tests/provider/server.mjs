@@ -19,6 +19,11 @@ const accounts = {
   bob: { sub: 'bob', name: 'Bob Example', email: 'bob@example.com', email_verified: true },
 };
 
+// The benchmark (bench/run) signs in thousands of distinct users: `bench-<n>`, made on demand.
+const account = (id) => accounts[id] ?? (/^bench-\d{1,6}$/.test(id)
+  ? { sub: id, name: `Bench User ${id.slice(6)}`, email: `${id}@example.com`, email_verified: true }
+  : undefined);
+
 export const API_RESOURCE = 'urn:cloakroom:test-api';
 const ttl = (name, fallback) => Number(process.env[name] || fallback);
 
@@ -83,9 +88,9 @@ const configuration = {
     return globalThis.fetch(url, options);
   },
   findAccount: async (_ctx, id) => {
-    const account = accounts[id];
-    if (!account) return undefined;
-    return { accountId: id, claims: async () => ({ ...account }) };
+    const found = account(id);
+    if (!found) return undefined;
+    return { accountId: id, claims: async () => ({ ...found }) };
   },
 };
 
@@ -109,7 +114,7 @@ async function interaction(provider, req, res, uid, action) {
     if (action === 'login' && req.method === 'POST') {
       const form = await readForm(req);
       const accountId = form.get('login');
-      if (!accounts[accountId]) return html(res, 400, '<p>unknown user</p>');
+      if (!account(accountId)) return html(res, 400, '<p>unknown user</p>');
       return provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
     }
     if (action === 'abort' && req.method === 'POST') {

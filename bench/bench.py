@@ -1,0 +1,649 @@
+#!/usr/bin/env python3
+"""cloakroom's side-by-side benchmark (run it through `bench/run`, which installs and builds first).
+
+In one run, on loopback, with the same load for each (wrk, fixed connections and duration):
+  (a) the upstream API directly: the physical limit;
+  (b) Debian's nginx as a plain reverse proxy, no authentication: the cost of one proxy hop;
+  (c) cloakroom on an authenticated `user` route: cookie, session lookup, decrypt, Bearer attached;
+  (c10k) the same with many live sessions in the store, each request presenting the next one;
+  (d) Apache httpd with Debian's mod_auth_openidc on an authenticated route: a mainstream OIDC proxy.
+Both authenticating proxies sign in programmatically against the same real OpenID provider (the
+test suite's oidc-provider). Every request wrk counts must have reached the upstream, and for (c)
+and (d) carried a Bearer token: the upstream counts, and a run whose counts fall short is marked
+invalid instead of being reported. Then the refresh storm: many concurrent calls at access-token
+expiry, exactly one refresh expected at the provider, with the storm's latency percentiles.
+
+Servers (upstream, proxies, provider) are pinned to CPU 0 and the load generator to CPU 1.
+Rounds interleave the targets, so drift on the machine spreads over all of them; the table gives
+medians with min-max.
+"""
+
+import argparse
+import asyncio
+import base64
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+CSRF = ("X-CSRF", "1")
+API_PATH = "/api/items"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, process, name, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with {process.returncode} before listening; see its log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{name} did not listen on {port} within {timeout}s")
+
+
+class Processes:
+    """Everything the benchmark started, stopped together (process groups: nginx and Apache fork)."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.running = []
+
+    def start(self, name, argv, env=None, stdin=None, stdout=None):
+        logfile = open(self.workdir / f"{name}.log", "wb")
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *argv],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else logfile,
+            stderr=logfile,
+            start_new_session=True,
+        )
+        self.running.append(process)
+        return process
+
+    def stop_all(self):
+        for process in self.running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------
+# A minimal browser for programmatic sign-in: keep-alive connections, cookies kept per origin
+# (host and port: stricter than a browser, which is what keeps the proxies' cookies apart here).
+
+
+class Browser:
+    def __init__(self):
+        self.connections = {}
+        self.jar = {}
+
+    def forget_cookies(self):
+        self.jar = {}
+
+    def request(self, method, url, body=None, headers=()):
+        parts = urllib.parse.urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        sent = {"Accept": "text/html", **dict(headers)}  # a navigation, as a browser sends it
+        cookies = self.jar.get(parts.netloc)
+        if cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        if body is not None:
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        for attempt in (1, 2):
+            connection = self.connections.get(parts.netloc)
+            if connection is None:
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                self.connections[parts.netloc] = connection
+            try:
+                connection.request(method, path, body=body, headers=sent)
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                connection.close()
+                del self.connections[parts.netloc]
+                if attempt == 2:
+                    raise
+        jar = self.jar.setdefault(parts.netloc, {})
+        for header in response.headers.get_all("Set-Cookie") or []:
+            pair, _, attributes = header.partition(";")
+            name, _, value = pair.strip().partition("=")
+            attributes = attributes.lower()
+            if not value or "max-age=0" in attributes or "1970" in attributes:
+                jar.pop(name, None)
+            else:
+                jar[name] = value
+        return response.status, response.headers, data
+
+    def follow(self, url, stop):
+        """GETs through redirects until `stop(url)` or a non-redirect answer; returns (url, answer)."""
+        for _ in range(20):
+            if stop(url):
+                return url, None
+            status, headers, body = self.request("GET", url)
+            if status not in (301, 302, 303, 307, 308):
+                return url, (status, body)
+            url = urllib.parse.urljoin(url, headers["Location"])
+        raise RuntimeError(f"too many redirects, last at {url}")
+
+    def sign_in(self, start_url, issuer, user, callback_prefix):
+        """Walks a whole authorization-code sign-in as `user`, through the provider's login form."""
+        status, headers, body = self.request("GET", start_url)
+        if status not in (302, 303):
+            raise RuntimeError(f"{start_url} answered {status}, not a redirect to the provider: {body[:200]!r}")
+        url = urllib.parse.urljoin(start_url, headers["Location"])
+        at_provider = lambda u: u.startswith(issuer + "/")  # noqa: E731
+        url, page = self.follow(url, lambda u: not at_provider(u))
+        if page is not None:
+            uid = url.rstrip("/").rsplit("/", 1)[1]
+            status, headers, body = self.request("POST", f"{issuer}/interaction/{uid}/login", body=f"login={user}")
+            if status not in (302, 303):
+                raise RuntimeError(f"the provider refused the sign-in: {status} {body[:200]!r}")
+            url, page = self.follow(urllib.parse.urljoin(issuer, headers["Location"]), lambda u: not at_provider(u))
+            if page is not None:
+                raise RuntimeError(f"the provider stopped at {url}: {page[0]} {page[1][:200]!r}")
+        if not url.startswith(callback_prefix):
+            raise RuntimeError(f"the provider redirected to {url}, not to {callback_prefix}")
+        # cloakroom answers the callback with a page that moves on (SameSite=Strict), Apache with 302.
+        status, _, body = self.request("GET", url)
+        origin = urllib.parse.urlsplit(callback_prefix).netloc
+        cookies = self.jar.get(origin)
+        if status not in (200, 302, 303) or not cookies:
+            raise RuntimeError(f"the callback answered {status} and set no session: {body[:300]!r}")
+        return "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+
+def http_json(method, url, payload=None):
+    data = json.dumps(payload).encode() if payload is not None else None
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.request(method, parts.path, body=data, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {url}: {response.status} {body[:300]!r}")
+    return json.loads(body) if body else None
+
+
+def get_status(url, headers=()):
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.request("GET", parts.path, headers=dict(headers))
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.status
+
+
+# ------------------------------------------------------------------------------------------------
+# The servers.
+
+
+class Provider:
+    """The test suite's oidc-provider; it exits when its stdin closes."""
+
+    def __init__(self, processes, name, access_token_ttl):
+        self.process = processes.start(
+            name,
+            ["node", "tests/provider/server.mjs"],
+            env={"ACCESS_TOKEN_TTL": str(access_token_ttl)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the provider did not start; see {processes.workdir}/{name}.log")
+        self.issuer = json.loads(line)["issuer"]
+
+    def register(self, redirect_uri, refresh):
+        grants = ["authorization_code", "refresh_token"] if refresh else ["authorization_code"]
+        client = http_json("POST", f"{self.issuer}/reg", {
+            "redirect_uris": [redirect_uri],
+            "grant_types": grants,
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        })
+        return client["client_id"], client["client_secret"]
+
+    def events(self):
+        return http_json("GET", f"{self.issuer}/__test/events")
+
+    def refreshes(self):
+        return sum(1 for e in self.events() if e["type"] == "grant.success" and e["grant_type"] == "refresh_token")
+
+
+class Upstream:
+    def __init__(self, processes):
+        self.port = free_port()
+        binary = ROOT / "target/release/examples/bench-upstream"
+        self.process = processes.start("upstream", [str(binary), f"127.0.0.1:{self.port}"])
+        wait_for_port(self.port, self.process, "the upstream")
+
+    def counts(self):
+        return http_json("GET", f"http://127.0.0.1:{self.port}/__count")
+
+
+def start_nginx(processes, workdir, upstream):
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {workdir}/nginx-body;
+  proxy_temp_path {workdir}/nginx-proxy;
+  fastcgi_temp_path {workdir}/nginx-fastcgi;
+  uwsgi_temp_path {workdir}/nginx-uwsgi;
+  scgi_temp_path {workdir}/nginx-scgi;
+  upstream api {{ server 127.0.0.1:{upstream.port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    process = processes.start("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
+    wait_for_port(port, process, "nginx")
+    return port
+
+
+def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s"):
+    port, admin = free_port(), free_port()
+    origin = f"http://127.0.0.1:{port}"
+    client_id, client_secret = provider.register(f"{origin}/bff/callback", refresh=True)
+    conf = workdir / f"{name}.toml"
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    conf.write_text(f"""
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+admin_listen = "127.0.0.1:{admin}"
+max_connections = 100000
+
+[oidc]
+issuer = "{provider.issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["openid", "profile", "email", "offline_access"]
+refresh_margin = "{refresh_margin}"
+
+[session]
+keys = ["{key}"]
+
+[log]
+level = "warn"
+
+[[routes]]
+prefix = "/api/"
+upstream = "http://127.0.0.1:{upstream.port}/api/"
+token = "user"
+""")
+    process = processes.start(name, [str(ROOT / "target/release/cloakroom"), "--config", str(conf)])
+    wait_for_port(port, process, name)
+    return process, origin
+
+
+def start_apache(processes, workdir, provider, upstream):
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    redirect_uri = f"{origin}/api/redirect_uri"
+    client_id, client_secret = provider.register(redirect_uri, refresh=False)
+    modules = "/usr/lib/apache2/modules"
+    conf = workdir / "apache.conf"
+    conf.write_text(f"""
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile {workdir}/apache.pid
+ErrorLog {workdir}/apache-error.log
+LogLevel warn
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authn_core_module {modules}/mod_authn_core.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule authz_user_module {modules}/mod_authz_user.so
+LoadModule headers_module {modules}/mod_headers.so
+LoadModule proxy_module {modules}/mod_proxy.so
+LoadModule proxy_http_module {modules}/mod_proxy_http.so
+LoadModule auth_openidc_module {modules}/mod_auth_openidc.so
+User www-data
+Group www-data
+# Debian's mpm_event defaults, with keep-alive unlimited as for the other proxies.
+StartServers 2
+MinSpareThreads 25
+MaxSpareThreads 75
+ThreadLimit 64
+ThreadsPerChild 25
+MaxRequestWorkers 150
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 60
+
+OIDCProviderMetadataURL {provider.issuer}/.well-known/openid-configuration
+OIDCClientID {client_id}
+OIDCClientSecret {client_secret}
+OIDCRedirectURI {redirect_uri}
+OIDCCryptoPassphrase {secrets.token_hex(32)}
+OIDCScope "openid profile email"
+OIDCPKCEMethod S256
+OIDCProviderTokenEndpointAuth client_secret_basic
+OIDCCacheType shm
+OIDCPassClaimsAs environment
+
+<Location /api/>
+  AuthType openid-connect
+  Require valid-user
+  RequestHeader set Authorization "Bearer %{{OIDC_access_token}}e"
+  ProxyPass http://127.0.0.1:{upstream.port}/api/
+</Location>
+""")
+    process = processes.start("apache", ["apache2", "-f", str(conf), "-DFOREGROUND"])
+    wait_for_port(port, process, "Apache")
+    return origin
+
+
+# ------------------------------------------------------------------------------------------------
+# Load, checked at the upstream.
+
+
+def wrk(url, args, headers=(), script="report.lua", script_args=()):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
+            "--latency", "-s", str(BENCH / script)]
+    for name, value in headers:
+        argv += ["-H", f"{name}: {value}"]
+    argv += [url]
+    if script_args:
+        argv += ["--", *script_args]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def measure(target, upstream, args):
+    before = upstream.counts()
+    result = wrk(target["url"], args, target.get("headers", ()), target.get("script", "report.lua"),
+                 target.get("script_args", ()))
+    after = upstream.counts()
+    arrived = after["total"] - before["total"]
+    bearer = after["bearer"] - before["bearer"]
+    counted = bearer if target["authenticated"] else arrived
+    # wrk counts completed responses; requests still in flight when it stops may have arrived too.
+    problems = []
+    if result["status_errors"] or result["socket_errors"]:
+        problems.append(f"{result['status_errors']} error statuses, {result['socket_errors']} socket errors")
+    if counted < result["requests"]:
+        what = "with a Bearer token" if target["authenticated"] else "at all"
+        problems.append(f"only {counted} of {result['requests']} requests reached the upstream {what}")
+    if target["authenticated"] and arrived != bearer:
+        problems.append(f"{arrived - bearer} requests reached the upstream without a Bearer token")
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["problems"] = problems
+    return result
+
+
+def sign_in_many(count, start_url, issuer, callback_prefix, workers=8):
+    """Signs in `count` distinct users (`bench-<n>`), each in a fresh browser; returns the cookies."""
+    def batch(indices):
+        browser = Browser()
+        cookies = []
+        for i in indices:
+            browser.forget_cookies()
+            cookies.append(browser.sign_in(start_url, issuer, f"bench-{i}", callback_prefix))
+        return cookies
+
+    shards = [range(w, count, workers) for w in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        return [cookie for shard in pool.map(batch, shards) for cookie in shard]
+
+
+def rss_bytes(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+# ------------------------------------------------------------------------------------------------
+# The refresh storm: concurrent calls on already-open connections, fired together.
+
+
+async def storm(port, cookie, count):
+    request = (f"GET {API_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+               f"{CSRF[0]}: {CSRF[1]}\r\nConnection: close\r\n\r\n").encode()
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+
+    async def call(reader, writer):
+        started = time.perf_counter()
+        writer.write(request)
+        await writer.drain()
+        response = await reader.read()
+        elapsed = time.perf_counter() - started
+        writer.close()
+        return int(response.split(b" ", 2)[1]), elapsed
+
+    return await asyncio.gather(*(call(r, w) for r, w in connections))
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def refresh_storms(processes, workdir, upstream, args):
+    # Access tokens live 32 s and cloakroom refreshes 30 s ahead: due two seconds after sign-in.
+    provider = Provider(processes, "provider-storm", access_token_ttl=32)
+    _, origin = start_cloakroom(processes, workdir, "cloakroom-storm", provider, upstream, refresh_margin="30s")
+    port = int(origin.rsplit(":", 1)[1])
+    results = []
+    for round_ in range(args.storm_rounds):
+        cookie = Browser().sign_in(f"{origin}/bff/login?returnUrl=/", provider.issuer, f"bench-{900000 + round_}",
+                                   f"{origin}/bff/callback")
+        time.sleep(3)
+        refreshes_before, bearer_before = provider.refreshes(), upstream.counts()["bearer"]
+        calls = asyncio.run(storm(port, cookie, args.storm))
+        refreshes = provider.refreshes() - refreshes_before
+        reached = upstream.counts()["bearer"] - bearer_before
+        latencies = [elapsed for _, elapsed in calls]
+        statuses = sorted({status for status, _ in calls})
+        results.append({
+            "refreshes": refreshes, "statuses": statuses, "reached": reached,
+            "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
+            "max_ms": max(latencies) * 1e3,
+        })
+        log(f"  storm {round_ + 1}: {refreshes} refresh(es), statuses {statuses}, {reached} reached the "
+            f"upstream, p50 {results[-1]['p50_ms']:.1f} ms, p99 {results[-1]['p99_ms']:.1f} ms")
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def summarize(runs):
+    valid = [r for r in runs if not r["problems"]]
+    if not valid:
+        return None
+
+    def spread(key, scale=1.0):
+        values = [r[key] * scale for r in valid]
+        return statistics.median(values), min(values), max(values)
+
+    return {"rps": spread("rps"), "p50": spread("p50_us", 1e-3), "p99": spread("p99_us", 1e-3),
+            "rounds": len(valid), "invalid": len(runs) - len(valid)}
+
+
+def print_table(targets, summaries, args):
+    print()
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} round(s), servers on CPU {SERVER_CPU}, "
+          f"wrk on CPU {LOAD_CPU}; median [min-max]")
+    header = f"{'target':<44}{'requests/s':>26}{'p50 ms':>22}{'p99 ms':>22}{'rps/(b)':>9}{'p99-(b)':>9}"
+    print(header)
+    print("-" * len(header))
+    base = summaries.get("b")
+    for target in targets:
+        s = summaries.get(target["id"])
+        if s is None:
+            print(f"{target['label']:<44}  no valid round (see the problems above)")
+            continue
+        rps = f"{s['rps'][0]:,.0f} [{s['rps'][1]:,.0f}-{s['rps'][2]:,.0f}]"
+        p50 = f"{s['p50'][0]:.2f} [{s['p50'][1]:.2f}-{s['p50'][2]:.2f}]"
+        p99 = f"{s['p99'][0]:.2f} [{s['p99'][1]:.2f}-{s['p99'][2]:.2f}]"
+        ratio = f"{s['rps'][0] / base['rps'][0]:.2f}x" if base else "-"
+        delta = f"{s['p99'][0] - base['p99'][0]:+.2f}" if base else "-"
+        print(f"{target['label']:<44}{rps:>26}{p50:>22}{p99:>22}{ratio:>9}{delta:>9}")
+    c, d = summaries.get("c"), summaries.get("d")
+    if c and d:
+        print(f"\ncloakroom (c) / Apache mod_auth_openidc (d): {c['rps'][0] / d['rps'][0]:.2f}x throughput, "
+              f"p99 {c['p99'][0] - d['p99'][0]:+.2f} ms")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load per target first")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sessions", type=int, default=10_000, help="live sessions for the (c10k) run")
+    parser.add_argument("--storm", type=int, default=200, help="concurrent calls at expiry")
+    parser.add_argument("--storm-rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--serve", action="store_true",
+                        help="start everything and sign in, print the wrk commands, wait for Ctrl-C (for profilers)")
+    parser.add_argument("--quick", action="store_true", help="one short round and 500 sessions: a smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.sessions, args.storm_rounds = 1, 2, 1, 500, 1
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+
+    workdir = Path(tempfile.mkdtemp(prefix="cloakroom-bench-"))
+    processes = Processes(workdir)
+    try:
+        upstream = Upstream(processes)
+        provider = Provider(processes, "provider", access_token_ttl=3600)
+        nginx_port = start_nginx(processes, workdir, upstream)
+        cloakroom, origin = start_cloakroom(processes, workdir, "cloakroom", provider, upstream)
+        apache = start_apache(processes, workdir, provider, upstream)
+
+        # Both authenticating proxies must refuse the route without a session: no free requests.
+        refused = {"c": get_status(f"{origin}{API_PATH}", [CSRF]), "d": get_status(f"{apache}{API_PATH}")}
+        if refused["c"] != 401 or refused["d"] not in (302, 303, 401):
+            raise SystemExit(f"an authenticated route answered without a session: {refused}")
+        log("signing in (cloakroom and Apache, through the provider's login form)")
+        cloakroom_cookie = Browser().sign_in(f"{origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                             f"{origin}/bff/callback")
+        apache_cookie = Browser().sign_in(f"{apache}{API_PATH}", provider.issuer, "bench-0",
+                                          f"{apache}/api/redirect_uri")
+        targets = [
+            {"id": "a", "label": "(a) upstream directly", "authenticated": False,
+             "url": f"http://127.0.0.1:{upstream.port}{API_PATH}"},
+            {"id": "b", "label": "(b) nginx, plain proxy", "authenticated": False,
+             "url": f"http://127.0.0.1:{nginx_port}{API_PATH}"},
+            {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True,
+             "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
+            {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True,
+             "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
+        ]
+
+        if args.serve:
+            for target in targets:
+                headers = " ".join(f"-H '{n}: {v}'" for n, v in target.get("headers", ()))
+                print(f"{target['label']}: taskset -c {LOAD_CPU} wrk -t1 -c{args.connections} -d{args.duration}s "
+                      f"--latency {headers} {target['url']}")
+            print(f"cloakroom's pid: {cloakroom.pid}; logs in {workdir}; Ctrl-C stops everything", flush=True)
+            try:
+                signal.pause()
+            except KeyboardInterrupt:
+                return 0
+
+        log(f"signing in {args.sessions} more users at cloakroom for the many-sessions run")
+        rss_before = rss_bytes(cloakroom.pid)
+        started = time.monotonic()
+        cookies = sign_in_many(args.sessions, f"{origin}/bff/login?returnUrl=/", provider.issuer,
+                               f"{origin}/bff/callback")
+        rss_after = rss_bytes(cloakroom.pid)
+        log(f"  {len(cookies)} sign-ins in {time.monotonic() - started:.0f} s; cloakroom's resident memory grew "
+            f"{(rss_after - rss_before) / len(cookies):,.0f} bytes per session")
+        cookie_file = workdir / "cookies.txt"
+        cookie_file.write_text("\n".join(cookies) + "\n")
+        targets.append({"id": "c10k", "label": f"(c) cloakroom, {len(cookies)} sessions rotating",
+                        "authenticated": True, "url": f"{origin}{API_PATH}", "headers": [CSRF],
+                        "script": "rotate.lua", "script_args": [str(cookie_file)]})
+
+        for target in targets:
+            if args.warmup:
+                warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+                measure(target, upstream, warm)
+        runs = {t["id"]: [] for t in targets}
+        for round_ in range(args.rounds):
+            for target in targets:
+                result = measure(target, upstream, args)
+                runs[target["id"]].append(result)
+                status = "; ".join(result["problems"]) or "all reached the upstream" + (
+                    " with a Bearer token" if target["authenticated"] else "")
+                log(f"  round {round_ + 1} {target['label']}: {result['rps']:,.0f} req/s, "
+                    f"p50 {result['p50_us'] / 1e3:.2f} ms, p99 {result['p99_us'] / 1e3:.2f} ms ({status})")
+        summaries = {tid: summarize(r) for tid, r in runs.items()}
+        summaries = {k: v for k, v in summaries.items() if v}
+
+        log(f"refresh storm: {args.storm} concurrent calls at access-token expiry, {args.storm_rounds} round(s)")
+        storms = refresh_storms(processes, workdir, upstream, args)
+
+        print_table(targets, summaries, args)
+        print(f"\nmany-sessions run: cloakroom's RSS grew {(rss_after - rss_before) / len(cookies):,.0f} bytes "
+              f"per session over {len(cookies)} sign-ins (real provider tokens)")
+        print(f"refresh storm, {args.storm} concurrent calls at expiry, per round: " + "; ".join(
+            f"{s['refreshes']} refresh, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, max {s['max_ms']:.1f} ms"
+            for s in storms))
+        failed_storms = [s for s in storms if s["refreshes"] != 1 or s["statuses"] != [200] or s["reached"] < args.storm]
+        if args.json:
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
+                                             "storms": storms}, indent=2))
+        invalid = sum(len(r) for r in runs.values()) - sum(s["rounds"] for s in summaries.values())
+        if invalid or failed_storms:
+            print(f"\nFAILED: {invalid} invalid run(s), {len(failed_storms)} storm(s) without exactly one refresh "
+                  f"and every call answered 200 (logs in {workdir})")
+            return 1
+        return 0
+    finally:
+        processes.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+//! The benchmark's upstream: the API every proxy under test forwards to (`bench/run`).
+//!
+//! It answers every request with a small JSON body and counts what arrived, so the benchmark can
+//! prove that each request a load generator counted really reached the API, and authenticated:
+//! a proxy that answered 401 or 302 itself, or forwarded without a token, does not score.
+//! `GET /__count` returns `{"total": N, "bearer": M}`, where `bearer` counts requests carrying
+//! `Authorization: Bearer` with a JWT-shaped token (three dot-separated parts).
+//!
+//! It is deliberately as cheap as hyper allows, so that it is not what the benchmark measures.
+//! Usage: `bench-upstream 127.0.0.1:PORT`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+static TOTAL: AtomicU64 = AtomicU64::new(0);
+static BEARER: AtomicU64 = AtomicU64::new(0);
+
+const BODY: &[u8] = br#"{"items":[{"id":1,"name":"first"},{"id":2,"name":"second"}],"next":null}"#;
+
+fn is_bearer_jwt(value: Option<&HeaderValue>) -> bool {
+    let Some(token) = value.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else { return false };
+    token.len() > 20 && token.iter().filter(|&&b| b == b'.').count() == 2
+}
+
+async fn serve(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == "/__count" {
+        let body =
+            format!(r#"{{"total":{},"bearer":{}}}"#, TOTAL.load(Ordering::Relaxed), BEARER.load(Ordering::Relaxed));
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
+    TOTAL.fetch_add(1, Ordering::Relaxed);
+    if is_bearer_jwt(request.headers().get(AUTHORIZATION)) {
+        BEARER.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9700".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(serve)).await;
+        });
+    }
+}
