@@ -175,8 +175,11 @@ fn main() -> ExitCode {
     }
     cloakroom::telemetry::init(&config.log.level, config.log.json);
     println!("cloakroom: open {}/ in a browser", config.server.public_origin);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
+    let runtime = match cloakroom::runtime(config.server.worker_threads) {
+        Ok((runtime, threads)) => {
+            tracing::info!(threads, "serving on {threads} worker thread(s)");
+            runtime
+        }
         Err(e) => {
             eprintln!("cloakroom: cannot start the runtime: {e}");
             return ExitCode::FAILURE;

@@ -112,6 +112,25 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 #[test]
+fn one_worker_thread_or_several_serve_and_stop_alike() {
+    for (threads, expected) in [("1", "serving on 1 worker thread(s)"), ("3", "serving on 3 worker thread(s)")] {
+        let (child, path) = start_binary_with(
+            &format!("threads-{threads}.toml"),
+            &format!("worker_threads = {threads}"),
+            "",
+            Stdio::piped(),
+        );
+        let health = Command::new(BIN).args(["healthcheck", "--config"]).arg(&path).output().unwrap();
+        assert!(health.status.success(), "{threads}: {}", String::from_utf8_lossy(&health.stderr));
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{threads}: exit status {}", output.status);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(expected), "{threads}: expected {expected:?} in: {text}");
+    }
+}
+
+#[test]
 fn healthcheck_fails_when_nothing_answers() {
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = admin.local_addr().unwrap().port();

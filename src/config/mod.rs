@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub hsts: Option<HeaderValue>,
     /// A connection with no request in flight and no bytes moving for this long is closed.
     pub idle_timeout: Duration,
+    /// Threads serving requests; `None`: one per CPU available to the process.
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// How cloakroom authenticates to the provider's token and revocation endpoints, with the

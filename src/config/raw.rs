@@ -57,6 +57,8 @@ pub struct RawServer {
     pub hsts: String,
     pub idle_timeout: String,
     pub shutdown_delay: String,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub worker_threads: u64,
 }
 
 impl Default for RawServer {
@@ -75,6 +77,7 @@ impl Default for RawServer {
             hsts: "max-age=63072000".into(),
             idle_timeout: "60s".into(),
             shutdown_delay: "0s".into(),
+            worker_threads: 0,
         }
     }
 }

@@ -67,6 +67,7 @@ fn every_error_is_reported_at_once_each_naming_its_key() {
 [server]
 listen = "nowhere"
 public_url = "http://app.example.com"
+worker_threads = 5000
 colour = "blue"
 [oidc]
 issuer = "ftp://id.example.com"
@@ -97,6 +98,7 @@ x = 1
         "oidc.timeout",
         "server.listen",
         "server.public_url",
+        "server.worker_threads",
         "oidc.issuer",
         "oidc.client_id",
         "oidc.client_secret",

@@ -392,6 +392,9 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         }
     };
     let connection_idle_timeout = check.duration("server.idle_timeout", &raw.server.idle_timeout);
+    if raw.server.worker_threads > 1024 {
+        check.fail("server.worker_threads", "must be at most 1024 (0: one per available CPU)");
+    }
     if raw.server.max_connections == 0 {
         check.fail("server.max_connections", "must be greater than zero");
     }
@@ -783,6 +786,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             tls,
             hsts,
             idle_timeout: connection_idle_timeout,
+            worker_threads: usize::try_from(raw.server.worker_threads).ok().and_then(std::num::NonZeroUsize::new),
         },
         oidc: OidcConfig {
             issuer: raw.oidc.issuer.trim().to_string(),
