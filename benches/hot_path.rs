@@ -75,7 +75,11 @@ fn rewrite_request_headers(bencher: divan::Bencher) {
         headers::strip_own_cookies(&mut headers, &cookies);
         headers::set_forwarded(
             &mut headers,
-            &headers::Forwarded { client_ip: "203.0.113.7".into(), proto: "https", host: Some("app.example") },
+            headers::Forwarded {
+                client_ip: [203, 0, 113, 7].into(),
+                proto: "https",
+                host: Some(http::HeaderValue::from_static("app.example")),
+            },
         );
         headers
     });

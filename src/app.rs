@@ -82,12 +82,15 @@ impl App {
     ) -> Response<Body> {
         let started = Instant::now();
         let client = forwarded::client_addr(peer, proto, request.headers(), &self.config.server.trusted_proxies);
+        // Checked or made here, and set on the request: upstreams see the id the logs show.
         let request_id = telemetry::request_id_from(request.headers().get(X_REQUEST_ID));
-        request.extensions_mut().insert(telemetry::RequestId(request_id.clone()));
+        request.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        let request_id_text = request_id.to_str().unwrap_or_default();
         let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        let route = self.router.route(&path);
-        let span = tracing::info_span!("request", id = %request_id);
+        let uri = request.uri().clone(); // shares its bytes: the access log's path, no copy
+        let path = uri.path();
+        let route = self.router.route(path);
+        let span = tracing::info_span!("request", id = %request_id_text);
         let response = async {
             match route {
                 Route::Bff(endpoint) => bff::handle(self, endpoint, request, client).await,
@@ -104,9 +107,7 @@ impl App {
         .instrument(span)
         .await;
         let mut response = response;
-        if let Ok(value) = http::HeaderValue::try_from(request_id.as_str()) {
-            response.headers_mut().insert(X_REQUEST_ID, value);
-        }
+        response.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         if client.proto == "https"
             && let Some(hsts) = &self.config.server.hsts
         {
@@ -118,7 +119,7 @@ impl App {
         self.metrics.request(label, status, elapsed);
         tracing::info!(
             target: "cloakroom::access",
-            id = %request_id,
+            id = %request_id_text,
             client = %client.ip,
             method = %method,
             path = %path,
@@ -175,7 +176,7 @@ impl App {
     }
 }
 
-const X_REQUEST_ID: &str = "x-request-id";
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 fn route_label(route: Route) -> &'static str {
     match route {

@@ -27,23 +27,19 @@ pub fn init(level: &str, json: bool) {
     };
 }
 
-/// The id a request is known by in logs, upstream and in the response (`X-Request-Id`).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// The caller's `X-Request-Id` when it is a sane token (up to 128 of `A-Z a-z 0-9 . _ -`), so a
 /// load balancer's id follows the request through; otherwise a fresh one. Anything else is
 /// dropped rather than echoed into logs and headers.
-pub fn request_id_from(incoming: Option<&http::HeaderValue>) -> String {
-    match incoming.map(|v| v.as_bytes()) {
+pub fn request_id_from(incoming: Option<&http::HeaderValue>) -> http::HeaderValue {
+    match incoming {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 128
-                && id.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) =>
+                && id.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) =>
         {
-            String::from_utf8_lossy(id).into_owned()
+            id.clone()
         }
-        _ => request_id(),
+        _ => http::HeaderValue::try_from(request_id()).expect("hex digits and a dash are a valid header value"),
     }
 }
 

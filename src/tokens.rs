@@ -21,7 +21,7 @@ use crate::config::Audience;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oidc::{OidcError, Provider, Refreshed};
 use crate::session::redis::RedisStore;
-use crate::session::{ResourceToken, Session, SessionTicket, Sessions, StoreError, StoreKey};
+use crate::session::{ResourceToken, Session, SessionTicket, SessionTokens, Sessions, StoreError, StoreKey};
 use moka::sync::Cache;
 use openidconnect::AccessToken;
 use std::collections::HashMap;
@@ -91,17 +91,18 @@ impl TokenService {
         &self,
         sessions: &Sessions,
         ticket: &SessionTicket,
-        session: Session,
+        session: SessionTokens,
         audience: Option<&Audience>,
     ) -> Result<AccessToken, TokenError> {
         let now = sessions.now();
-        let held = held(&session, audience);
+        let can_refresh = session.can_refresh();
+        let held = held(session, audience);
         if let Some(held) = &held
             && !self.is_due(held.expires_at, now)
         {
             return Ok(held.token.clone());
         }
-        if session.refresh_token.is_none() {
+        if !can_refresh {
             return self.without_refresh(sessions, ticket, held, now).await;
         }
         let lock = self.locks.get_with(ticket.store_key(), || Arc::new(Mutex::new(())));
@@ -155,7 +156,7 @@ impl TokenService {
         // Look again: a request ahead of us may have refreshed (or ended) the session.
         let Some(mut current) = sessions.reload(ticket).await? else { return Err(TokenError::SessionExpired) };
         let now = sessions.now();
-        let held = self::held(&current, audience);
+        let held = held_in(&current, audience);
         if let Some(held) = &held
             && !self.is_due(held.expires_at, now)
         {
@@ -260,13 +261,25 @@ impl TokenService {
 }
 
 /// The token the session holds for `audience`, if any.
-fn held(session: &Session, audience: Option<&Audience>) -> Option<Held> {
+fn held_in(session: &Session, audience: Option<&Audience>) -> Option<Held> {
     match audience {
         None => Some(Held { token: session.access_token.clone(), expires_at: session.access_token_expires_at }),
         Some(audience) => session
             .resource_tokens
             .get(&audience.resource)
             .map(|t| Held { token: t.access_token.clone(), expires_at: t.expires_at }),
+    }
+}
+
+/// [`held_in`] on the proxy's decoding of a session, taking the token without a copy.
+fn held(session: SessionTokens, audience: Option<&Audience>) -> Option<Held> {
+    match audience {
+        None => Some(Held { token: session.access_token, expires_at: session.access_token_expires_at }),
+        Some(audience) => session
+            .resource_tokens
+            .into_iter()
+            .find(|(resource, _)| *resource == audience.resource)
+            .map(|(_, t)| Held { token: t.access_token, expires_at: t.expires_at }),
     }
 }
 

@@ -10,78 +10,106 @@
 use crate::session::cookie::CookiePolicy;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+// Names as `HeaderName` constants: a `&str` name is parsed again on every lookup, and these
+// run on every proxied request.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// RFC 9110 §7.6.1 and the historical ones.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-const FORWARDED: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"];
+const FORWARDED: [HeaderName; 5] = [header::FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP];
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
-/// Rewrites the `Cookie` header without cloakroom's cookies (dropping it when nothing is left).
+/// Rewrites the `Cookie` header without cloakroom's cookies (dropping it when nothing is left);
+/// a header holding none of them is left as it is.
 pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
-    if !headers.contains_key(header::COOKIE) {
+    let pairs = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+    };
+    let is_own = |pair: &&str| cookies.is_own(pair.split_once('=').map_or(*pair, |(name, _)| name));
+    if !pairs().any(|pair| is_own(&pair)) {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| !cookies.is_own(pair.split_once('=').map_or(*pair, |(name, _)| name)))
-        .map(String::from)
-        .collect();
+    let mut kept = String::new();
+    for pair in pairs().filter(|pair| !is_own(pair)) {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
     headers.remove(header::COOKIE);
     if !kept.is_empty()
-        && let Ok(value) = HeaderValue::try_from(kept.join("; "))
+        && let Ok(value) = HeaderValue::try_from(kept)
     {
         headers.insert(header::COOKIE, value);
     }
 }
 
-pub struct Forwarded<'a> {
-    pub client_ip: String,
+pub struct Forwarded {
+    pub client_ip: std::net::IpAddr,
     pub proto: &'static str,
-    pub host: Option<&'a str>,
+    /// The `Host` the browser asked for.
+    pub host: Option<HeaderValue>,
 }
 
 /// Replaces whatever the client claimed with what cloakroom saw.
-pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
-    for name in FORWARDED {
-        headers.remove(*name);
+pub fn set_forwarded(headers: &mut HeaderMap, forwarded: Forwarded) {
+    for name in &FORWARDED {
+        headers.remove(name);
     }
-    if let Ok(v) = HeaderValue::try_from(forwarded.client_ip.as_str()) {
-        headers.insert("x-forwarded-for", v);
+    headers.insert(X_FORWARDED_FOR, ip_value(forwarded.client_ip));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarded.proto));
+    if let Some(host) = forwarded.host {
+        headers.insert(X_FORWARDED_HOST, host);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(forwarded.proto));
-    if let Some(host) = forwarded.host.and_then(|h| HeaderValue::try_from(h).ok()) {
-        headers.insert("x-forwarded-host", host);
-    }
+}
+
+/// An address as a header value, formatted on the stack (at most 45 bytes, IPv6 included).
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let mut buffer = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    HeaderValue::from_bytes(&buffer[..len]).expect("an IP address is a valid header value")
 }
 
 /// Drops `Set-Cookie` headers that would set or clear one of cloakroom's cookies.
@@ -153,6 +181,10 @@ mod tests {
         assert_eq!(headers.get_all("cookie").iter().count(), 1);
         assert_eq!(headers["cookie"], "theme=dark; lang=en");
 
+        let mut none_ours = map(&[("cookie", "theme=dark;lang=en")]);
+        strip_own_cookies(&mut none_ours, &policy());
+        assert_eq!(none_ours["cookie"], "theme=dark;lang=en", "left as it was");
+
         let mut only_ours = map(&[("cookie", "__Host-cloakroom=TICKET")]);
         strip_own_cookies(&mut only_ours, &policy());
         assert!(!only_ours.contains_key("cookie"));
@@ -168,9 +200,17 @@ mod tests {
         ]);
         set_forwarded(
             &mut headers,
-            &Forwarded { client_ip: "127.0.0.1".into(), proto: "http", host: Some("app.example") },
+            Forwarded {
+                client_ip: [127, 0, 0, 1].into(),
+                proto: "http",
+                host: Some(HeaderValue::from_static("app.example")),
+            },
         );
         assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        let mut v6 = HeaderMap::new();
+        let longest: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".parse().unwrap();
+        set_forwarded(&mut v6, Forwarded { client_ip: longest, proto: "https", host: None });
+        assert_eq!(v6["x-forwarded-for"], "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "app.example");
         assert!(!headers.contains_key("forwarded") && !headers.contains_key("x-real-ip"));

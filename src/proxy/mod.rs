@@ -100,19 +100,13 @@ pub struct Relay<'a> {
 /// handshake that the upstream accepts becomes a byte tunnel between the two connections.
 pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
     let upgrade = websocket::is_upgrade(request.headers()).then(|| websocket::take(&mut request));
+    // The upstream sees the same X-Request-Id as our logs: `App::handle` has set it on the
+    // request (traceparent passes through as is).
     let (mut parts, body) = request.into_parts();
-    // The upstream sees the same request id as our logs (traceparent passes through as is).
-    if let Some(id) = parts.extensions.get::<crate::telemetry::RequestId>()
-        && let Ok(value) = HeaderValue::try_from(id.0.as_str())
-    {
-        parts.headers.insert("x-request-id", value);
-    }
-    let original_host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(String::from)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let original_host = match parts.headers.get(HOST) {
+        Some(host) => Some(host.clone()),
+        None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
     let Ok(path_and_query) = PathAndQuery::try_from(relay.target.path) else {
         return ApiError::BadPath.response();
     };
@@ -130,7 +124,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     strip_own_cookies(headers, app.sessions.cookies());
     headers::set_forwarded(
         headers,
-        &Forwarded { client_ip: relay.from.ip.to_string(), proto: relay.from.proto, host: original_host.as_deref() },
+        Forwarded { client_ip: relay.from.ip, proto: relay.from.proto, host: original_host },
     );
     if let Ok(host) = HeaderValue::try_from(relay.target.authority.as_str()) {
         headers.insert(HOST, host);
@@ -139,7 +133,10 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
         headers.remove(AUTHORIZATION);
     }
     if let Some(token) = relay.token {
-        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", token.secret())) else {
+        let mut value = String::with_capacity(7 + token.secret().len());
+        value.push_str("Bearer ");
+        value.push_str(token.secret());
+        let Ok(mut bearer) = HeaderValue::try_from(value) else {
             return ApiError::Internal.response();
         };
         bearer.set_sensitive(true);
@@ -203,13 +200,13 @@ async fn token_for(
     if policy == TokenPolicy::Client {
         return client_token(app, audience).await.map(|token| (Some(token), false));
     }
-    let lookup = app.sessions.lookup(headers).await.map_err(|e| {
+    let lookup = app.sessions.lookup_tokens(headers).await.map_err(|e| {
         tracing::error!(error = %e, "session lookup failed");
         ApiError::StoreUnavailable.response()
     })?;
     let stale = match lookup {
         Lookup::Found(ticket, session) => {
-            return match app.tokens.access_token(&app.sessions, &ticket, *session, audience).await {
+            return match app.tokens.access_token(&app.sessions, &ticket, session, audience).await {
                 Ok(token) => Ok((Some(token), false)),
                 Err(TokenError::SessionExpired) => Err(app.clear_session_cookie(ApiError::SessionExpired.response())),
                 Err(e) => Err(token_error_response(e)),

@@ -49,6 +49,45 @@ pub struct Session {
     pub listing_id: String,
 }
 
+/// What the API proxy needs of a session on every call, decoded from the same sealed record
+/// as [`Session`] but without building the claims, ID token and the rest: the per-request cost
+/// of a session is mostly that decoding.
+#[derive(Debug, Deserialize)]
+pub struct SessionTokens {
+    pub access_token: AccessToken,
+    pub access_token_expires_at: Option<u64>,
+    /// Whether the session holds a refresh token (its value is not needed to decide).
+    #[serde(rename = "refresh_token", default)]
+    refresh_token: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub resource_tokens: std::collections::BTreeMap<String, ResourceToken>,
+    pub expires_at: u64,
+}
+
+impl SessionTokens {
+    pub fn can_refresh(&self) -> bool {
+        self.refresh_token.is_some()
+    }
+}
+
+/// A decoding of a sealed session record.
+pub trait SessionView: serde::de::DeserializeOwned {
+    /// Unix seconds: the absolute timeout.
+    fn expires_at(&self) -> u64;
+}
+
+impl SessionView for Session {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+impl SessionView for SessionTokens {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
 /// What the user's session list shows about a session. Sealed under the master key and the
 /// user's `sub` (a list must be readable without the other sessions' cookies), so it holds no
 /// token: a store dump plus the master key shows when and from where a user signed in, never
@@ -167,6 +206,11 @@ impl Sealer {
     }
 
     pub fn open_session(&self, ticket: &SessionTicket, sealed: &[u8]) -> Option<Session> {
+        self.open_session_as(ticket, sealed)
+    }
+
+    /// Opens a session record as the whole [`Session`] or a [`SessionView`] of part of it.
+    pub fn open_session_as<S: SessionView>(&self, ticket: &SessionTicket, sealed: &[u8]) -> Option<S> {
         let key = ticket.store_key();
         let plaintext = self.keys.open(Purpose::Session, ticket.secret(), key.as_bytes(), sealed).ok()?;
         serde_json::from_slice(&plaintext).ok()
@@ -214,3 +258,56 @@ pub struct StoreLimits {
 
 #[cfg(test)]
 pub mod store_suite;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealer() -> Sealer {
+        Sealer::new(KeyRing::new(vec![seal::MasterKey::from_bytes([7; 32])]).unwrap())
+    }
+
+    fn session(refresh: bool) -> Session {
+        let mut claims = serde_json::Map::new();
+        claims.insert("name".into(), "Alice \"Quoted\" Example".into());
+        claims.insert("groups".into(), serde_json::json!(["a", {"nested": [1, 2, null]}]));
+        let mut resource_tokens = std::collections::BTreeMap::new();
+        resource_tokens.insert(
+            "urn:orders".to_string(),
+            ResourceToken { access_token: AccessToken::new("orders-token".into()), expires_at: Some(1_900) },
+        );
+        Session {
+            sub: "alice".into(),
+            sid: Some("sid-1".into()),
+            claims,
+            access_token: AccessToken::new("eyJ.access\\u0041.sig".into()),
+            access_token_expires_at: Some(1_800),
+            refresh_token: refresh.then(|| RefreshToken::new("refresh".into())),
+            id_token: Some(Secret::new("id.token.here")),
+            resource_tokens,
+            created_at: 1_000,
+            expires_at: 2_000,
+            listing_id: "listing".into(),
+        }
+    }
+
+    #[test]
+    fn the_proxy_decoding_reads_what_the_whole_session_holds() {
+        let sealer = sealer();
+        let ticket = SessionTicket::generate();
+        for refresh in [true, false] {
+            let whole = session(refresh);
+            let sealed = sealer.seal_session(&ticket, &whole).sealed;
+            let tokens: SessionTokens = sealer.open_session_as(&ticket, &sealed).expect("opens");
+            assert_eq!(tokens.access_token.secret(), whole.access_token.secret());
+            assert_eq!(tokens.access_token_expires_at, whole.access_token_expires_at);
+            assert_eq!(tokens.can_refresh(), refresh);
+            assert_eq!(tokens.expires_at, whole.expires_at);
+            let orders = &tokens.resource_tokens["urn:orders"];
+            assert_eq!((orders.access_token.secret().as_str(), orders.expires_at), ("orders-token", Some(1_900)));
+        }
+        // The same refusals as the whole session: another ticket opens nothing.
+        let sealed = sealer.seal_session(&ticket, &session(true)).sealed;
+        assert!(sealer.open_session_as::<SessionTokens>(&SessionTicket::generate(), &sealed).is_none());
+    }
+}

@@ -15,14 +15,15 @@ use http::HeaderMap;
 use http::header::HeaderValue;
 
 /// The outcome of reading a request's session cookie.
+/// `S`: the whole [`Session`], or only the part the API proxy needs ([`SessionTokens`]).
 #[derive(Debug)]
-pub enum Lookup {
+pub enum Lookup<S = Box<Session>> {
     /// No session cookie at all.
     None,
     /// A cookie that opens nothing (malformed, forged, expired, from an old key): the response
     /// should clear it.
     Stale,
-    Found(SessionTicket, Box<Session>),
+    Found(SessionTicket, S),
 }
 
 pub struct Sessions {
@@ -69,6 +70,19 @@ impl Sessions {
     }
 
     pub async fn lookup(&self, headers: &HeaderMap) -> Result<Lookup, StoreError> {
+        Ok(match self.lookup_as::<Session>(headers).await? {
+            Lookup::Found(ticket, session) => Lookup::Found(ticket, Box::new(session)),
+            Lookup::Stale => Lookup::Stale,
+            Lookup::None => Lookup::None,
+        })
+    }
+
+    /// Like [`Sessions::lookup`], decoding only the tokens: what every proxied call needs.
+    pub async fn lookup_tokens(&self, headers: &HeaderMap) -> Result<Lookup<SessionTokens>, StoreError> {
+        self.lookup_as(headers).await
+    }
+
+    async fn lookup_as<S: SessionView>(&self, headers: &HeaderMap) -> Result<Lookup<S>, StoreError> {
         let Some(value) = cookie::find(headers, self.cookies.name()) else {
             return Ok(Lookup::None);
         };
@@ -79,15 +93,15 @@ impl Sessions {
         let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else {
             return Ok(Lookup::Stale);
         };
-        let Some(session) = self.sealer.open_session(&ticket, &sealed) else {
+        let Some(session) = self.sealer.open_session_as::<S>(&ticket, &sealed) else {
             tracing::debug!(session = %ticket.store_key().log_id(), "a session cookie did not open its record");
             return Ok(Lookup::Stale);
         };
-        if now >= session.expires_at {
+        if now >= session.expires_at() {
             self.store.remove(&ticket.store_key()).await?;
             return Ok(Lookup::Stale);
         }
-        Ok(Lookup::Found(ticket, Box::new(session)))
+        Ok(Lookup::Found(ticket, session))
     }
 
     /// Creates a session under a brand-new ticket (never a reused id: no fixation). With
