@@ -12,12 +12,23 @@
 //! What does break a session is the browser's cookie *plus* the master key (or the cookie and a
 //! live cloakroom to present it to): the cookie is the ticket, which is why it is `HttpOnly`.
 //!
-//! ## Format (version 1)
-//! `0x01 | key id (4 bytes) | nonce (12 bytes) | ciphertext | tag (16 bytes)`. The version, the
+//! ## Format
+//! `version | key id (4 bytes) | nonce (12 bytes) | ciphertext | tag (16 bytes)`. The version, the
 //! key id and the caller's context (the store key the blob belongs to) are authenticated as
 //! associated data, so a blob cannot be moved to another slot or downgraded. The key id names
 //! which master key sealed it: several keys may be configured, the first seals, all open, so keys
 //! rotate without logging anyone out.
+//!
+//! The version names the key derivation; both take the master key and the per-session secret:
+//! - 2 (sealed today): `HMAC-SHA256(K, secret)`, where `K = HKDF-SHA256(master key, purpose)` is
+//!   derived once at start-up: HMAC keyed by `K` is a PRF (HKDF-Expand's own step), and its keyed
+//!   state is computed once, so each record key costs one HMAC. That matters because every
+//!   proxied call opens a record.
+//! - 1 (still opened): `HKDF-SHA256(salt = secret, IKM = master key, info = purpose)`, a full
+//!   extract and expand per call, about four times the hashing.
+//!
+//! The per-record keys are not cached: a cache of them would sit beside the records it opens,
+//! and a dump of the process would no longer need the cookies.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::digest::{SHA256, digest};
@@ -26,7 +37,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use std::fmt;
 
-const VERSION: u8 = 1;
+/// What [`KeyRing::seal`] writes; [`VERSION_1`] records still open.
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 const KEY_ID_LEN: usize = 4;
 const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
@@ -41,11 +54,22 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// In declaration order, so that `purpose as usize` indexes it.
+    const ALL: [Purpose; 3] = [Purpose::Session, Purpose::PendingLogin, Purpose::Listing];
+
     fn info(self) -> &'static [u8] {
         match self {
             Purpose::Session => b"cloakroom/v1/session",
             Purpose::PendingLogin => b"cloakroom/v1/pending-login",
             Purpose::Listing => b"cloakroom/v1/listing",
+        }
+    }
+
+    fn info_v2(self) -> &'static [u8] {
+        match self {
+            Purpose::Session => b"cloakroom/v2/session",
+            Purpose::PendingLogin => b"cloakroom/v2/pending-login",
+            Purpose::Listing => b"cloakroom/v2/listing",
         }
     }
 }
@@ -58,6 +82,8 @@ pub struct MasterKey {
     /// HMAC key for index entries, derived once (HKDF, its own label) so the store's index
     /// names users only by keyed hashes.
     index_key: aws_lc_rs::hmac::Key,
+    /// Version-2 record-key derivation keys, one per [`Purpose`] (in `Purpose::ALL` order).
+    record_keys: [aws_lc_rs::hmac::Key; 3],
 }
 
 impl MasterKey {
@@ -68,9 +94,14 @@ impl MasterKey {
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&hash.as_ref()[..KEY_ID_LEN]);
         let prk = Salt::new(HKDF_SHA256, b"").extract(&bytes);
-        let info = [&b"cloakroom/v1/index"[..]];
-        let okm = prk.expand(&info, aws_lc_rs::hmac::HMAC_SHA256).expect("HMAC key length is within HKDF limits");
-        Self { bytes, id, index_key: aws_lc_rs::hmac::Key::from(okm) }
+        let hmac_key = |info: &[u8]| {
+            let info = [info];
+            let okm = prk.expand(&info, aws_lc_rs::hmac::HMAC_SHA256).expect("HMAC key length is within HKDF limits");
+            aws_lc_rs::hmac::Key::from(okm)
+        };
+        let index_key = hmac_key(b"cloakroom/v1/index");
+        let record_keys = Purpose::ALL.map(|purpose| hmac_key(purpose.info_v2()));
+        Self { bytes, id, index_key, record_keys }
     }
 
     /// Accepts standard or URL-safe base64, padded or not, of exactly 32 bytes.
@@ -151,15 +182,19 @@ impl KeyRing {
 
     /// Seals `plaintext` for the holder of `secret`, bound to `context` (e.g. the store key).
     pub fn seal(&self, purpose: Purpose, secret: &[u8], context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal_as(VERSION, purpose, secret, context, plaintext)
+    }
+
+    fn seal_as(&self, version: u8, purpose: Purpose, secret: &[u8], context: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let key = &self.keys[0];
         let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
         let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
-        out.push(VERSION);
+        out.push(version);
         out.extend_from_slice(&key.id);
         out.extend_from_slice(&nonce_bytes);
         let mut body = plaintext.to_vec();
         let aad = associated_data(&out[..1 + KEY_ID_LEN], context);
-        derive(key, purpose, secret)
+        derive(version, key, purpose, secret)
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(&aad), &mut body)
             .expect("AES-GCM sealing cannot fail for in-memory buffers below 64 GiB");
         out.extend_from_slice(&body);
@@ -170,7 +205,8 @@ impl KeyRing {
         if sealed.len() < HEADER_LEN + TAG_LEN {
             return Err(OpenError::Truncated);
         }
-        if sealed[0] != VERSION {
+        let version = sealed[0];
+        if version != VERSION && version != VERSION_1 {
             return Err(OpenError::UnknownVersion);
         }
         let key_id = &sealed[1..1 + KEY_ID_LEN];
@@ -179,7 +215,7 @@ impl KeyRing {
         nonce.copy_from_slice(&sealed[1 + KEY_ID_LEN..HEADER_LEN]);
         let aad = associated_data(&sealed[..1 + KEY_ID_LEN], context);
         let mut body = sealed[HEADER_LEN..].to_vec();
-        let plaintext = derive(key, purpose, secret)
+        let plaintext = derive(version, key, purpose, secret)
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
             .map_err(|_| OpenError::Rejected)?;
         let len = plaintext.len();
@@ -195,12 +231,16 @@ fn associated_data(header: &[u8], context: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// HKDF-SHA256: the per-session secret is the salt, the master key the input keying material.
-fn derive(key: &MasterKey, purpose: Purpose, secret: &[u8]) -> LessSafeKey {
-    let prk = Salt::new(HKDF_SHA256, secret).extract(&key.bytes);
-    let info = [purpose.info()];
-    let okm = prk.expand(&info, &AES_256_GCM).expect("32-byte output is within HKDF-SHA256 limits");
-    LessSafeKey::new(UnboundKey::from(okm))
+/// The record key for `version` (checked by the caller); see the module documentation.
+fn derive(version: u8, key: &MasterKey, purpose: Purpose, secret: &[u8]) -> LessSafeKey {
+    if version == VERSION_1 {
+        let prk = Salt::new(HKDF_SHA256, secret).extract(&key.bytes);
+        let info = [purpose.info()];
+        let okm = prk.expand(&info, &AES_256_GCM).expect("32-byte output is within HKDF-SHA256 limits");
+        return LessSafeKey::new(UnboundKey::from(okm));
+    }
+    let tag = aws_lc_rs::hmac::sign(&key.record_keys[purpose as usize], secret);
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, tag.as_ref()).expect("HMAC-SHA256 gives a 32-byte AES-256 key"))
 }
 
 /// Bytes from the operating system's CSPRNG.
@@ -284,8 +324,49 @@ mod tests {
     fn unknown_version_is_rejected() {
         let keys = ring(&[[1; 32]]);
         let mut sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"x");
-        sealed[0] = 2;
-        assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &sealed), Err(OpenError::UnknownVersion));
+        for version in [0, 3, 0xff] {
+            sealed[0] = version;
+            assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &sealed), Err(OpenError::UnknownVersion));
+        }
+    }
+
+    #[test]
+    fn version_1_records_still_open_and_versions_cannot_be_swapped() {
+        let keys = ring(&[[1; 32]]);
+        let v1 = keys.seal_as(VERSION_1, Purpose::Session, SECRET, CONTEXT, b"before the upgrade");
+        assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &v1).unwrap(), b"before the upgrade");
+        assert_eq!(keys.open(Purpose::Session, &[8u8; 32], CONTEXT, &v1), Err(OpenError::Rejected));
+        let v2 = keys.seal(Purpose::Session, SECRET, CONTEXT, b"after");
+        assert_eq!(v2[0], 2);
+        // The version is authenticated and picks the derivation: relabelled, neither opens.
+        let (mut v1_as_v2, mut v2_as_v1) = (v1.clone(), v2.clone());
+        v1_as_v2[0] = 2;
+        v2_as_v1[0] = 1;
+        assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &v1_as_v2), Err(OpenError::Rejected));
+        assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &v2_as_v1), Err(OpenError::Rejected));
+    }
+
+    #[test]
+    fn version_2_key_is_hkdf_expand_of_the_secret() {
+        // HMAC(K, secret) is HKDF-Expand(PRK = K, info = secret[..31], L = 32) when the secret
+        // ends in 0x01 (RFC 5869: T(1) = HMAC(PRK, info | 0x01)): checked against aws-lc's HKDF.
+        let master = MasterKey::from_bytes([1; 32]);
+        let prk = Salt::new(HKDF_SHA256, b"").extract(&[1; 32]);
+        let info = [Purpose::Session.info_v2()];
+        let okm = prk.expand(&info, HKDF_SHA256).unwrap();
+        let mut k = [0u8; 32];
+        okm.fill(&mut k).unwrap();
+        let mut secret = [9u8; 32];
+        secret[31] = 0x01;
+        let expected_prk = aws_lc_rs::hkdf::Prk::new_less_safe(HKDF_SHA256, &k);
+        let mut expected = [0u8; 32];
+        let info = [&secret[..31]];
+        expected_prk.expand(&info, HKDF_SHA256).unwrap().fill(&mut expected).unwrap();
+        let tag = aws_lc_rs::hmac::sign(&master.record_keys[Purpose::Session as usize], &secret);
+        assert_eq!(tag.as_ref(), expected);
+        for (i, purpose) in Purpose::ALL.into_iter().enumerate() {
+            assert_eq!(purpose as usize, i, "Purpose::ALL out of declaration order");
+        }
     }
 
     #[test]
