@@ -285,7 +285,7 @@ http {{
 """)
     process = processes.start("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
     wait_for_port(port, process, "nginx")
-    return port
+    return process, port
 
 
 def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s"):
@@ -321,6 +321,12 @@ token = "user"
 """)
     process = processes.start(name, [str(ROOT / "target/release/cloakroom"), "--config", str(conf)])
     wait_for_port(port, process, name)
+    # Ready once it has the provider's metadata: sign-ins before that are refused (502).
+    deadline = time.monotonic() + 30
+    while get_status(f"http://127.0.0.1:{admin}/readyz") != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not become ready; see {workdir}/{name}.log")
+        time.sleep(0.05)
     return process, origin
 
 
@@ -378,7 +384,7 @@ OIDCPassClaimsAs environment
 """)
     process = processes.start("apache", ["apache2", "-f", str(conf), "-DFOREGROUND"])
     wait_for_port(port, process, "Apache")
-    return origin
+    return process, origin
 
 
 # ------------------------------------------------------------------------------------------------
@@ -399,9 +405,13 @@ def wrk(url, args, headers=(), script="report.lua", script_args=()):
 
 def measure(target, upstream, args):
     before = upstream.counts()
+    cpu_before = group_cpu_seconds(target["pgid"])
     result = wrk(target["url"], args, target.get("headers", ()), target.get("script", "report.lua"),
                  target.get("script_args", ()))
+    cpu_after = group_cpu_seconds(target["pgid"])
     after = upstream.counts()
+    result["user_us"] = (cpu_after[0] - cpu_before[0]) / max(result["requests"], 1) * 1e6
+    result["sys_us"] = (cpu_after[1] - cpu_before[1]) / max(result["requests"], 1) * 1e6
     arrived = after["total"] - before["total"]
     bearer = after["bearer"] - before["bearer"]
     counted = bearer if target["authenticated"] else arrived
@@ -432,6 +442,21 @@ def sign_in_many(count, start_url, issuer, callback_prefix, workers=8):
     shards = [range(w, count, workers) for w in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
         return [cookie for shard in pool.map(batch, shards) for cookie in shard]
+
+
+def group_cpu_seconds(pgid):
+    """User and system CPU seconds so far of a process group: a proxy with all its workers."""
+    user = system = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp, ... utime (11), stime (12)
+            user += int(fields[11])
+            system += int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 def rss_bytes(pid):
@@ -506,6 +531,7 @@ def summarize(runs):
         return statistics.median(values), min(values), max(values)
 
     return {"rps": spread("rps"), "p50": spread("p50_us", 1e-3), "p99": spread("p99_us", 1e-3),
+            "user_us": spread("user_us")[0], "sys_us": spread("sys_us")[0],
             "rounds": len(valid), "invalid": len(runs) - len(valid)}
 
 
@@ -513,7 +539,8 @@ def print_table(targets, summaries, args):
     print()
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} round(s), servers on CPU {SERVER_CPU}, "
           f"wrk on CPU {LOAD_CPU}; median [min-max]")
-    header = f"{'target':<44}{'requests/s':>26}{'p50 ms':>22}{'p99 ms':>22}{'rps/(b)':>9}{'p99-(b)':>9}"
+    header = (f"{'target':<44}{'requests/s':>26}{'p50 ms':>22}{'p99 ms':>22}{'rps/(b)':>9}{'p99-(b)':>9}"
+              f"{'CPU us/req':>14}")
     print(header)
     print("-" * len(header))
     base = summaries.get("b")
@@ -527,7 +554,9 @@ def print_table(targets, summaries, args):
         p99 = f"{s['p99'][0]:.2f} [{s['p99'][1]:.2f}-{s['p99'][2]:.2f}]"
         ratio = f"{s['rps'][0] / base['rps'][0]:.2f}x" if base else "-"
         delta = f"{s['p99'][0] - base['p99'][0]:+.2f}" if base else "-"
-        print(f"{target['label']:<44}{rps:>26}{p50:>22}{p99:>22}{ratio:>9}{delta:>9}")
+        cpu = f"{s['user_us']:.1f}+{s['sys_us']:.1f}"
+        print(f"{target['label']:<44}{rps:>26}{p50:>22}{p99:>22}{ratio:>9}{delta:>9}{cpu:>14}")
+    print("CPU us/req: user+system CPU of the proxy's own processes (the upstream's for (a)) per request")
     c, d = summaries.get("c"), summaries.get("d")
     if c and d:
         print(f"\ncloakroom (c) / Apache mod_auth_openidc (d): {c['rps'][0] / d['rps'][0]:.2f}x throughput, "
@@ -557,9 +586,9 @@ def main():
     try:
         upstream = Upstream(processes)
         provider = Provider(processes, "provider", access_token_ttl=3600)
-        nginx_port = start_nginx(processes, workdir, upstream)
+        nginx, nginx_port = start_nginx(processes, workdir, upstream)
         cloakroom, origin = start_cloakroom(processes, workdir, "cloakroom", provider, upstream)
-        apache = start_apache(processes, workdir, provider, upstream)
+        apache_process, apache = start_apache(processes, workdir, provider, upstream)
 
         # Both authenticating proxies must refuse the route without a session: no free requests.
         refused = {"c": get_status(f"{origin}{API_PATH}", [CSRF]), "d": get_status(f"{apache}{API_PATH}")}
@@ -571,13 +600,13 @@ def main():
         apache_cookie = Browser().sign_in(f"{apache}{API_PATH}", provider.issuer, "bench-0",
                                           f"{apache}/api/redirect_uri")
         targets = [
-            {"id": "a", "label": "(a) upstream directly", "authenticated": False,
+            {"id": "a", "label": "(a) upstream directly", "authenticated": False, "pgid": upstream.process.pid,
              "url": f"http://127.0.0.1:{upstream.port}{API_PATH}"},
-            {"id": "b", "label": "(b) nginx, plain proxy", "authenticated": False,
+            {"id": "b", "label": "(b) nginx, plain proxy", "authenticated": False, "pgid": nginx.pid,
              "url": f"http://127.0.0.1:{nginx_port}{API_PATH}"},
-            {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True,
+            {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True, "pgid": cloakroom.pid,
              "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
-            {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True,
+            {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]
 
@@ -602,7 +631,7 @@ def main():
             f"{(rss_after - rss_before) / len(cookies):,.0f} bytes per session")
         cookie_file = workdir / "cookies.txt"
         cookie_file.write_text("\n".join(cookies) + "\n")
-        targets.append({"id": "c10k", "label": f"(c) cloakroom, {len(cookies)} sessions rotating",
+        targets.append({"id": "c10k", "label": f"(c) cloakroom, {len(cookies)} sessions rotating", "pgid": cloakroom.pid,
                         "authenticated": True, "url": f"{origin}{API_PATH}", "headers": [CSRF],
                         "script": "rotate.lua", "script_args": [str(cookie_file)]})
 
@@ -618,7 +647,8 @@ def main():
                 status = "; ".join(result["problems"]) or "all reached the upstream" + (
                     " with a Bearer token" if target["authenticated"] else "")
                 log(f"  round {round_ + 1} {target['label']}: {result['rps']:,.0f} req/s, "
-                    f"p50 {result['p50_us'] / 1e3:.2f} ms, p99 {result['p99_us'] / 1e3:.2f} ms ({status})")
+                    f"p50 {result['p50_us'] / 1e3:.2f} ms, p99 {result['p99_us'] / 1e3:.2f} ms, "
+                    f"CPU {result['user_us']:.1f}+{result['sys_us']:.1f} us/req ({status})")
         summaries = {tid: summarize(r) for tid, r in runs.items()}
         summaries = {k: v for k, v in summaries.items() if v}
 
