@@ -2,14 +2,19 @@
 //!
 //! Expiry is enforced twice: against the caller's clock on every read (exact, testable), and by
 //! moka's own timers so abandoned sessions are reclaimed without anyone reading them.
+//!
+//! The user and provider-session indexes are not in moka: an index entry is a few dozen bytes
+//! and moka's per-entry bookkeeping about 340 (measured), twice per session. They live in
+//! sharded maps, swept as they are written (see [`Index`]).
 
 use super::{SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Entry {
@@ -18,15 +23,51 @@ struct Entry {
     last_seen: AtomicU64,
 }
 
-/// An index entry's sessions, each with its sealed payload.
-type IndexMembers = Vec<(StoreKey, Bytes)>;
-
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Cache<StoreKey, Arc<Entry>>,
     pending: Cache<StoreKey, Arc<Entry>>,
-    index: Cache<StoreKey, Arc<std::sync::Mutex<IndexMembers>>>,
+    index: Arc<Index>,
     idle_secs: u64,
+}
+
+/// Index entries (a user's sessions, a provider session's sessions), each living `ttl_secs`
+/// after its last add, as long as the newest session it lists can.
+///
+/// A shard is swept (expired entries, members whose session is gone, entries left empty) when
+/// it has grown to twice what the last sweep left (at least 64 entries): constant work per
+/// add, amortised, and a shard never holds much more than twice its live entries. Only sign-in, sign-out and the session list touch
+/// the index, never a proxied call.
+struct Index {
+    shards: [Mutex<IndexShard>; INDEX_SHARDS],
+    ttl_secs: u64,
+}
+
+const INDEX_SHARDS: usize = 16;
+
+#[derive(Default)]
+struct IndexShard {
+    entries: HashMap<StoreKey, IndexEntry>,
+    /// Sweep when `entries` reaches this many.
+    sweep_at: usize,
+}
+
+struct IndexEntry {
+    /// Unix seconds.
+    expires_at: u64,
+    /// Sessions, each with its sealed payload (a listing, or nothing).
+    members: Vec<(StoreKey, Bytes)>,
+}
+
+impl Index {
+    /// Index keys are HMAC outputs: their first byte spreads them evenly.
+    fn shard(&self, key: &StoreKey) -> MutexGuard<'_, IndexShard> {
+        self.shards[usize::from(key.0[0]) % INDEX_SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// moka-side expiry: idle timeout, capped by the record's absolute expiry.
@@ -36,7 +77,7 @@ struct SlidingExpiry {
 
 impl SlidingExpiry {
     fn remaining(&self, entry: &Entry) -> Duration {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = unix_now();
         let absolute = Duration::from_secs(entry.expires_at.saturating_sub(now));
         absolute.min(self.idle)
     }
@@ -84,9 +125,8 @@ impl MemoryStore {
             .eviction_policy(EvictionPolicy::lru())
             .time_to_live(limits.login_timeout)
             .build();
-        // Re-inserted on every add, so an entry lives as long as its newest session can.
-        let index = Cache::builder().name("session-index").time_to_live(limits.absolute_timeout).build();
-        Self { sessions, pending, index, idle_secs: limits.idle_timeout.as_secs().max(1) }
+        let index = Index { shards: Default::default(), ttl_secs: limits.absolute_timeout.as_secs() };
+        Self { sessions, pending, index: Arc::new(index), idle_secs: limits.idle_timeout.as_secs().max(1) }
     }
 
     /// Live sessions (approximate: moka counts lazily). For metrics and tests.
@@ -146,34 +186,53 @@ impl SessionStore for MemoryStore {
     }
 
     async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
-        let entry = self.index.get_with(index, async { Arc::default() }).await;
-        {
-            let mut members = entry.lock().unwrap_or_else(|e| e.into_inner());
-            // Drop members whose session is gone, so a frequent user's entry does not grow.
-            members.retain(|(m, _)| *m != member && self.sessions.contains_key(m));
-            members.push((member, payload));
+        let now = unix_now();
+        let live = |m: &StoreKey| self.sessions.contains_key(m);
+        let mut guard = self.index.shard(&index);
+        let shard = &mut *guard;
+        if shard.entries.len() >= shard.sweep_at.max(64) {
+            shard.entries.retain(|_, entry| {
+                entry.members.retain(|(m, _)| live(m));
+                now < entry.expires_at && !entry.members.is_empty()
+            });
+            shard.entries.shrink_to_fit();
+            shard.sweep_at = 2 * shard.entries.len();
         }
-        self.index.insert(index, entry).await;
+        let entry = shard.entries.entry(index).or_insert_with(|| IndexEntry { expires_at: 0, members: Vec::new() });
+        if now >= entry.expires_at {
+            entry.members.clear(); // expired: starts afresh
+        }
+        // Drop members whose session is gone, so a frequent user's entry does not grow.
+        entry.members.retain(|(m, _)| *m != member && live(m));
+        entry.members.push((member, payload));
+        entry.members.shrink_to_fit(); // most entries hold one session: no room for four
+        entry.expires_at = now.saturating_add(self.index.ttl_secs);
         Ok(())
     }
 
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
-        Ok(match self.index.remove(index).await {
-            Some(entry) => entry.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(m, _)| *m).collect(),
-            None => Vec::new(),
+        let now = unix_now();
+        Ok(match self.index.shard(index).entries.remove(index) {
+            Some(entry) if now < entry.expires_at => entry.members.into_iter().map(|(m, _)| m).collect(),
+            _ => Vec::new(),
         })
     }
 
     async fn index_list(&self, index: &StoreKey) -> Result<Vec<(StoreKey, Bytes)>, StoreError> {
-        let Some(entry) = self.index.get(index).await else { return Ok(Vec::new()) };
-        let mut members = entry.lock().unwrap_or_else(|e| e.into_inner());
-        members.retain(|(m, _)| self.sessions.contains_key(m));
-        Ok(members.clone())
+        let now = unix_now();
+        let mut shard = self.index.shard(index);
+        let Some(entry) = shard.entries.get_mut(index) else { return Ok(Vec::new()) };
+        if now >= entry.expires_at {
+            shard.entries.remove(index);
+            return Ok(Vec::new());
+        }
+        entry.members.retain(|(m, _)| self.sessions.contains_key(m));
+        Ok(entry.members.clone())
     }
 
     async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
-        if let Some(entry) = self.index.get(index).await {
-            entry.lock().unwrap_or_else(|e| e.into_inner()).retain(|(m, _)| m != member);
+        if let Some(entry) = self.index.shard(index).entries.get_mut(index) {
+            entry.members.retain(|(m, _)| m != member);
         }
         Ok(())
     }
@@ -195,6 +254,30 @@ mod tests {
     #[tokio::test]
     async fn passes_the_store_suite() {
         store_suite::run_all(store).await;
+    }
+
+    #[tokio::test]
+    async fn index_entries_of_ended_sessions_are_swept_and_live_ones_kept() {
+        let store = store();
+        let key = |label: &str, i: u32| StoreKey(crate::session::seal::sha256(format!("{label}{i}").as_bytes()));
+        let record = || SealedRecord { sealed: Bytes::from_static(b"sealed"), expires_at: u64::MAX / 2 };
+        let now = unix_now();
+        for i in 0..100 {
+            store.save(key("live", i), record(), now).await.unwrap();
+            store.index_add(key("live-user", i), key("live", i), Bytes::from_static(b"listing")).await.unwrap();
+        }
+        // Ten thousand users sign in and out: their entries must not pile up.
+        for i in 0..10_000 {
+            store.save(key("gone", i), record(), now).await.unwrap();
+            store.index_add(key("gone-user", i), key("gone", i), Bytes::from_static(b"listing")).await.unwrap();
+            store.remove(&key("gone", i)).await.unwrap();
+        }
+        let held: usize = store.index.shards.iter().map(|s| s.lock().unwrap().entries.len()).sum();
+        assert!(held < 2_500, "{held} index entries held for 100 live sessions");
+        for i in 0..100 {
+            let listed = store.index_list(&key("live-user", i)).await.unwrap();
+            assert_eq!(listed, vec![(key("live", i), Bytes::from_static(b"listing"))], "live user {i}");
+        }
     }
 
     #[tokio::test]

@@ -18,34 +18,46 @@ use openidconnect::{AccessToken, RefreshToken};
 use seal::{KeyRing, Purpose};
 use serde::{Deserialize, Serialize};
 pub use sessions::{ListedSession, Lookup, Sessions, random_token};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 pub use ticket::{SessionTicket, StoreKey};
 
 /// A signed-in user's state. Lives only sealed in the store; never serialized anywhere else.
+///
+/// Stored as JSON with short field names, and absent fields left out: every byte is held per
+/// session (BENCHMARKS.md). The aliases read records written with the long names before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub sub: String,
     /// The provider's session id (`sid` claim), when it sends one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
     /// Verified ID-token claims, minus protocol fields (see `oidc::user_claims`).
+    #[serde(rename = "c", alias = "claims")]
     pub claims: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "at", alias = "access_token")]
     pub access_token: AccessToken,
     /// Unix seconds; `None` when the provider said nothing about expiry.
+    #[serde(rename = "ate", alias = "access_token_expires_at", skip_serializing_if = "Option::is_none")]
     pub access_token_expires_at: Option<u64>,
+    #[serde(rename = "rt", alias = "refresh_token", skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<RefreshToken>,
     /// Kept only when `oidc.logout_id_token_hint` is on.
+    #[serde(rename = "it", alias = "id_token", skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Secret>,
     /// RFC 8707: tokens for routes naming a `resource`, by resource, obtained with the refresh
     /// token so that each API only ever sees a token meant for it.
-    #[serde(default)]
-    pub resource_tokens: std::collections::BTreeMap<String, ResourceToken>,
+    #[serde(rename = "rs", alias = "resource_tokens", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_tokens: BTreeMap<String, ResourceToken>,
     /// Unix seconds.
+    #[serde(rename = "ca", alias = "created_at")]
     pub created_at: u64,
     /// Unix seconds: the absolute timeout; never extended.
+    #[serde(rename = "ea", alias = "expires_at")]
     pub expires_at: u64,
     /// How the user's session list names this session: random, not ticket material.
-    #[serde(default)]
+    #[serde(rename = "li", alias = "listing_id", default)]
     pub listing_id: String,
 }
 
@@ -54,13 +66,16 @@ pub struct Session {
 /// of a session is mostly that decoding.
 #[derive(Debug, Deserialize)]
 pub struct SessionTokens {
+    #[serde(rename = "at", alias = "access_token")]
     pub access_token: AccessToken,
+    #[serde(rename = "ate", alias = "access_token_expires_at", default)]
     pub access_token_expires_at: Option<u64>,
     /// Whether the session holds a refresh token (its value is not needed to decide).
-    #[serde(rename = "refresh_token", default)]
+    #[serde(rename = "rt", alias = "refresh_token", default)]
     refresh_token: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    pub resource_tokens: std::collections::BTreeMap<String, ResourceToken>,
+    #[serde(rename = "rs", alias = "resource_tokens", default)]
+    pub resource_tokens: BTreeMap<String, ResourceToken>,
+    #[serde(rename = "ea", alias = "expires_at")]
     pub expires_at: u64,
 }
 
@@ -94,8 +109,11 @@ impl SessionView for SessionTokens {
 /// anything that opens a session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionListing {
+    #[serde(rename = "li", alias = "listing_id")]
     pub listing_id: String,
+    #[serde(rename = "ca", alias = "created_at")]
     pub created_at: u64,
+    #[serde(rename = "d", alias = "device")]
     pub device: String,
     pub ip: String,
 }
@@ -103,8 +121,10 @@ pub struct SessionListing {
 /// An access token for one RFC 8707 resource.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResourceToken {
+    #[serde(rename = "at", alias = "access_token")]
     pub access_token: AccessToken,
     /// Unix seconds, when known.
+    #[serde(rename = "ea", alias = "expires_at", default)]
     pub expires_at: Option<u64>,
 }
 
@@ -271,7 +291,7 @@ mod tests {
         let mut claims = serde_json::Map::new();
         claims.insert("name".into(), "Alice \"Quoted\" Example".into());
         claims.insert("groups".into(), serde_json::json!(["a", {"nested": [1, 2, null]}]));
-        let mut resource_tokens = std::collections::BTreeMap::new();
+        let mut resource_tokens = BTreeMap::new();
         resource_tokens.insert(
             "urn:orders".to_string(),
             ResourceToken { access_token: AccessToken::new("orders-token".into()), expires_at: Some(1_900) },
@@ -306,6 +326,27 @@ mod tests {
             let orders = &tokens.resource_tokens["urn:orders"];
             assert_eq!((orders.access_token.secret().as_str(), orders.expires_at), ("orders-token", Some(1_900)));
         }
+        // Records sealed before the short field names still open, either way.
+        let long_names = serde_json::json!({
+            "sub": "alice", "sid": null, "claims": {"name": "Alice"}, "access_token": "old-access",
+            "access_token_expires_at": 1_800, "refresh_token": "old-refresh", "id_token": null,
+            "resource_tokens": {"urn:orders": {"access_token": "old-orders", "expires_at": null}},
+            "created_at": 1_000, "expires_at": 2_000, "listing_id": "listing",
+        });
+        let plaintext = serde_json::to_vec(&long_names).unwrap();
+        let old = sealer.keys.seal(Purpose::Session, ticket.secret(), ticket.store_key().as_bytes(), &plaintext);
+        let whole = sealer.open_session(&ticket, &old).expect("an old record opens");
+        assert_eq!((whole.sub.as_str(), whole.access_token.secret().as_str()), ("alice", "old-access"));
+        assert_eq!((whole.claims["name"].as_str(), whole.listing_id.as_str()), (Some("Alice"), "listing"));
+        assert_eq!(whole.resource_tokens["urn:orders"].access_token.secret(), "old-orders");
+        let tokens: SessionTokens = sealer.open_session_as(&ticket, &old).expect("an old record opens");
+        assert_eq!((tokens.access_token.secret().as_str(), tokens.expires_at), ("old-access", 2_000));
+        assert!(tokens.can_refresh());
+        // Absent fields are left out, not written as null.
+        let mut bare = session(false);
+        (bare.sid, bare.id_token, bare.resource_tokens) = (None, None, BTreeMap::new());
+        let json = String::from_utf8(serde_json::to_vec(&bare).unwrap()).unwrap();
+        assert!(!json.contains(":null") && !json.contains("\"rs\"") && !json.contains("\"rt\""), "{json}");
         // The same refusals as the whole session: another ticket opens nothing.
         let sealed = sealer.seal_session(&ticket, &session(true)).sealed;
         assert!(sealer.open_session_as::<SessionTokens>(&SessionTicket::generate(), &sealed).is_none());
