@@ -4,6 +4,8 @@
 In one run, on loopback, with the same load for each (wrk, fixed connections and duration):
   (a) the upstream API directly: the physical limit;
   (b) Debian's nginx as a plain reverse proxy, no authentication: the cost of one proxy hop;
+  (h) a bare hyper reverse proxy (bench/bare_proxy.rs): cloakroom's HTTP stack and nothing else,
+      so the gap from (h) to (c) is cloakroom's own work and the gap from (b) to (h) the stack's;
   (c) cloakroom on an authenticated `user` route: cookie, session lookup, decrypt, Bearer attached;
   (c10k) the same with many live sessions in the store, each request presenting the next one;
   (d) Apache httpd with Debian's mod_auth_openidc on an authenticated route: a mainstream OIDC proxy.
@@ -285,6 +287,14 @@ http {{
 """)
     process = processes.start("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
     wait_for_port(port, process, "nginx")
+    return process, port
+
+
+def start_bare_proxy(processes, upstream):
+    port = free_port()
+    binary = ROOT / "target/release/examples/bench-bare-proxy"
+    process = processes.start("bare-proxy", [str(binary), f"127.0.0.1:{port}", f"http://127.0.0.1:{upstream.port}"])
+    wait_for_port(port, process, "the bare hyper proxy")
     return process, port
 
 
@@ -587,6 +597,7 @@ def main():
         upstream = Upstream(processes)
         provider = Provider(processes, "provider", access_token_ttl=3600)
         nginx, nginx_port = start_nginx(processes, workdir, upstream)
+        bare, bare_port = start_bare_proxy(processes, upstream)
         cloakroom, origin = start_cloakroom(processes, workdir, "cloakroom", provider, upstream)
         apache_process, apache = start_apache(processes, workdir, provider, upstream)
 
@@ -604,6 +615,8 @@ def main():
              "url": f"http://127.0.0.1:{upstream.port}{API_PATH}"},
             {"id": "b", "label": "(b) nginx, plain proxy", "authenticated": False, "pgid": nginx.pid,
              "url": f"http://127.0.0.1:{nginx_port}{API_PATH}"},
+            {"id": "h", "label": "(h) bare hyper proxy, no auth", "authenticated": False, "pgid": bare.pid,
+             "url": f"http://127.0.0.1:{bare_port}{API_PATH}"},
             {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True, "pgid": cloakroom.pid,
              "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
