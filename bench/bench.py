@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -363,13 +364,16 @@ LoadModule proxy_http_module {modules}/mod_proxy_http.so
 LoadModule auth_openidc_module {modules}/mod_auth_openidc.so
 User www-data
 Group www-data
-# Debian's mpm_event defaults, with keep-alive unlimited as for the other proxies.
-StartServers 2
+# mpm_event with every process started up front (Debian's ThreadsPerChild, four children) and
+# keep-alive unlimited as for the other proxies: with Debian's spare-thread defaults, Apache
+# starts and stops children under this load, and a stopped child's connections fail in wrk.
+ServerLimit 4
+StartServers 4
 MinSpareThreads 25
-MaxSpareThreads 75
+MaxSpareThreads 100
 ThreadLimit 64
 ThreadsPerChild 25
-MaxRequestWorkers 150
+MaxRequestWorkers 100
 KeepAlive On
 MaxKeepAliveRequests 0
 KeepAliveTimeout 60
@@ -428,7 +432,9 @@ def measure(target, upstream, args):
     # wrk counts completed responses; requests still in flight when it stops may have arrived too.
     problems = []
     if result["status_errors"] or result["socket_errors"]:
-        problems.append(f"{result['status_errors']} error statuses, {result['socket_errors']} socket errors")
+        problems.append(f"{result['status_errors']} error statuses, {result['socket_errors']} socket errors "
+                        f"(connect {result['connect_errors']}, read {result['read_errors']}, "
+                        f"write {result['write_errors']}, timeout {result['timeouts']})")
     if counted < result["requests"]:
         what = "with a Bearer token" if target["authenticated"] else "at all"
         problems.append(f"only {counted} of {result['requests']} requests reached the upstream {what}")
@@ -593,6 +599,7 @@ def main():
 
     workdir = Path(tempfile.mkdtemp(prefix="cloakroom-bench-"))
     processes = Processes(workdir)
+    succeeded = False
     try:
         upstream = Upstream(processes)
         provider = Provider(processes, "provider", access_token_ttl=3600)
@@ -632,7 +639,9 @@ def main():
             try:
                 signal.pause()
             except KeyboardInterrupt:
-                return 0
+                pass
+            succeeded = True
+            return 0
 
         log(f"signing in {args.sessions} more users at cloakroom for the many-sessions run")
         rss_before = rss_bytes(cloakroom.pid)
@@ -678,14 +687,25 @@ def main():
         if args.json:
             args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
                                              "storms": storms}, indent=2))
-        invalid = sum(len(r) for r in runs.values()) - sum(s["rounds"] for s in summaries.values())
-        if invalid or failed_storms:
-            print(f"\nFAILED: {invalid} invalid run(s), {len(failed_storms)} storm(s) without exactly one refresh "
-                  f"and every call answered 200 (logs in {workdir})")
+        # A peer's odd failed round (Apache now and then closes a connection wrk was using) is
+        # left out of its medians and shown above; any invalid cloakroom run fails the benchmark,
+        # and so does a target without a single valid round.
+        invalid = {tid: sum(1 for r in rs if r["problems"]) for tid, rs in runs.items()}
+        ours = sum(n for tid, n in invalid.items() if tid in ("c", "c10k"))
+        missing = [t["label"] for t in targets if t["id"] not in summaries]
+        if any(invalid.values()):
+            print(f"\ninvalid rounds, left out of the medians: {invalid}")
+        if ours or missing or failed_storms:
+            print(f"\nFAILED: {ours} invalid cloakroom run(s), no valid round for {missing or 'none'}, "
+                  f"{len(failed_storms)} storm(s) without exactly one refresh and every call answered 200 "
+                  f"(logs in {workdir})")
             return 1
+        succeeded = True
         return 0
     finally:
         processes.stop_all()
+        if succeeded:
+            shutil.rmtree(workdir, ignore_errors=True)  # kept, with every log, when something failed
 
 
 if __name__ == "__main__":
