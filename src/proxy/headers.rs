@@ -52,8 +52,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Rewrites the `Cookie` header without cloakroom's cookies (dropping it when nothing is left);
-/// a header holding none of them is left as it is.
+/// Rewrites the `Cookie` header without cloakroom's cookies (dropping it when nothing is left),
+/// as one header: HTTP/2 clients may split cookies over several, which must be joined before
+/// an HTTP/1.1 upstream (RFC 9113 §8.2.3). A single header holding none of ours is left as it is.
 pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
     let pairs = || {
         headers
@@ -65,7 +66,9 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
             .filter(|pair| !pair.is_empty())
     };
     let is_own = |pair: &&str| cookies.is_own(pair.split_once('=').map_or(*pair, |(name, _)| name));
-    if !pairs().any(|pair| is_own(&pair)) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let single = values.next().is_some() && values.next().is_none();
+    if !headers.contains_key(header::COOKIE) || (single && !pairs().any(|pair| is_own(&pair))) {
         return;
     }
     let mut kept = String::new();
@@ -184,6 +187,12 @@ mod tests {
         let mut none_ours = map(&[("cookie", "theme=dark;lang=en")]);
         strip_own_cookies(&mut none_ours, &policy());
         assert_eq!(none_ours["cookie"], "theme=dark;lang=en", "left as it was");
+
+        // HTTP/2 crumbs are joined into one header even when none of them is ours.
+        let mut crumbs = map(&[("cookie", "theme=dark"), ("cookie", "lang=en")]);
+        strip_own_cookies(&mut crumbs, &policy());
+        assert_eq!(crumbs.get_all("cookie").iter().count(), 1);
+        assert_eq!(crumbs["cookie"], "theme=dark; lang=en");
 
         let mut only_ours = map(&[("cookie", "__Host-cloakroom=TICKET")]);
         strip_own_cookies(&mut only_ours, &policy());
