@@ -2,6 +2,7 @@
 
 use super::raw::{RawConfig, split_list};
 use super::*;
+use crate::oidc::KeyError;
 use crate::session::seal::MasterKey;
 use toml::{Table, Value};
 
@@ -251,7 +252,10 @@ fn client_auth(check: &mut Check, oidc: &super::raw::RawOidc) -> Option<ClientAu
                     }
                 },
                 (key, _) => key.map_err(|e| {
-                    let key = if e.contains("algorithm") { "oidc.private_key_alg" } else { "oidc.private_key_file" };
+                    let key = match e {
+                        KeyError::Algorithm(_) => "oidc.private_key_alg",
+                        KeyError::Key(_) => "oidc.private_key_file",
+                    };
                     check.fail(key, format!("{path}: {e}"));
                 }),
             };

@@ -46,11 +46,28 @@ impl std::fmt::Debug for ClientKey {
     }
 }
 
+/// Why a private key cannot be used: the key file itself, or the algorithm asked of it (so that
+/// configuration errors name `private_key_file` or `private_key_alg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    Key(String),
+    Algorithm(String),
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::Key(message) | KeyError::Algorithm(message) => f.write_str(message),
+        }
+    }
+}
+
 impl ClientKey {
     /// Loads a PEM private key (PKCS#8, or PKCS#1 for RSA, or SEC1 for EC). `alg` picks the JWS
     /// algorithm; without it the key's natural one is used (RS256, ES256, ES384 or EdDSA).
-    pub fn from_pem(pem: &[u8], alg: Option<&str>, kid: Option<String>) -> Result<Self, String> {
-        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no PEM private key found ({e})"))?;
+    pub fn from_pem(pem: &[u8], alg: Option<&str>, kid: Option<String>) -> Result<Self, KeyError> {
+        let der =
+            PrivateKeyDer::from_pem_slice(pem).map_err(|e| KeyError::Key(format!("no PEM private key found ({e})")))?;
         let key = match &der {
             PrivateKeyDer::Pkcs1(key) => Loaded::Rsa(RsaKeyPair::from_der(key.secret_pkcs1_der())),
             PrivateKeyDer::Sec1(key) => ecdsa(|a| EcdsaKeyPair::from_private_key_der(a, key.secret_sec1_der()))?,
@@ -64,24 +81,25 @@ impl ClientKey {
                     ecdsa(|a| EcdsaKeyPair::from_pkcs8(a, der))?
                 }
             }
-            _ => return Err("unsupported private key format".into()),
+            _ => return Err(KeyError::Key("unsupported private key format".into())),
         };
         let (signer, alg) = match key {
             Loaded::Rsa(pair) => {
-                let pair = pair.map_err(|e| format!("unusable RSA key: {e}"))?;
+                let pair = pair.map_err(|e| KeyError::Key(format!("unusable RSA key: {e}")))?;
                 if pair.public_modulus_len() < 256 {
-                    return Err("RSA keys must be at least 2048 bits".into());
+                    return Err(KeyError::Key("RSA keys must be at least 2048 bits".into()));
                 }
                 let wanted = alg.unwrap_or("RS256");
-                let (alg, encoding) = RSA_ALGS
-                    .iter()
-                    .find(|(name, _)| *name == wanted)
-                    .ok_or_else(|| format!("algorithm {wanted:?} does not fit an RSA key (RS256 to PS512)"))?;
+                let (alg, encoding) = RSA_ALGS.iter().find(|(name, _)| *name == wanted).ok_or_else(|| {
+                    KeyError::Algorithm(format!("algorithm {wanted:?} does not fit an RSA key (RS256 to PS512)"))
+                })?;
                 (Signer::Rsa(pair, *encoding), *alg)
             }
             Loaded::Other(signer, natural) => match alg {
                 Some(wanted) if wanted != natural => {
-                    return Err(format!("algorithm {wanted:?} does not fit this key (its algorithm is {natural})"));
+                    return Err(KeyError::Algorithm(format!(
+                        "algorithm {wanted:?} does not fit this key (its algorithm is {natural})"
+                    )));
                 }
                 _ => (signer, natural),
             },
@@ -164,14 +182,14 @@ const RSA_ALGS: &[(&str, &dyn signature::RsaEncoding)] = &[
 /// Tries the curves providers accept (P-256, then P-384); JWS wants the fixed-size signature.
 fn ecdsa(
     load: impl Fn(&'static signature::EcdsaSigningAlgorithm) -> Result<EcdsaKeyPair, aws_lc_rs::error::KeyRejected>,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, KeyError> {
     if let Ok(pair) = load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING) {
         return Ok(Loaded::Other(Signer::Ecdsa(pair), "ES256"));
     }
     if let Ok(pair) = load(&signature::ECDSA_P384_SHA384_FIXED_SIGNING) {
         return Ok(Loaded::Other(Signer::Ecdsa(pair), "ES384"));
     }
-    Err("the key is not an RSA, P-256, P-384 or Ed25519 private key".into())
+    Err(KeyError::Key("the key is not an RSA, P-256, P-384 or Ed25519 private key".into()))
 }
 
 #[cfg(test)]
@@ -235,15 +253,15 @@ mod tests {
     fn refuses_what_it_cannot_sign_with() {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).unwrap();
         let error = ClientKey::from_pem(pem(pkcs8.as_ref()).as_bytes(), Some("RS256"), None).unwrap_err();
-        assert!(error.contains("does not fit"), "{error}");
+        assert!(matches!(&error, KeyError::Algorithm(m) if m.contains("does not fit")), "{error}");
         let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
         let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa).unwrap();
         let error = ClientKey::from_pem(pem(der.as_ref()).as_bytes(), Some("ES256"), None).unwrap_err();
-        assert!(error.contains("does not fit"), "{error}");
+        assert!(matches!(&error, KeyError::Algorithm(m) if m.contains("does not fit")), "{error}");
         let error = ClientKey::from_pem(b"not a key", None, None).unwrap_err();
-        assert!(error.contains("no PEM private key"), "{error}");
+        assert!(matches!(&error, KeyError::Key(m) if m.contains("no PEM private key")), "{error}");
         let error = ClientKey::from_pem(pem(b"garbage").as_bytes(), None, None).unwrap_err();
-        assert!(error.contains("not an RSA"), "{error}");
+        assert!(matches!(&error, KeyError::Key(m) if m.contains("not an RSA")), "{error}");
     }
 
     #[test]

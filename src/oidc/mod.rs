@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use url::Url;
 
-pub use assertion::ClientKey;
+pub use assertion::{ClientKey, KeyError};
 pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use exchange::TokenSet;
 pub use refresh::Refreshed;
