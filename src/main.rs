@@ -86,7 +86,8 @@ fn parse_audit(args: &[String]) -> Result<cloakroom::audit::AuditOptions, String
         Some(file) => cloakroom::tls::client_config(&cloakroom::tls::ClientTlsFiles {
             ca_file: Some(file.clone()),
             client_cert: None,
-        })?,
+        })
+        .map_err(|e| e.to_string())?,
         None => cloakroom::tls::system_client_config(),
     };
     let client = cloakroom::upstream::HttpClient::with_tls(std::time::Duration::from_secs(10), tls);

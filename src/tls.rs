@@ -90,12 +90,12 @@ pub struct ClientTlsFiles {
 
 /// Builds the rustls client configuration for `files` (checked at start-up, so a bad file is a
 /// configuration error, not a failure at the first request).
-pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>, ClientTlsError> {
     let roots = match &files.ca_file {
         Some(file) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certs(file)? {
-                roots.add(cert).map_err(|e| format!("{}: {e}", file.display()))?;
+            for cert in read_certs(file).map_err(ClientTlsError::CaFile)? {
+                roots.add(cert).map_err(|e| ClientTlsError::CaFile(format!("{}: {e}", file.display())))?;
             }
             Arc::new(roots)
         }
@@ -103,19 +103,35 @@ pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>
     };
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ClientTlsError::ClientCert(e.to_string()))?
         .with_root_certificates(roots);
     let config = match &files.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert_file, key_file)) => {
             let key = PrivateKeyDer::from_pem_file(key_file)
-                .map_err(|e| format!("{}: no PEM private key ({e})", key_file.display()))?;
-            builder
-                .with_client_auth_cert(read_certs(cert_file)?, key)
-                .map_err(|e| format!("{} and {}: {e}", cert_file.display(), key_file.display()))?
+                .map_err(|e| ClientTlsError::ClientCert(format!("{}: no PEM private key ({e})", key_file.display())))?;
+            builder.with_client_auth_cert(read_certs(cert_file).map_err(ClientTlsError::ClientCert)?, key).map_err(
+                |e| ClientTlsError::ClientCert(format!("{} and {}: {e}", cert_file.display(), key_file.display())),
+            )?
         }
     };
     Ok(Arc::new(config))
+}
+
+/// Why outgoing TLS settings cannot be used: the CA file, or the client certificate and key (so
+/// that configuration errors name `ca_file` or `client_cert_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientTlsError {
+    CaFile(String),
+    ClientCert(String),
+}
+
+impl std::fmt::Display for ClientTlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientTlsError::CaFile(message) | ClientTlsError::ClientCert(message) => f.write_str(message),
+        }
+    }
 }
 
 /// The default for every destination without its own TLS settings: the system's trust store.

@@ -299,8 +299,11 @@ impl Check<'_> {
         match crate::tls::client_config(&files) {
             Ok(config) => config,
             Err(e) => {
-                let key = if ca_file.is_some_and(|f| e.starts_with(f)) { "ca_file" } else { "client_cert_file" };
-                self.fail(format!("{section}.{key}"), e);
+                let key = match e {
+                    crate::tls::ClientTlsError::CaFile(_) => "ca_file",
+                    crate::tls::ClientTlsError::ClientCert(_) => "client_cert_file",
+                };
+                self.fail(format!("{section}.{key}"), e.to_string());
                 crate::tls::system_client_config()
             }
         }

@@ -253,4 +253,7 @@ fn tls_settings_are_checked_at_start_up_naming_the_key() {
     let route = "[[routes]]\nprefix = \"/a/\"\nupstream = \"https://127.0.0.1:1/\"\n";
     assert_eq!(errors(&format!("{route}client_cert_file = {:?}", cert.cert_file)), ["routes[0].client_key_file"]);
     assert_eq!(errors(&format!("{route}ca_file = {:?}", cert.key_file)), ["routes[0].ca_file"]);
+    // A good CA beside an unusable client key: the client certificate is to blame, not the CA.
+    let pair = format!("client_cert_file = {:?}\nclient_key_file = {:?}", cert.cert_file, cert.cert_file);
+    assert_eq!(errors(&format!("{route}ca_file = {:?}\n{pair}", pki().ca_file)), ["routes[0].client_cert_file"]);
 }
