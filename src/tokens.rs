@@ -275,11 +275,10 @@ fn held_in(session: &Session, audience: Option<&Audience>) -> Option<Held> {
 fn held(session: SessionTokens, audience: Option<&Audience>) -> Option<Held> {
     match audience {
         None => Some(Held { token: session.access_token, expires_at: session.access_token_expires_at }),
-        Some(audience) => session
-            .resource_tokens
-            .into_iter()
-            .find(|(resource, _)| *resource == audience.resource)
-            .map(|(_, t)| Held { token: t.access_token, expires_at: t.expires_at }),
+        Some(audience) => {
+            let mut tokens = session.resource_tokens;
+            tokens.remove(&audience.resource).map(|t| Held { token: t.access_token, expires_at: t.expires_at })
+        }
     }
 }
 

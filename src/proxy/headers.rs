@@ -67,9 +67,10 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
     };
     let is_own = |pair: &&str| cookies.is_own(pair.split_once('=').map_or(*pair, |(name, _)| name));
     let mut values = headers.get_all(header::COOKIE).iter();
-    let single = values.next().is_some() && values.next().is_none();
-    if !headers.contains_key(header::COOKIE) || (single && !pairs().any(|pair| is_own(&pair))) {
-        return;
+    match (values.next(), values.next()) {
+        (None, _) => return,
+        (Some(_), None) if !pairs().any(|pair| is_own(&pair)) => return,
+        _ => {}
     }
     let mut kept = String::new();
     for pair in pairs().filter(|pair| !is_own(pair)) {

@@ -36,8 +36,8 @@ pub struct MemoryStore {
 ///
 /// A shard is swept (expired entries, members whose session is gone, entries left empty) when
 /// it has grown to twice what the last sweep left (at least 64 entries): constant work per
-/// add, amortised, and a shard never holds much more than twice its live entries. Only sign-in, sign-out and the session list touch
-/// the index, never a proxied call.
+/// add, amortised, and a shard never holds much more than twice its live entries. Only
+/// sign-in, sign-out and the session list touch the index, never a proxied call.
 struct Index {
     shards: [Mutex<IndexShard>; INDEX_SHARDS],
     ttl_secs: u64,
