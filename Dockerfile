@@ -17,10 +17,12 @@ RUN ./scripts/build-release
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/cloakroom /usr/local/bin/cloakroom
 # Inside a container, listen on every interface; a mounted config or CLOAKROOM_* variables
-# override these. The admin port (health, readiness, metrics) must stay off the public network.
+# override these. The admin port (health, readiness, metrics) listens on every interface so that
+# the orchestrator's probes reach it, but it is not EXPOSEd (`docker run -P` does not publish
+# it): map it only to a private network.
 ENV CLOAKROOM_SERVER__LISTEN=0.0.0.0:8080 \
     CLOAKROOM_SERVER__ADMIN_LISTEN=0.0.0.0:9090
-EXPOSE 8080 9090
+EXPOSE 8080
 # 65532: distroless's `nonroot` user, numeric so Kubernetes can check runAsNonRoot.
 USER 65532:65532
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

@@ -81,19 +81,25 @@ fn rewrite_request_headers(bencher: divan::Bencher) {
     template.insert("connection", HeaderValue::from_static("keep-alive"));
     template.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
     template.insert("accept", HeaderValue::from_static("application/json"));
+    let public_host = HeaderValue::from_static("app.example");
+    let upstream: http::uri::Authority = "127.0.0.1:9000".parse().expect("an authority");
     bencher.with_inputs(|| template.clone()).bench_local_values(|mut headers| {
-        headers::strip_hop_by_hop(&mut headers);
-        headers::strip_own_cookies(&mut headers, &cookies);
-        headers::set_forwarded(
+        headers::rewrite_request(
             &mut headers,
-            headers::Forwarded {
-                client_ip: [203, 0, 113, 7].into(),
-                proto: "https",
-                host: Some(http::HeaderValue::from_static("app.example")),
-            },
+            &cookies,
+            headers::Forwarded { client_ip: Some([203, 0, 113, 7].into()), proto: "https", host: &public_host },
+            &upstream,
+            true,
         );
         headers
     });
+}
+
+/// A path with a percent-escape takes the decoding path of the prefix check.
+#[divan::bench]
+fn route_escaped(bencher: divan::Bencher) {
+    let router = Router::new(&config().routes);
+    bencher.bench(|| router.route(divan::black_box("/orders/v1/items/caf%C3%A9")));
 }
 
 #[divan::bench]

@@ -81,17 +81,30 @@ impl App {
         proto: &'static str,
     ) -> Response<Body> {
         let started = Instant::now();
-        let client = forwarded::client_addr(peer, proto, request.headers(), &self.config.server.trusted_proxies);
-        // Checked or made here, and set on the request: upstreams see the id the logs show.
-        let request_id = telemetry::request_id_from(request.headers().get(X_REQUEST_ID));
+        let server = &self.config.server;
+        let client = forwarded::client_addr(
+            peer,
+            proto,
+            request.headers(),
+            &server.trusted_proxies,
+            server.trusted_proxy_header,
+        );
+        // Checked or made here, and set on the request: upstreams see the id the logs show. Only
+        // a trusted proxy's id is adopted; a client's would let it choose what the logs correlate.
+        let incoming_id = if client.via_trusted_proxy { request.headers().get(X_REQUEST_ID) } else { None };
+        let request_id = telemetry::request_id_from(incoming_id);
         request.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         let request_id_text = request_id.to_str().unwrap_or_default();
         let method = request.method().clone();
         let uri = request.uri().clone(); // shares its bytes: the access log's path, no copy
         let path = uri.path();
         let route = self.router.route(path);
+        let refusal = refuse_malformed(&request);
         let span = tracing::info_span!("request", id = %request_id_text);
         let response = async {
+            if let Some(error) = refusal {
+                return error.response();
+            }
             match route {
                 Route::Bff(endpoint) => bff::handle(self, endpoint, request, client).await,
                 Route::Api(index) => proxy::forward(self, index, request, client).await,
@@ -120,7 +133,7 @@ impl App {
         tracing::info!(
             target: "cloakroom::access",
             id = %request_id_text,
-            client = %client.ip,
+            client = %client.ip_text(),
             method = %method,
             path = %path,
             route = label,
@@ -177,6 +190,22 @@ impl App {
 }
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Requests no route may serve, refused before any: `CONNECT` and `TRACE` (never forwarded with a
+/// token: one would open a tunnel, the other echo the credentials), and a `Host` that is missing
+/// on HTTP/1.1 or repeated (RFC 9112 §3.2 asks for a 400; two hosts are two opinions of where
+/// the request goes).
+pub(crate) fn refuse_malformed<B>(request: &Request<B>) -> Option<ApiError> {
+    if request.method() == http::Method::CONNECT || request.method() == http::Method::TRACE {
+        return Some(ApiError::MethodNotAllowed);
+    }
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => Some(ApiError::BadHost),
+        (None, None) if request.version() == http::Version::HTTP_11 => Some(ApiError::BadHost),
+        _ => None,
+    }
+}
 
 fn route_label(route: Route) -> &'static str {
     match route {

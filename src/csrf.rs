@@ -12,16 +12,14 @@ use http::{HeaderMap, HeaderName};
 
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
-/// The cross-site check alone (shared by the header check and the logout form post).
+/// The cross-site check alone (shared by the header check and the logout form post). Each
+/// header is compared as bytes, and every instance of it counts: a repeated `Origin` or
+/// `Sec-Fetch-Site` passes only when each one does.
 pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), ApiError> {
-    if let Some(site) = headers.get(SEC_FETCH_SITE)
-        && site.as_bytes() != b"same-origin"
-    {
+    if headers.get_all(SEC_FETCH_SITE).iter().any(|site| site.as_bytes() != b"same-origin") {
         return Err(ApiError::CrossSiteRequest);
     }
-    if let Some(origin) = headers.get(ORIGIN)
-        && origin.as_bytes() != public_origin.as_bytes()
-    {
+    if headers.get_all(ORIGIN).iter().any(|origin| origin.as_bytes() != public_origin.as_bytes()) {
         return Err(ApiError::CrossSiteRequest);
     }
     Ok(())
@@ -36,8 +34,10 @@ pub fn websocket_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), 
     same_origin(headers, public_origin)
 }
 
+/// The anti-CSRF header, exactly once, with the value `1` (a repeated one is not "present").
 pub fn has_header(headers: &HeaderMap, header: &HeaderName) -> bool {
-    headers.get(header).is_some_and(|v| v.as_bytes() == b"1")
+    let mut values = headers.get_all(header).iter();
+    matches!((values.next(), values.next()), (Some(value), None) if value.as_bytes() == b"1")
 }
 
 /// Both lines: not cross-site, and the anti-CSRF header present with value `1`.
@@ -73,6 +73,8 @@ mod tests {
         assert_eq!(verdict(&[]), Err(ApiError::CsrfHeaderMissing));
         assert_eq!(verdict(&[("x-csrf", "0")]), Err(ApiError::CsrfHeaderMissing));
         assert_eq!(verdict(&[("x-csrf", "")]), Err(ApiError::CsrfHeaderMissing));
+        assert_eq!(verdict(&[("x-csrf", "1"), ("x-csrf", "1")]), Err(ApiError::CsrfHeaderMissing));
+        assert_eq!(verdict(&[("x-csrf", "1"), ("x-csrf", "0")]), Err(ApiError::CsrfHeaderMissing));
     }
 
     #[test]
@@ -101,6 +103,8 @@ mod tests {
             &[("x-csrf", "1"), ("origin", "null")][..],
             &[("x-csrf", "1"), ("origin", "https://app.example.com.evil.example")][..],
             &[("x-csrf", "1"), ("origin", "http://app.example.com")][..],
+            &[("x-csrf", "1"), ("origin", "https://app.example.com"), ("origin", "https://evil.example")][..],
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin"), ("sec-fetch-site", "cross-site")][..],
         ] {
             assert_eq!(verdict(pairs), Err(ApiError::CrossSiteRequest), "{pairs:?}");
         }

@@ -18,6 +18,10 @@ pub enum ApiError {
     CsrfHeaderMissing,
     CrossSiteRequest,
     BadPath,
+    /// No `Host` on HTTP/1.1, or more than one.
+    BadHost,
+    /// The request body broke off or was malformed (e.g. bad chunked framing) while forwarding.
+    BadBody,
     PayloadTooLarge,
     NotFound,
     MethodNotAllowed,
@@ -41,6 +45,8 @@ impl ApiError {
             BadPath => {
                 (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes")
             }
+            BadHost => (StatusCode::BAD_REQUEST, "bad_host", "exactly one Host header is required"),
+            BadBody => (StatusCode::BAD_REQUEST, "bad_body", "the request body is malformed or was cut off"),
             PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body exceeds this route's limit")
             }
@@ -159,6 +165,8 @@ mod tests {
             (CsrfHeaderMissing, 403, "csrf_header_missing"),
             (CrossSiteRequest, 403, "cross_site_request"),
             (BadPath, 400, "bad_path"),
+            (BadHost, 400, "bad_host"),
+            (BadBody, 400, "bad_body"),
             (PayloadTooLarge, 413, "payload_too_large"),
             (NotFound, 404, "not_found"),
             (MethodNotAllowed, 405, "method_not_allowed"),

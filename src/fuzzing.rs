@@ -30,7 +30,183 @@ pub fn cookie_header(data: &[u8]) {
     headers.append(http::header::COOKIE, value.clone());
     headers.append(http::header::COOKIE, value);
     if let Some(found) = crate::session::cookie::find(&headers, "__Host-cloakroom") {
-        let _ = SessionTicket::parse(found);
+        let _ = std::str::from_utf8(found).ok().and_then(SessionTicket::parse);
+    }
+}
+
+/// One whole request as cloakroom's request path sees it, built from arbitrary bytes: the first
+/// byte chooses the shape (bit 0: HTTP/2, whose `cookie` fields arrive as crumbs; bit 1: from a
+/// trusted proxy; bit 2: proxies write `Forwarded` rather than `X-Forwarded-For`), then a line
+/// with the method, a line with the request target, and `name: value` lines of raw header bytes.
+/// It goes through what [`crate::app::App::handle`] decides before routing, the router, client
+/// address, CSRF guard, session-cookie lookup, and the header rewriting both ways, and the
+/// invariants are checked by oracles written apart from the code they check:
+/// - no panic anywhere;
+/// - a path that some server could read as leaving its prefix is never routed;
+/// - no cookie pair of the upstream request could be read as one of cloakroom's, whatever the
+///   reader's splitting rules;
+/// - the forwarding headers upstream are exactly cloakroom's own (one of each, the client as
+///   cloakroom believes it, `public_url`'s host), and an untrusted peer is the client;
+/// - no `Set-Cookie` passed back could set or plant one of cloakroom's cookies.
+pub fn request(data: &[u8]) {
+    use crate::forwarded::{ForwardingHeader, client_addr};
+    use crate::proxy::headers::{Forwarded, rewrite_request, rewrite_response};
+    use http::{HeaderName, Method, Request, Uri, Version};
+    let Some((&shape, rest)) = data.split_first() else { return };
+    let mut lines = rest.split(|&b| b == b'\n');
+    let (Some(method), Some(target)) = (lines.next(), lines.next()) else { return };
+    let Ok(method) = Method::from_bytes(method) else { return };
+    // What hyper would have parsed: a target that is no URI never reaches cloakroom.
+    let Ok(uri) = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(target)) else { return };
+    let h2 = shape & 1 != 0;
+    let version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let mut request = Request::builder().method(method).uri(uri).version(version).body(()).expect("parts are valid");
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(line[colon + 1..].trim_ascii()))
+        else {
+            continue;
+        };
+        if h2 && name == http::header::COOKIE {
+            for crumb in value.as_bytes().split(|&b| b == b';') {
+                if let Ok(crumb) = HeaderValue::from_bytes(crumb.trim_ascii()) {
+                    request.headers_mut().append(http::header::COOKIE, crumb);
+                }
+            }
+        } else {
+            request.headers_mut().append(name, value);
+        }
+    }
+    let fixture = request_fixture();
+    let headers = request.headers();
+
+    let _ = crate::app::refuse_malformed(&request);
+    let path = request.uri().path();
+    if fixture.router.route(path) != crate::router::Route::BadPath {
+        assert!(!oracle::path_escapes(path), "routed a path that escapes its prefix: {path:?}");
+    }
+    let peer = std::net::SocketAddr::from(([192, 0, 2, if shape & 2 != 0 { 1 } else { 9 }], 40000));
+    let mode = if shape & 4 != 0 { ForwardingHeader::Forwarded } else { ForwardingHeader::XForwardedFor };
+    let client = client_addr(peer, "http", headers, &fixture.trusted, mode);
+    if shape & 2 == 0 {
+        assert_eq!(client.ip, Some(peer.ip()), "an untrusted peer chose its address");
+        assert_eq!(client.proto, "http", "an untrusted peer chose its scheme");
+    }
+    let _ = crate::csrf::check(headers, &HeaderName::from_static("x-csrf"), "https://app.example");
+    if let Some(value) = crate::session::cookie::find(headers, OWN_COOKIE) {
+        let _ = std::str::from_utf8(value).ok().and_then(SessionTicket::parse);
+    }
+
+    let mut upstream = headers.clone();
+    let forwarded = Forwarded { client_ip: client.ip, proto: client.proto, host: &fixture.public_host };
+    rewrite_request(&mut upstream, &fixture.cookies, forwarded, &fixture.upstream, true);
+    for value in upstream.get_all(http::header::COOKIE) {
+        assert!(!oracle::cookie_header_holds_own(value.as_bytes()), "our cookie went upstream: {value:?}");
+    }
+    let one = |name: &str| {
+        let mut values = upstream.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.as_bytes().to_vec(),
+            _ => panic!("{name} is not exactly one header upstream"),
+        }
+    };
+    assert_eq!(one("x-forwarded-for"), client.ip_text().to_string().into_bytes());
+    assert_eq!(one("x-forwarded-host"), b"app.example");
+    assert_eq!(one("x-forwarded-proto"), client.proto.as_bytes());
+    assert_eq!(one("host"), fixture.upstream.as_str().as_bytes());
+    assert!(!upstream.contains_key("forwarded") && !upstream.contains_key("x-real-ip"));
+    assert!(!upstream.contains_key(http::header::AUTHORIZATION));
+
+    // The same bytes as an upstream's response headers.
+    let mut response = headers.clone();
+    rewrite_response(&mut response, &fixture.cookies, true);
+    for value in response.get_all(http::header::SET_COOKIE) {
+        assert!(!oracle::set_cookie_plants_own(value.as_bytes()), "a Set-Cookie of ours passed: {value:?}");
+    }
+}
+
+const OWN_COOKIE: &str = "__Host-cloakroom";
+
+struct RequestFixture {
+    router: crate::router::Router,
+    cookies: crate::session::cookie::CookiePolicy,
+    trusted: Vec<crate::forwarded::Cidr>,
+    public_host: HeaderValue,
+    upstream: http::uri::Authority,
+}
+
+fn request_fixture() -> &'static RequestFixture {
+    static FIXTURE: OnceLock<RequestFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let text = "[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"app\"\nclient_secret = \"s\"\n\
+                    [[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9/v1/\"\n\
+                    [[routes]]\nprefix = \"/open/\"\nupstream = \"http://127.0.0.1:9/\"\ntoken = \"none\"\n";
+        let config = Config::from_toml(text, Vec::new()).expect("a valid config");
+        RequestFixture {
+            router: crate::router::Router::new(&config.routes),
+            cookies: crate::session::cookie::CookiePolicy::new(OWN_COOKIE, cookie::SameSite::Strict),
+            trusted: vec!["192.0.2.1/32".parse().expect("a CIDR")],
+            public_host: HeaderValue::from_static("app.example"),
+            upstream: "127.0.0.1:9".parse().expect("an authority"),
+        }
+    })
+}
+
+/// The invariants' oracles: deliberately simple, written apart from the code they check.
+mod oracle {
+    use super::OWN_COOKIE;
+
+    fn is_own(name: &[u8]) -> bool {
+        let own = OWN_COOKIE.as_bytes();
+        name == own || name.strip_prefix(own).is_some_and(|rest| rest.starts_with(b"-login-"))
+    }
+
+    /// Some reader splits cookies on `;`, another on `,` too; each trims whitespace; a piece
+    /// without `=` is a name to some. Any of them finding a name of ours is a leak.
+    pub fn cookie_header_holds_own(value: &[u8]) -> bool {
+        value.split(|&b| b == b';' || b == b',').any(|piece| {
+            let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
+            is_own(name.trim_ascii())
+        })
+    }
+
+    /// A browser reads a `Set-Cookie`'s name before the first `=` of its first `;` part; with no
+    /// name, it sends the value back bare, which then reads as a name.
+    pub fn set_cookie_plants_own(value: &[u8]) -> bool {
+        let pair = value.split(|&b| b == b';').next().unwrap_or_default();
+        let mut parts = pair.splitn(2, |&b| b == b'=');
+        let (name, rest) = (parts.next().unwrap_or_default().trim_ascii(), parts.next());
+        match rest {
+            Some(rest) => is_own(name) || (name.is_empty() && is_own(rest.trim_ascii())),
+            None => is_own(name),
+        }
+    }
+
+    /// Percent-decodes up to four times; a segment that at any level is, once its `;`
+    /// parameters, whitespace and control characters are set aside, one or more dots alone, or
+    /// a level that holds a backslash or NUL, could take the request elsewhere.
+    pub fn path_escapes(path: &str) -> bool {
+        let mut level = path.as_bytes().to_vec();
+        for _ in 0..5 {
+            if level.iter().any(|&b| b == b'\\' || b == 0) {
+                return true;
+            }
+            for segment in level.split(|&b| b == b'/') {
+                let core = segment.split(|&b| b == b';').next().unwrap_or_default();
+                let kept: Vec<u8> =
+                    core.iter().copied().filter(|b| !(b.is_ascii_whitespace() || b.is_ascii_control())).collect();
+                if !kept.is_empty() && kept.iter().all(|&b| b == b'.') {
+                    return true;
+                }
+            }
+            let decoded: Vec<u8> = percent_encoding::percent_decode(&level).collect();
+            if decoded == level {
+                break;
+            }
+            level = decoded;
+        }
+        false
     }
 }
 

@@ -291,14 +291,24 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
     }
 }
 
-/// A plain HTTP/1.1 server for a side service (the demo's issuer and API).
+/// Connections a side listener serves at once; more wait in the backlog.
+const SIDE_MAX_CONNECTIONS: usize = 64;
+/// How long a side listener's connection may live (a Prometheus scrape or a probe takes
+/// milliseconds; a keep-alive client simply reconnects).
+const SIDE_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A plain HTTP/1.1 server for a side service (the admin endpoints, the demo's issuer and API),
+/// with a cap on connections and on each connection's lifetime, so that whoever reaches it
+/// cannot hold it open.
 pub async fn serve_fn<F, Fut>(listener: TcpListener, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let builder = builder(&SIDE_LISTENER);
+    let slots = Arc::new(tokio::sync::Semaphore::new(SIDE_MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -310,7 +320,8 @@ where
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let _ = tokio::time::timeout(SIDE_CONNECTION_LIFETIME, connection).await;
+            drop(slot);
         });
     }
 }

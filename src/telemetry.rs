@@ -5,9 +5,18 @@
 //! [`crate::session::SessionTicket`], [`crate::session::seal::MasterKey`]), the access log
 //! records the path without its query (a callback's query holds the authorization code), and
 //! no header is ever logged whole.
+//!
+//! Nor can a request forge a log line: the text format escapes every control character in
+//! every field ([`EscapedFields`]), so a CR/LF or an ESC a client put in a callback parameter, a
+//! path or a header arrives in the log as `\r\n` / `\u{1b}`; the JSON format escapes them as
+//! JSON does.
 
+use std::fmt;
 use std::str::FromStr;
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::prelude::*;
 
 /// `"info"`, or a filter like `"info,cloakroom=debug"`.
@@ -23,8 +32,45 @@ pub fn init(level: &str, json: bool) {
     let _ = if json {
         registry.with(tracing_subscriber::fmt::layer().json().with_target(true)).try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_target(true)).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().fmt_fields(EscapedFields::default()).with_target(true))
+            .try_init()
     };
+}
+
+/// The default field layout of the text log, with every control character (and every Unicode
+/// bidirectional override) in a field written as an escape: no field can end a log line, start
+/// a forged one, or send escape sequences to a terminal, whoever chose its bytes.
+#[derive(Debug, Default)]
+pub struct EscapedFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut escaping = Escaping(&mut writer);
+        self.0.format_fields(Writer::new(&mut escaping), fields)
+    }
+}
+
+struct Escaping<'a, W>(&'a mut W);
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if !text.chars().any(needs_escape) {
+            return self.0.write_str(text);
+        }
+        for c in text.chars() {
+            if needs_escape(c) {
+                write!(self.0, "{}", c.escape_default())?;
+            } else {
+                self.0.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The caller's `X-Request-Id` when it is a sane token (up to 128 of `A-Z a-z 0-9 . _ -`), so a
@@ -39,7 +85,7 @@ pub fn request_id_from(incoming: Option<&http::HeaderValue>) -> http::HeaderValu
         {
             id.clone()
         }
-        _ => http::HeaderValue::try_from(request_id()).expect("hex digits and a dash are a valid header value"),
+        _ => http::HeaderValue::try_from(request_id()).unwrap_or(http::HeaderValue::from_static("unknown")),
     }
 }
 
@@ -67,5 +113,38 @@ mod tests {
             assert_ne!(request_id_from(Some(&value)), bad, "{bad:?} kept");
         }
         assert_ne!(request_id_from(None), request_id_from(None));
+    }
+
+    #[test]
+    fn no_field_can_forge_a_line_or_reach_the_terminal() {
+        use std::sync::{Arc, Mutex};
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(EscapedFields::default())
+            .with_ansi(false)
+            .with_writer(move || SinkWriter(sink.clone()))
+            .finish();
+        let hostile = "denied\r\n2026-01-01T00:00:00Z  INFO forged: admin signed in \u{1b}[2J\u{202e}";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(error = %hostile, quoted = hostile, "refused {hostile}");
+            tracing::info_span!("request", id = %hostile).in_scope(|| tracing::info!("inside"));
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'), "{text}");
+        assert!(text.contains("denied\\r\\n2026"), "{text}");
+    }
+
+    struct SinkWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SinkWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

@@ -38,6 +38,26 @@ pub enum SendError {
     Failed(String),
     /// The request body went past its limit while streaming.
     BodyTooLarge,
+    /// The browser's request body broke off or was malformed (bad chunked framing): the
+    /// client's fault, not the upstream's.
+    ClientBody,
+}
+
+/// Wraps an error reading the browser's request body, so that a send failing because of it is
+/// told apart from an upstream failing ([`SendError::ClientBody`]).
+#[derive(Debug)]
+pub struct ClientBodyError(pub hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading the client's request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 impl std::fmt::Display for SendError {
@@ -47,6 +67,7 @@ impl std::fmt::Display for SendError {
             SendError::Timeout => write!(f, "timed out waiting for the response"),
             SendError::Failed(e) => write!(f, "request failed: {e}"),
             SendError::BodyTooLarge => write!(f, "the request body exceeded its limit"),
+            SendError::ClientBody => write!(f, "the client's request body was malformed or cut off"),
         }
     }
 }
@@ -61,6 +82,7 @@ impl SendError {
             SendError::Timeout => "timeout",
             SendError::Failed(_) => "failed",
             SendError::BodyTooLarge => "body_too_large",
+            SendError::ClientBody => "client_body",
         }
     }
 }
@@ -99,16 +121,17 @@ impl HttpClient {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
-            Ok(Err(e)) if caused_by_length_limit(&e) => Err(SendError::BodyTooLarge),
+            Ok(Err(e)) if caused_by::<http_body_util::LengthLimitError>(&e) => Err(SendError::BodyTooLarge),
+            Ok(Err(e)) if caused_by::<ClientBodyError>(&e) => Err(SendError::ClientBody),
             Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
         }
     }
 }
 
-fn caused_by_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(cause) = source {
-        if cause.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        if cause.downcast_ref::<E>().is_some() {
             return true;
         }
         source = cause.source();

@@ -42,7 +42,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     let fail = |error: LoginError| {
         app.metrics.login(false);
         let mut response = error.response(&retry);
-        add_cookie(&mut response, app.sessions.cookies().clear_login(&state));
+        clear_login_cookie(&mut response, app, &state);
         response
     };
     if let Some(error) = error {
@@ -88,7 +88,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         app.config.oidc.logout_id_token_hint,
         pending.remember,
         device,
-        client.ip.to_string(),
+        client.ip_text().to_string(),
     );
     let (_, cookie) = match created.await {
         Ok(created) => created,
@@ -105,7 +105,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         page("Signed in", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")),
     );
     add_cookie(&mut response, cookie);
-    add_cookie(&mut response, app.sessions.cookies().clear_login(&state));
+    clear_login_cookie(&mut response, app, &state);
     response
 }
 
@@ -114,7 +114,14 @@ fn failure(error: LoginError, state: Option<&str>, app: &App) -> Response<Body> 
     app.metrics.login(false);
     let mut response = error.response("/bff/login");
     if let Some(state) = state {
-        add_cookie(&mut response, app.sessions.cookies().clear_login(state));
+        clear_login_cookie(&mut response, app, state);
     }
     response
+}
+
+/// Deletes the login cookie `state` names (a `state` cloakroom did not make names none).
+fn clear_login_cookie(response: &mut Response<Body>, app: &App, state: &str) {
+    if let Some(cookie) = app.sessions.cookies().clear_login(state) {
+        add_cookie(response, cookie);
+    }
 }

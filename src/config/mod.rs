@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The origin browsers use, e.g. `https://app.example.com` (no path, no trailing slash).
     pub public_origin: String,
+    /// `public_url`'s host (and port when not the scheme's default): the `X-Forwarded-Host`
+    /// upstreams see, whatever `Host` the request carried.
+    pub public_host: http::HeaderValue,
     pub admin_listen: SocketAddr,
     pub shutdown_timeout: Duration,
     /// After SIGTERM, how long to go on accepting while readiness is already false.
@@ -59,6 +62,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Peers whose `Forwarded`/`X-Forwarded-*` headers are believed (load balancers).
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
+    /// The one forwarding header `trusted_proxies` write (the other is ignored: a client may
+    /// have written it).
+    pub trusted_proxy_header: crate::forwarded::ForwardingHeader,
     /// Serve TLS with this certificate (reloaded on SIGHUP); `None`: plain HTTP (TLS ends at a
     /// load balancer).
     pub tls: Option<Arc<crate::tls::ServerTls>>,

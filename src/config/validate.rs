@@ -363,6 +363,12 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             Err(e) => check.fail(format!("server.trusted_proxies[{i}]"), e),
         }
     }
+    let trusted_proxy_header = raw
+        .server
+        .trusted_proxy_header
+        .parse::<crate::forwarded::ForwardingHeader>()
+        .map_err(|e| check.fail("server.trusted_proxy_header", e))
+        .unwrap_or_default();
     let tls = match (raw.server.tls_cert_file.as_deref(), raw.server.tls_key_file.as_deref()) {
         (None, None) => None,
         (Some(_), None) => {
@@ -416,6 +422,17 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         }
     }
     let public_origin = public_url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    let public_host = public_url
+        .as_ref()
+        .and_then(|u| {
+            let host = u.host_str()?;
+            let authority = match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            };
+            http::HeaderValue::try_from(authority).ok()
+        })
+        .unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
 
     // [oidc]
     let issuer = check.url("oidc.issuer", &raw.oidc.issuer);
@@ -783,6 +800,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         server: ServerConfig {
             listen,
             public_origin,
+            public_host,
             admin_listen,
             shutdown_timeout,
             shutdown_delay,
@@ -790,6 +808,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
             header_read_timeout,
             trusted_proxies,
+            trusted_proxy_header,
             tls,
             hsts,
             idle_timeout: connection_idle_timeout,

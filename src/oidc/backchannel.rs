@@ -3,7 +3,7 @@
 //! A logout token is a JWT the provider POSTs to `/bff/backchannel-logout`. Anyone can POST
 //! there, so everything is checked: the signature against the provider's keys (asymmetric
 //! algorithms only; one rate-limited JWKS refetch on an unknown `kid`), `iss`, `aud`, `iat`
-//! (recent, not in the future), `exp` when present, the back-channel logout member of
+//! (recent, not in the future), `exp` (required), the back-channel logout member of
 //! `events`, `sid` and/or `sub`, no `nonce` (which keeps an ID token from passing as a logout
 //! token), `typ` when present, and `jti` once only (replay cache).
 
@@ -95,8 +95,11 @@ impl Provider {
         if claims.iat < now - MAX_AGE_SECS - skew {
             return Err(invalid("iat is too old"));
         }
-        if claims.exp.is_some_and(|exp| exp + skew <= now) {
-            return Err(invalid("expired"));
+        // Required by Back-Channel Logout 1.0 (§2.4): a token without one would be good forever.
+        match claims.exp {
+            None => return Err(invalid("exp is required")),
+            Some(exp) if exp + skew <= now => return Err(invalid("expired")),
+            Some(_) => {}
         }
         if !claims.events.get(EVENT).is_some_and(Value::is_object) {
             return Err(invalid("events lacks the back-channel logout event"));
@@ -125,5 +128,40 @@ impl Provider {
     /// True the first time a `jti` is seen (within the replay window).
     fn remember_jti(&self, jti: &str) -> bool {
         self.logout_jtis.entry(jti.to_string()).or_insert(()).is_fresh()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use std::sync::Arc;
+
+    fn provider(clock: Arc<ManualClock>) -> Provider {
+        let text = "[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"app\"\nclient_secret = \"s\"\n";
+        let config = crate::config::Config::from_toml(text, Vec::new()).expect("a valid config");
+        Provider::new(config.oidc, clock, Arc::default())
+    }
+
+    fn claims(now: i64, exp: Option<i64>, jti: &str) -> Claims {
+        let mut value = serde_json::json!({
+            "iss": "http://127.0.0.1:9", "aud": "app", "iat": now, "jti": jti, "sub": "alice",
+            "events": { EVENT: {} },
+        });
+        if let Some(exp) = exp {
+            value["exp"] = exp.into();
+        }
+        serde_json::from_value(value).expect("claims")
+    }
+
+    #[test]
+    fn a_logout_token_without_exp_is_refused() {
+        let clock = Arc::new(ManualClock::new());
+        let provider = provider(clock.clone());
+        let now = clock.now() as i64;
+        assert_eq!(provider.check_claims(claims(now, None, "a")), Err(invalid("exp is required")));
+        assert_eq!(provider.check_claims(claims(now, Some(now - 3600), "b")), Err(invalid("expired")));
+        let ok = provider.check_claims(claims(now, Some(now + 120), "c")).expect("accepted");
+        assert_eq!(ok.sub.as_deref(), Some("alice"));
     }
 }

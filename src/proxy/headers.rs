@@ -7,7 +7,7 @@
 //! Responses: hop-by-hop headers go, and so does any `Set-Cookie` for one of cloakroom's cookie
 //! names, so an upstream cannot plant or clear the session ticket.
 
-use crate::session::cookie::CookiePolicy;
+use crate::session::cookie::{self, CookiePolicy};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 // Names as `HeaderName` constants: a `&str` name is parsed again on every lookup, and these
@@ -34,14 +34,49 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 const FORWARDED: [HeaderName; 5] = [header::FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP];
 
+/// Everything done to a request's headers on the way upstream (pure, so that the fuzz target
+/// drives exactly this): hop-by-hop headers out, cloakroom's cookies out, the forwarding headers
+/// replaced with cloakroom's own, `Host` set to the upstream's, and on token routes the
+/// browser's `Authorization` out (cloakroom attaches its own after).
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    cookies: &CookiePolicy,
+    forwarded: Forwarded<'_>,
+    upstream: &http::uri::Authority,
+    strip_authorization: bool,
+) {
+    strip_hop_by_hop(headers);
+    strip_own_cookies(headers, cookies);
+    set_forwarded(headers, forwarded);
+    match HeaderValue::try_from(upstream.as_str()) {
+        Ok(host) => headers.insert(header::HOST, host),
+        Err(_) => headers.remove(header::HOST),
+    };
+    if strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Everything done to a response's headers on the way back: hop-by-hop headers out, no
+/// `Set-Cookie` for cloakroom's cookies, and, for an answer to a call that carried a token
+/// (one user's data), `Cache-Control: private` when the upstream said nothing, so that no
+/// shared cache keeps it for the next user.
+pub fn rewrite_response(headers: &mut HeaderMap, cookies: &CookiePolicy, carried_token: bool) {
+    strip_hop_by_hop(headers);
+    strip_own_set_cookies(headers, cookies);
+    if carried_token && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+}
+
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
+        // As bytes: a name listed beside a non-ASCII byte is still a hop-by-hop name.
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
             .collect();
         for name in listed {
             headers.remove(name);
@@ -55,43 +90,41 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Rewrites the `Cookie` header without cloakroom's cookies (dropping it when nothing is left),
 /// as one header: HTTP/2 clients may split cookies over several, which must be joined before
 /// an HTTP/1.1 upstream (RFC 9113 §8.2.3). A single header holding none of ours is left as it is.
+///
+/// Read as bytes ([`crate::session::cookie`]): every byte a `Cookie` header can carry is read,
+/// so no header passes untouched because part of it is not text. A pair goes when a loose reader
+/// could take it for ours ([`CookiePolicy::may_hold_own`]). No allocation unless a header is
+/// rewritten with cookies of the app's beside ours.
 pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
-    let pairs = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-    };
-    let is_own = |pair: &&str| cookies.is_own(pair.split_once('=').map_or(*pair, |(name, _)| name));
     let mut values = headers.get_all(header::COOKIE).iter();
     match (values.next(), values.next()) {
         (None, _) => return,
-        (Some(_), None) if !pairs().any(|pair| is_own(&pair)) => return,
+        (Some(_), None) if !cookie::pairs(headers).any(|pair| cookies.may_hold_own(pair)) => return,
         _ => {}
     }
-    let mut kept = String::new();
-    for pair in pairs().filter(|pair| !is_own(pair)) {
+    let mut kept: Vec<u8> = Vec::new();
+    for pair in cookie::pairs(headers).filter(|pair| !cookies.may_hold_own(pair)) {
         if !kept.is_empty() {
-            kept.push_str("; ");
+            kept.extend_from_slice(b"; ");
         }
-        kept.push_str(pair);
+        kept.extend_from_slice(pair);
     }
     headers.remove(header::COOKIE);
+    // Pieces of valid header values joined by "; " are a valid header value; were it not, the
+    // header stays removed (the safe side).
     if !kept.is_empty()
-        && let Ok(value) = HeaderValue::try_from(kept)
+        && let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept))
     {
         headers.insert(header::COOKIE, value);
     }
 }
 
-pub struct Forwarded {
-    pub client_ip: std::net::IpAddr,
+pub struct Forwarded<'a> {
+    /// `None`: unknown (behind a trusted proxy whose chain could not be read).
+    pub client_ip: Option<std::net::IpAddr>,
     pub proto: &'static str,
-    /// The `Host` the browser asked for.
-    pub host: Option<HeaderValue>,
+    /// `public_url`'s host: never the request's own `Host`, which the client chooses.
+    pub host: &'a HeaderValue,
 }
 
 /// Replaces whatever the client claimed with what cloakroom saw.
@@ -99,11 +132,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: Forwarded) {
     for name in &FORWARDED {
         headers.remove(name);
     }
-    headers.insert(X_FORWARDED_FOR, ip_value(forwarded.client_ip));
+    let client = match forwarded.client_ip {
+        Some(ip) => ip_value(ip),
+        None => HeaderValue::from_static("unknown"),
+    };
+    headers.insert(X_FORWARDED_FOR, client);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarded.proto));
-    if let Some(host) = forwarded.host {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
+    headers.insert(X_FORWARDED_HOST, forwarded.host.clone());
 }
 
 /// An address as a header value, formatted on the stack (at most 45 bytes, IPv6 included).
@@ -113,24 +148,33 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
     let _ = write!(cursor, "{ip}");
     let len = usize::try_from(cursor.position()).unwrap_or(0);
-    HeaderValue::from_bytes(&buffer[..len]).expect("an IP address is a valid header value")
+    HeaderValue::from_bytes(buffer.get(..len).unwrap_or_default()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Drops `Set-Cookie` headers that would set or clear one of cloakroom's cookies.
+/// Drops `Set-Cookie` headers that would set or clear one of cloakroom's cookies, read as bytes
+/// the way browsers read them (RFC 6265bis §5.6): the name is what precedes the first `=` of
+/// the part before the first `;`, trimmed. A cookie without a name (`=__Host-x=1`, or no `=` at
+/// all) is sent back by browsers as its bare value, which would read as a cookie of ours: such
+/// cookies are dropped too.
 pub fn strip_own_set_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
     if !headers.contains_key(header::SET_COOKIE) {
         return;
     }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter(|v| {
-            let text = String::from_utf8_lossy(v.as_bytes());
-            let name = text.split_once('=').map_or(text.as_ref(), |(name, _)| name).trim();
-            !cookies.is_own(name)
-        })
-        .cloned()
-        .collect();
+    let refused = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        let pair = bytes.split(|&b| b == b';').next().unwrap_or_default();
+        match pair.iter().position(|&b| b == b'=') {
+            Some(at) => {
+                let name = pair[..at].trim_ascii();
+                name.is_empty() || cookies.is_own(name)
+            }
+            None => true,
+        }
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(refused) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().filter(|v| !refused(v)).cloned().collect();
     headers.remove(header::SET_COOKIE);
     for value in kept {
         headers.append(header::SET_COOKIE, value);
@@ -150,7 +194,7 @@ pub(crate) fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cookie::SameSite;
+    use ::cookie::SameSite;
 
     use super::header_map as map;
 
@@ -201,6 +245,31 @@ mod tests {
     }
 
     #[test]
+    fn own_cookies_go_whatever_bytes_stand_beside_them() {
+        // Finding 1 of the outside review: a UTF-8 cookie made the header unreadable as text,
+        // and it went upstream whole, ticket included.
+        type Case<'a> = (&'a [&'a [u8]], Option<&'a [u8]>);
+        let cases: [Case; 6] = [
+            (&[b"lang=fran\xc3\xa7ais; __Host-cloakroom=TICKET"], Some(b"lang=fran\xc3\xa7ais")),
+            (&[b"__Host-cloakroom=TICKET;x=\xff"], Some(b"x=\xff")),
+            (&[b"lang=fran\xc3\xa7ais", b"__Host-cloakroom=TICKET"], Some(b"lang=fran\xc3\xa7ais")),
+            (&[b"a=1, __Host-cloakroom=TICKET; b=2"], Some(b"b=2")),
+            (&[b"\t__Host-cloakroom\t=TICKET"], None),
+            (&[b"__Host-cloakroom-login-abc=S; \x80=\x80"], Some(b"\x80=\x80")),
+        ];
+        for (values, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::COOKIE, HeaderValue::from_bytes(value).unwrap());
+            }
+            strip_own_cookies(&mut headers, &policy());
+            let left: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
+            assert_eq!(left, expected.into_iter().collect::<Vec<_>>(), "{values:?}");
+            assert!(!left.iter().any(|v| v.windows(6).any(|w| w == b"TICKET")), "{values:?}");
+        }
+    }
+
+    #[test]
     fn forwarded_headers_are_replaced_not_appended() {
         let mut headers = map(&[
             ("x-forwarded-for", "6.6.6.6"),
@@ -211,15 +280,20 @@ mod tests {
         set_forwarded(
             &mut headers,
             Forwarded {
-                client_ip: [127, 0, 0, 1].into(),
+                client_ip: Some([127, 0, 0, 1].into()),
                 proto: "http",
-                host: Some(HeaderValue::from_static("app.example")),
+                host: &HeaderValue::from_static("app.example"),
             },
         );
         assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
         let mut v6 = HeaderMap::new();
         let longest: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".parse().unwrap();
-        set_forwarded(&mut v6, Forwarded { client_ip: longest, proto: "https", host: None });
+        let host = HeaderValue::from_static("app.example:8443");
+        set_forwarded(&mut v6, Forwarded { client_ip: Some(longest), proto: "https", host: &host });
+        assert_eq!(v6["x-forwarded-host"], "app.example:8443");
+        let mut unknown = HeaderMap::new();
+        set_forwarded(&mut unknown, Forwarded { client_ip: None, proto: "https", host: &host });
+        assert_eq!(unknown["x-forwarded-for"], "unknown");
         assert_eq!(v6["x-forwarded-for"], "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "app.example");
@@ -232,6 +306,10 @@ mod tests {
             ("set-cookie", "__Host-cloakroom=planted; Path=/; Secure"),
             ("set-cookie", "__Host-cloakroom-login-x=planted"),
             ("set-cookie", "app=1; Path=/"),
+            ("set-cookie", "=__Host-cloakroom=planted; Path=/"),
+            ("set-cookie", " =__Host-cloakroom=planted"),
+            ("set-cookie", "__Host-cloakroom; Path=/"),
+            ("set-cookie", "\t__Host-cloakroom\t=planted"),
         ]);
         strip_own_set_cookies(&mut headers, &policy());
         let values: Vec<&str> = headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();

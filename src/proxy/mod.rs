@@ -15,10 +15,9 @@ use crate::forwarded::ClientAddr;
 use crate::respond::Body;
 use crate::session::Lookup;
 use crate::tokens::TokenError;
-use crate::upstream::SendError;
-use crate::upstream::Upstream;
+use crate::upstream::{ClientBodyError, SendError, Upstream};
 use headers::Forwarded;
-use http::header::{AUTHORIZATION, HOST, HeaderValue};
+use http::header::{AUTHORIZATION, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
@@ -52,7 +51,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
 
     // Target: the route's upstream base path + the rest of the request path, query kept.
     let uri = request.uri();
-    let rest = &uri.path()[route.prefix.len()..];
+    let rest = uri.path().get(route.prefix.len()..).unwrap_or_default();
     let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1 + uri.query().map_or(0, str::len));
     path.push_str(&route.upstream_path);
     path.push_str(rest);
@@ -103,10 +102,6 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     // The upstream sees the same X-Request-Id as our logs: `App::handle` has set it on the
     // request (traceparent passes through as is).
     let (mut parts, body) = request.into_parts();
-    let original_host = match parts.headers.get(HOST) {
-        Some(host) => Some(host.clone()),
-        None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
     let Ok(path_and_query) = PathAndQuery::try_from(relay.target.path) else {
         return ApiError::BadPath.response();
     };
@@ -120,18 +115,13 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     };
 
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    strip_own_cookies(headers, app.sessions.cookies());
-    headers::set_forwarded(
+    headers::rewrite_request(
         headers,
-        Forwarded { client_ip: relay.from.ip, proto: relay.from.proto, host: original_host },
+        app.sessions.cookies(),
+        Forwarded { client_ip: relay.from.ip, proto: relay.from.proto, host: &app.config.server.public_host },
+        relay.target.authority,
+        relay.strip_authorization,
     );
-    if let Ok(host) = HeaderValue::try_from(relay.target.authority.as_str()) {
-        headers.insert(HOST, host);
-    }
-    if relay.strip_authorization {
-        headers.remove(AUTHORIZATION);
-    }
     if let Some(token) = relay.token {
         let mut value = String::with_capacity(7 + token.secret().len());
         value.push_str("Bearer ");
@@ -147,6 +137,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    let body = body.map_err(ClientBodyError);
     let body = match relay.max_body {
         Some(max) => http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed(),
         None => body.map_err(Into::into).boxed(),
@@ -159,6 +150,10 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
             relay.upstream.metrics.record(sent.elapsed(), None);
             response
         }
+        Err(SendError::ClientBody) => {
+            tracing::info!(upstream = %relay.target.authority, "the client's request body was malformed or cut off");
+            return ApiError::BadBody.response();
+        }
         Err(e) => {
             tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
             relay.upstream.metrics.record(sent.elapsed(), Some(e.kind()));
@@ -166,6 +161,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
                 SendError::Timeout => ApiError::UpstreamTimeout,
                 SendError::BodyTooLarge => ApiError::PayloadTooLarge,
                 SendError::Connect(_) | SendError::Failed(_) => ApiError::UpstreamUnreachable,
+                SendError::ClientBody => ApiError::BadBody,
             }
             .response();
         }
@@ -177,8 +173,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
         _ => None,
     };
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    headers::strip_own_set_cookies(&mut parts.headers, app.sessions.cookies());
+    headers::rewrite_response(&mut parts.headers, app.sessions.cookies(), relay.token.is_some());
     if tunnel.is_some() {
         websocket::mark_upgrade(&mut parts.headers);
         return Response::from_parts(parts, crate::respond::empty());

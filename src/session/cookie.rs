@@ -1,10 +1,19 @@
-//! Every cookie cloakroom sets is built here, with the secure attributes fixed in one place.
+//! Every cookie cloakroom sets is built here, with the secure attributes fixed in one place,
+//! and every `Cookie` header it reads is read here, as bytes.
 //!
 //! - The session cookie: `__Host-` name, `HttpOnly`, `Secure`, `Path=/`, no `Domain`, `SameSite`
 //!   as configured (Strict by default). A browser-session cookie unless a lifetime is given.
 //! - One login cookie per login in progress (`<name>-login-<tag>`), holding the secret that opens
 //!   that pending login. It must be `SameSite=Lax`: it has to come back on the provider's
 //!   cross-site redirect to `/bff/callback`. One cookie per login lets several tabs sign in at once.
+//!   The tag is the start of a `state` cloakroom generated; a `state` that is not of that form
+//!   names no cookie at all, so a cookie name is never made of request bytes.
+//!
+//! A `Cookie` header is bytes, not text: browsers send back whatever bytes a cookie was set with
+//! (`lang=français` from the SPA or a sibling subdomain). Reading it as text would skip the whole
+//! header at the first byte past ASCII, and with it the ticket: the session would look absent
+//! and the header would pass upstream untouched. So it is split on `;` as bytes, and a name is
+//! compared byte for byte.
 
 use super::SessionTicket;
 use cookie::{Cookie, SameSite};
@@ -43,24 +52,35 @@ impl CookiePolicy {
         header(&self.expired(self.name.clone(), self.same_site))
     }
 
-    pub fn login_cookie_name(&self, state: &str) -> String {
-        let tag: String = state.chars().take(LOGIN_TAG_LEN).collect();
-        format!("{}{tag}", self.login_prefix)
+    /// The login cookie's name for `state`, or `None` when `state` is not a token cloakroom
+    /// could have made (base64url, at least the tag's length): such a callback names no cookie.
+    pub fn login_cookie_name(&self, state: &str) -> Option<String> {
+        let tag = state.get(..LOGIN_TAG_LEN)?;
+        let token = state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        token.then(|| format!("{}{tag}", self.login_prefix))
     }
 
-    pub fn login(&self, state: &str, secret: &str, max_age: Duration) -> HeaderValue {
-        let mut cookie = self.base(self.login_cookie_name(state), secret.to_string(), SameSite::Lax);
+    /// `None` when `state` names no login cookie (see [`CookiePolicy::login_cookie_name`]).
+    pub fn login(&self, state: &str, secret: &str, max_age: Duration) -> Option<HeaderValue> {
+        let mut cookie = self.base(self.login_cookie_name(state)?, secret.to_string(), SameSite::Lax);
         cookie.set_max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
-        header(&cookie)
+        Some(header(&cookie))
     }
 
-    pub fn clear_login(&self, state: &str) -> HeaderValue {
-        header(&self.expired(self.login_cookie_name(state), SameSite::Lax))
+    pub fn clear_login(&self, state: &str) -> Option<HeaderValue> {
+        Some(header(&self.expired(self.login_cookie_name(state)?, SameSite::Lax)))
     }
 
-    /// Whether a cookie is one of cloakroom's own (never forwarded upstream).
-    pub fn is_own(&self, cookie_name: &str) -> bool {
-        cookie_name == self.name || cookie_name.starts_with(&self.login_prefix)
+    /// Whether a cookie name is one of cloakroom's own (never forwarded upstream).
+    pub fn is_own(&self, cookie_name: &[u8]) -> bool {
+        cookie_name == self.name.as_bytes() || cookie_name.starts_with(self.login_prefix.as_bytes())
+    }
+
+    /// Whether a `Cookie` pair may carry one of cloakroom's cookies to a server that reads it
+    /// loosely: its name, or the name of any comma-separated piece of it (RFC 2965 servers
+    /// split on `,` too), or the whole pair when it has no `=`.
+    pub fn may_hold_own(&self, pair: &[u8]) -> bool {
+        pair.split(|&b| b == b',').any(|piece| self.is_own(split_pair(piece).0))
     }
 
     fn base(&self, name: String, value: String, same_site: SameSite) -> Cookie<'static> {
@@ -74,20 +94,42 @@ impl CookiePolicy {
     }
 }
 
+/// Names and values are cloakroom's own (a validated configured name, base64url values and
+/// tags), so this cannot fail; were it to, the answer sets no cookie rather than crash.
 fn header(cookie: &Cookie<'_>) -> HeaderValue {
-    HeaderValue::try_from(cookie.to_string()).expect("cookie names and values are ASCII tokens")
+    HeaderValue::try_from(cookie.to_string()).unwrap_or_else(|_| {
+        tracing::error!("a cookie of cloakroom's own did not make a header value; not set");
+        HeaderValue::from_static("")
+    })
 }
 
-/// The first value of the cookie `name` in the request's `Cookie` header(s).
-pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// Every `name=value` pair of the request's `Cookie` header(s), as bytes, trimmed, empty ones
+/// left out.
+pub fn pairs(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+}
+
+/// A pair's name and value, trimmed; a pair without `=` is all name (how lenient servers read it).
+pub fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    match pair.iter().position(|&b| b == b'=') {
+        Some(at) => (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()),
+        None => (pair.trim_ascii(), b""),
+    }
+}
+
+/// The first value of the cookie `name` in the request's `Cookie` header(s), quotes removed.
+pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    pairs(headers).filter(|pair| pair.contains(&b'=')).map(split_pair).find(|(n, _)| *n == name.as_bytes()).map(
+        |(_, value)| match value {
+            [b'"', inner @ .., b'"'] => inner,
+            _ => value,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -135,15 +177,27 @@ mod tests {
     #[test]
     fn login_cookie_is_lax_short_lived_and_named_by_state() {
         let p = policy();
-        let value = p.login("abcdefghijklmnopqrstuvwxyz", "s3cret", Duration::from_secs(600));
+        let value = p.login("abcdefghijklmnopqrstuvwxyz", "s3cret", Duration::from_secs(600)).unwrap();
         let text = value.to_str().unwrap();
         assert!(text.starts_with("__Host-cloakroom-login-abcdefghijklmnop=s3cret"), "{text}");
         let attrs = attributes(&value);
         for required in ["httponly", "secure", "path=/", "samesite=lax", "max-age=600"] {
             assert!(attrs.iter().any(|a| a == required), "{required} missing in {text}");
         }
-        assert!(p.is_own("__Host-cloakroom") && p.is_own("__Host-cloakroom-login-abc"));
-        assert!(!p.is_own("__Host-cloakroomx") && !p.is_own("other"));
+        assert!(p.is_own(b"__Host-cloakroom") && p.is_own(b"__Host-cloakroom-login-abc"));
+        assert!(!p.is_own(b"__Host-cloakroomx") && !p.is_own(b"other"));
+    }
+
+    #[test]
+    fn a_state_cloakroom_did_not_make_names_no_cookie() {
+        let p = policy();
+        for state in
+            ["\nabcdefghijklmnopq", "a; Domain=evil.example", "short", "abcdefghijklmnop\u{e9}", "abcdefghijklmnop;x"]
+        {
+            assert_eq!(p.login_cookie_name(state), None, "{state:?}");
+            assert!(p.clear_login(state).is_none() && p.login(state, "s", Duration::from_secs(1)).is_none());
+        }
+        assert!(p.login_cookie_name("abcdefghijklmnop-_XYZ0123").is_some());
     }
 
     #[test]
@@ -151,10 +205,47 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("a=1; __Host-cloakroom=first"));
         headers.append(COOKIE, HeaderValue::from_static("b=2;__Host-cloakroom=second"));
-        assert_eq!(find(&headers, "__Host-cloakroom"), Some("first"));
-        assert_eq!(find(&headers, "b"), Some("2"));
+        assert_eq!(find(&headers, "__Host-cloakroom"), Some(&b"first"[..]));
+        assert_eq!(find(&headers, "b"), Some(&b"2"[..]));
         assert_eq!(find(&headers, "missing"), None);
         headers.insert(COOKIE, HeaderValue::from_static(";;=;garbage;x==y"));
-        assert_eq!(find(&headers, "x"), Some("=y"));
+        assert_eq!(find(&headers, "x"), Some(&b"=y"[..]));
+        assert_eq!(find(&headers, "garbage"), None, "a pair without `=` has no value to find");
+    }
+
+    #[test]
+    fn bytes_past_ascii_hide_nothing() {
+        // One UTF-8 cookie beside the ticket (and raw Latin-1, and a control byte): the header is
+        // still read, over one header (HTTP/1.1) or crumbs (HTTP/2).
+        for raw in [
+            &b"lang=fran\xc3\xa7ais; __Host-cloakroom=T1"[..],
+            b"x=\xff\xfe;__Host-cloakroom=T1",
+            b"a=\x80\t; __Host-cloakroom=\"T1\"",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.append(COOKIE, HeaderValue::from_bytes(raw).unwrap());
+            assert_eq!(find(&headers, "__Host-cloakroom"), Some(&b"T1"[..]), "{raw:?}");
+        }
+        let mut crumbs = HeaderMap::new();
+        crumbs.append(COOKIE, HeaderValue::from_bytes(b"lang=fran\xc3\xa7ais").unwrap());
+        crumbs.append(COOKIE, HeaderValue::from_static("__Host-cloakroom=T2"));
+        assert_eq!(find(&crumbs, "__Host-cloakroom"), Some(&b"T2"[..]));
+    }
+
+    #[test]
+    fn pairs_that_a_loose_reader_could_take_for_ours() {
+        let p = policy();
+        for pair in [
+            &b"__Host-cloakroom=T"[..],
+            b"__Host-cloakroom",
+            b"a=1, __Host-cloakroom=T",
+            b"__Host-cloakroom-login-x=S",
+            b"__Host-cloakroom =T",
+        ] {
+            assert!(p.may_hold_own(pair), "{pair:?}");
+        }
+        for pair in [&b"theme=__Host-cloakroom"[..], b"__Host-cloakroomx=1", b"x=1,y=2"] {
+            assert!(!p.may_hold_own(pair), "{pair:?}");
+        }
     }
 }

@@ -86,7 +86,7 @@ impl Sessions {
         let Some(value) = cookie::find(headers, self.cookies.name()) else {
             return Ok(Lookup::None);
         };
-        let Some(ticket) = SessionTicket::parse(value) else {
+        let Some(ticket) = std::str::from_utf8(value).ok().and_then(SessionTicket::parse) else {
             return Ok(Lookup::Stale);
         };
         let now = self.clock.now();
@@ -225,22 +225,27 @@ impl Sessions {
     pub async fn begin_login(&self, state: &str, mut login: PendingLogin) -> Result<HeaderValue, StoreError> {
         login.expires_at = self.clock.now().saturating_add(self.login_timeout.as_secs());
         let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        let cookie = self
+            .cookies
+            .login(state, &secret, self.login_timeout)
+            .ok_or_else(|| StoreError("a login state must be a token of cloakroom's own".into()))?;
         let key = pending_key(state);
         self.store.put_pending(key, self.sealer.seal_pending(&key, secret.as_bytes(), &login)).await?;
-        Ok(self.cookies.login(state, &secret, self.login_timeout))
+        Ok(cookie)
     }
 
     /// Takes the pending login for `state` if this browser holds its login cookie. Single use:
     /// whatever the outcome, the same `state` never works twice.
     pub async fn take_login(&self, state: &str, headers: &HeaderMap) -> Result<Option<PendingLogin>, StoreError> {
-        let Some(secret) = cookie::find(headers, &self.cookies.login_cookie_name(state)) else {
+        let Some(name) = self.cookies.login_cookie_name(state) else { return Ok(None) };
+        let Some(secret) = cookie::find(headers, &name) else {
             return Ok(None);
         };
         let key = pending_key(state);
         let Some(sealed) = self.store.take_pending(&key, self.clock.now()).await? else {
             return Ok(None);
         };
-        Ok(self.sealer.open_pending(&key, secret.as_bytes(), &sealed))
+        Ok(self.sealer.open_pending(&key, secret, &sealed))
     }
 
     pub fn store(&self) -> &Store {

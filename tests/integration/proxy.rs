@@ -222,7 +222,13 @@ async fn stopping_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn request_ids_and_trace_context_follow_the_call_upstream() {
-    let bff = Bff::start().await;
+    // The test client plays the load balancer: only a trusted proxy's request id is adopted
+    // (a client's is not: `hostile::finding_9_and_10_upstream_cookies_and_repeated_guards`).
+    let bff = Bff::start_with(BffOptions {
+        server_toml: r#"trusted_proxies = ["127.0.0.1/32"]"#.into(),
+        ..Default::default()
+    })
+    .await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -565,6 +565,9 @@ async fn upstream_answer(mut request: Request<Incoming>, record: Arc<Mutex<Vec<R
             let mut r = Response::new(full("{}"));
             r.headers_mut().append(SET_COOKIE, "__Host-cloakroom=planted; Path=/; Secure; HttpOnly".parse().unwrap());
             r.headers_mut().append(SET_COOKIE, "app=1; Path=/".parse().unwrap());
+            // Nameless: browsers send these back as bare `__Host-cloakroom=planted`.
+            r.headers_mut().append(SET_COOKIE, "=__Host-cloakroom=planted; Path=/".parse().unwrap());
+            r.headers_mut().append(SET_COOKIE, "__Host-cloakroom; Path=/".parse().unwrap());
             r
         }
         p if p.ends_with("/upload") => {
@@ -923,6 +926,7 @@ fn init_logging() {
         let _ = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
+            .fmt_fields(cloakroom::telemetry::EscapedFields::default())
             .with_writer(move || BufferWriter(buffer.clone()))
             .try_init();
     });

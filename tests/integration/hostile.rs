@@ -1,0 +1,418 @@
+//! Hostile bytes: the outside review's findings (issue 13), one regression test each, and the
+//! classes behind them driven through every endpoint over raw HTTP/1.1 and h2c.
+
+use crate::support::*;
+use http::Method;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The review's configuration: extra routes to the recording upstream, a trusted proxy address.
+fn review_routes(server_toml: &str) -> BffOptions {
+    BffOptions {
+        extra_routes: r#"
+[[routes]]
+prefix = "/rec/"
+upstream = "{upstream}/api/"
+token = "user"
+[[routes]]
+prefix = "/open/"
+upstream = "{upstream}/api/"
+token = "none"
+[[routes]]
+prefix = "/maybe/"
+upstream = "{upstream}/api/"
+token = "user-or-none"
+"#
+        .into(),
+        server_toml: server_toml.into(),
+        ..Default::default()
+    }
+}
+
+/// Sends raw bytes to cloakroom on one connection and reads the whole answer (the request asks
+/// for `Connection: close`, or the read stops after `wait`).
+async fn raw(bff: &Bff, request: &[u8], wait: Duration) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    answer
+}
+
+fn status_of(answer: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(answer);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"))
+}
+
+/// A request over h2c (HTTP/2 with prior knowledge), its header fields as given (repeats kept).
+async fn h2c(bff: &Bff, path: &str, fields: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder().uri(bff.url(path)).version(http::Version::HTTP_2);
+    for (name, value) in fields {
+        request = request.header(*name, http::HeaderValue::from_bytes(value).unwrap());
+    }
+    let response = sender.send_request(request.body(cloakroom::respond::empty()).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+fn cookie_of(request: &Recorded) -> Vec<u8> {
+    request.headers.get_all("cookie").iter().flat_map(|v| v.as_bytes().to_vec()).collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = haystack;
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[tokio::test]
+async fn finding_1_a_non_ascii_cookie_neither_hides_the_session_nor_carries_the_ticket_upstream() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let mut browser = Browser::new();
+    // Set before signing in: the sign-in itself must work with it.
+    browser.set_cookie("lang", "fran\u{e7}ais");
+    let page = bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(page.status, 200, "sign-in with a UTF-8 cookie: {}", page.text());
+    let ticket = session_cookie(&browser).expect("signed in");
+    assert_eq!(bff.user(&mut browser).await.status, 200, "the session was hidden");
+
+    for path in ["/rec/x", "/open/x", "/maybe/x", "/api/x"] {
+        assert_eq!(browser.get(&bff.url(path), &[CSRF]).await.status, 200, "{path}");
+        let seen = bff.upstream.requests().pop().unwrap();
+        let cookies = cookie_of(&seen);
+        assert!(!contains(&cookies, ticket.as_bytes()), "{path}: the ticket went upstream");
+        assert!(!contains(&cookies, b"__Host-cloakroom"), "{path}: {:?}", String::from_utf8_lossy(&cookies));
+        assert!(cookies.starts_with("lang=fran\u{e7}ais".as_bytes()), "{path}: the app's cookie is kept");
+    }
+
+    // Over h2c, the cookie in one field and in crumbs.
+    let pair = format!("__Host-cloakroom={ticket}");
+    let one = format!("lang=fran\u{e7}ais; {pair}");
+    for fields in [
+        vec![("cookie", one.as_bytes()), ("x-csrf", b"1".as_slice())],
+        vec![("cookie", "lang=fran\u{e7}ais".as_bytes()), ("cookie", pair.as_bytes()), ("x-csrf", b"1")],
+    ] {
+        for path in ["/open/h2", "/maybe/h2", "/rec/h2"] {
+            let (status, _) = h2c(&bff, path, &fields).await;
+            assert_eq!(status, 200, "{path}");
+            let cookies = cookie_of(&bff.upstream.requests().pop().unwrap());
+            assert!(!contains(&cookies, ticket.as_bytes()), "{path} over h2c: the ticket went upstream");
+        }
+        let (status, body) = h2c(&bff, "/bff/user", &fields).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+
+    // Logout ends the session on the server, not only in the browser.
+    assert_eq!(bff.session_count().await, 1);
+    let reply = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(bff.session_count().await, 0, "logout left the session alive");
+    let mut thief = Browser::new();
+    thief.set_cookie("__Host-cloakroom", &ticket);
+    assert_eq!(thief.get(&bff.url("/rec/x"), &[CSRF]).await.status, 401, "the copied ticket still works");
+}
+
+#[tokio::test]
+async fn finding_2_no_spelling_of_a_dot_segment_leaves_the_prefix() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let count = bff.upstream.count();
+    for route in ["/api/", "/open/", "/rec/"] {
+        for escape in [
+            "..;/admin/users",
+            ".;/admin",
+            "%2e%2e;/admin",
+            "..%3b/admin",
+            "..;jsessionid=1/admin",
+            "..%09/x",
+            "..%20/x",
+            "%c0%ae%c0%ae/x",
+            "%u002e%u002e/x",
+            "%252e%252e/x",
+            "%25252e%25252e/x",
+            "%ef%bc%8e%ef%bc%8e/x",
+            "...%2f/x",
+            "%252f..%252f/x",
+        ] {
+            let reply = browser.get(&bff.url(&format!("{route}{escape}")), &[CSRF]).await;
+            assert_eq!((reply.status, reply.json()["error"].as_str()), (400, Some("bad_path")), "{route}{escape}");
+        }
+    }
+    assert_eq!(bff.upstream.count(), count, "an escaping path was forwarded");
+    // Ordinary paths with dots, semicolons and escapes still pass.
+    for path in ["/open/v1.2/x", "/open/a;b=c", "/open/caf%C3%A9", "/open/100%25"] {
+        assert_eq!(browser.get(&bff.url(path), &[CSRF]).await.status, 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn finding_3_a_client_behind_the_trusted_proxy_chooses_neither_address_nor_scheme() {
+    // The test client connects from 127.0.0.1: it plays the trusted proxy.
+    let bff = Bff::start_with(review_routes(r#"trusted_proxies = ["127.0.0.1/32"]"#)).await;
+    let mut browser = Browser::new();
+    let forwarded_for = |bff: &Bff| {
+        let seen = bff.upstream.requests().pop().unwrap();
+        let get = |name: &str| seen.headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        (get("x-forwarded-for"), get("x-forwarded-proto"), seen.headers.contains_key("forwarded"))
+    };
+    // The proxy appends X-Forwarded-For; the client's own Forwarded is not believed.
+    let reply = browser
+        .get(&bff.url("/open/x"), &[CSRF, ("forwarded", "for=6.6.6.6;proto=https"), ("x-forwarded-for", "192.0.2.10")])
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("strict-transport-security").is_none(), "HSTS on a client-chosen scheme");
+    assert_eq!(forwarded_for(&bff), (Some("192.0.2.10".into()), Some("http".into()), false));
+    // Unreadable hops are "unknown", never the proxy's own address.
+    for hop in ["unknown", "", "not-an-address", "192.0.2.1, garbage"] {
+        browser.get(&bff.url("/open/x"), &[CSRF, ("x-forwarded-for", hop)]).await;
+        assert_eq!(forwarded_for(&bff).0.as_deref(), Some("unknown"), "{hop:?}");
+    }
+    browser.get(&bff.url("/open/x"), &[CSRF, ("x-forwarded-for", "192.0.2.\u{e9}")]).await;
+    assert_eq!(forwarded_for(&bff).0.as_deref(), Some("unknown"));
+
+    // With proxies that write RFC 7239 Forwarded, the X- headers are the client's.
+    let bff =
+        Bff::start_with(review_routes("trusted_proxies = [\"127.0.0.1/32\"]\ntrusted_proxy_header = \"forwarded\""))
+            .await;
+    browser
+        .get(
+            &bff.url("/open/x"),
+            &[CSRF, ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("forwarded", "for=192.0.2.10")],
+        )
+        .await;
+    assert_eq!(forwarded_for(&bff), (Some("192.0.2.10".into()), Some("http".into()), false));
+    for element in ["for=unknown", "", "for=_hidden", "proto=https"] {
+        browser.get(&bff.url("/open/x"), &[CSRF, ("forwarded", element)]).await;
+        assert_eq!(forwarded_for(&bff).0.as_deref(), Some("unknown"), "{element:?}");
+    }
+    let reply = browser.get(&bff.url("/open/x"), &[CSRF, ("forwarded", "for=192.0.2.10;proto=https")]).await;
+    assert!(reply.header("strict-transport-security").is_some(), "the proxy's own proto=https is believed");
+}
+
+#[tokio::test]
+async fn finding_4_control_bytes_in_state_get_a_page_and_name_no_cookie() {
+    let bff = Bff::start_with(review_routes("")).await;
+    for query in [
+        "state=%0Aabc&code=x",
+        "state=%0D%0Aabc&code=x",
+        "state=a%3B%20Domain%3Devil.example&code=x",
+        "state=%00&code=x",
+        "state=%FF%FE&code=x",
+        "state=abcdefghijklmnop%0A&code=x",
+    ] {
+        let request =
+            format!("GET /bff/callback?{query} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", bff.server.addr);
+        let answer = raw(&bff, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status_of(&answer), 400, "{query}: {}", String::from_utf8_lossy(&answer));
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(text.contains("content-type: text/html"), "{query}: not a page");
+        assert!(!text.contains("set-cookie"), "{query}: a cookie named from the request: {text}");
+    }
+}
+
+#[tokio::test]
+async fn finding_5_upstreams_see_public_urls_host_whatever_host_the_client_sent() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/rec/x"), &[CSRF, ("host", "attacker.example")]).await.status, 200);
+    let seen = bff.upstream.requests().pop().unwrap();
+    let public_host = bff.origin.trim_start_matches("http://");
+    assert_eq!(seen.headers["x-forwarded-host"], public_host);
+    assert_eq!(seen.headers.get_all("x-forwarded-host").iter().count(), 1);
+
+    // Missing (HTTP/1.1) or repeated Host: 400, nothing forwarded.
+    let count = bff.upstream.count();
+    for head in [
+        "GET /open/x HTTP/1.1\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n".to_string(),
+        format!(
+            "GET /open/x HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n",
+            bff.server.addr
+        ),
+        format!(
+            "GET /open/x HTTP/1.1\r\nHost: {}\r\nHost: evil.example\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n",
+            bff.server.addr
+        ),
+    ] {
+        let answer = raw(&bff, head.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status_of(&answer), 400, "{head:?}");
+        assert!(String::from_utf8_lossy(&answer).contains("bad_host"), "{head:?}");
+    }
+    assert_eq!(bff.upstream.count(), count);
+}
+
+#[tokio::test]
+async fn finding_6_connect_and_trace_are_refused_not_forwarded() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let count = bff.upstream.count();
+    let reply = browser.request(Method::TRACE, &bff.url("/rec/x"), None, &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (405, Some("method_not_allowed")));
+    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    for target in ["/rec/x", "/api/x", "/open/x"] {
+        let request = format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+            bff.server.addr
+        );
+        let answer = raw(&bff, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status_of(&answer), 405, "CONNECT {target}: {}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(bff.upstream.count(), count, "CONNECT or TRACE reached the upstream");
+    let access = logs();
+    assert!(!access.lines().any(|l| l.contains("method=CONNECT") && l.contains("status=200")), "logged as a 200");
+}
+
+#[tokio::test]
+async fn finding_7_a_malformed_chunked_body_is_the_clients_fault() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let errors_before = upstream_errors(&bff).await;
+    let request = format!(
+        "POST /open/upload HTTP/1.1\r\nHost: {}\r\nX-CSRF: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbroken\r\n",
+        bff.server.addr
+    );
+    let answer = raw(&bff, request.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), 400, "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("bad_body"));
+    assert_eq!(upstream_errors(&bff).await, errors_before, "a client's bad body counted against the upstream");
+}
+
+async fn upstream_errors(bff: &Bff) -> usize {
+    let metrics = http_call(Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("cloakroom_upstream_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
+}
+
+#[tokio::test]
+async fn finding_8_request_data_cannot_forge_log_lines() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/").await;
+    let state = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let marker = "FORGED-LINE-7f3a";
+    let forged = format!("access_denied%0D%0A2026-01-01T00:00:00Z%20INFO%20{marker}%1B%5B2J");
+    let reply = browser.get(&bff.url(&format!("/bff/callback?state={state}&error={forged}")), &[]).await;
+    assert_eq!(reply.status, 400);
+    let text = logs();
+    assert!(text.contains(marker), "the refusal was not logged");
+    for line in text.lines().filter(|l| l.contains(marker)) {
+        assert!(!line.trim_start().starts_with("2026-01-01") && !line.contains('\u{1b}'), "forged: {line:?}");
+        assert!(line.contains("\\r\\n2026-01-01"), "escaped: {line:?}");
+    }
+}
+
+#[tokio::test]
+async fn finding_9_and_10_upstream_cookies_and_repeated_guards() {
+    let bff = Bff::start_with(review_routes("")).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let ticket = session_cookie(&browser).unwrap();
+    // 9: the upstream's Set-Cookie for our names, with and without a name, never reaches the browser.
+    let reply = browser.get(&bff.url("/rec/set-cookie"), &[CSRF]).await;
+    assert_eq!(reply.set_cookies(), ["app=1; Path=/"]);
+    assert_eq!(session_cookie(&browser), Some(ticket));
+    // 10: a call with a token gets `Cache-Control: private` when the upstream says nothing.
+    assert_eq!(reply.header("cache-control"), Some("private"));
+    // 10: a repeated anti-CSRF header or Origin is not a pass.
+    let count = bff.upstream.count();
+    let origin = bff.origin.clone();
+    for headers in [
+        vec![CSRF, CSRF],
+        vec![CSRF, ("x-csrf", "0")],
+        vec![CSRF, ("origin", origin.as_str()), ("origin", "https://evil.example")],
+        vec![CSRF, ("sec-fetch-site", "same-origin"), ("sec-fetch-site", "cross-site")],
+    ] {
+        assert_eq!(browser.get(&bff.url("/rec/x"), &headers).await.status, 403, "{headers:?}");
+    }
+    assert_eq!(bff.upstream.count(), count);
+    // 10: a client's X-Request-Id is not adopted (only a trusted proxy's is).
+    let reply = browser.get(&bff.url("/rec/x"), &[CSRF, ("x-request-id", "chosen-by-client")]).await;
+    assert_ne!(reply.header("x-request-id"), Some("chosen-by-client"));
+    let seen = bff.upstream.requests().pop().unwrap();
+    assert_ne!(seen.headers["x-request-id"], "chosen-by-client");
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_request_id_is_adopted() {
+    let bff = Bff::start_with(review_routes(r#"trusted_proxies = ["127.0.0.1/32"]"#)).await;
+    let reply = http_call(Method::GET, &bff.url("/open/x"), None, &[CSRF, ("x-request-id", "lb-4f2a")]).await;
+    assert_eq!(reply.header("x-request-id"), Some("lb-4f2a"));
+}
+
+/// The class: every endpoint, driven with hostile bytes over raw HTTP/1.1, answers with a
+/// precise status (never a 5xx, never an empty reply), and nothing of ours goes upstream.
+#[tokio::test]
+async fn every_endpoint_answers_hostile_bytes_with_a_clear_4xx() {
+    let bff = Bff::start_with(review_routes(r#"trusted_proxies = ["127.0.0.2/32"]"#)).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let ticket = session_cookie(&browser).unwrap();
+    let targets = [
+        "GET /bff/login?returnUrl=%0D%0A%FF%2e%2e",
+        "GET /bff/callback?state=%FF%00%0A&code=%80&iss=%0D&error=%1B",
+        "GET /bff/callback?state=a&state=b",
+        "GET /bff/user",
+        "POST /bff/logout",
+        "GET /bff/sessions",
+        "DELETE /bff/sessions/%FF%0A..%2F",
+        "POST /bff/backchannel-logout",
+        "GET /rec/x?%FF=%00",
+        "POST /open/upload",
+        "GET /maybe/%C0%AE%C0%AE",
+        "GET /%FF%FE/../x",
+        "GET /bff/%2e%2e/api/x",
+    ];
+    let hostile_headers: [&[u8]; 6] = [
+        b"Cookie: lang=fran\xc3\xa7ais; __Host-cloakroom=TICKET\r\n",
+        b"Cookie: \xff\xfe\xfd; __Host-cloakroom=TICKET; \x80=\x81\r\nCookie: x=\xc3\r\n",
+        b"Origin: https://\xc3\xa9vil.example\r\nSec-Fetch-Site: \xff\r\n",
+        b"X-Forwarded-For: \xff, 1.2.3.4\r\nForwarded: for=\"\xc3\xa9\"\r\n",
+        b"Content-Type: application/x-www-form-urlencoded\xff\r\nContent-Length: 11\r\n\r\nlogout_tok\xff",
+        b"Connection: \xff, x-a\r\nX-A: 1\r\nUser-Agent: \xc3\x28\xa0\xa1\r\nX-Request-Id: \xff\r\n",
+    ];
+    for target in targets {
+        for headers in hostile_headers {
+            let mut request =
+                format!("{target} HTTP/1.1\r\nHost: {}\r\nX-CSRF: 1\r\nConnection: close\r\n", bff.server.addr)
+                    .into_bytes();
+            request.extend(replace(headers, b"TICKET", ticket.as_bytes()));
+            if !contains(headers, b"\r\n\r\n") {
+                request.extend_from_slice(b"\r\n");
+            }
+            let answer = raw(&bff, &request, Duration::from_secs(5)).await;
+            let status = status_of(&answer);
+            let shown = String::from_utf8_lossy(headers);
+            assert!(status < 500, "{target} with {shown:?}: {}", String::from_utf8_lossy(&answer));
+        }
+    }
+    for seen in bff.upstream.requests() {
+        assert!(!contains(&cookie_of(&seen), ticket.as_bytes()), "the ticket went upstream: {seen:?}");
+        assert!(!contains(&cookie_of(&seen), b"__Host-cloakroom"), "{seen:?}");
+    }
+}
