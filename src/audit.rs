@@ -9,6 +9,12 @@
 //! get) it also checks that `/bff/user` and API errors carry no token, the session cookie's
 //! attributes as the logout clears it, and that logout really ends the session: the audit
 //! spends that session.
+//!
+//! It also probes the classes of hostile input an outside review found (issue 13), as far as
+//! they can be seen from outside: `..;`-style and encoded dot segments under the API prefix,
+//! `TRACE`, a repeated `Host`, a foreign `Host` steering the login's `redirect_uri`, control
+//! bytes in the callback's parameters, and (with a session) a non-ASCII cookie beside the
+//! session cookie, which must neither hide the session nor keep logout from ending it.
 
 use crate::respond::empty;
 use crate::upstream::HttpClient;
@@ -133,6 +139,31 @@ impl Auditor {
     }
 }
 
+impl Auditor {
+    /// Like [`Auditor::call`], with the path sent byte for byte: no URL parser may normalise
+    /// the dot segments being probed.
+    async fn call_raw(&mut self, method: Method, path: &str, headers: &[(&str, &[u8])]) -> Result<Answer, String> {
+        let uri = format!("{}{path}", self.origin);
+        let mut request = Request::builder().method(method).uri(uri.as_str());
+        for (name, value) in headers {
+            let value = http::HeaderValue::from_bytes(value).map_err(|e| format!("{name}: {e}"))?;
+            request = request.header(*name, value);
+        }
+        let request = request.body(empty()).map_err(|e| format!("{uri}: {e}"))?;
+        let response =
+            self.options.client.send(request, Duration::from_secs(10)).await.map_err(|e| format!("{uri}: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
+            .await
+            .map_err(|_| format!("{uri}: body timed out"))?
+            .map_err(|e| format!("{uri}: {e}"))?
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body[..body.len().min(1 << 20)]).into_owned();
+        self.received.push_str(&body);
+        Ok(Answer { status: parts.status, headers: parts.headers, body })
+    }
+}
+
 /// Runs every check; an error only when the target cannot be reached at all.
 pub async fn run(options: AuditOptions) -> Result<Report, String> {
     let origin = options.base.origin().ascii_serialization();
@@ -141,6 +172,7 @@ pub async fn run(options: AuditOptions) -> Result<Report, String> {
     login_checks(&mut auditor, &mut report).await?;
     refusal_checks(&mut auditor, &mut report).await?;
     spa_and_tls_checks(&mut auditor, &mut report).await?;
+    hostile_input_checks(&mut auditor, &mut report).await?;
     session_checks(&mut auditor, &mut report).await?;
     let jwts = jwt_shaped(&auditor.received);
     report.record(
@@ -333,12 +365,14 @@ async fn session_checks(a: &mut Auditor, report: &mut Report) -> Result<(), Stri
         },
     );
 
+    // A UTF-8 cookie beside the session: logout must end the session all the same.
     let origin = a.origin.clone();
+    let mixed = format!("lang=fran\u{e7}ais; {cookie}");
     let logout = a
         .call(
             Method::POST,
             "/bff/logout",
-            &[csrf, (COOKIE.as_str(), &cookie), (ORIGIN.as_str(), &origin), ("sec-fetch-site", "same-origin")],
+            &[csrf, (COOKIE.as_str(), &mixed), (ORIGIN.as_str(), &origin), ("sec-fetch-site", "same-origin")],
         )
         .await?;
     let cleared: Vec<String> = logout
@@ -371,6 +405,97 @@ async fn session_checks(a: &mut Auditor, report: &mut Report) -> Result<(), Stri
         "logout.ends_session",
         ended,
         format!("logout answered {}; the old cookie then got {}", logout.status.as_u16(), after.status.as_u16()),
+    );
+    Ok(())
+}
+
+async fn hostile_input_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+    let header = a.options.csrf_header.clone();
+    let csrf: (&str, &[u8]) = (header.as_str(), b"1");
+    let api = a.options.api_path.trim_end_matches('/').to_string();
+    let mut forwarded = Vec::new();
+    for escape in ["..;/x", "%2e%2e;/x", "..%3b/x", "..%09/x", "%252e%252e/x", "%c0%ae%c0%ae/x", "%u002e%u002e/x"] {
+        let path = format!("{api}/{escape}");
+        let answer = a.call_raw(Method::GET, &path, &[csrf]).await?;
+        if answer.status != StatusCode::BAD_REQUEST {
+            forwarded.push(format!("{path} answered {}", answer.status.as_u16()));
+        }
+    }
+    report.record(
+        "paths.dot_segments",
+        forwarded.is_empty(),
+        if forwarded.is_empty() {
+            "7 spellings of a dot segment (path parameters, whitespace, double and overlong encodings) refused with 400"
+                .into()
+        } else {
+            format!("not refused: {}", forwarded.join("; "))
+        },
+    );
+
+    let trace = a.call_raw(Method::TRACE, &format!("{api}/x"), &[csrf]).await?;
+    report.record(
+        "methods.trace_refused",
+        trace.status == StatusCode::METHOD_NOT_ALLOWED,
+        format!("TRACE {api}/x answered {}", trace.status.as_u16()),
+    );
+
+    let authority = a.options.base.authority().to_string();
+    let hosts = [("host", authority.as_bytes()), ("host", b"attacker.example".as_slice()), csrf];
+    let repeated = a.call_raw(Method::GET, "/bff/user", &hosts).await?;
+    report.record(
+        "host.repeated_refused",
+        repeated.status == StatusCode::BAD_REQUEST,
+        format!("two Host headers answered {}", repeated.status.as_u16()),
+    );
+    let foreign = a.call_raw(Method::GET, "/bff/login", &[("host", b"attacker.example")]).await?;
+    let steered = foreign.header(LOCATION.as_str()).is_some_and(|l| l.contains("attacker.example"));
+    report.record(
+        "host.foreign_not_reflected",
+        !steered,
+        if steered {
+            "the login redirect names the Host the client sent (redirect_uri from Host?)".to_string()
+        } else {
+            format!("Host: attacker.example answered {} and steered nothing", foreign.status.as_u16())
+        },
+    );
+
+    let mut bad = Vec::new();
+    for query in ["state=%0Aabc&code=x", "state=a%3B%20Domain%3Devil.example&code=x", "state=%FF%00&error=%1B%5B2J"] {
+        let answer = a.call_raw(Method::GET, &format!("/bff/callback?{query}"), &[]).await?;
+        let planted = answer
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|c| c.as_bytes().windows(12).any(|w| w.eq_ignore_ascii_case(b"evil.example")));
+        if !answer.status.is_client_error() || planted {
+            bad.push(format!(
+                "{query} answered {}{}",
+                answer.status.as_u16(),
+                if planted { " with a cookie naming it" } else { "" }
+            ));
+        }
+    }
+    report.record(
+        "callback.control_bytes",
+        bad.is_empty(),
+        if bad.is_empty() {
+            "control bytes in state/error answered 4xx, nothing reflected".into()
+        } else {
+            bad.join("; ")
+        },
+    );
+
+    let Some(given) = a.options.cookie.clone() else {
+        report.skip("cookie.non_ascii_beside_session", "no --cookie given");
+        return Ok(());
+    };
+    let mixed = format!("lang=fran\u{e7}ais; {}", session_cookie(&given));
+    let user = a.call_raw(Method::GET, "/bff/user", &[csrf, (COOKIE.as_str(), mixed.as_bytes())]).await?;
+    let json = user.header(CONTENT_TYPE.as_str()).is_some_and(|t| t.starts_with("application/json"));
+    report.record(
+        "cookie.non_ascii_beside_session",
+        user.status == StatusCode::OK && json,
+        format!("/bff/user with a UTF-8 cookie beside the session answered {}", user.status.as_u16()),
     );
     Ok(())
 }

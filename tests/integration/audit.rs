@@ -39,8 +39,18 @@ async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
     let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
     let report = run(options(&bff.origin, Some(cookie))).await.unwrap();
     assert!(report.passed(), "{}", report.render());
-    for check in ["session.user_token_free", "logout.cookie_attributes", "logout.ends_session", "csrf.header_required"]
-    {
+    for check in [
+        "session.user_token_free",
+        "logout.cookie_attributes",
+        "logout.ends_session",
+        "csrf.header_required",
+        "paths.dot_segments",
+        "methods.trace_refused",
+        "host.repeated_refused",
+        "host.foreign_not_reflected",
+        "callback.control_bytes",
+        "cookie.non_ascii_beside_session",
+    ] {
         assert_eq!(report.outcome(check), Some(Outcome::Pass), "{check}\n{}", report.render());
     }
     // The audit spent the session, as it says.
@@ -54,7 +64,9 @@ async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
 }
 
 /// A BFF that gets everything wrong: no PKCE or nonce, a short state, weak cookies, no CSRF
-/// check, an HTML 401, no security headers, a token in `/bff/user`, and a logout that ends nothing.
+/// check, an HTML 401, no security headers, a token in `/bff/user`, a logout that ends nothing,
+/// and the hostile-input classes: everything forwarded, the `redirect_uri` taken from `Host`, and
+/// a `Cookie` header read as text (a UTF-8 cookie hides the session).
 async fn careless_bff() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -63,16 +75,15 @@ async fn careless_bff() -> String {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                let signed_in = request.headers().get("cookie").is_some();
+                let signed_in = request.headers().get("cookie").is_some_and(|c| c.to_str().is_ok());
+                let host = request.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+                let location = format!(
+                    "https://idp.example/authorize?response_type=code&client_id=x&state=abc&redirect_uri=http://{host}/bff/callback"
+                );
                 let (status, headers, body): (u16, Vec<(&str, &str)>, String) = match request.uri().path() {
-                    "/bff/login" => (
-                        302,
-                        vec![
-                            ("location", "https://idp.example/authorize?response_type=code&client_id=x&state=abc"),
-                            ("set-cookie", "login=abc; Path=/"),
-                        ],
-                        String::new(),
-                    ),
+                    "/bff/login" => {
+                        (302, vec![("location", location.as_str()), ("set-cookie", "login=abc; Path=/")], String::new())
+                    }
                     "/bff/user" if signed_in => (
                         200,
                         vec![("content-type", "application/json")],
@@ -120,6 +131,12 @@ async fn a_careless_bff_fails_exactly_the_checks_it_deserves() {
         "logout.cookie_attributes",
         "logout.ends_session",
         "responses.token_free",
+        "paths.dot_segments",
+        "methods.trace_refused",
+        "host.repeated_refused",
+        "host.foreign_not_reflected",
+        "callback.control_bytes",
+        "cookie.non_ascii_beside_session",
     ];
     expected.sort_unstable();
     assert_eq!(failed, expected, "{}", report.render());
@@ -138,7 +155,7 @@ async fn a_careless_bff_fails_exactly_the_checks_it_deserves() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL  login.pkce_s256"), "{stdout}");
-    assert!(stdout.contains("13 failed"), "{stdout}");
+    assert!(stdout.contains("19 failed"), "{stdout}");
 }
 
 #[tokio::test]
