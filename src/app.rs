@@ -10,7 +10,7 @@ use crate::respond::Body;
 use crate::router::{Route, Router};
 use crate::session::Sessions;
 use crate::spa::Spa;
-use crate::tokens::TokenService;
+use crate::tokens::{RefreshTiming, TokenService};
 use crate::upstream::{HttpClient, Upstream};
 use crate::{bff, csrf, forwarded, proxy, telemetry};
 use http::header::SET_COOKIE;
@@ -25,9 +25,9 @@ use tracing::Instrument;
 pub struct App {
     pub config: Config,
     pub router: Router,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub provider: Arc<Provider>,
-    pub tokens: TokenService,
+    pub tokens: Arc<TokenService>,
     /// One pooled client per route, same index as `config.routes`.
     pub upstreams: Vec<Upstream>,
     pub spa: Option<Spa>,
@@ -41,11 +41,16 @@ impl App {
     /// Fails only when the session store cannot be set up (an unusable Redis URL).
     pub fn new(config: Config, clock: SharedClock) -> Result<Self, String> {
         let router = Router::new(&config.routes);
-        let sessions = Sessions::new(&config.session, clock.clone())?;
+        let sessions = Arc::new(Sessions::new(&config.session, clock.clone())?);
         let metrics = Arc::new(Metrics::new());
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock, metrics.clone()));
-        let tokens =
-            TokenService::new(provider.clone(), config.oidc.refresh_margin, config.oidc.timeout * 2, metrics.clone());
+        let timing = RefreshTiming {
+            margin: config.oidc.refresh_margin,
+            lock_wait: config.oidc.timeout * 2,
+            refresh_timeout: config.oidc.refresh_timeout,
+            retry_backoff: config.oidc.refresh_retry_backoff,
+        };
+        let tokens = Arc::new(TokenService::new(provider.clone(), timing, metrics.clone()));
         let upstreams = config
             .routes
             .iter()

@@ -12,7 +12,11 @@
 //!
 //! Outcomes: a provider "no" (e.g. `invalid_grant`) ends the session; a provider in trouble does
 //! not: a token that is due but not yet expired is still used, an expired one gets a 503 and the
-//! session is kept for a later try.
+//! session is kept for a later try. A refresh that went unanswered (sent, then a timeout or a
+//! broken connection) may have been acted on: the provider may have rotated the refresh token
+//! and sent the new one into the void. Sending the old one again would look like a replay to a
+//! rotating provider, which revokes the grant; so it is not sent again for
+//! `oidc.refresh_retry_backoff`, and the still-valid access token keeps being used meanwhile.
 //!
 //! cloakroom's own client-credentials tokens (for `client` routes) follow the same rules: cached
 //! until due, renewed by one caller while the others wait, shared by every user.
@@ -28,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
@@ -57,8 +62,14 @@ pub struct TokenService {
     provider: Arc<Provider>,
     /// One lock per session being refreshed; entries disappear once idle.
     locks: Cache<StoreKey, Arc<Mutex<()>>>,
+    /// Sessions whose last refresh went unanswered, with when their refresh token may be sent
+    /// again (unix seconds): it may already be spent at the provider.
+    in_doubt: Cache<StoreKey, u64>,
     margin: u64,
     lock_wait: Duration,
+    /// The cross-replica lease on a session's refresh outlives one refresh.
+    lease: Duration,
+    retry_backoff: Duration,
     /// Client tokens by audience (`None`: the default). Read on every `client` call; renewed
     /// under `client_renewal`.
     client_tokens: std::sync::RwLock<HashMap<Option<Audience>, Held>>,
@@ -69,16 +80,35 @@ pub struct TokenService {
 /// A client token whose lifetime the provider did not state is renewed this often.
 const CLIENT_TOKEN_DEFAULT_LIFETIME: u64 = 300;
 
+/// How long a call that holds a still-valid (but due) token waits for a refresh before it goes
+/// on with the token it has; the refresh carries on without it.
+const VALID_TOKEN_WAIT: Duration = Duration::from_secs(1);
+
+/// How [`TokenService`] times its refreshes.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshTiming {
+    /// Refresh this long before expiry.
+    pub margin: Duration,
+    /// How long a call without a usable token queues behind a refresh in progress.
+    pub lock_wait: Duration,
+    /// How long a refresh waits for the provider's answer (`oidc.refresh_timeout`).
+    pub refresh_timeout: Duration,
+    /// After an unanswered refresh, how long its refresh token is not sent again.
+    pub retry_backoff: Duration,
+}
+
 impl TokenService {
-    /// `margin`: refresh this long before expiry. `lock_wait`: how long a caller queues behind a
-    /// refresh in progress (longer than one provider call).
-    pub fn new(provider: Arc<Provider>, margin: Duration, lock_wait: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(provider: Arc<Provider>, timing: RefreshTiming, metrics: Arc<Metrics>) -> Self {
         let locks = Cache::builder().time_to_idle(Duration::from_secs(300)).build();
+        let in_doubt = Cache::builder().time_to_live(timing.retry_backoff).max_capacity(1_000_000).build();
         Self {
             provider,
             locks,
-            margin: margin.as_secs(),
-            lock_wait,
+            in_doubt,
+            margin: timing.margin.as_secs(),
+            lock_wait: timing.lock_wait,
+            lease: timing.refresh_timeout + Duration::from_secs(5),
+            retry_backoff: timing.retry_backoff,
             client_tokens: Default::default(),
             client_renewal: Mutex::new(()),
             metrics,
@@ -87,9 +117,15 @@ impl TokenService {
 
     /// The session's access token for `audience` (the sign-in's own when `None`), obtained or
     /// refreshed first if it is missing or due.
+    ///
+    /// The refresh runs in a task of its own, holding the session's lock: a caller that stops
+    /// waiting (its bound passed, its client left) does not abandon it halfway, with the
+    /// provider's answer (and the rotated refresh token in it) lost. A caller whose token is
+    /// still valid waits at most [`VALID_TOKEN_WAIT`], then goes on with it; one without waits
+    /// up to `lock_wait`. The clock is read again after every wait.
     pub async fn access_token(
-        &self,
-        sessions: &Sessions,
+        self: &Arc<Self>,
+        sessions: &Arc<Sessions>,
         ticket: &SessionTicket,
         session: SessionTokens,
         audience: Option<&Audience>,
@@ -105,25 +141,77 @@ impl TokenService {
         if !can_refresh {
             return self.without_refresh(sessions, ticket, held, now).await;
         }
-        let lock = self.locks.get_with(ticket.store_key(), || Arc::new(Mutex::new(())));
-        let Ok(_guard) = tokio::time::timeout(self.lock_wait, lock.lock()).await else {
-            tracing::warn!(session = %ticket.store_key().log_id(), "gave up waiting for a refresh in progress");
+        let key = ticket.store_key();
+        if self.backing_off(&key, now) {
             return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
+        }
+        let wait = if still_valid(held.clone(), now).is_some() { VALID_TOKEN_WAIT } else { self.lock_wait };
+        let deadline = tokio::time::Instant::now() + wait;
+        let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
+        let Ok(guard) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
+            tracing::debug!(session = %key.log_id(), "a refresh is in progress; going on without it");
+            return still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable);
         };
-        // With a shared store, replicas take turns too: the lease is held across the refresh.
+        let span =
+            tracing::info_span!("refresh", session = %key.log_id(), resource = audience.map(|a| a.resource.as_str()));
+        let refresh = {
+            let (service, sessions, ticket, audience) =
+                (self.clone(), sessions.clone(), ticket.clone(), audience.cloned());
+            tokio::spawn(
+                async move {
+                    let result = service.refresh_leased(&sessions, &ticket, audience.as_ref()).await;
+                    drop(guard);
+                    result
+                }
+                .instrument(span),
+            )
+        };
+        match tokio::time::timeout_at(deadline, refresh).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the refresh task failed");
+                still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable)
+            }
+            Err(_) => {
+                tracing::debug!(session = %key.log_id(), "the refresh goes on; this call uses the token it has");
+                still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable)
+            }
+        }
+    }
+
+    /// Whether an unanswered refresh keeps this session's refresh token from being sent now.
+    fn backing_off(&self, key: &StoreKey, now: u64) -> bool {
+        self.in_doubt.get(key).is_some_and(|until| now < until)
+    }
+
+    /// Runs a refresh holding this replica's lock and, with a shared store, the cross-replica
+    /// lease, held across the refresh so replicas take turns too.
+    async fn refresh_leased(
+        &self,
+        sessions: &Sessions,
+        ticket: &SessionTicket,
+        audience: Option<&Audience>,
+    ) -> Result<AccessToken, TokenError> {
+        let key = ticket.store_key();
         let lease = match sessions.store().redis() {
-            Some(redis) => match self.remote_lock(redis, &ticket.store_key()).await? {
+            Some(redis) => match self.remote_lock(redis, &key).await? {
                 Some(token) => Some((redis, token)),
                 None => {
-                    tracing::warn!(session = %ticket.store_key().log_id(), "gave up waiting for another replica's refresh");
-                    return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
+                    tracing::warn!(session = %key.log_id(), "gave up waiting for another replica's refresh");
+                    let current = sessions.reload(ticket).await?.ok_or(TokenError::SessionExpired)?;
+                    return still_valid(held_in(&current, audience), sessions.now())
+                        .ok_or(TokenError::ProviderUnavailable);
                 }
             },
             None => None,
         };
         let result = self.refresh_locked(sessions, ticket, audience).await;
+        // An unanswered refresh keeps the lease until it expires: other replicas, too, wait
+        // before sending a refresh token that may be spent.
+        let in_doubt = self.in_doubt.contains_key(&key);
         if let Some((redis, token)) = lease
-            && let Err(e) = redis.unlock(&ticket.store_key(), &token).await
+            && !in_doubt
+            && let Err(e) = redis.unlock(&key, &token).await
         {
             tracing::warn!(error = %e, "could not release the refresh lease; it expires by itself");
         }
@@ -132,11 +220,9 @@ impl TokenService {
 
     /// Waits (up to `lock_wait`) for the cross-replica lease on a session's refresh.
     async fn remote_lock(&self, redis: &RedisStore, key: &StoreKey) -> Result<Option<String>, StoreError> {
-        // Longer than a refresh can take (the provider timeout, twice), so it is never lost mid-way.
-        let lease = self.lock_wait + Duration::from_secs(5);
         let deadline = tokio::time::Instant::now() + self.lock_wait;
         loop {
-            if let Some(token) = redis.try_lock(key, lease).await? {
+            if let Some(token) = redis.try_lock(key, self.lease).await? {
                 return Ok(Some(token));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -165,9 +251,14 @@ impl TokenService {
         let Some(refresh_token) = current.refresh_token.clone() else {
             return self.without_refresh(sessions, ticket, held, now).await;
         };
-        let span = tracing::info_span!("refresh", session = %ticket.store_key().log_id(), resource = audience.map(|a| a.resource.as_str()));
-        let _enter = span.enter();
-        match self.provider.refresh(&refresh_token, &current.sub, audience).await {
+        let key = ticket.store_key();
+        if self.backing_off(&key, now) {
+            return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
+        }
+        let outcome = self.provider.refresh(&refresh_token, &current.sub, audience).await;
+        // The provider may have taken long: what is still valid is judged at the answer's time.
+        let now = sessions.now();
+        match outcome {
             Ok(refreshed) => {
                 let token = apply(&mut current, audience, refreshed);
                 // Saved before the lock is released: the next in line reads the new tokens.
@@ -190,6 +281,13 @@ impl TokenService {
                 self.metrics.refresh(RefreshOutcome::ProviderError);
                 tracing::error!(error = %code, "the provider refused cloakroom's client authentication at a refresh; check [oidc] client_auth and its credential; the session is kept");
                 still_valid(held, now).ok_or(TokenError::ClientRejected)
+            }
+            Err(OidcError::InDoubt(e)) => {
+                self.metrics.refresh(RefreshOutcome::ProviderError);
+                let until = now.saturating_add(self.retry_backoff.as_secs());
+                self.in_doubt.insert(key, until);
+                tracing::warn!(error = %e, backoff = ?self.retry_backoff, "a refresh went unanswered: its refresh token may be spent, so it is not sent again before the back-off; the session is kept");
+                still_valid(held, now).ok_or(TokenError::ProviderUnavailable)
             }
             Err(e) => {
                 self.metrics.refresh(RefreshOutcome::ProviderError);

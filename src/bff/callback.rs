@@ -69,7 +69,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
                     LoginError::ClientRejected
                 }
                 OidcError::InvalidIdToken(_) => LoginError::InvalidIdToken,
-                OidcError::NotReady | OidcError::Unreachable(_) | OidcError::BadResponse(_) => {
+                OidcError::NotReady | OidcError::Unreachable(_) | OidcError::InDoubt(_) | OidcError::BadResponse(_) => {
                     LoginError::ProviderUnavailable
                 }
             });

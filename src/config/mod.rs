@@ -123,6 +123,13 @@ pub struct OidcConfig {
     pub clock_skew: Duration,
     /// Refresh an access token this long before it expires.
     pub refresh_margin: Duration,
+    /// How long a refresh waits for the provider's answer once sent (longer than `timeout`:
+    /// callers holding a valid token do not wait for it, and an answer given up on is a
+    /// refresh token that may be spent).
+    pub refresh_timeout: Duration,
+    /// After a refresh whose answer never came, the session's refresh token is not sent again
+    /// for this long (it may already be rotated at the provider).
+    pub refresh_retry_backoff: Duration,
     /// RFC 8707 audience of the sign-in's own access token (used by routes without `resource`).
     pub resource: Option<String>,
     /// Derived: every resource the authorization request names (the default and each route's).

@@ -106,6 +106,8 @@ pub struct RawOidc {
     pub timeout: String,
     pub clock_skew: String,
     pub refresh_margin: String,
+    pub refresh_timeout: String,
+    pub refresh_retry_backoff: String,
     pub resource: Option<String>,
 }
 
@@ -130,6 +132,8 @@ impl Default for RawOidc {
             timeout: "10s".into(),
             clock_skew: "60s".into(),
             refresh_margin: "30s".into(),
+            refresh_timeout: "60s".into(),
+            refresh_retry_backoff: "5m".into(),
             resource: None,
         }
     }

@@ -313,3 +313,20 @@ fn a_private_key_certificate_must_be_readable() {
     assert_eq!(keys(&Config::from_toml(&text, env(&[])).unwrap_err()), ["oidc.private_key_cert_file"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_forwarding_header_and_public_host_are_typed_and_named_in_errors() {
+    let config = Config::from_toml(MINIMAL, env(&[])).unwrap();
+    assert_eq!(config.server.trusted_proxy_header, crate::forwarded::ForwardingHeader::XForwardedFor);
+    assert_eq!(config.server.public_host, "localhost:8080");
+    let overridden = env(&[
+        ("CLOAKROOM_SERVER__TRUSTED_PROXY_HEADER", "Forwarded"),
+        ("CLOAKROOM_SERVER__PUBLIC_URL", "https://app.example.com"),
+    ]);
+    let config = Config::from_toml(MINIMAL, overridden).unwrap();
+    assert_eq!(config.server.trusted_proxy_header, crate::forwarded::ForwardingHeader::Forwarded);
+    assert_eq!(config.server.public_host, "app.example.com");
+    let errors =
+        Config::from_toml(MINIMAL, env(&[("CLOAKROOM_SERVER__TRUSTED_PROXY_HEADER", "x-real-ip")])).unwrap_err();
+    assert_eq!(keys(&errors), ["server.trusted_proxy_header"], "{errors}");
+}

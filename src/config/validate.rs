@@ -460,6 +460,8 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let oidc_tls = check.client_tls("oidc", raw.oidc.ca_file.as_deref(), None, None);
     let clock_skew = check.duration("oidc.clock_skew", &raw.oidc.clock_skew);
     let refresh_margin = check.duration("oidc.refresh_margin", &raw.oidc.refresh_margin);
+    let refresh_timeout = check.duration("oidc.refresh_timeout", &raw.oidc.refresh_timeout);
+    let refresh_retry_backoff = check.duration("oidc.refresh_retry_backoff", &raw.oidc.refresh_retry_backoff);
     let default_resource = raw.oidc.resource.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(String::from);
     if let Some(resource) = &default_resource {
         check.resource("oidc.resource", resource);
@@ -827,6 +829,8 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             tls: oidc_tls,
             clock_skew,
             refresh_margin,
+            refresh_timeout: refresh_timeout.max(oidc_timeout),
+            refresh_retry_backoff,
             resource: default_resource,
             authorization_resources,
         },

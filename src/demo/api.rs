@@ -32,7 +32,12 @@ impl DemoApi {
             issuer,
             audience,
             clock,
-            http: ProviderHttp::new(Duration::from_secs(5), crate::tls::system_client_config(), Arc::default()),
+            http: ProviderHttp::new(
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+                crate::tls::system_client_config(),
+                Arc::default(),
+            ),
             jwks: Arc::default(),
         }
     }

@@ -172,7 +172,12 @@ pub(super) fn token_error<RE: std::error::Error + 'static>(
             code @ ("invalid_client" | "unauthorized_client") => OidcError::ClientRejected(code.to_string()),
             code => OidcError::Rejected(code.to_string()),
         },
-        RequestTokenError::Request(e) => OidcError::Unreachable(error_chain(&e)),
+        RequestTokenError::Request(e) => {
+            let in_doubt = (&e as &dyn std::error::Error)
+                .downcast_ref::<super::http::ProviderHttpError>()
+                .is_some_and(super::http::ProviderHttpError::is_in_doubt);
+            if in_doubt { OidcError::InDoubt(error_chain(&e)) } else { OidcError::Unreachable(error_chain(&e)) }
+        }
         RequestTokenError::Parse(e, _) => OidcError::BadResponse(e.to_string()),
         RequestTokenError::Other(e) => OidcError::Unreachable(e),
     }

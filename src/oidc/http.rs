@@ -38,13 +38,22 @@ impl std::fmt::Display for ProviderHttpError {
 
 impl std::error::Error for ProviderHttpError {}
 
+impl ProviderHttpError {
+    /// The request may have been acted on: sent, and then no (whole) answer.
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, ProviderHttpError::Send(SendError::Timeout | SendError::Failed(_)) | ProviderHttpError::Body(_))
+    }
+}
+
 impl ProviderHttp {
+    /// `connect_timeout` bounds connecting; `timeout` the wait for the whole answer after it.
     pub fn new(
+        connect_timeout: Duration,
         timeout: Duration,
         tls: std::sync::Arc<rustls::ClientConfig>,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
-        Self { client: HttpClient::with_tls(timeout, tls), timeout, metrics }
+        Self { client: HttpClient::with_tls(connect_timeout, tls), timeout, metrics }
     }
 
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {

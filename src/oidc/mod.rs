@@ -89,6 +89,9 @@ pub enum OidcError {
     NotReady,
     /// Network failure, timeout or a 5xx: the provider is not available right now.
     Unreachable(String),
+    /// The request may have reached the provider, but no answer came (it timed out, or the
+    /// connection broke after sending): whether the provider acted on it is unknown.
+    InDoubt(String),
     /// The provider answered with an OAuth error about the grant (e.g. `invalid_grant`).
     Rejected(String),
     /// The provider refused cloakroom itself (`invalid_client`, `unauthorized_client`): a
@@ -104,6 +107,7 @@ impl std::fmt::Display for OidcError {
         match self {
             OidcError::NotReady => write!(f, "provider metadata not loaded yet"),
             OidcError::Unreachable(e) => write!(f, "provider unreachable: {e}"),
+            OidcError::InDoubt(e) => write!(f, "no answer from the provider, outcome unknown: {e}"),
             OidcError::Rejected(e) => write!(f, "provider refused: {e}"),
             OidcError::ClientRejected(e) => write!(f, "provider refused cloakroom's client authentication: {e}"),
             OidcError::BadResponse(e) => write!(f, "unusable provider response: {e}"),
@@ -129,6 +133,8 @@ struct Discovered {
 pub struct Provider {
     config: OidcConfig,
     http: ProviderHttp,
+    /// The same client for refreshes, waiting longer for the answer (`oidc.refresh_timeout`).
+    refresh_http: ProviderHttp,
     clock: SharedClock,
     discovered: RwLock<Option<Arc<Discovered>>>,
     /// When an unknown `kid` last caused a refetch (discovery does not count: a key rotated
@@ -140,10 +146,19 @@ pub struct Provider {
 
 impl Provider {
     pub fn new(config: OidcConfig, clock: SharedClock, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        let http = ProviderHttp::new(config.timeout, config.tls.clone(), metrics);
+        let http = ProviderHttp::new(config.timeout, config.timeout, config.tls.clone(), metrics.clone());
+        let refresh_http = ProviderHttp::new(config.timeout, config.refresh_timeout, config.tls.clone(), metrics);
         let logout_jtis =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build();
-        Self { config, http, clock, discovered: RwLock::new(None), last_jwks_fetch: Mutex::new(None), logout_jtis }
+        Self {
+            config,
+            http,
+            refresh_http,
+            clock,
+            discovered: RwLock::new(None),
+            last_jwks_fetch: Mutex::new(None),
+            logout_jtis,
+        }
     }
 
     pub fn is_ready(&self) -> bool {

@@ -37,7 +37,7 @@ impl Provider {
         for (name, value) in self.client_assertion(&discovered)? {
             request = request.add_extra_param(name, value);
         }
-        let response = request.request_async(&self.http).await.map_err(token_error)?;
+        let response = request.request_async(&self.refresh_http).await.map_err(token_error)?;
         let (id_token, claims) = match response.id_token() {
             None => (None, None),
             Some(id_token) => {

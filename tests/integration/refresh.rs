@@ -188,9 +188,10 @@ async fn an_unreachable_provider_is_not_a_logout_either() {
     let (gate_listener, gate_addr) = TcpGate::bind();
     let provider = start_provider(&[("ISSUER", &format!("http://{gate_addr}"))]);
     let gate = TcpGate::relay_to(gate_listener, SocketAddr::from(([127, 0, 0, 1], provider.port())));
+    // Cut connections may have carried the refresh: its token is not sent again for 60 s.
     let bff = Bff::start_with(BffOptions {
         issuer: Some(provider.issuer.clone()),
-        oidc_toml: "timeout = \"2s\"".into(),
+        oidc_toml: "timeout = \"2s\"\nrefresh_retry_backoff = \"60s\"".into(),
         ..Default::default()
     })
     .await;
@@ -210,6 +211,10 @@ async fn an_unreachable_provider_is_not_a_logout_either() {
     assert!(session_cookie(&browser).is_some());
 
     gate.open();
+    // Within the back-off the refresh token stays unsent; after it, the session recovers.
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
+    bff.clock.advance(31);
     let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_ne!(bearer(&bff), first);
@@ -219,17 +224,100 @@ async fn an_unreachable_provider_is_not_a_logout_either() {
     );
 }
 
-/// The limit of rotating refresh tokens, pinned: a provider frozen mid-refresh (a long GC pause,
-/// overload) still receives the requests cloakroom gave up on, and processes them when it
-/// resumes. The first spends the refresh token on a response nobody reads; the second is then a
-/// replay, and the provider revokes the grant. No client can avoid that without a reuse grace
-/// period at the provider; what cloakroom must do is end the session cleanly.
+/// Counts the provider's refresh-token grant events of this client: (successes, errors).
+async fn refresh_events(bff: &Bff) -> (usize, usize) {
+    let events = provider_events(&bff.issuer).await;
+    let count = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e["type"] == kind
+                    && e["grant_type"] == "refresh_token"
+                    && e["clientId"] == bff.client.client_id.as_str()
+            })
+            .count()
+    };
+    (count("grant.success"), count("grant.error"))
+}
+
+/// A provider frozen mid-refresh (a GC pause, a stuck pod) with reuse detection on: cloakroom
+/// sends the refresh once and keeps waiting for its answer (`refresh_timeout`, longer than the
+/// `timeout` of other calls) while calls holding a still-valid token go on with it, without
+/// waiting for the refresh; a call whose token expires meanwhile is not forwarded with it. When
+/// the provider resumes, its late answer carries the rotated refresh token, and the session lives.
 #[tokio::test]
-async fn a_refresh_response_lost_at_a_rotating_provider_ends_the_session_cleanly() {
+async fn a_provider_frozen_mid_refresh_answers_late_and_the_session_survives() {
     let provider = start_provider(&[]);
     let bff = Bff::start_with(BffOptions {
         issuer: Some(provider.issuer.clone()),
-        oidc_toml: "timeout = \"1s\"".into(),
+        oidc_toml: "timeout = \"1s\"\nrefresh_timeout = \"30s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let first = bearer(&bff);
+    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+
+    provider.signal("STOP");
+    bff.clock.advance(280); // due, still valid
+    for _ in 0..4 {
+        let started = Instant::now();
+        let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+        assert_eq!(reply.status, 200, "a valid token must be used while the provider hangs: {}", reply.text());
+        assert_eq!(bearer(&bff), first);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "waited {:?} behind a refresh",
+            started.elapsed()
+        );
+    }
+    // A call that starts with a valid token, whose token expires while it waits: not forwarded.
+    let forwarded = bff.upstream.count();
+    let url = bff.url("/api/x");
+    let waiting =
+        tokio::spawn(
+            async move { http_call(http::Method::GET, &url, None, &[CSRF, ("cookie", cookie.as_str())]).await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    bff.clock.advance(30); // now expired
+    let reply = waiting.await.unwrap();
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
+    assert_eq!(bff.upstream.count(), forwarded, "an expired token was forwarded");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // frozen past `timeout`
+
+    provider.signal("CONT");
+    let mut recovered = false;
+    for _ in 0..300 {
+        let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+        if reply.status == 200 {
+            recovered = true;
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(recovered, "the late answer was not kept");
+    assert_ne!(bearer(&bff), first);
+    assert_eq!(refresh_events(&bff).await, (1, 0), "one refresh sent, and no replay");
+    let latest = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().unwrap();
+    assert!(introspect(&bff.issuer, &bff.client, &latest).await, "the grant was revoked");
+    assert_eq!(bff.user(&mut browser).await.status, 200);
+}
+
+/// The limit that remains, pinned: a provider frozen for longer than `refresh_timeout` still
+/// receives the refresh cloakroom gave up on, and processes it when it resumes, spending the
+/// refresh token on an answer nobody reads. cloakroom does not send that token again before
+/// `refresh_retry_backoff` (one refresh, not one per call, reaches the frozen provider); after
+/// it, the token is a replay to the provider, which revokes the grant, and the session ends
+/// cleanly. No client can avoid that without a reuse grace period at the provider.
+#[tokio::test]
+async fn an_answer_given_up_on_is_not_replayed_before_the_backoff_and_then_ends_cleanly() {
+    let provider = start_provider(&[]);
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(provider.issuer.clone()),
+        oidc_toml: "timeout = \"1s\"\nrefresh_timeout = \"1s\"\nrefresh_retry_backoff = \"60s\"".into(),
         ..Default::default()
     })
     .await;
@@ -237,27 +325,24 @@ async fn a_refresh_response_lost_at_a_rotating_provider_ends_the_session_cleanly
     bff.login(&mut browser, "alice", "/").await;
     provider.signal("STOP");
     bff.clock.advance(310);
-    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
-    assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
-    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
-    assert_eq!(reply.status, 503);
+    for _ in 0..3 {
+        let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+        assert_eq!((reply.status, reply.json()["error"].as_str()), (503, Some("provider_unavailable")));
+    }
     provider.signal("CONT");
-    // Wait until the provider has worked through what queued while it was frozen: the first
-    // refresh succeeded (for no one), the second was refused as a replay.
+    // The one refresh sent reaches the provider late and succeeds for no one.
     for _ in 0..200 {
-        let events = provider_events(&bff.issuer).await;
-        let ours = |kind: &str| {
-            events.iter().any(|e| {
-                e["type"] == kind
-                    && e["grant_type"] == "refresh_token"
-                    && e["clientId"] == bff.client.client_id.as_str()
-            })
-        };
-        if ours("grant.success") && ours("grant.error") {
+        if refresh_events(&bff).await.0 == 1 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    assert_eq!(refresh_events(&bff).await, (1, 0), "more than one refresh reached the frozen provider");
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!(reply.status, 503, "the spent refresh token was sent again inside the back-off");
+    assert_eq!(refresh_events(&bff).await, (1, 0));
+
+    bff.clock.advance(61);
     let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
     assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")));
     assert!(session_cookie(&browser).is_none());
