@@ -44,12 +44,17 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         remember,
         expires_at: 0,
     };
-    let retry = retry_href(&pending.return_to);
-    let cookie = match app.sessions.begin_login(&state, pending).await {
-        Ok(cookie) => cookie,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store a pending login");
-            return LoginError::StoreUnavailable.response(&retry);
+    // A return path whose sealed login cookie would be too large for browsers (quotes escape
+    // to twice their size) falls back to `/`, like any other unusable return path.
+    let mut pending = pending;
+    let cookie = match app.sessions.begin_login(&state, &mut pending) {
+        Some(cookie) => cookie,
+        None => {
+            pending.return_to = "/".into();
+            let Some(cookie) = app.sessions.begin_login(&state, &mut pending) else {
+                return ApiError::Internal.response();
+            };
+            cookie
         }
     };
     let mut response = Response::new(empty());

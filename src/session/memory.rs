@@ -26,7 +26,8 @@ struct Entry {
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Cache<StoreKey, Arc<Entry>>,
-    pending: Cache<StoreKey, Arc<Entry>>,
+    /// Finished sign-ins (their `state`'s key), so that a callback works once.
+    claimed_logins: Cache<StoreKey, ()>,
     index: Arc<Index>,
     idle_secs: u64,
 }
@@ -118,15 +119,21 @@ impl MemoryStore {
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(SlidingExpiry { idle: limits.idle_timeout })
             .build();
-        // Pending logins are capped: a flood of /bff/login evicts the oldest instead of growing.
-        let pending = Cache::builder()
-            .name("pending-logins")
+        // Only finished sign-ins are held (pending ones live in the browser's login cookie), for
+        // as long as their login cookie could be replayed; capped all the same.
+        let claimed_logins = Cache::builder()
+            .name("claimed-logins")
             .max_capacity(limits.max_pending_logins)
             .eviction_policy(EvictionPolicy::lru())
             .time_to_live(limits.login_timeout)
             .build();
         let index = Index { shards: Default::default(), ttl_secs: limits.absolute_timeout.as_secs() };
-        Self { sessions, pending, index: Arc::new(index), idle_secs: limits.idle_timeout.as_secs().max(1) }
+        Self { sessions, claimed_logins, index: Arc::new(index), idle_secs: limits.idle_timeout.as_secs().max(1) }
+    }
+
+    /// Finished sign-ins held against replay (approximate, like [`MemoryStore::session_count`]).
+    pub fn claimed_login_count(&self) -> u64 {
+        self.claimed_logins.entry_count()
     }
 
     /// Live sessions (approximate: moka counts lazily). For metrics and tests.
@@ -136,7 +143,7 @@ impl MemoryStore {
 
     pub async fn sync(&self) {
         self.sessions.run_pending_tasks().await;
-        self.pending.run_pending_tasks().await;
+        self.claimed_logins.run_pending_tasks().await;
     }
 }
 
@@ -175,14 +182,9 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn put_pending(&self, key: StoreKey, record: SealedRecord) -> Result<(), StoreError> {
-        let entry = Entry { sealed: record.sealed, expires_at: record.expires_at, last_seen: AtomicU64::new(0) };
-        self.pending.insert(key, Arc::new(entry)).await;
-        Ok(())
-    }
-
-    async fn take_pending(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.pending.remove(key).await.filter(|e| now < e.expires_at).map(|e| e.sealed.clone()))
+    async fn claim_login(&self, key: StoreKey, _expires_at: u64) -> Result<bool, StoreError> {
+        // Held for login_timeout (the cache's time to live), as long as a login cookie lives.
+        Ok(self.claimed_logins.entry(key).or_insert(()).await.is_fresh())
     }
 
     async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
@@ -281,18 +283,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pending_logins_are_capped() {
+    async fn finished_logins_are_capped() {
         let limits = StoreLimits { max_pending_logins: 10, ..store_suite::LIMITS };
         let store = MemoryStore::new(limits);
         for i in 0..1000u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_be_bytes());
-            store
-                .put_pending(StoreKey(key), SealedRecord { sealed: Bytes::from_static(b"x"), expires_at: u64::MAX })
-                .await
-                .unwrap();
+            assert!(store.claim_login(StoreKey(key), u64::MAX).await.unwrap());
         }
         store.sync().await;
-        assert!(store.pending.entry_count() <= 10, "{} pending logins kept", store.pending.entry_count());
+        assert!(
+            store.claimed_logins.entry_count() <= 10,
+            "{} finished logins kept",
+            store.claimed_logins.entry_count()
+        );
     }
 }

@@ -183,9 +183,11 @@ pub trait SessionStore: Send + Sync + 'static {
         now: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn remove(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn put_pending(&self, key: StoreKey, record: SealedRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Removes and returns a pending login: the second take of the same key gets `None`.
-    fn take_pending(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    /// Marks the pending login `key` (a hash of its `state`) as finished, until `expires_at`:
+    /// `true` the first time, `false` if it was claimed before. The pending login itself lives
+    /// sealed in the browser's login cookie; only finishing it writes here, so no flood of
+    /// `/bff/login` can touch the store.
+    fn claim_login(&self, key: StoreKey, expires_at: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records that session `member` belongs under `index` (a keyed hash of a `sub` or `sid`),
     /// with an opaque (sealed) `payload`, for back-channel logout and session lists. Entries
     /// outlive no session: they expire with the absolute timeout.
@@ -204,6 +206,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// when it has ended.
     fn last_seen(&self, key: &StoreKey) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 }
+
+/// The per-record secret of pending logins: they live in the browser's cookie, sealed under the
+/// master key and bound to their `state`; there is no second secret to keep elsewhere.
+const PENDING_SECRET: &[u8] = b"cloakroom/login-cookie";
 
 /// Seals and opens [`Session`]s and [`PendingLogin`]s; the only code that sees both keys and plaintext.
 #[derive(Clone, Debug)]
@@ -236,12 +242,10 @@ impl Sealer {
         serde_json::from_slice(&plaintext).ok()
     }
 
-    pub fn seal_pending(&self, key: &StoreKey, secret: &[u8], login: &PendingLogin) -> SealedRecord {
+    /// A pending login sealed for its login cookie, bound to its `state` (by `key`).
+    pub fn seal_pending(&self, key: &StoreKey, login: &PendingLogin) -> Vec<u8> {
         let plaintext = serde_json::to_vec(login).expect("a pending login always serializes");
-        SealedRecord {
-            sealed: self.keys.seal(Purpose::PendingLogin, secret, key.as_bytes(), &plaintext).into(),
-            expires_at: login.expires_at,
-        }
+        self.keys.seal(Purpose::PendingLogin, PENDING_SECRET, key.as_bytes(), &plaintext)
     }
 
     pub fn seal_listing(&self, sub: &str, member: &StoreKey, listing: &SessionListing) -> Bytes {
@@ -260,8 +264,8 @@ impl Sealer {
         self.keys.index_keys(label.as_bytes()).into_iter().map(StoreKey).collect()
     }
 
-    pub fn open_pending(&self, key: &StoreKey, secret: &[u8], sealed: &[u8]) -> Option<PendingLogin> {
-        let plaintext = self.keys.open(Purpose::PendingLogin, secret, key.as_bytes(), sealed).ok()?;
+    pub fn open_pending(&self, key: &StoreKey, sealed: &[u8]) -> Option<PendingLogin> {
+        let plaintext = self.keys.open(Purpose::PendingLogin, PENDING_SECRET, key.as_bytes(), sealed).ok()?;
         serde_json::from_slice(&plaintext).ok()
     }
 }

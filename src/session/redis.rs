@@ -2,7 +2,9 @@
 //!
 //! Redis holds what the memory store holds and no more: ciphertext under hashed keys. A session
 //! is a hash `{prefix}s:{hex(SHA-256(session id))}` with the sealed record (`r`), its absolute
-//! expiry (`e`) and its last use (`l`); a pending login is `{prefix}p:{hex}` (expiry and record);
+//! expiry (`e`) and its last use (`l`); a finished sign-in is `{prefix}p:{hex(SHA-256 of its
+//! state)}`, kept until its login cookie expires so the callback works once (pending logins
+//! themselves live sealed in the browser's login cookie);
 //! an index is a hash `{prefix}i:{hex(keyed hash)}` of member → sealed listing. Every key has a
 //! Redis TTL, so nothing outlives its deadline even if no replica comes back to delete it; the
 //! deadlines themselves are checked against the caller's clock, as in the memory store.
@@ -305,23 +307,15 @@ impl SessionStore for RedisStore {
         self.run(|mut conn| async move { conn.del::<_, ()>(redis_key).await }).await
     }
 
-    async fn put_pending(&self, key: StoreKey, record: SealedRecord) -> Result<(), StoreError> {
+    async fn claim_login(&self, key: StoreKey, expires_at: u64) -> Result<bool, StoreError> {
         let redis_key = self.key("p", &key);
-        let mut value = Vec::with_capacity(8 + record.sealed.len());
-        value.extend_from_slice(&record.expires_at.to_be_bytes());
-        value.extend_from_slice(&record.sealed);
-        let ttl = self.inner.limits.login_timeout.as_secs().max(1) + 1;
-        self.run(|mut conn| async move { conn.set_ex::<_, _, ()>(redis_key, value, ttl).await }).await
-    }
-
-    async fn take_pending(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
-        let redis_key = self.key("p", key);
-        let value: Option<Vec<u8>> = self.run(|mut conn| async move { conn.get_del(redis_key).await }).await?;
-        Ok(value.and_then(|value| {
-            let (expiry, sealed) = value.split_at_checked(8)?;
-            let expires_at = u64::from_be_bytes(expiry.try_into().ok()?);
-            (now < expires_at).then(|| Bytes::copy_from_slice(sealed))
-        }))
+        let at = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        let set: Option<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("SET").arg(redis_key).arg(1).arg("NX").arg("EXAT").arg(at).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(set.is_some())
     }
 
     async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {

@@ -14,6 +14,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use http::header::HeaderValue;
 
+/// Browsers keep cookies of up to 4096 bytes, name included; the login cookie's name is about
+/// 40 bytes.
+const MAX_LOGIN_COOKIE_VALUE: usize = 3900;
+
 /// The outcome of reading a request's session cookie.
 /// `S`: the whole [`Session`], or only the part the API proxy needs ([`SessionTokens`]).
 #[derive(Debug)]
@@ -222,30 +226,33 @@ impl Sessions {
     }
 
     /// Stores a pending login under `state`; returns the login cookie holding its secret.
-    pub async fn begin_login(&self, state: &str, mut login: PendingLogin) -> Result<HeaderValue, StoreError> {
+    /// The login cookie for a new sign-in: the pending login sealed inside it, bound to
+    /// `state`. Nothing is stored: no flood of sign-ins can evict another's, or fill memory.
+    /// `None` when the cookie would be too large for browsers (a very long return path).
+    pub fn begin_login(&self, state: &str, login: &mut PendingLogin) -> Option<HeaderValue> {
         login.expires_at = self.clock.now().saturating_add(self.login_timeout.as_secs());
-        let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-        let cookie = self
-            .cookies
-            .login(state, &secret, self.login_timeout)
-            .ok_or_else(|| StoreError("a login state must be a token of cloakroom's own".into()))?;
-        let key = pending_key(state);
-        self.store.put_pending(key, self.sealer.seal_pending(&key, secret.as_bytes(), &login)).await?;
-        Ok(cookie)
+        let sealed = self.sealer.seal_pending(&pending_key(state), login);
+        let value = URL_SAFE_NO_PAD.encode(sealed);
+        if value.len() > MAX_LOGIN_COOKIE_VALUE {
+            return None;
+        }
+        self.cookies.login(state, &value, self.login_timeout)
     }
 
-    /// Takes the pending login for `state` if this browser holds its login cookie. Single use:
-    /// whatever the outcome, the same `state` never works twice.
+    /// Opens the pending login for `state` from this browser's login cookie. Single use: the
+    /// first callback with it claims it in the store, and no later one gets it.
     pub async fn take_login(&self, state: &str, headers: &HeaderMap) -> Result<Option<PendingLogin>, StoreError> {
         let Some(name) = self.cookies.login_cookie_name(state) else { return Ok(None) };
-        let Some(secret) = cookie::find(headers, &name) else {
+        let Some(value) = cookie::find(headers, &name) else {
             return Ok(None);
         };
+        let Ok(sealed) = URL_SAFE_NO_PAD.decode(value) else { return Ok(None) };
         let key = pending_key(state);
-        let Some(sealed) = self.store.take_pending(&key, self.clock.now()).await? else {
+        let Some(login) = self.sealer.open_pending(&key, &sealed) else { return Ok(None) };
+        if self.clock.now() >= login.expires_at || !self.store.claim_login(key, login.expires_at).await? {
             return Ok(None);
-        };
-        Ok(self.sealer.open_pending(&key, secret, &sealed))
+        }
+        Ok(Some(login))
     }
 
     pub fn store(&self) -> &Store {

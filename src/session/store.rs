@@ -22,6 +22,14 @@ impl Store {
         }
     }
 
+    /// Finished sign-ins held against replay (memory store; tests).
+    pub fn claimed_login_count(&self) -> Option<u64> {
+        match self {
+            Store::Memory(store) => Some(store.claimed_login_count()),
+            Store::Redis(_) => None,
+        }
+    }
+
     /// Settles pending evictions (memory store; tests and metrics).
     pub async fn sync(&self) {
         if let Store::Memory(store) = self {
@@ -67,11 +75,8 @@ impl SessionStore for Store {
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
         dispatch!(self, s => s.remove(key))
     }
-    async fn put_pending(&self, key: StoreKey, record: SealedRecord) -> Result<(), StoreError> {
-        dispatch!(self, s => s.put_pending(key, record))
-    }
-    async fn take_pending(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
-        dispatch!(self, s => s.take_pending(key, now))
+    async fn claim_login(&self, key: StoreKey, expires_at: u64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_login(key, expires_at))
     }
     async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
         dispatch!(self, s => s.index_add(index, member, payload))

@@ -33,9 +33,8 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     remove_ends_a_session(&fresh()).await;
     replace_never_brings_an_ended_session_back(&fresh()).await;
     save_replaces(&fresh()).await;
-    pending_is_single_use(&fresh()).await;
-    pending_expires(&fresh()).await;
-    sessions_and_pending_do_not_mix(&fresh()).await;
+    a_login_is_claimed_once(&fresh()).await;
+    sessions_and_claimed_logins_do_not_mix(&fresh()).await;
     index_lists_members_once_and_take_empties_it(&fresh()).await;
     last_seen_reports_use_without_being_use(&fresh()).await;
 }
@@ -140,19 +139,12 @@ async fn save_replaces<S: SessionStore>(s: &S) {
     assert_eq!(s.load(&key(1), T0).await.unwrap().as_deref(), Some(&b"uno"[..]));
 }
 
-async fn pending_is_single_use<S: SessionStore>(s: &S) {
+async fn a_login_is_claimed_once<S: SessionStore>(s: &S) {
     #[allow(non_snake_case)]
     let T0 = t0();
-    s.put_pending(key(3), record(b"login", T0 + 600)).await.unwrap();
-    assert_eq!(s.take_pending(&key(3), T0).await.unwrap().as_deref(), Some(&b"login"[..]));
-    assert_eq!(s.take_pending(&key(3), T0).await.unwrap(), None);
-}
-
-async fn pending_expires<S: SessionStore>(s: &S) {
-    #[allow(non_snake_case)]
-    let T0 = t0();
-    s.put_pending(key(3), record(b"login", T0 + 600)).await.unwrap();
-    assert_eq!(s.take_pending(&key(3), T0 + 600).await.unwrap(), None);
+    assert!(s.claim_login(key(3), T0 + 600).await.unwrap());
+    assert!(!s.claim_login(key(3), T0 + 600).await.unwrap(), "a sign-in finished twice");
+    assert!(s.claim_login(key(4), T0 + 600).await.unwrap());
 }
 
 async fn last_seen_reports_use_without_being_use<S: SessionStore>(s: &S) {
@@ -167,11 +159,12 @@ async fn last_seen_reports_use_without_being_use<S: SessionStore>(s: &S) {
     assert_eq!(s.last_seen(&key(1)).await.unwrap(), None);
 }
 
-async fn sessions_and_pending_do_not_mix<S: SessionStore>(s: &S) {
+async fn sessions_and_claimed_logins_do_not_mix<S: SessionStore>(s: &S) {
     #[allow(non_snake_case)]
     let T0 = t0();
-    s.put_pending(key(4), record(b"login", T0 + 600)).await.unwrap();
+    assert!(s.claim_login(key(4), T0 + 600).await.unwrap());
     assert_eq!(s.load(&key(4), T0).await.unwrap(), None);
     s.save(key(5), record(b"one", T0 + 3600), T0).await.unwrap();
-    assert_eq!(s.take_pending(&key(5), T0).await.unwrap(), None);
+    assert!(s.claim_login(key(5), T0 + 600).await.unwrap());
+    assert_eq!(s.load(&key(5), T0).await.unwrap().as_deref(), Some(&b"one"[..]));
 }
