@@ -148,6 +148,8 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     pub max_pending_logins: u64,
     pub max_sessions: u64,
+    /// Sessions one user (`sub`) may hold at once; a sign-in past it ends that user's oldest.
+    pub max_sessions_per_user: usize,
     /// Whether `/bff/login?remember=1` may ask for a persistent cookie.
     pub allow_remember: bool,
     /// Whether logout sends `Clear-Site-Data: "cookies"` (clears the whole registrable domain).

@@ -154,6 +154,8 @@ pub struct RawSession {
     pub max_pending_logins: u64,
     #[serde(deserialize_with = "flexible::u64")]
     pub max_sessions: u64,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub max_sessions_per_user: u64,
     #[serde(deserialize_with = "flexible::bool")]
     pub allow_remember: bool,
     #[serde(deserialize_with = "flexible::bool")]
@@ -177,6 +179,7 @@ impl Default for RawSession {
             login_timeout: "10m".into(),
             max_pending_logins: 100_000,
             max_sessions: 1_000_000,
+            max_sessions_per_user: 50,
             allow_remember: false,
             clear_site_data: true,
             store: "memory".into(),

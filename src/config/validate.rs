@@ -563,6 +563,9 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             StoreSettings::Memory
         }
     };
+    if raw.session.max_sessions_per_user == 0 {
+        check.fail("session.max_sessions_per_user", "must be greater than zero");
+    }
     if raw.session.max_sessions == 0 {
         check.fail("session.max_sessions", "must be greater than zero");
     }
@@ -844,6 +847,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
             login_timeout,
             max_pending_logins: raw.session.max_pending_logins,
             max_sessions: raw.session.max_sessions,
+            max_sessions_per_user: usize::try_from(raw.session.max_sessions_per_user).unwrap_or(usize::MAX),
             allow_remember: raw.session.allow_remember,
             clear_site_data: raw.session.clear_site_data,
             store,

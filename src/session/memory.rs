@@ -187,7 +187,13 @@ impl SessionStore for MemoryStore {
         Ok(self.claimed_logins.entry(key).or_insert(()).await.is_fresh())
     }
 
-    async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
+    async fn index_add(
+        &self,
+        index: StoreKey,
+        member: StoreKey,
+        payload: Bytes,
+        max_members: usize,
+    ) -> Result<Vec<StoreKey>, StoreError> {
         let now = unix_now();
         let live = |m: &StoreKey| self.sessions.contains_key(m);
         let mut guard = self.index.shard(&index);
@@ -204,12 +210,15 @@ impl SessionStore for MemoryStore {
         if now >= entry.expires_at {
             entry.members.clear(); // expired: starts afresh
         }
-        // Drop members whose session is gone, so a frequent user's entry does not grow.
+        // Drop members whose session is gone, so a frequent user's entry does not grow; members
+        // stay in the order they were added, oldest first.
         entry.members.retain(|(m, _)| *m != member && live(m));
         entry.members.push((member, payload));
+        let excess = entry.members.len().saturating_sub(max_members.max(1));
+        let evicted = entry.members.drain(..excess).map(|(m, _)| m).collect();
         entry.members.shrink_to_fit(); // most entries hold one session: no room for four
         entry.expires_at = now.saturating_add(self.index.ttl_secs);
-        Ok(())
+        Ok(evicted)
     }
 
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
@@ -266,12 +275,12 @@ mod tests {
         let now = unix_now();
         for i in 0..100 {
             store.save(key("live", i), record(), now).await.unwrap();
-            store.index_add(key("live-user", i), key("live", i), Bytes::from_static(b"listing")).await.unwrap();
+            store.index_add(key("live-user", i), key("live", i), Bytes::from_static(b"listing"), 50).await.unwrap();
         }
         // Ten thousand users sign in and out: their entries must not pile up.
         for i in 0..10_000 {
             store.save(key("gone", i), record(), now).await.unwrap();
-            store.index_add(key("gone-user", i), key("gone", i), Bytes::from_static(b"listing")).await.unwrap();
+            store.index_add(key("gone-user", i), key("gone", i), Bytes::from_static(b"listing"), 50).await.unwrap();
             store.remove(&key("gone", i)).await.unwrap();
         }
         let held: usize = store.index.shards.iter().map(|s| s.lock().unwrap().entries.len()).sum();

@@ -190,13 +190,17 @@ pub trait SessionStore: Send + Sync + 'static {
     fn claim_login(&self, key: StoreKey, expires_at: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records that session `member` belongs under `index` (a keyed hash of a `sub` or `sid`),
     /// with an opaque (sealed) `payload`, for back-channel logout and session lists. Entries
-    /// outlive no session: they expire with the absolute timeout.
+    /// outlive no session: they expire with the absolute timeout, and members whose session has
+    /// ended are dropped here, so an entry holds only live sessions. At most `max_members` stay:
+    /// the oldest beyond that are dropped and returned, for the caller to end. The work is
+    /// bounded by `max_members`, not by how often the user signed in.
     fn index_add(
         &self,
         index: StoreKey,
         member: StoreKey,
         payload: Bytes,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        max_members: usize,
+    ) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
     /// Removes `index` and returns the sessions it listed.
     fn index_take(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
     /// The sessions `index` lists, with their payloads (pruned of sessions that have ended).

@@ -127,6 +127,22 @@ impl RedisStore {
         })
     }
 
+    /// Whether each session still exists, in order.
+    async fn alive<'a>(&self, members: impl Iterator<Item = &'a StoreKey>) -> Result<Vec<bool>, StoreError> {
+        let session_keys: Vec<String> = members.map(|m| self.key("s", m)).collect();
+        if session_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|mut conn| async move {
+            let mut pipe = redis::pipe();
+            for key in &session_keys {
+                pipe.exists(key);
+            }
+            pipe.query_async(&mut conn).await
+        })
+        .await
+    }
+
     /// Whether the last command (or health probe) reached Redis.
     pub fn is_healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
@@ -318,18 +334,60 @@ impl SessionStore for RedisStore {
         Ok(set.is_some())
     }
 
-    async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
+    async fn index_add(
+        &self,
+        index: StoreKey,
+        member: StoreKey,
+        payload: Bytes,
+        max_members: usize,
+    ) -> Result<Vec<StoreKey>, StoreError> {
         let redis_key = self.key("i", &index);
         let ttl = i64::try_from(self.inner.limits.absolute_timeout.as_secs().max(1)).unwrap_or(i64::MAX);
-        self.run(|mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .hset(&redis_key, member.as_bytes(), payload.to_vec())
-                .expire(&redis_key, ttl)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
+        // Each value is the member's time of adding (8 bytes, microseconds) and its payload, so
+        // the oldest can be told apart in a hash.
+        let mut value = Vec::with_capacity(8 + payload.len());
+        value.extend_from_slice(&unix_micros().to_be_bytes());
+        value.extend_from_slice(&payload);
+        let key = &redis_key;
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = self
+            .run(|mut conn| async move {
+                let (entries,): (Vec<(Vec<u8>, Vec<u8>)>,) = redis::pipe()
+                    .atomic()
+                    .hset(key, member.as_bytes(), value)
+                    .ignore()
+                    .expire(key, ttl)
+                    .ignore()
+                    .hgetall(key)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(entries)
+            })
+            .await?;
+        // Members whose session has ended go (a user's entry holds only live sessions); then
+        // the oldest beyond `max_members`. The work is bounded by the cap, which bounds the hash.
+        let mut members: Vec<(StoreKey, u64)> = entries
+            .into_iter()
+            .filter_map(|(m, v)| Some((StoreKey(<[u8; 32]>::try_from(m.as_slice()).ok()?), index_value(&v).0)))
+            .collect();
+        let alive = self.alive(members.iter().map(|(m, _)| m)).await?;
+        let mut dropped: Vec<StoreKey> = Vec::new();
+        let mut live: Vec<(StoreKey, u64)> = Vec::with_capacity(members.len());
+        for ((m, at), alive) in members.drain(..).zip(alive) {
+            if alive || m == member {
+                live.push((m, at));
+            } else {
+                dropped.push(m);
+            }
+        }
+        live.sort_by_key(|(_, at)| *at);
+        let excess = live.len().saturating_sub(max_members.max(1));
+        let evicted: Vec<StoreKey> = live.drain(..excess).map(|(m, _)| m).filter(|m| *m != member).collect();
+        dropped.extend(evicted.iter().copied());
+        if !dropped.is_empty() {
+            let fields: Vec<Vec<u8>> = dropped.iter().map(|m| m.as_bytes().to_vec()).collect();
+            self.run(|mut conn| async move { conn.hdel::<_, _, ()>(key, fields).await }).await?;
+        }
+        Ok(evicted)
     }
 
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
@@ -345,30 +403,25 @@ impl SessionStore for RedisStore {
         let index_key = &redis_key;
         let entries: Vec<(Vec<u8>, Vec<u8>)> =
             self.run(|mut conn| async move { conn.hgetall(index_key).await }).await?;
-        let entries: Vec<(StoreKey, Bytes)> = entries
+        let mut entries: Vec<(StoreKey, u64, Bytes)> = entries
             .into_iter()
-            .filter_map(|(m, payload)| Some((StoreKey(<[u8; 32]>::try_from(m.as_slice()).ok()?), Bytes::from(payload))))
+            .filter_map(|(m, value)| {
+                let (at, payload) = index_value(&value);
+                Some((StoreKey(<[u8; 32]>::try_from(m.as_slice()).ok()?), at, Bytes::copy_from_slice(payload)))
+            })
             .collect();
         if entries.is_empty() {
-            return Ok(entries);
+            return Ok(Vec::new());
         }
+        entries.sort_by_key(|(_, at, _)| *at);
         // Prune members whose session has ended.
-        let session_keys: Vec<String> = entries.iter().map(|(m, _)| self.key("s", m)).collect();
-        let alive: Vec<bool> = self
-            .run(|mut conn| async move {
-                let mut pipe = redis::pipe();
-                for key in &session_keys {
-                    pipe.exists(key);
-                }
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
+        let alive = self.alive(entries.iter().map(|(m, _, _)| m)).await?;
         let (live, ended): (Vec<_>, Vec<_>) = entries.into_iter().zip(alive).partition(|(_, alive)| *alive);
         if !ended.is_empty() {
-            let fields: Vec<Vec<u8>> = ended.iter().map(|((m, _), _)| m.as_bytes().to_vec()).collect();
+            let fields: Vec<Vec<u8>> = ended.iter().map(|((m, _, _), _)| m.as_bytes().to_vec()).collect();
             self.run(|mut conn| async move { conn.hdel::<_, _, ()>(redis_key, fields).await }).await?;
         }
-        Ok(live.into_iter().map(|(entry, _)| entry).collect())
+        Ok(live.into_iter().map(|((m, _, payload), _)| (m, payload)).collect())
     }
 
     async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
@@ -382,6 +435,24 @@ impl SessionStore for RedisStore {
         let seen: Option<String> = self.run(|mut conn| async move { conn.hget(redis_key, "l").await }).await?;
         Ok(seen.and_then(|s| s.parse().ok()))
     }
+}
+
+/// An index value: when the member was added and its payload. Values written before the time
+/// was recorded are the bare payload (empty, or a sealed listing, whose first byte is a
+/// non-zero format version); a recorded time starts with a zero byte (microseconds since 1970
+/// stay below 2^56 until the year 4253).
+fn index_value(value: &[u8]) -> (u64, &[u8]) {
+    match value.split_first_chunk::<8>() {
+        Some((at, payload)) if at[0] == 0 => (u64::from_be_bytes(*at), payload),
+        _ => (0, value),
+    }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// The tests' real redis-server, shared with the integration tests (which use all of it).

@@ -38,6 +38,7 @@ pub struct Sessions {
     absolute_timeout: u64,
     login_timeout: Duration,
     allow_remember: bool,
+    max_sessions_per_user: usize,
 }
 
 impl Sessions {
@@ -62,6 +63,7 @@ impl Sessions {
             absolute_timeout: config.absolute_timeout.as_secs(),
             login_timeout: config.login_timeout,
             allow_remember: config.allow_remember,
+            max_sessions_per_user: config.max_sessions_per_user,
         })
     }
 
@@ -139,9 +141,14 @@ impl Sessions {
         let listing = SessionListing { listing_id: session.listing_id.clone(), created_at: now, device, ip };
         let payload = self.sealer.seal_listing(&session.sub, &member, &listing);
         let (user_index, sid_index) = self.index_keys(&session.sub, session.sid.as_deref());
-        self.store.index_add(user_index, member, payload).await?;
+        // One user's sessions are capped: past the cap, that user's oldest ends (never
+        // another user's, as evicting from the whole store would).
+        for oldest in self.store.index_add(user_index, member, payload, self.max_sessions_per_user).await? {
+            self.store.remove(&oldest).await?;
+            tracing::info!(session = %oldest.log_id(), "session ended: the user signed in past session.max_sessions_per_user");
+        }
         if let Some(sid_index) = sid_index {
-            self.store.index_add(sid_index, member, Bytes::new()).await?;
+            self.store.index_add(sid_index, member, Bytes::new(), self.max_sessions_per_user).await?;
         }
         tracing::info!(session = %ticket.store_key().log_id(), "session created");
         let lifetime = (remember && self.allow_remember).then(|| Duration::from_secs(self.absolute_timeout));

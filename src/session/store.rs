@@ -78,8 +78,14 @@ impl SessionStore for Store {
     async fn claim_login(&self, key: StoreKey, expires_at: u64) -> Result<bool, StoreError> {
         dispatch!(self, s => s.claim_login(key, expires_at))
     }
-    async fn index_add(&self, index: StoreKey, member: StoreKey, payload: Bytes) -> Result<(), StoreError> {
-        dispatch!(self, s => s.index_add(index, member, payload))
+    async fn index_add(
+        &self,
+        index: StoreKey,
+        member: StoreKey,
+        payload: Bytes,
+        max_members: usize,
+    ) -> Result<Vec<StoreKey>, StoreError> {
+        dispatch!(self, s => s.index_add(index, member, payload, max_members))
     }
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
         dispatch!(self, s => s.index_take(index))

@@ -36,6 +36,7 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     a_login_is_claimed_once(&fresh()).await;
     sessions_and_claimed_logins_do_not_mix(&fresh()).await;
     index_lists_members_once_and_take_empties_it(&fresh()).await;
+    index_keeps_live_members_up_to_the_cap_oldest_out_first(&fresh()).await;
     last_seen_reports_use_without_being_use(&fresh()).await;
 }
 
@@ -58,20 +59,20 @@ async fn index_lists_members_once_and_take_empties_it<S: SessionStore>(s: &S) {
     s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
     s.save(key(2), record(b"two", T0 + 3600), T0).await.unwrap();
     let p = |text: &'static str| Bytes::from_static(text.as_bytes());
-    s.index_add(key(100), key(1), p("a")).await.unwrap();
-    s.index_add(key(100), key(2), p("b")).await.unwrap();
-    s.index_add(key(100), key(2), p("b2")).await.unwrap();
-    s.index_add(key(101), key(2), p("c")).await.unwrap();
+    s.index_add(key(100), key(1), p("a"), 10).await.unwrap();
+    s.index_add(key(100), key(2), p("b"), 10).await.unwrap();
+    s.index_add(key(100), key(2), p("b2"), 10).await.unwrap();
+    s.index_add(key(101), key(2), p("c"), 10).await.unwrap();
     let mut listed = s.index_list(&key(100)).await.unwrap();
     listed.sort_by_key(|(k, _)| k.0);
     assert_eq!(listed, vec![(key(1), p("a")), (key(2), p("b2"))], "re-adding a member replaces its payload");
     s.remove(&key(1)).await.unwrap();
     assert_eq!(s.index_list(&key(100)).await.unwrap(), vec![(key(2), p("b2"))], "ended sessions are not listed");
     s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
-    s.index_add(key(100), key(1), p("a")).await.unwrap();
+    s.index_add(key(100), key(1), p("a"), 10).await.unwrap();
     s.index_remove(&key(100), &key(1)).await.unwrap();
     assert_eq!(s.index_list(&key(100)).await.unwrap(), vec![(key(2), p("b2"))]);
-    s.index_add(key(100), key(1), p("a")).await.unwrap();
+    s.index_add(key(100), key(1), p("a"), 10).await.unwrap();
     let mut members = s.index_take(&key(100)).await.unwrap();
     members.sort_by_key(|k| k.0);
     assert_eq!(members, vec![key(1), key(2)]);
@@ -167,4 +168,26 @@ async fn sessions_and_claimed_logins_do_not_mix<S: SessionStore>(s: &S) {
     s.save(key(5), record(b"one", T0 + 3600), T0).await.unwrap();
     assert!(s.claim_login(key(5), T0 + 600).await.unwrap());
     assert_eq!(s.load(&key(5), T0).await.unwrap().as_deref(), Some(&b"one"[..]));
+}
+
+async fn index_keeps_live_members_up_to_the_cap_oldest_out_first<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    let p = |text: &'static str| Bytes::from_static(text.as_bytes());
+    for n in 1..=5 {
+        s.save(key(n), record(b"live", T0 + 3600), T0).await.unwrap();
+    }
+    assert_eq!(s.index_add(key(200), key(1), p("1"), 3).await.unwrap(), vec![]);
+    assert_eq!(s.index_add(key(200), key(2), p("2"), 3).await.unwrap(), vec![]);
+    assert_eq!(s.index_add(key(200), key(3), p("3"), 3).await.unwrap(), vec![]);
+    assert_eq!(s.index_add(key(200), key(4), p("4"), 3).await.unwrap(), vec![key(1)], "the oldest goes first");
+    let listed: Vec<StoreKey> = s.index_list(&key(200)).await.unwrap().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(listed.len(), 3);
+    assert!(!listed.contains(&key(1)), "{listed:?}");
+    // An ended session leaves the entry at the next add, making room without evicting anyone.
+    s.remove(&key(2)).await.unwrap();
+    assert_eq!(s.index_add(key(200), key(5), p("5"), 3).await.unwrap(), vec![]);
+    let mut listed: Vec<StoreKey> = s.index_list(&key(200)).await.unwrap().into_iter().map(|(m, _)| m).collect();
+    listed.sort_by_key(|k| k.0[0]);
+    assert_eq!(listed, vec![key(3), key(4), key(5)]);
 }

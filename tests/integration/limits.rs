@@ -162,3 +162,32 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     }
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }
+
+/// One user signing in again and again (cheap with a provider that remembers them) ends only
+/// that user's oldest sessions, never anyone else's (issue 18, items 8 and 9).
+#[tokio::test]
+async fn one_user_signing_in_again_and_again_ends_only_their_own_oldest_sessions() {
+    let bff = Bff::start_with(BffOptions {
+        session_toml: "max_sessions_per_user = 3\nmax_sessions = 6".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut bob = Browser::new();
+    bff.login(&mut bob, "bob", "/").await;
+    let mut alices = Vec::new();
+    for _ in 0..8 {
+        let mut alice = Browser::new();
+        assert_eq!(bff.login(&mut alice, "alice", "/").await.status, 200);
+        alices.push(alice);
+    }
+    assert_eq!(bff.user(&mut bob).await.status, 200, "another user's sign-ins ended bob's session");
+    for (i, alice) in alices.iter_mut().enumerate() {
+        let expected = if i < 5 { 401 } else { 200 };
+        assert_eq!(bff.user(alice).await.status, expected, "alice's sign-in {i}");
+    }
+    let listed = bff.server.app.sessions.store().session_count();
+    bff.server.app.sessions.store().sync().await;
+    assert!(listed.is_some_and(|n| n <= 4), "{listed:?} sessions held for bob and three of alice's");
+    let sessions = alices[7].get(&bff.url("/bff/sessions"), &[CSRF]).await;
+    assert_eq!(sessions.json()["sessions"].as_array().map(Vec::len), Some(3), "{}", sessions.text());
+}

@@ -232,3 +232,28 @@ async fn session_keys_rotate_across_a_rollout_in_two_steps() {
     probe.set_cookie("__Host-cloakroom", &session_cookie(&from_e).unwrap());
     assert_eq!(probe.get(&f.direct("/bff/user"), &[CSRF]).await.status, 401);
 }
+
+/// A user's index in Redis holds their live sessions only: ended ones are pruned at the next
+/// sign-in, so it does not grow with every past sign-in (issue 18, item 10).
+#[tokio::test]
+async fn a_users_index_in_redis_keeps_only_live_sessions() {
+    let redis = RedisServer::start();
+    let (a, _b) = replicas(&redis, [None, None]).await;
+    for _ in 0..20 {
+        let mut browser = Browser::new();
+        assert_eq!(a.login(&mut browser, "alice", "/").await.status, 200);
+        let logout = browser.request(Method::POST, &a.direct("/bff/logout"), None, &[CSRF]).await;
+        assert_eq!(logout.status, 200);
+    }
+    let mut browser = Browser::new();
+    assert_eq!(a.login(&mut browser, "alice", "/").await.status, 200);
+    let keys = redis.command(&["KEYS", "cr:i:*"]);
+    let names: Vec<&str> = keys.lines().filter(|l| l.starts_with("cr:i:")).collect();
+    assert!(!names.is_empty(), "no index keys: {keys:?}");
+    let largest = names
+        .iter()
+        .map(|name| redis.command(&["HLEN", name]).trim().trim_start_matches(':').parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    assert!(largest <= 1, "an index holds {largest} members for one live session");
+}
