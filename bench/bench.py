@@ -311,6 +311,7 @@ listen = "127.0.0.1:{port}"
 public_url = "{origin}"
 admin_listen = "127.0.0.1:{admin}"
 max_connections = 100000
+shutdown_delay = "0s"
 
 [oidc]
 issuer = "{provider.issuer}"

@@ -35,6 +35,8 @@ pub struct App {
     /// `[spa] dev_server`: its client (pages pass through, hot-reload WebSockets included).
     dev_server: Option<Upstream>,
     shutting_down: AtomicBool,
+    /// Wakes the shutdown delay early (a second signal).
+    hurry: tokio::sync::Notify,
 }
 
 impl App {
@@ -75,6 +77,7 @@ impl App {
             metrics,
             dev_server,
             shutting_down: AtomicBool::new(false),
+            hurry: tokio::sync::Notify::new(),
         })
     }
 
@@ -101,6 +104,7 @@ impl App {
         request.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         let request_id_text = request_id.to_str().unwrap_or_default();
         let method = request.method().clone();
+        let http1 = request.version() == http::Version::HTTP_11;
         let uri = request.uri().clone(); // shares its bytes: the access log's path, no copy
         let path = uri.path();
         let route = self.router.route(path);
@@ -126,6 +130,12 @@ impl App {
         .await;
         let mut response = response;
         response.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        // Shutting down: each HTTP/1.1 keep-alive client learns it with its next answer and
+        // leaves, instead of finding its pooled connection closed under a request later.
+        // (HTTP/2 clients get a GOAWAY from the connection itself; an upgrade keeps its headers.)
+        if http1 && self.is_shutting_down() && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
         if client.proto == "https"
             && let Some(hsts) = &self.config.server.hsts
         {
@@ -191,6 +201,19 @@ impl App {
 
     pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Cuts the shutdown delay short (a second SIGTERM or Ctrl-C).
+    pub fn hurry_shutdown(&self) {
+        self.hurry.notify_one();
+    }
+
+    pub(crate) async fn hurried(&self) {
+        self.hurry.notified().await;
     }
 }
 

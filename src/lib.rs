@@ -175,6 +175,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             if let Some(trigger) = trigger {
                 let _ = trigger.send(());
             }
+            // A second signal skips what is left of the shutdown delay.
+            let app = server.app.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                app.hurry_shutdown();
+            });
             server.stopped().await;
         }
         () = server.stopped() => {}

@@ -74,14 +74,21 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     let (draining, drain) = watch::channel(false);
+    let (leaving, leave) = watch::channel(false);
     // Shutdown, step one: readiness turns false while new connections are still served for
     // `shutdown_delay`, so load balancers polling /readyz stop sending before the door closes.
+    // Meanwhile keep-alive clients are asked to leave: `Connection: close` on HTTP/1.1 answers
+    // (`App::handle`), a GOAWAY on HTTP/2 connections.
     let delay = server.shutdown_delay;
     let stop_accepting = async {
         shutdown.await;
         app.begin_shutdown();
-        tracing::info!(?delay, "shutting down: not ready; still accepting until the delay ends");
-        tokio::time::sleep(delay).await;
+        let _ = leaving.send(true);
+        tracing::info!(?delay, "shutting down: not ready; still accepting until the delay ends (signal again to skip)");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = app.hurried() => tracing::info!("shutdown delay cut short"),
+        }
     };
     tokio::pin!(stop_accepting);
     loop {
@@ -104,7 +111,8 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection { app: app.clone(), builder: builder.clone(), peer, drain: drain.clone() };
+        let connection =
+            Connection { app: app.clone(), builder: builder.clone(), peer, drain: drain.clone(), leave: leave.clone() };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
@@ -140,6 +148,8 @@ struct Connection {
     peer: SocketAddr,
     /// Turns true when the server drains: finish what is in flight, take nothing new.
     drain: watch::Receiver<bool>,
+    /// Turns true when shutdown begins: HTTP/2 clients get a GOAWAY.
+    leave: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -153,7 +163,7 @@ impl Connection {
         let (app, peer, tracked) = (self.app.clone(), self.peer, activity.clone());
         let service = service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
-            let in_flight = tracked.begin_request();
+            let in_flight = tracked.begin_request(request.version());
             async move {
                 let response = app.handle(request, peer, proto).await;
                 drop(in_flight);
@@ -171,6 +181,7 @@ impl Connection {
         // After an idle close is asked for, a client gets one more idle period to take its leave
         // (an HTTP/2 client must acknowledge GOAWAY); one that does not is cut off.
         let mut cut_off_at: Option<Instant> = None;
+        let mut asked_to_leave = false;
         loop {
             tokio::select! {
                 result = connection.as_mut() => {
@@ -182,6 +193,16 @@ impl Connection {
                 _ = self.drain.changed(), if !closing => {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
+                }
+                // An HTTP/2 client is told to go (GOAWAY) as the delay begins: in-flight streams
+                // finish, new ones go to a new connection. An HTTP/1.1 connection is left open:
+                // closing it while idle would race a request the client is sending on it.
+                _ = self.leave.changed(), if !closing && !asked_to_leave => {
+                    asked_to_leave = true;
+                    if activity.is_http2() {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
                 }
                 () = tokio::time::sleep_until(activity.idle_deadline(idle_timeout)), if !closing => {
                     if activity.is_idle(idle_timeout) {
@@ -200,11 +221,13 @@ impl Connection {
     }
 }
 
-/// When a connection last moved bytes, and how many requests it has in flight.
+/// When a connection last moved bytes, how many requests it has in flight, and whether it
+/// speaks HTTP/2.
 struct Activity {
     opened: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    http2: std::sync::atomic::AtomicBool,
 }
 
 struct InFlight(Arc<Activity>);
@@ -218,7 +241,12 @@ impl Drop for InFlight {
 
 impl Activity {
     fn new() -> Self {
-        Self { opened: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) }
+        Self {
+            opened: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            http2: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn touch(&self) {
@@ -226,9 +254,16 @@ impl Activity {
         self.last_ms.store(elapsed, Ordering::Relaxed);
     }
 
-    fn begin_request(self: &Arc<Self>) -> InFlight {
+    fn begin_request(self: &Arc<Self>, version: http::Version) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         InFlight(self.clone())
+    }
+
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
     }
 
     fn idle_deadline(&self, idle_timeout: Duration) -> Instant {

@@ -78,7 +78,7 @@ impl Default for RawServer {
             tls_key_file: None,
             hsts: "max-age=63072000".into(),
             idle_timeout: "60s".into(),
-            shutdown_delay: "0s".into(),
+            shutdown_delay: "5s".into(),
             worker_threads: 0,
         }
     }

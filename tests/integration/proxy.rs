@@ -345,3 +345,47 @@ async fn a_shutdown_under_load_fails_no_request() {
     assert!(bff.upstream.requests().iter().any(|r| r.uri.ends_with("/slow")), "no slow request was in flight");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after the shutdown");
 }
+
+#[tokio::test]
+async fn during_the_shutdown_delay_keep_alive_clients_are_asked_to_leave() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bff = Bff::start_with(BffOptions { server_toml: "shutdown_delay = \"3s\"".into(), ..Default::default() }).await;
+    let addr = bff.server.addr;
+    let request = b"GET /bff/user HTTP/1.1\r\nHost: x\r\nx-csrf: 1\r\n\r\n";
+    // An HTTP/1.1 keep-alive connection, and an HTTP/2 one, each with a request answered.
+    let mut h1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    h1.write_all(request).await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = h1.read(&mut buffer).await.unwrap();
+    let first = String::from_utf8_lossy(&buffer[..n]).to_ascii_lowercase();
+    assert!(first.starts_with("http/1.1 401") && !first.contains("connection: close"), "{first}");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let h2_open = tokio::spawn(connection);
+    let call =
+        http::Request::get(bff.url("/bff/user")).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
+    assert_eq!(h2.send_request(call).await.unwrap().status(), 401);
+
+    let stopping = tokio::spawn(bff.server.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // HTTP/2: a GOAWAY, and the connection ends with nothing in flight.
+    tokio::time::timeout(Duration::from_secs(2), h2_open).await.expect("no GOAWAY during the delay").unwrap().unwrap();
+    // HTTP/1.1: the next answer says `Connection: close`, and the connection closes after it.
+    h1.write_all(request).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), h1.read_to_end(&mut rest)).await.expect("still open").unwrap();
+    let second = String::from_utf8_lossy(&rest).to_ascii_lowercase();
+    assert!(second.starts_with("http/1.1 401") && second.contains("connection: close"), "{second}");
+    // New connections are still served during the delay, and told to leave too.
+    let mut late = tokio::net::TcpStream::connect(addr).await.unwrap();
+    late.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), late.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&answer).to_ascii_lowercase().contains("connection: close"));
+    stopping.await.unwrap();
+}

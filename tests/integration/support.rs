@@ -779,12 +779,16 @@ impl Bff {
         };
         let upstream = Upstream::start().await;
         let upstream_url = format!("http://{}", upstream.addr);
+        // Tests stop at once unless they test the delay (the default is 5 s).
+        let shutdown_delay =
+            if options.server_toml.contains("shutdown_delay") { "" } else { "shutdown_delay = \"0s\"" };
         let api_upstream = options.api_upstream.clone().unwrap_or_else(|| format!("{upstream_url}/api/"));
         let toml = format!(
             r#"
 [server]
 public_url = "{origin}"
 shutdown_timeout = "5s"
+{shutdown_delay}
 {tls_toml}
 {server_toml}
 [oidc]
