@@ -46,6 +46,10 @@ struct Limits {
     header_read_timeout: Duration,
 }
 
+/// Bytes an HTTP/2 stream buffers towards a client that is not reading (HTTP/1.1 connections
+/// buffer at most `max_header_bytes`, their buffer size).
+const MAX_SEND_BUFFER: usize = 64 * 1024;
+
 const SIDE_LISTENER: Limits = Limits { max_header_bytes: 64 * 1024, header_read_timeout: Duration::from_secs(30) };
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -55,7 +59,13 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
+    // What one HTTP/2 stream may queue for a client that does not read (hyper's default is
+    // 400 KB): slow readers hold little, and backpressure reaches the upstream sooner.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_send_buf_size(MAX_SEND_BUFFER);
     builder
 }
 
@@ -182,6 +192,7 @@ impl Connection {
         // (an HTTP/2 client must acknowledge GOAWAY); one that does not is cut off.
         let mut cut_off_at: Option<Instant> = None;
         let mut asked_to_leave = false;
+        let mut next_check = activity.idle_deadline(idle_timeout);
         loop {
             tokio::select! {
                 result = connection.as_mut() => {
@@ -204,12 +215,20 @@ impl Connection {
                         connection.as_mut().graceful_shutdown();
                     }
                 }
-                () = tokio::time::sleep_until(activity.idle_deadline(idle_timeout)), if !closing => {
+                () = tokio::time::sleep_until(next_check), if !closing => {
                     if activity.is_idle(idle_timeout) {
                         tracing::debug!(%peer, "closing an idle connection");
                         closing = true;
                         cut_off_at = Some(Instant::now() + idle_timeout);
                         connection.as_mut().graceful_shutdown();
+                    } else if activity.is_stalled_writer(idle_timeout) {
+                        // An answer is waiting to be written and the client has taken nothing
+                        // for a whole idle period: it holds buffers and an upstream connection.
+                        tracing::debug!(%peer, "cutting off a client that stopped reading");
+                        return;
+                    } else {
+                        // Busy (waiting on an upstream, or moving bytes): look again later.
+                        next_check = activity.idle_deadline(idle_timeout).max(Instant::now() + idle_timeout);
                     }
                 }
                 () = tokio::time::sleep_until(cut_off_at.unwrap_or_else(Instant::now)), if cut_off_at.is_some() => {
@@ -228,6 +247,8 @@ struct Activity {
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
     http2: std::sync::atomic::AtomicBool,
+    /// The last write found the client's socket full (the client is not reading).
+    write_blocked: std::sync::atomic::AtomicBool,
 }
 
 struct InFlight(Arc<Activity>);
@@ -246,6 +267,7 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             http2: std::sync::atomic::AtomicBool::new(false),
+            write_blocked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -264,6 +286,25 @@ impl Activity {
 
     fn is_http2(&self) -> bool {
         self.http2.load(Ordering::Relaxed)
+    }
+
+    /// A write result: whether the client's socket took bytes or was full.
+    fn wrote<T>(&self, result: &Poll<std::io::Result<T>>, progressed: bool) {
+        match result {
+            Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(Ok(_)) if progressed => {
+                self.write_blocked.store(false, Ordering::Relaxed);
+                self.touch();
+            }
+            Poll::Ready(_) => {}
+        }
+    }
+
+    /// An answer in flight, its writes blocked, and no byte moved for `idle_timeout`.
+    fn is_stalled_writer(&self, idle_timeout: Duration) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+            && self.write_blocked.load(Ordering::Relaxed)
+            && Instant::now() >= self.idle_deadline(idle_timeout)
     }
 
     fn idle_deadline(&self, idle_timeout: Duration) -> Instant {
@@ -295,9 +336,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
 impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        let progressed = matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        self.activity.wrote(&result, progressed);
         result
     }
 
@@ -307,9 +347,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        let progressed = matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        self.activity.wrote(&result, progressed);
         result
     }
 
@@ -318,7 +357,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.activity.wrote(&result, false);
+        result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -23,6 +23,9 @@ pub struct Upstream {
     pub metrics: crate::metrics::UpstreamMetrics,
 }
 
+/// Bytes of an answer buffered per connection before reading from the upstream pauses.
+const READ_BUFFER: usize = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Body>,
@@ -108,6 +111,11 @@ impl HttpClient {
             .enable_http2()
             .wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
+            // What an answer may buffer here while the browser is not reading it (hyper's
+            // default grows to 400 KB): with a small buffer, reading from the upstream pauses
+            // sooner, and a slow reader holds little.
+            .http1_max_buf_size(READ_BUFFER)
+            .http2_initial_stream_window_size(READ_BUFFER as u32)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
