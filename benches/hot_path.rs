@@ -2,10 +2,10 @@
 //! rewriting request headers, routing. `cargo bench --bench hot_path`.
 
 use cloakroom::config::Config;
+use cloakroom::crypto::seal::KeyRing;
 use cloakroom::proxy::headers;
 use cloakroom::router::Router;
 use cloakroom::session::cookie::CookiePolicy;
-use cloakroom::session::seal::KeyRing;
 use cloakroom::session::{Sealer, Session, SessionTicket, SessionTokens};
 use http::{HeaderMap, HeaderValue};
 use openidconnect::{AccessToken, RefreshToken};

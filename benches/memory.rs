@@ -7,7 +7,7 @@
 
 use cloakroom::clock::SystemClock;
 use cloakroom::config::Config;
-use cloakroom::oidc::TokenSet;
+use cloakroom::session::NewSession;
 use cloakroom::session::Sessions;
 use openidconnect::{AccessToken, RefreshToken};
 use std::sync::Arc;
@@ -20,14 +20,14 @@ fn rss_bytes() -> u64 {
 
 /// A JWT-sized access token (about 900 bytes, like a typical provider's), an opaque refresh
 /// token, and the claims of an ordinary user.
-fn tokens(i: usize) -> TokenSet {
+fn tokens(i: usize) -> NewSession {
     let access = format!("eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTEifQ.{}.{}", "x".repeat(600), "s".repeat(342));
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), format!("user-{i:08}").into());
     claims.insert("name".into(), "Alice Example".into());
     claims.insert("email".into(), format!("user{i}@example.com").into());
     claims.insert("email_verified".into(), true.into());
-    TokenSet {
+    NewSession {
         access_token: AccessToken::new(access),
         access_token_expires_at: Some(u64::MAX / 2),
         refresh_token: Some(RefreshToken::new(format!("{i:043}"))),

@@ -4,9 +4,9 @@
 //! oracle (the return-URL validator), the security property itself.
 
 use crate::config::Config;
+use crate::crypto::seal::{KeyRing, MasterKey, Purpose};
 use crate::oidc::Provider;
 use crate::session::SessionTicket;
-use crate::session::seal::{KeyRing, MasterKey, Purpose};
 use http::{HeaderMap, HeaderValue};
 use std::sync::{Arc, OnceLock};
 

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod bff;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod csrf;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -2,7 +2,7 @@
 //!
 //! Nothing secret can reach a log line by accident: tokens, tickets and keys are types whose
 //! `Debug`/`Display` redact ([`crate::secret::Secret`], `openidconnect` token types,
-//! [`crate::session::SessionTicket`], [`crate::session::seal::MasterKey`]), the access log
+//! [`crate::session::SessionTicket`], [`crate::crypto::seal::MasterKey`]), the access log
 //! records the path without its query (a callback's query holds the authorization code), and
 //! no header is ever logged whole.
 //!
@@ -96,7 +96,7 @@ pub fn request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| u32::from_ne_bytes(crate::session::seal::random_bytes()));
+    let prefix = PREFIX.get_or_init(|| u32::from_ne_bytes(crate::crypto::random_bytes()));
     format!("{prefix:08x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 

@@ -24,8 +24,10 @@
 use crate::config::Audience;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oidc::{OidcError, Provider, Refreshed};
-use crate::session::redis::RedisStore;
-use crate::session::{ResourceToken, Session, SessionTicket, SessionTokens, Sessions, StoreError, StoreKey};
+use crate::session::store::Store;
+use crate::session::{
+    Lease, ResourceToken, Session, SessionStore, SessionTicket, SessionTokens, Sessions, StoreError, StoreKey,
+};
 use moka::sync::Cache;
 use openidconnect::AccessToken;
 use std::collections::HashMap;
@@ -184,8 +186,8 @@ impl TokenService {
         self.in_doubt.get(key).is_some_and(|until| now < until)
     }
 
-    /// Runs a refresh holding this replica's lock and, with a shared store, the cross-replica
-    /// lease, held across the refresh so replicas take turns too.
+    /// Runs a refresh holding this replica's lock and the store's lease on the session, held
+    /// across the refresh so that every process sharing the store takes turns.
     async fn refresh_leased(
         &self,
         sessions: &Sessions,
@@ -193,37 +195,29 @@ impl TokenService {
         audience: Option<&Audience>,
     ) -> Result<AccessToken, TokenError> {
         let key = ticket.store_key();
-        let lease = match sessions.store().redis() {
-            Some(redis) => match self.remote_lock(redis, &key).await? {
-                Some(token) => Some((redis, token)),
-                None => {
-                    tracing::warn!(session = %key.log_id(), "gave up waiting for another replica's refresh");
-                    let current = sessions.reload(ticket).await?.ok_or(TokenError::SessionExpired)?;
-                    return still_valid(held_in(&current, audience), sessions.now())
-                        .ok_or(TokenError::ProviderUnavailable);
-                }
-            },
-            None => None,
+        let Some(lease) = self.lease(sessions.store(), &key).await? else {
+            tracing::warn!(session = %key.log_id(), "gave up waiting for another replica's refresh");
+            let current = sessions.reload(ticket).await?.ok_or(TokenError::SessionExpired)?;
+            return still_valid(held_in(&current, audience), sessions.now()).ok_or(TokenError::ProviderUnavailable);
         };
         let result = self.refresh_locked(sessions, ticket, audience).await;
-        // An unanswered refresh keeps the lease until it expires: other replicas, too, wait
-        // before sending a refresh token that may be spent.
-        let in_doubt = self.in_doubt.contains_key(&key);
-        if let Some((redis, token)) = lease
-            && !in_doubt
-            && let Err(e) = redis.unlock(&key, &token).await
-        {
+        // An unanswered refresh keeps a shared store's lease until it expires: other replicas,
+        // too, wait before sending a refresh token that may be spent (this one has `in_doubt`).
+        let keep = self.in_doubt.contains_key(&key) && sessions.store().is_shared();
+        if !keep && let Err(e) = sessions.store().release_lease(&key, lease).await {
             tracing::warn!(error = %e, "could not release the refresh lease; it expires by itself");
         }
         result
     }
 
-    /// Waits (up to `lock_wait`) for the cross-replica lease on a session's refresh.
-    async fn remote_lock(&self, redis: &RedisStore, key: &StoreKey) -> Result<Option<String>, StoreError> {
+    /// Waits (up to `lock_wait`) for the store's lease on a session's refresh. Another process
+    /// holding it is only seen by asking again (every 20 ms: refreshes are rare, and a wait
+    /// that held across replicas without polling would need a store-side notification).
+    async fn lease(&self, store: &Store, key: &StoreKey) -> Result<Option<Lease>, StoreError> {
         let deadline = tokio::time::Instant::now() + self.lock_wait;
         loop {
-            if let Some(token) = redis.try_lock(key, self.lease).await? {
-                return Ok(Some(token));
+            if let Some(lease) = store.try_lease(key, self.lease).await? {
+                return Ok(Some(lease));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Ok(None);

@@ -13,7 +13,7 @@ use crate::error::{ApiError, LoginError};
 use crate::forwarded::ClientAddr;
 use crate::oidc::OidcError;
 use crate::respond::{Body, escape_html, html, page};
-use crate::session::Lookup;
+use crate::session::{Lookup, NewSession};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -83,8 +83,17 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     }
     let user_agent = request.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let device = super::sessions::describe_device(user_agent);
+    let new_session = NewSession {
+        sub: tokens.sub,
+        sid: tokens.sid,
+        claims: tokens.claims,
+        access_token: tokens.access_token,
+        access_token_expires_at: tokens.access_token_expires_at,
+        refresh_token: tokens.refresh_token,
+        id_token: tokens.id_token,
+    };
     let created = app.sessions.create(
-        tokens,
+        new_session,
         app.config.oidc.logout_id_token_hint,
         pending.remember,
         device,

@@ -11,8 +11,8 @@ mod raw;
 mod tests;
 mod validate;
 
-use crate::oidc::ClientKey;
-use crate::session::seal::KeyRing;
+use crate::crypto::client_key::ClientKey;
+use crate::crypto::seal::KeyRing;
 use cookie::SameSite;
 use http::{HeaderName, HeaderValue};
 use openidconnect::ClientSecret;
@@ -163,7 +163,7 @@ pub enum StoreSettings {
     /// In this process (the default): one instance, or sticky sessions.
     Memory,
     /// Redis or Valkey, shared by every replica.
-    Redis(crate::session::redis::RedisSettings),
+    Redis(RedisSettings),
 }
 
 impl fmt::Debug for SessionConfig {
@@ -320,5 +320,24 @@ impl Config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigErrors(errors)),
         }
+    }
+}
+
+/// Where and how to reach Redis. `Debug` leaves out the URL, which may carry a password.
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
     }
 }

@@ -2,8 +2,8 @@
 
 use super::raw::{RawConfig, split_list};
 use super::*;
-use crate::oidc::KeyError;
-use crate::session::seal::MasterKey;
+use crate::crypto::client_key::KeyError;
+use crate::crypto::seal::MasterKey;
 use toml::{Table, Value};
 
 /// Deserializes the whole tree; on a bad key, records it, drops it (so its default applies)
@@ -551,7 +551,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
                 // Never echo the URL: it may carry a password.
                 _ => check.fail("session.redis_url", "must be a redis:// or rediss:// URL"),
             }
-            StoreSettings::Redis(crate::session::redis::RedisSettings {
+            StoreSettings::Redis(super::RedisSettings {
                 url,
                 key_prefix: raw.session.redis_key_prefix.clone(),
                 connect_timeout,

@@ -8,9 +8,9 @@
 
 use super::BANNER;
 use crate::clock::SharedClock;
+use crate::crypto::{random_bytes, sha256};
 use crate::oidc::jws;
 use crate::respond::{Body, empty, escape_html, html, json, page};
-use crate::session::seal::{random_bytes, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};

@@ -5,7 +5,6 @@
 //! clock, and the policy choices: asymmetric signature algorithms only, `iat` not in the future,
 //! `at_hash` checked when present, and one JWKS refetch (rate-limited) on an unknown `kid`.
 
-mod assertion;
 mod backchannel;
 mod client_credentials;
 mod exchange;
@@ -29,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use url::Url;
 
-pub use assertion::{ClientKey, KeyError};
+pub use crate::crypto::client_key::{ClientKey, KeyError};
 pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use exchange::TokenSet;
 pub use refresh::Refreshed;

@@ -7,7 +7,7 @@
 //! and moka's per-entry bookkeeping about 340 (measured), twice per session. They live in
 //! sharded maps, swept as they are written (see [`Index`]).
 
-use super::{SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
+use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
@@ -30,6 +30,9 @@ pub struct MemoryStore {
     claimed_logins: Cache<StoreKey, ()>,
     index: Arc<Index>,
     idle_secs: u64,
+    /// Refresh leases: token and deadline. Within one process the token service's own lock
+    /// already serialises refreshes; this keeps the store's contract the same as Redis's.
+    leases: Arc<Mutex<HashMap<StoreKey, (String, Instant)>>>,
 }
 
 /// Index entries (a user's sessions, a provider session's sessions), each living `ttl_secs`
@@ -128,7 +131,13 @@ impl MemoryStore {
             .time_to_live(limits.login_timeout)
             .build();
         let index = Index { shards: Default::default(), ttl_secs: limits.absolute_timeout.as_secs() };
-        Self { sessions, claimed_logins, index: Arc::new(index), idle_secs: limits.idle_timeout.as_secs().max(1) }
+        Self {
+            sessions,
+            claimed_logins,
+            index: Arc::new(index),
+            idle_secs: limits.idle_timeout.as_secs().max(1),
+            leases: Arc::default(),
+        }
     }
 
     /// Finished sign-ins held against replay (approximate, like [`MemoryStore::session_count`]).
@@ -251,6 +260,26 @@ impl SessionStore for MemoryStore {
     async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
         Ok(self.sessions.get(key).await.map(|entry| entry.last_seen.load(Ordering::Relaxed)))
     }
+
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let now = Instant::now();
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.retain(|_, (_, until)| *until > now);
+        if leases.contains_key(key) {
+            return Ok(None);
+        }
+        let token = super::random_token();
+        leases.insert(*key, (token.clone(), now + ttl));
+        Ok(Some(Lease(token)))
+    }
+
+    async fn release_lease(&self, key: &StoreKey, lease: Lease) -> Result<(), StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.get(key).is_some_and(|(token, _)| *token == lease.0) {
+            leases.remove(key);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -270,7 +299,7 @@ mod tests {
     #[tokio::test]
     async fn index_entries_of_ended_sessions_are_swept_and_live_ones_kept() {
         let store = store();
-        let key = |label: &str, i: u32| StoreKey(crate::session::seal::sha256(format!("{label}{i}").as_bytes()));
+        let key = |label: &str, i: u32| StoreKey(crate::crypto::sha256(format!("{label}{i}").as_bytes()));
         let record = || SealedRecord { sealed: Bytes::from_static(b"sealed"), expires_at: u64::MAX / 2 };
         let now = unix_now();
         for i in 0..100 {

@@ -7,17 +7,17 @@
 pub mod cookie;
 pub mod memory;
 pub mod redis;
-pub mod seal;
 mod sessions;
 pub mod store;
 pub mod ticket;
 
+pub use crate::crypto::random_token;
+use crate::crypto::seal::{KeyRing, Purpose};
 use crate::secret::Secret;
 use bytes::Bytes;
 use openidconnect::{AccessToken, RefreshToken};
-use seal::{KeyRing, Purpose};
 use serde::{Deserialize, Serialize};
-pub use sessions::{ListedSession, Lookup, Sessions, random_token};
+pub use sessions::{ListedSession, Lookup, Sessions};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -59,6 +59,20 @@ pub struct Session {
     /// How the user's session list names this session: random, not ticket material.
     #[serde(rename = "li", alias = "listing_id", default)]
     pub listing_id: String,
+}
+
+/// What a sign-in hands the session layer: the provider's tokens and the verified user. (The
+/// session layer takes its own type, so that it names nothing of the protocol layer.)
+#[derive(Debug)]
+pub struct NewSession {
+    pub sub: String,
+    pub sid: Option<String>,
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub access_token: AccessToken,
+    /// Unix seconds, when known.
+    pub access_token_expires_at: Option<u64>,
+    pub refresh_token: Option<RefreshToken>,
+    pub id_token: Secret,
 }
 
 /// What the API proxy needs of a session on every call, decoded from the same sealed record
@@ -209,7 +223,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// When the session was last used (unix seconds), without counting this as a use; `None`
     /// when it has ended.
     fn last_seen(&self, key: &StoreKey) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Takes the lease on `key` (a session's refresh) for `ttl` if nobody holds it: what makes a
+    /// refresh single-flight across every process sharing the store. The lease outlives the work
+    /// it guards, so a process that dies holding it only delays the next.
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+    /// Releases a lease, unless it expired and someone else holds the key now.
+    fn release_lease(&self, key: &StoreKey, lease: Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// A held lease ([`SessionStore::try_lease`]): a random token only its holder knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease(pub(crate) String);
 
 /// The per-record secret of pending logins: they live in the browser's cookie, sealed under the
 /// master key and bound to their `state`; there is no second secret to keep elsewhere.
@@ -292,7 +320,7 @@ mod tests {
     use super::*;
 
     fn sealer() -> Sealer {
-        Sealer::new(KeyRing::new(vec![seal::MasterKey::from_bytes([7; 32])]).unwrap())
+        Sealer::new(KeyRing::new(vec![crate::crypto::seal::MasterKey::from_bytes([7; 32])]).unwrap())
     }
 
     fn session(refresh: bool) -> Session {

@@ -14,32 +14,14 @@
 //! is unreachable, every command fails with a [`StoreError`] (a 503 for the browser, readiness
 //! false), and nothing is lost that was in Redis.
 
-use super::{SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
+use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
+pub use crate::config::RedisSettings;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-
-/// Where and how to reach Redis. `Debug` leaves out the URL, which may carry a password.
-#[derive(Clone)]
-pub struct RedisSettings {
-    pub url: String,
-    pub key_prefix: String,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSettings")
-            .field("key_prefix", &self.key_prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -223,37 +205,6 @@ impl RedisStore {
         out
     }
 
-    /// A lease on `key` for cross-replica single-flight (`SET NX PX` with a random token). The
-    /// lease outlives the work it guards, so a replica that dies holding it only delays the next.
-    pub async fn try_lock(&self, key: &StoreKey, lease: Duration) -> Result<Option<String>, StoreError> {
-        let redis_key = self.key("lock", key);
-        let token = super::random_token();
-        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
-        let value = token.clone();
-        let acquired: Option<String> = self
-            .run(|mut conn| async move {
-                redis::cmd("SET")
-                    .arg(redis_key)
-                    .arg(value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lease_ms)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(acquired.map(|_| token))
-    }
-
-    /// Releases a lease taken with [`RedisStore::try_lock`], unless it expired and another took it.
-    pub async fn unlock(&self, key: &StoreKey, token: &str) -> Result<(), StoreError> {
-        let redis_key = self.key("lock", key);
-        self.run(|mut conn| async move {
-            self.inner.unlock.key(redis_key).arg(token).invoke_async::<i64>(&mut conn).await.map(drop)
-        })
-        .await
-    }
-
     /// The Redis TTL of a session: its idle timeout or what is left of its absolute lifetime.
     fn session_ttl(&self, expires_at: u64, now: u64) -> i64 {
         let ttl = self.idle_secs().min(expires_at.saturating_sub(now)).max(1) + 1;
@@ -428,6 +379,27 @@ impl SessionStore for RedisStore {
         let redis_key = self.key("i", index);
         let field = member.as_bytes().to_vec();
         self.run(|mut conn| async move { conn.hdel::<_, _, ()>(redis_key, field).await }).await
+    }
+
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let redis_key = self.key("lock", key);
+        let token = super::random_token();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let value = token.clone();
+        let acquired: Option<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("SET").arg(redis_key).arg(value).arg("NX").arg("PX").arg(ttl_ms).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(acquired.map(|_| Lease(token)))
+    }
+
+    async fn release_lease(&self, key: &StoreKey, lease: Lease) -> Result<(), StoreError> {
+        let redis_key = self.key("lock", key);
+        self.run(|mut conn| async move {
+            self.inner.unlock.key(redis_key).arg(&lease.0).invoke_async::<i64>(&mut conn).await.map(drop)
+        })
+        .await
     }
 
     async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {

@@ -3,12 +3,11 @@
 use super::cookie::{self, CookiePolicy};
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::seal::random_bytes;
 use super::store::Store;
 use super::*;
 use crate::clock::SharedClock;
 use crate::config::{SessionConfig, StoreSettings};
-use crate::oidc::TokenSet;
+use crate::crypto::{random_bytes, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
@@ -115,7 +114,7 @@ impl Sessions {
     /// it ends with the browser session. `device` and `ip` are for the user's session list.
     pub async fn create(
         &self,
-        tokens: TokenSet,
+        tokens: NewSession,
         keep_id_token: bool,
         remember: bool,
         device: String,
@@ -270,7 +269,7 @@ impl Sessions {
 fn pending_key(state: &str) -> StoreKey {
     let mut input = b"cloakroom/pending/".to_vec();
     input.extend_from_slice(state.as_bytes());
-    StoreKey(seal::sha256(&input))
+    StoreKey(sha256(&input))
 }
 
 /// One entry of a user's session list.
@@ -283,9 +282,4 @@ pub struct ListedSession {
 
 fn random_listing_id() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())
-}
-
-/// A fresh random value for `state` and `nonce`: 256 bits, base64url.
-pub fn random_token() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }

@@ -3,8 +3,9 @@
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::{SealedRecord, SessionStore, StoreError, StoreKey};
+use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey};
 use bytes::Bytes;
+use std::time::Duration;
 
 // One per process: the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -35,6 +36,11 @@ impl Store {
         if let Store::Memory(store) = self {
             store.sync().await;
         }
+    }
+
+    /// Whether other processes share this store (their leases and records are seen here).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Redis(_))
     }
 
     /// Whether the store can be used right now (for readiness).
@@ -98,5 +104,11 @@ impl SessionStore for Store {
     }
     async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
         dispatch!(self, s => s.last_seen(key))
+    }
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        dispatch!(self, s => s.try_lease(key, ttl))
+    }
+    async fn release_lease(&self, key: &StoreKey, lease: Lease) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release_lease(key, lease))
     }
 }

@@ -37,6 +37,7 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     sessions_and_claimed_logins_do_not_mix(&fresh()).await;
     index_lists_members_once_and_take_empties_it(&fresh()).await;
     index_keeps_live_members_up_to_the_cap_oldest_out_first(&fresh()).await;
+    a_lease_is_held_by_one_until_released_or_expired(&fresh()).await;
     last_seen_reports_use_without_being_use(&fresh()).await;
 }
 
@@ -190,4 +191,20 @@ async fn index_keeps_live_members_up_to_the_cap_oldest_out_first<S: SessionStore
     let mut listed: Vec<StoreKey> = s.index_list(&key(200)).await.unwrap().into_iter().map(|(m, _)| m).collect();
     listed.sort_by_key(|k| k.0[0]);
     assert_eq!(listed, vec![key(3), key(4), key(5)]);
+}
+
+async fn a_lease_is_held_by_one_until_released_or_expired<S: SessionStore>(s: &S) {
+    let ttl = Duration::from_secs(30);
+    let first = s.try_lease(&key(7), ttl).await.unwrap().expect("a free lease is granted");
+    assert_eq!(s.try_lease(&key(7), ttl).await.unwrap(), None, "a held lease was granted twice");
+    let other = s.try_lease(&key(8), ttl).await.unwrap().expect("leases are per key");
+    // Releasing with someone else's token releases nothing.
+    s.release_lease(&key(7), other.clone()).await.unwrap();
+    assert_eq!(s.try_lease(&key(7), ttl).await.unwrap(), None);
+    s.release_lease(&key(7), first).await.unwrap();
+    let again = s.try_lease(&key(7), Duration::from_millis(100)).await.unwrap().expect("released");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let after = s.try_lease(&key(7), ttl).await.unwrap().expect("an expired lease is free");
+    assert_ne!(after, again);
+    s.release_lease(&key(8), other).await.unwrap();
 }

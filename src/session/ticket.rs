@@ -4,7 +4,7 @@
 //! (86 characters). The store is keyed by `SHA-256(id)`; the secret never leaves the cookie and
 //! is needed to open the session's sealed record (see [`super::seal`]).
 
-use super::seal::{random_bytes, sha256};
+use crate::crypto::{hex, random_bytes, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::fmt;
@@ -22,7 +22,7 @@ impl StoreKey {
 
     /// Short hex prefix for logs: enough to correlate lines, useless for reaching the session.
     pub fn log_id(&self) -> String {
-        self.0[..6].iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0[..6])
     }
 }
 

@@ -90,7 +90,7 @@ async fn absolute_timeout_ends_even_a_busy_session() {
 
 #[tokio::test]
 async fn sessions_survive_a_key_rotation_and_die_with_a_retired_key() {
-    use cloakroom::session::seal::{KeyRing, MasterKey};
+    use cloakroom::crypto::seal::{KeyRing, MasterKey};
     use cloakroom::session::{Sealer, Session, SessionTicket};
     // Rotation is a property of the sealer the store uses; pinned here at the session level.
     let old = KeyRing::new(vec![MasterKey::from_bytes([1; 32])]).unwrap();

@@ -30,8 +30,8 @@
 //! The per-record keys are not cached: a cache of them would sit beside the records it opens,
 //! and a dump of the process would no longer need the cookies.
 
+use super::{random_bytes, sha256};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -90,9 +90,9 @@ impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let mut input = b"cloakroom/key-id/".to_vec();
         input.extend_from_slice(&bytes);
-        let hash = digest(&SHA256, &input);
+        let hash = sha256(&input);
         let mut id = [0u8; KEY_ID_LEN];
-        id.copy_from_slice(&hash.as_ref()[..KEY_ID_LEN]);
+        id.copy_from_slice(&hash[..KEY_ID_LEN]);
         let prk = Salt::new(HKDF_SHA256, b"").extract(&bytes);
         let hmac_key = |info: &[u8]| {
             let info = [info];
@@ -123,7 +123,7 @@ impl MasterKey {
 
     /// The key id as hex, safe to log: it identifies a key without revealing it.
     pub fn id_hex(&self) -> String {
-        self.id.iter().map(|b| format!("{b:02x}")).collect()
+        super::hex(&self.id)
     }
 }
 
@@ -241,20 +241,6 @@ fn derive(version: u8, key: &MasterKey, purpose: Purpose, secret: &[u8]) -> Less
     }
     let tag = aws_lc_rs::hmac::sign(&key.record_keys[purpose as usize], secret);
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, tag.as_ref()).expect("HMAC-SHA256 gives a 32-byte AES-256 key"))
-}
-
-/// Bytes from the operating system's CSPRNG.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out).expect("the system random number generator is available");
-    out
-}
-
-/// SHA-256, for store keys: the store never sees an id a cookie could carry.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, data).as_ref());
-    out
 }
 
 #[cfg(test)]

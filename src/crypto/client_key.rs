@@ -6,7 +6,7 @@
 //! Signing is aws-lc-rs's; PEM parsing is rustls's. The key types are the ones providers accept
 //! for client assertions: RSA (RS256/PS256 and stronger), ECDSA P-256/P-384, Ed25519.
 
-use crate::session::seal::random_bytes;
+use super::random_bytes;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 use base64::Engine;
