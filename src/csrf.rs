@@ -12,6 +12,39 @@ use http::{HeaderMap, HeaderName};
 
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
+/// The guard as configured: the anti-CSRF header's name and cloakroom's own origin.
+#[derive(Debug, Clone)]
+pub struct CsrfGuard {
+    header: HeaderName,
+    origin: String,
+}
+
+impl CsrfGuard {
+    pub fn new(header: HeaderName, origin: String) -> Self {
+        Self { header, origin }
+    }
+
+    /// Both lines ([`check`]): API routes and state-changing endpoints.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        check(headers, &self.header, &self.origin)
+    }
+
+    /// [`websocket_origin`].
+    pub fn websocket(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        websocket_origin(headers, &self.origin)
+    }
+
+    /// [`same_origin`].
+    pub fn same_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        same_origin(headers, &self.origin)
+    }
+
+    /// [`has_header`].
+    pub fn has_header(&self, headers: &HeaderMap) -> bool {
+        has_header(headers, &self.header)
+    }
+}
+
 /// The cross-site check alone (shared by the header check and the logout form post). Each
 /// header is compared as bytes, and every instance of it counts: a repeated `Origin` or
 /// `Sec-Fetch-Site` passes only when each one does.

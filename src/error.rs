@@ -4,7 +4,12 @@
 //! ourselves (500). API calls and BFF JSON endpoints get JSON, never a redirect; the login
 //! endpoints, which browsers navigate to, get a readable page with a way to try again.
 
+use crate::oidc::OidcError;
 use crate::respond::{Body, escape_html, html, json, page};
+use crate::session::StoreError;
+use crate::session::cookie::CookiePolicy;
+use crate::tokens::TokenError;
+use crate::upstream::SendError;
 use http::{Response, StatusCode};
 use serde_json::json;
 
@@ -12,6 +17,9 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiError {
     Unauthenticated,
+    /// A session cookie that opened nothing (malformed, forged, ended): `401 unauthenticated`,
+    /// and the answer deletes the cookie ([`ApiError::clears_session_cookie`]).
+    StaleSession,
     /// The session ended because its tokens could not be renewed (refresh refused, or expired
     /// with nothing to refresh with).
     SessionExpired,
@@ -38,7 +46,7 @@ impl ApiError {
     pub fn parts(self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
-            Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"),
+            Unauthenticated | StaleSession => (StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"),
             SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired", "the session has expired; sign in again"),
             CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing", "the anti-CSRF header is required"),
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
@@ -74,6 +82,68 @@ impl ApiError {
     pub fn response(self) -> Response<Body> {
         let (status, code, description) = self.parts();
         json(status, &json!({ "error": code, "error_description": description }))
+    }
+
+    /// The answer, deleting the session cookie when [`ApiError::clears_session_cookie`] says so.
+    pub fn answer(self, cookies: &CookiePolicy) -> Response<Body> {
+        let response = self.response();
+        if self.clears_session_cookie() { cookies.cleared(response) } else { response }
+    }
+
+    /// Whether the answer must also delete the browser's session cookie: it opened nothing, or
+    /// the session behind it has ended.
+    pub fn clears_session_cookie(self) -> bool {
+        matches!(self, ApiError::StaleSession | ApiError::SessionExpired)
+    }
+}
+
+// Who caused it, once: each lower layer's error becomes its HTTP answer here.
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(error = %error, "the session store failed");
+        ApiError::StoreUnavailable
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::SessionExpired => ApiError::SessionExpired,
+            TokenError::ProviderUnavailable => ApiError::ProviderUnavailable,
+            TokenError::ClientRejected => ApiError::ProviderError,
+            TokenError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Timeout => ApiError::UpstreamTimeout,
+            SendError::BodyTooLarge => ApiError::PayloadTooLarge,
+            SendError::ClientBody => ApiError::BadBody,
+            SendError::Connect(_) | SendError::Failed(_) => ApiError::UpstreamUnreachable,
+        }
+    }
+}
+
+/// How a failed code exchange reads to the user (the provider's fault, ours, or the request's).
+impl From<OidcError> for LoginError {
+    fn from(error: OidcError) -> Self {
+        match error {
+            OidcError::Rejected(_) => LoginError::CodeRejected,
+            OidcError::ClientRejected(_) => {
+                tracing::error!(
+                    "the provider refused cloakroom's client authentication; check [oidc] client_id, client_auth and its credential"
+                );
+                LoginError::ClientRejected
+            }
+            OidcError::InvalidIdToken(_) => LoginError::InvalidIdToken,
+            OidcError::NotReady | OidcError::Unreachable(_) | OidcError::InDoubt(_) | OidcError::BadResponse(_) => {
+                LoginError::ProviderUnavailable
+            }
+        }
     }
 }
 
@@ -161,6 +231,7 @@ mod tests {
         use ApiError::*;
         let expected = [
             (Unauthenticated, 401, "unauthenticated"),
+            (StaleSession, 401, "unauthenticated"),
             (SessionExpired, 401, "session_expired"),
             (CsrfHeaderMissing, 403, "csrf_header_missing"),
             (CrossSiteRequest, 403, "cross_site_request"),
@@ -180,6 +251,41 @@ mod tests {
         for (error, status, code) in expected {
             let (s, c, _) = error.parts();
             assert_eq!((s.as_u16(), c), (status, code), "{error:?}");
+            assert_eq!(error.clears_session_cookie(), matches!(error, StaleSession | SessionExpired), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn lower_layers_map_by_who_caused_it() {
+        use crate::upstream::SendError;
+        let store = || StoreError("down".into());
+        assert_eq!(ApiError::from(store()), ApiError::StoreUnavailable);
+        for (error, expected) in [
+            (TokenError::SessionExpired, ApiError::SessionExpired),
+            (TokenError::ProviderUnavailable, ApiError::ProviderUnavailable),
+            (TokenError::ClientRejected, ApiError::ProviderError),
+            (TokenError::Store(store()), ApiError::StoreUnavailable),
+        ] {
+            assert_eq!(ApiError::from(error), expected);
+        }
+        for (error, expected) in [
+            (SendError::Timeout, ApiError::UpstreamTimeout),
+            (SendError::BodyTooLarge, ApiError::PayloadTooLarge),
+            (SendError::ClientBody, ApiError::BadBody),
+            (SendError::Connect("refused".into()), ApiError::UpstreamUnreachable),
+            (SendError::Failed("reset".into()), ApiError::UpstreamUnreachable),
+        ] {
+            assert_eq!(ApiError::from(error), expected);
+        }
+        for (error, expected) in [
+            (OidcError::Rejected("invalid_grant".into()), LoginError::CodeRejected),
+            (OidcError::ClientRejected("invalid_client".into()), LoginError::ClientRejected),
+            (OidcError::InvalidIdToken("nonce".into()), LoginError::InvalidIdToken),
+            (OidcError::InDoubt("timeout".into()), LoginError::ProviderUnavailable),
+            (OidcError::Unreachable("refused".into()), LoginError::ProviderUnavailable),
+            (OidcError::NotReady, LoginError::ProviderUnavailable),
+        ] {
+            assert_eq!(LoginError::from(error), expected);
         }
     }
 

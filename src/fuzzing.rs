@@ -38,7 +38,7 @@ pub fn cookie_header(data: &[u8]) {
 /// byte chooses the shape (bit 0: HTTP/2, whose `cookie` fields arrive as crumbs; bit 1: from a
 /// trusted proxy; bit 2: proxies write `Forwarded` rather than `X-Forwarded-For`), then a line
 /// with the method, a line with the request target, and `name: value` lines of raw header bytes.
-/// It goes through what [`crate::app::App::handle`] decides before routing, the router, client
+/// It goes through what [`crate::dispatch::handle`] decides before routing, the router, client
 /// address, CSRF guard, session-cookie lookup, and the header rewriting both ways, and the
 /// invariants are checked by oracles written apart from the code they check:
 /// - no panic anywhere;
@@ -81,7 +81,7 @@ pub fn request(data: &[u8]) {
     let fixture = request_fixture();
     let headers = request.headers();
 
-    let _ = crate::app::refuse_malformed(&request);
+    let _ = crate::dispatch::refuse_malformed(&request);
     let path = request.uri().path();
     if fixture.router.route(path) != crate::router::Route::BadPath {
         assert!(!oracle::path_escapes(path), "routed a path that escapes its prefix: {path:?}");

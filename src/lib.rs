@@ -34,6 +34,7 @@ pub mod crypto;
 pub mod csrf;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod dispatch;
 pub mod error;
 pub mod forwarded;
 #[cfg(feature = "fuzzing")]

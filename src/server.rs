@@ -175,7 +175,7 @@ impl Connection {
             let app = app.clone();
             let in_flight = tracked.begin_request(request.version());
             async move {
-                let response = app.handle(request, peer, proto).await;
+                let response = crate::dispatch::handle(&app, request, peer, proto).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(response)
             }

@@ -16,43 +16,38 @@ use serde_json::json;
 /// A logout token is a few KiB at most.
 const MAX_BODY: usize = 64 * 1024;
 
-pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+/// Refusals of the token itself are answered in the spec's OAuth error shape (400
+/// `invalid_request`); failures of ours are the usual JSON errors.
+pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if request.method() != Method::POST {
-        return ApiError::MethodNotAllowed.response();
+        return Err(ApiError::MethodNotAllowed);
     }
     let form = match super::read_form(request, MAX_BODY).await {
         Ok(form) => form,
-        Err(reason) => return bad_request(reason),
+        Err(reason) => return Ok(bad_request(reason)),
     };
     let token = match query_param(Some(&form), "logout_token") {
         Ok(Some(token)) if !token.is_empty() => token,
-        Ok(_) => return bad_request("logout_token is missing"),
-        Err(()) => return bad_request("logout_token is repeated"),
+        Ok(_) => return Ok(bad_request("logout_token is missing")),
+        Err(()) => return Ok(bad_request("logout_token is repeated")),
     };
     let subject = match app.provider.verify_logout_token(&token).await {
         Ok(subject) => subject,
         Err(LogoutTokenError::Invalid(reason)) => {
             tracing::warn!(%reason, "back-channel logout refused");
-            return bad_request(&reason);
+            return Ok(bad_request(&reason));
         }
         Err(LogoutTokenError::Unavailable(e)) => {
             tracing::warn!(error = %e, "back-channel logout: provider keys unavailable");
-            return ApiError::ProviderUnavailable.response();
+            return Err(ApiError::ProviderUnavailable);
         }
     };
-    match app.sessions.end_matching(subject.sid.as_deref(), subject.sub.as_deref()).await {
-        Ok(ended) => {
-            tracing::info!(ended, by_sid = subject.sid.is_some(), "back-channel logout");
-            app.metrics.logouts(u64::try_from(ended).unwrap_or(u64::MAX));
-            let mut response = Response::new(empty());
-            *response.status_mut() = StatusCode::OK;
-            response
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "back-channel logout: store failed");
-            ApiError::StoreUnavailable.response()
-        }
-    }
+    let ended = app.sessions.end_matching(subject.sid.as_deref(), subject.sub.as_deref()).await?;
+    tracing::info!(ended, by_sid = subject.sid.is_some(), "back-channel logout");
+    app.metrics.logouts(u64::try_from(ended).unwrap_or(u64::MAX));
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::OK;
+    Ok(response)
 }
 
 fn bad_request(description: &str) -> Response<Body> {

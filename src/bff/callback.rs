@@ -11,7 +11,6 @@ use super::{add_cookie, query_param};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
 use crate::forwarded::ClientAddr;
-use crate::oidc::OidcError;
 use crate::respond::{Body, escape_html, html, page};
 use crate::session::{Lookup, NewSession};
 use http::{Method, Request, Response, StatusCode};
@@ -60,19 +59,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         Ok(tokens) => tokens,
         Err(e) => {
             tracing::warn!(error = %e, "login failed at the code exchange");
-            return fail(match e {
-                OidcError::Rejected(_) => LoginError::CodeRejected,
-                OidcError::ClientRejected(_) => {
-                    tracing::error!(
-                        "the provider refused cloakroom's client authentication; check [oidc] client_id, client_auth and its credential"
-                    );
-                    LoginError::ClientRejected
-                }
-                OidcError::InvalidIdToken(_) => LoginError::InvalidIdToken,
-                OidcError::NotReady | OidcError::Unreachable(_) | OidcError::InDoubt(_) | OidcError::BadResponse(_) => {
-                    LoginError::ProviderUnavailable
-                }
-            });
+            return fail(LoginError::from(e));
         }
     };
     // Rotation at login: whatever session this browser had ends here.

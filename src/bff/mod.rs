@@ -10,9 +10,11 @@ pub mod sessions;
 mod user;
 
 use crate::app::App;
+use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::respond::Body;
 use crate::router::BffEndpoint;
+use crate::session::{Lookup, Session, SessionTicket};
 use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -23,16 +25,29 @@ pub async fn handle(
     request: Request<Incoming>,
     client: ClientAddr,
 ) -> Response<Body> {
-    let mut response = match endpoint {
-        BffEndpoint::Login => login::handle(app, request).await,
-        BffEndpoint::Callback => callback::handle(app, request, client).await,
+    // Sign-in answers pages (a browser navigated there); the others answer JSON, their
+    // refusals mapped here, once.
+    let answered = match endpoint {
+        BffEndpoint::Login => Ok(login::handle(app, request).await),
+        BffEndpoint::Callback => Ok(callback::handle(app, request, client).await),
         BffEndpoint::User => user::handle(app, request).await,
         BffEndpoint::Logout => logout::handle(app, request).await,
         BffEndpoint::BackchannelLogout => backchannel::handle(app, request).await,
         BffEndpoint::Sessions => sessions::handle(app, request).await,
     };
+    let mut response = answered.unwrap_or_else(|error| error.answer(app.sessions.cookies()));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The request's session, or why there is none (a cookie that opened nothing is a
+/// [`ApiError::StaleSession`], whose answer deletes it).
+pub(crate) async fn signed_in(app: &App, headers: &http::HeaderMap) -> Result<(SessionTicket, Box<Session>), ApiError> {
+    match app.sessions.lookup(headers).await? {
+        Lookup::Found(ticket, session) => Ok((ticket, session)),
+        Lookup::None => Err(ApiError::Unauthenticated),
+        Lookup::Stale => Err(ApiError::StaleSession),
+    }
 }
 
 /// Adds a `Set-Cookie` (responses may carry several).

@@ -5,61 +5,39 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::respond::{Body, json};
-use crate::session::Lookup;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
-    if let Err(e) = app.csrf_check(request.headers()) {
-        return e.response();
-    }
+pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    app.csrf.check(request.headers())?;
     let id = request.uri().path().strip_prefix("/bff/sessions").unwrap_or("").trim_start_matches('/').to_string();
-    let (ticket, session) = match app.sessions.lookup(request.headers()).await {
-        Ok(Lookup::Found(ticket, session)) => (ticket, session),
-        Ok(Lookup::None) => return ApiError::Unauthenticated.response(),
-        Ok(Lookup::Stale) => return app.clear_session_cookie(ApiError::Unauthenticated.response()),
-        Err(e) => {
-            tracing::error!(error = %e, "session lookup failed");
-            return ApiError::StoreUnavailable.response();
-        }
-    };
+    let (ticket, session) = super::signed_in(app, request.headers()).await?;
     match (request.method(), id.is_empty()) {
-        (&Method::GET, true) => match app.sessions.list(&session, &ticket).await {
-            Ok(listed) => {
-                let sessions: Vec<_> = listed
-                    .iter()
-                    .map(|s| {
-                        json!({
-                            "id": s.listing.listing_id,
-                            "created_at": s.listing.created_at,
-                            "last_seen": s.last_seen,
-                            "device": s.listing.device,
-                            "ip": s.listing.ip,
-                            "current": s.current,
-                        })
+        (&Method::GET, true) => {
+            let listed = app.sessions.list(&session, &ticket).await?;
+            let sessions: Vec<_> = listed
+                .iter()
+                .map(|s| {
+                    json!({
+                        "id": s.listing.listing_id,
+                        "created_at": s.listing.created_at,
+                        "last_seen": s.last_seen,
+                        "device": s.listing.device,
+                        "ip": s.listing.ip,
+                        "current": s.current,
                     })
-                    .collect();
-                json(StatusCode::OK, &json!({ "sessions": sessions }))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "listing sessions failed");
-                ApiError::StoreUnavailable.response()
-            }
-        },
-        (&Method::DELETE, false) => match app.sessions.end_listed(&session, &id).await {
-            Ok(Some(ended)) => {
-                app.metrics.logouts(1);
-                let response = json(StatusCode::OK, &json!({ "ended": id }));
-                if ended == ticket.store_key() { app.clear_session_cookie(response) } else { response }
-            }
-            Ok(None) => ApiError::NotFound.response(),
-            Err(e) => {
-                tracing::error!(error = %e, "ending a listed session failed");
-                ApiError::StoreUnavailable.response()
-            }
-        },
-        _ => ApiError::MethodNotAllowed.response(),
+                })
+                .collect();
+            Ok(json(StatusCode::OK, &json!({ "sessions": sessions })))
+        }
+        (&Method::DELETE, false) => {
+            let ended = app.sessions.end_listed(&session, &id).await?.ok_or(ApiError::NotFound)?;
+            app.metrics.logouts(1);
+            let response = json(StatusCode::OK, &json!({ "ended": id }));
+            Ok(if ended == ticket.store_key() { app.sessions.cookies().cleared(response) } else { response })
+        }
+        _ => Err(ApiError::MethodNotAllowed),
     }
 }
 

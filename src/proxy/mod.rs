@@ -9,7 +9,6 @@ mod websocket;
 
 use crate::app::App;
 use crate::config::{Audience, RouteConfig, TokenPolicy};
-use crate::csrf;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::respond::Body;
@@ -31,12 +30,12 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     let route = &app.config.routes[route_index];
     // A WebSocket handshake cannot carry the anti-CSRF header: the browser's Origin must vouch.
     let guard = if websocket::is_upgrade(request.headers()) {
-        csrf::websocket_origin(request.headers(), &app.config.server.public_origin)
+        app.csrf.websocket(request.headers())
     } else {
-        app.csrf_check(request.headers())
+        app.csrf.check(request.headers())
     };
     if let Err(e) = guard {
-        return e.response();
+        return e.answer(app.sessions.cookies());
     }
     let declared =
         request.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -46,7 +45,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
 
     let (access_token, stale_cookie) = match token_for(app, route, request.headers()).await {
         Ok(chosen) => chosen,
-        Err(response) => return response,
+        Err(error) => return error.answer(app.sessions.cookies()),
     };
 
     // Target: the route's upstream base path + the rest of the request path, query kept.
@@ -71,7 +70,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         from: client,
     };
     let response = relay(app, request, relayed).await;
-    if stale_cookie { app.clear_session_cookie(response) } else { response }
+    if stale_cookie { app.sessions.cookies().cleared(response) } else { response }
 }
 
 /// Where a request goes: scheme and authority of the upstream, and the path (with query) there.
@@ -157,13 +156,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
         Err(e) => {
             tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
             relay.upstream.metrics.record(sent.elapsed(), Some(e.kind()));
-            return match e {
-                SendError::Timeout => ApiError::UpstreamTimeout,
-                SendError::BodyTooLarge => ApiError::PayloadTooLarge,
-                SendError::Connect(_) | SendError::Failed(_) => ApiError::UpstreamUnreachable,
-                SendError::ClientBody => ApiError::BadBody,
-            }
-            .response();
+            return ApiError::from(e).response();
         }
     };
     let tunnel = match upgrade {
@@ -182,56 +175,35 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
 }
 
 /// The token a route attaches, per its policy, and whether the request's cookie opened nothing
-/// (so the answer should clear it). `Err` is the answer to send instead of forwarding.
+/// (so the answer should clear it). `Err` is why the call is refused instead.
 async fn token_for(
     app: &App,
     route: &RouteConfig,
     headers: &http::HeaderMap,
-) -> Result<(Option<AccessToken>, bool), Response<Body>> {
+) -> Result<(Option<AccessToken>, bool), ApiError> {
     let (policy, audience) = (route.policy, route.audience.as_ref());
     if policy == TokenPolicy::None {
         return Ok((None, false));
     }
     if policy == TokenPolicy::Client {
-        return client_token(app, audience).await.map(|token| (Some(token), false));
+        return Ok((Some(client_token(app, audience).await?), false));
     }
-    let lookup = app.sessions.lookup_tokens(headers).await.map_err(|e| {
-        tracing::error!(error = %e, "session lookup failed");
-        ApiError::StoreUnavailable.response()
-    })?;
-    let stale = match lookup {
+    let stale = match app.sessions.lookup_tokens(headers).await? {
         Lookup::Found(ticket, session) => {
-            return match app.tokens.access_token(&app.sessions, &ticket, session, audience).await {
-                Ok(token) => Ok((Some(token), false)),
-                Err(TokenError::SessionExpired) => Err(app.clear_session_cookie(ApiError::SessionExpired.response())),
-                Err(e) => Err(token_error_response(e)),
-            };
+            let token = app.tokens.access_token(&app.sessions, &ticket, session, audience).await?;
+            return Ok((Some(token), false));
         }
         Lookup::Stale => true,
         Lookup::None => false,
     };
     match policy {
         TokenPolicy::UserOrNone => Ok((None, stale)),
-        TokenPolicy::UserOrClient => client_token(app, audience).await.map(|token| (Some(token), stale)),
-        _ => {
-            let response = ApiError::Unauthenticated.response();
-            Err(if stale { app.clear_session_cookie(response) } else { response })
-        }
+        TokenPolicy::UserOrClient => Ok((Some(client_token(app, audience).await?), stale)),
+        _ if stale => Err(ApiError::StaleSession),
+        _ => Err(ApiError::Unauthenticated),
     }
 }
 
-async fn client_token(app: &App, audience: Option<&Audience>) -> Result<AccessToken, Response<Body>> {
-    app.tokens.client_token(app.sessions.now(), audience).await.map_err(token_error_response)
-}
-
-fn token_error_response(error: TokenError) -> Response<Body> {
-    match error {
-        TokenError::SessionExpired => ApiError::SessionExpired.response(),
-        TokenError::ProviderUnavailable => ApiError::ProviderUnavailable.response(),
-        TokenError::ClientRejected => ApiError::ProviderError.response(),
-        TokenError::Store(e) => {
-            tracing::error!(error = %e, "session store failed while getting a token");
-            ApiError::StoreUnavailable.response()
-        }
-    }
+async fn client_token(app: &App, audience: Option<&Audience>) -> Result<AccessToken, TokenError> {
+    app.tokens.client_token(app.sessions.now(), audience).await
 }

@@ -52,6 +52,12 @@ impl CookiePolicy {
         header(&self.expired(self.name.clone(), self.same_site))
     }
 
+    /// `response` with a `Set-Cookie` that deletes the session cookie (one that opened nothing).
+    pub fn cleared<B>(&self, mut response: http::Response<B>) -> http::Response<B> {
+        response.headers_mut().append(http::header::SET_COOKIE, self.clear_session());
+        response
+    }
+
     /// The login cookie's name for `state`, or `None` when `state` is not a token cloakroom
     /// could have made (base64url, at least the tag's length): such a callback names no cookie.
     pub fn login_cookie_name(&self, state: &str) -> Option<String> {
