@@ -7,6 +7,7 @@
 
 mod env;
 mod raw;
+mod sections;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -99,8 +100,10 @@ impl ClientAuth {
 
 /// The `aud` of a client assertion. Current specifications want the issuer identifier; some
 /// providers (Microsoft Entra ID, Okta) still insist on the token endpoint's URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AssertionAudience {
+    #[default]
     Issuer,
     TokenEndpoint,
 }
@@ -205,10 +208,12 @@ pub struct LogConfig {
     pub json: bool,
 }
 
-/// Which token, if any, a route attaches upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which token, if any, a route attaches upstream (`token = "user"`, `"user-or-none"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TokenPolicy {
     /// A session is required; its access token is attached.
+    #[default]
     User,
     /// The access token is attached when there is a session; otherwise forwarded without one.
     UserOrNone,

@@ -91,12 +91,12 @@ pub struct RawOidc {
     pub client_id: String,
     pub client_secret: Option<String>,
     pub client_secret_file: Option<String>,
-    pub client_auth: String,
+    pub client_auth: ClientAuthMethod,
     pub private_key_file: Option<String>,
     pub private_key_kid: Option<String>,
     pub private_key_alg: Option<String>,
     pub private_key_cert_file: Option<String>,
-    pub client_assertion_audience: String,
+    pub client_assertion_audience: super::AssertionAudience,
     pub ca_file: Option<String>,
     pub scopes: Vec<String>,
     pub extra_auth_params: BTreeMap<String, String>,
@@ -118,12 +118,12 @@ impl Default for RawOidc {
             client_id: String::new(),
             client_secret: None,
             client_secret_file: None,
-            client_auth: "client_secret_basic".into(),
+            client_auth: ClientAuthMethod::ClientSecretBasic,
             private_key_file: None,
             private_key_kid: None,
             private_key_alg: None,
             private_key_cert_file: None,
-            client_assertion_audience: "issuer".into(),
+            client_assertion_audience: super::AssertionAudience::Issuer,
             ca_file: None,
             scopes: ["openid", "profile", "email", "offline_access"].map(String::from).into(),
             extra_auth_params: BTreeMap::new(),
@@ -143,7 +143,7 @@ impl Default for RawOidc {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSession {
     pub cookie_name: String,
-    pub same_site: String,
+    pub same_site: SameSiteSetting,
     pub idle_timeout: String,
     pub absolute_timeout: String,
     #[serde(deserialize_with = "flexible::string_list")]
@@ -160,7 +160,7 @@ pub struct RawSession {
     pub allow_remember: bool,
     #[serde(deserialize_with = "flexible::bool")]
     pub clear_site_data: bool,
-    pub store: String,
+    pub store: StoreKind,
     pub redis_url: Option<String>,
     pub redis_key_prefix: String,
     pub redis_connect_timeout: String,
@@ -171,7 +171,7 @@ impl Default for RawSession {
     fn default() -> Self {
         Self {
             cookie_name: "__Host-cloakroom".into(),
-            same_site: "strict".into(),
+            same_site: SameSiteSetting::Strict,
             idle_timeout: "30m".into(),
             absolute_timeout: "12h".into(),
             keys: Vec::new(),
@@ -182,7 +182,7 @@ impl Default for RawSession {
             max_sessions_per_user: 50,
             allow_remember: false,
             clear_site_data: true,
-            store: "memory".into(),
+            store: StoreKind::Memory,
             redis_url: None,
             redis_key_prefix: "cloakroom:".into(),
             redis_connect_timeout: "2s".into(),
@@ -207,12 +207,12 @@ impl Default for RawCsrf {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub level: String,
-    pub format: String,
+    pub format: LogFormat,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
-        Self { level: "info".into(), format: "text".into() }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -224,8 +224,8 @@ pub struct RawRoute {
     pub prefix: String,
     #[serde(default)]
     pub upstream: String,
-    #[serde(default = "default_token")]
-    pub token: String,
+    #[serde(default)]
+    pub token: super::TokenPolicy,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
     #[serde(default = "default_timeout")]
@@ -248,9 +248,6 @@ fn default_max_body() -> String {
     "1GiB".into()
 }
 
-fn default_token() -> String {
-    "user".into()
-}
 fn default_connect_timeout() -> String {
     "5s".into()
 }
@@ -319,3 +316,49 @@ mod flexible {
 }
 
 pub use flexible::split_list;
+
+// The closed sets, as their names are written in config.toml (an unknown one is reported by
+// deserialization, naming its key and the names it accepts).
+
+/// `oidc.client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+/// `session.same_site` (any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSiteSetting {
+    Strict,
+    Lax,
+}
+
+impl<'de> Deserialize<'de> for SameSiteSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_lowercase().as_str() {
+            "strict" => Ok(SameSiteSetting::Strict),
+            "lax" => Ok(SameSiteSetting::Lax),
+            _ => Err(serde::de::Error::custom(format!("{text:?} is not \"strict\" or \"lax\""))),
+        }
+    }
+}
+
+/// `session.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Memory,
+    Redis,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,520 @@
+//! Validation, one section at a time: each function turns its raw section into the validated
+//! one, reporting every problem under its key through [`Check`] (all are reported at once).
+
+use super::raw::*;
+use super::validate::{Check, RESERVED_AUTH_PARAMS, client_auth, is_loopback, split_list};
+use super::*;
+use crate::crypto::seal::MasterKey;
+use http::HeaderValue;
+use std::path::Path;
+
+/// `[server]`, and the public URL the other sections derive their addresses from.
+pub(super) fn server(check: &mut Check, raw: &RawServer) -> (ServerConfig, Option<Url>) {
+    // [server]
+    let listen = check.socket_addr("server.listen", &raw.listen);
+    let admin_listen = check.socket_addr("server.admin_listen", &raw.admin_listen);
+    let shutdown_timeout = check.duration("server.shutdown_timeout", &raw.shutdown_timeout);
+    let shutdown_delay = check.duration_or_zero("server.shutdown_delay", &raw.shutdown_delay).unwrap_or(Duration::ZERO);
+    let header_read_timeout = check.duration("server.header_read_timeout", &raw.header_read_timeout);
+    let max_header_bytes = check.size("server.max_header_bytes", &raw.max_header_bytes);
+    if max_header_bytes < 8192 {
+        check.fail("server.max_header_bytes", "must be at least 8KiB (the HTTP/1 parser's minimum)");
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().enumerate() {
+        match text.parse::<crate::forwarded::Cidr>() {
+            Ok(cidr) => trusted_proxies.push(cidr),
+            Err(e) => check.fail(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
+    let trusted_proxy_header = raw
+        .trusted_proxy_header
+        .parse::<crate::forwarded::ForwardingHeader>()
+        .map_err(|e| check.fail("server.trusted_proxy_header", e))
+        .unwrap_or_default();
+    let tls = match (raw.tls_cert_file.as_deref(), raw.tls_key_file.as_deref()) {
+        (None, None) => None,
+        (Some(_), None) => {
+            check.fail("server.tls_key_file", "is required with server.tls_cert_file");
+            None
+        }
+        (None, Some(_)) => {
+            check.fail("server.tls_cert_file", "is required with server.tls_key_file");
+            None
+        }
+        (Some(cert), Some(key)) => match crate::tls::ServerTls::load(Path::new(cert), Path::new(key)) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(e) => {
+                check.fail("server.tls_cert_file", e);
+                None
+            }
+        },
+    };
+    let hsts = match raw.hsts.trim() {
+        "" => None,
+        value if value.to_ascii_lowercase().starts_with("max-age=") => match HeaderValue::try_from(value) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                check.fail("server.hsts", "is not a valid header value");
+                None
+            }
+        },
+        _ => {
+            check.fail(
+                "server.hsts",
+                "must start with \"max-age=\" (e.g. \"max-age=63072000\"), or be \"\" to send none",
+            );
+            None
+        }
+    };
+    let connection_idle_timeout = check.duration("server.idle_timeout", &raw.idle_timeout);
+    if raw.worker_threads > 1024 {
+        check.fail("server.worker_threads", "must be at most 1024 (0: one per available CPU)");
+    }
+    if raw.max_connections == 0 {
+        check.fail("server.max_connections", "must be greater than zero");
+    }
+    let public_url = check.url("server.public_url", &raw.public_url);
+    if let Some(url) = &public_url {
+        check.require_https_unless_loopback("server.public_url", url);
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            check.fail(
+                "server.public_url",
+                "must be an origin only (scheme, host, port), without path, query or credentials",
+            );
+        }
+    }
+    let public_origin = public_url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    let public_host = public_url
+        .as_ref()
+        .and_then(|u| {
+            let host = u.host_str()?;
+            let authority = match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            };
+            http::HeaderValue::try_from(authority).ok()
+        })
+        .unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
+
+    let config = ServerConfig {
+        listen,
+        public_origin,
+        public_host,
+        admin_listen,
+        shutdown_timeout,
+        shutdown_delay,
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_connections: usize::try_from(raw.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout,
+        trusted_proxies,
+        trusted_proxy_header,
+        tls,
+        hsts,
+        idle_timeout: connection_idle_timeout,
+        worker_threads: usize::try_from(raw.worker_threads).ok().and_then(std::num::NonZeroUsize::new),
+    };
+    (config, public_url)
+}
+
+/// `[oidc]`. `None` when a setting the provider cannot do without is unusable (its error is
+/// reported). The sign-in's scopes and resources are widened by [`widen_for_routes`].
+pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) -> Option<OidcConfig> {
+    // [oidc]
+    let issuer = check.url("oidc.issuer", &raw.issuer);
+    if let Some(url) = &issuer {
+        check.require_https_unless_loopback("oidc.issuer", url);
+    }
+    if raw.client_id.trim().is_empty() {
+        check.fail("oidc.client_id", "is required");
+    }
+    let client_auth = client_auth(check, &raw);
+    if !raw.scopes.iter().any(|s| s == "openid") {
+        check.fail("oidc.scopes", "must include \"openid\"");
+    }
+    for name in raw.extra_auth_params.keys() {
+        if RESERVED_AUTH_PARAMS.contains(&name.as_str()) {
+            check.fail(format!("oidc.extra_auth_params.{name}"), "is set by cloakroom itself and cannot be overridden");
+        }
+    }
+    let redirect_uri = public_url.and_then(|u| u.join("/bff/callback").ok());
+    let post_logout_redirect_uri = match raw.post_logout_redirect_uri.as_deref() {
+        Some(text) => check.url("oidc.post_logout_redirect_uri", text),
+        None => public_url.cloned(),
+    };
+    let oidc_timeout = check.duration("oidc.timeout", &raw.timeout);
+    let oidc_tls = check.client_tls("oidc", raw.ca_file.as_deref(), None, None);
+    let clock_skew = check.duration("oidc.clock_skew", &raw.clock_skew);
+    let refresh_margin = check.duration("oidc.refresh_margin", &raw.refresh_margin);
+    let refresh_timeout = check.duration("oidc.refresh_timeout", &raw.refresh_timeout);
+    let refresh_retry_backoff = check.duration("oidc.refresh_retry_backoff", &raw.refresh_retry_backoff);
+    let default_resource = raw.resource.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(String::from);
+    if let Some(resource) = &default_resource {
+        check.resource("oidc.resource", resource);
+    }
+    if raw.logout_id_token_hint {
+        check.warn("oidc.logout_id_token_hint = true: the ID token is sent to the browser in the logout URL (the one place a token crosses to the browser)");
+    }
+
+    let (Some(_), Some(redirect_uri), Some(post_logout_redirect_uri), Some(client_auth)) =
+        (issuer, redirect_uri, post_logout_redirect_uri, client_auth)
+    else {
+        return None;
+    };
+    Some(OidcConfig {
+        issuer: raw.issuer.trim().to_string(),
+        client_id: raw.client_id.trim().to_string(),
+        client_auth,
+        scopes: raw.scopes,
+        extra_auth_params: raw.extra_auth_params.into_iter().collect(),
+        redirect_uri,
+        post_logout_redirect_uri,
+        logout_id_token_hint: raw.logout_id_token_hint,
+        timeout: oidc_timeout,
+        tls: oidc_tls,
+        clock_skew,
+        refresh_margin,
+        refresh_timeout: refresh_timeout.max(oidc_timeout),
+        refresh_retry_backoff,
+        authorization_resources: default_resource.iter().cloned().collect(),
+        resource: default_resource,
+    })
+}
+
+/// The sign-in asks for everything routes will later ask for with the refresh token: a
+/// refresh can narrow a grant, never widen it.
+pub(super) fn widen_for_routes(oidc: &mut OidcConfig, routes: &[RouteConfig]) {
+    for audience in routes.iter().filter_map(|r| r.audience.as_ref()) {
+        if !oidc.authorization_resources.contains(&audience.resource) {
+            oidc.authorization_resources.push(audience.resource.clone());
+        }
+        for scope in &audience.scopes {
+            if !oidc.scopes.contains(scope) {
+                oidc.scopes.push(scope.clone());
+            }
+        }
+    }
+}
+
+/// `[session]`. `None` when no key ring can be made (its error is reported).
+pub(super) fn session(check: &mut Check, raw: &RawSession) -> Option<SessionConfig> {
+    // [session]
+    let cookie_name = raw.cookie_name.trim().to_string();
+    if !cookie_name.starts_with("__Host-") {
+        check.fail(
+            "session.cookie_name",
+            "must start with \"__Host-\" (binds the cookie to this origin: Secure, Path=/, no Domain)",
+        );
+    } else if cookie_name.len() == "__Host-".len()
+        || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        check.fail("session.cookie_name", "must be \"__Host-\" followed by letters, digits, '-', '_' or '.'");
+    }
+    let same_site = match raw.same_site {
+        SameSiteSetting::Strict => SameSite::Strict,
+        SameSiteSetting::Lax => SameSite::Lax,
+    };
+    let idle_timeout = check.duration("session.idle_timeout", &raw.idle_timeout);
+    let absolute_timeout = check.duration("session.absolute_timeout", &raw.absolute_timeout);
+    if idle_timeout > absolute_timeout {
+        check.fail("session.idle_timeout", "must not be longer than session.absolute_timeout");
+    }
+    let login_timeout = check.duration("session.login_timeout", &raw.login_timeout);
+    let mut key_texts = raw.keys.clone();
+    if let Some(path) = raw.keys_file.as_deref().filter(|p| !p.is_empty()) {
+        if !key_texts.is_empty() {
+            check.fail("session.keys", "set either session.keys or session.keys_file, not both");
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => key_texts = split_list(&text),
+            Err(e) => check.fail("session.keys_file", format!("cannot read {path}: {e}")),
+        }
+    }
+    let mut master_keys = Vec::new();
+    for (index, text) in key_texts.iter().enumerate() {
+        match MasterKey::from_base64(text) {
+            Ok(key) => master_keys.push(key),
+            Err(message) => check.fail(format!("session.keys[{index}]"), message),
+        }
+    }
+    let ephemeral_keys = key_texts.is_empty();
+    if ephemeral_keys {
+        master_keys.push(MasterKey::generate());
+        check.warn("session.keys is empty: using a random key for this process only; every session ends when cloakroom restarts, and replicas cannot share sessions");
+    }
+    if raw.max_pending_logins == 0 {
+        check.fail("session.max_pending_logins", "must be greater than zero");
+    }
+    let store = match raw.store {
+        StoreKind::Memory => {
+            if raw.redis_url.is_some() {
+                check.fail("session.redis_url", "is only used with store = \"redis\"");
+            }
+            StoreSettings::Memory
+        }
+        StoreKind::Redis => {
+            if ephemeral_keys {
+                check.fail(
+                    "session.keys",
+                    "is required with store = \"redis\": replicas must share the keys that seal sessions",
+                );
+            }
+            let connect_timeout = check.duration("session.redis_connect_timeout", &raw.redis_connect_timeout);
+            let command_timeout = check.duration("session.redis_command_timeout", &raw.redis_command_timeout);
+            let url = raw.redis_url.clone().unwrap_or_default();
+            match Url::parse(&url) {
+                _ if url.is_empty() => check.fail(
+                    "session.redis_url",
+                    "is required with store = \"redis\" (redis://host:6379 or rediss://host:6380)",
+                ),
+                Ok(parsed) if parsed.scheme() == "redis" || parsed.scheme() == "rediss" => {
+                    if parsed.scheme() == "redis" && !is_loopback(&parsed) {
+                        check.warn("session.redis_url uses redis:// (no TLS) to a non-loopback host: records are sealed, but the connection and its password are not protected; prefer rediss://");
+                    }
+                }
+                // Never echo the URL: it may carry a password.
+                _ => check.fail("session.redis_url", "must be a redis:// or rediss:// URL"),
+            }
+            StoreSettings::Redis(super::RedisSettings {
+                url,
+                key_prefix: raw.redis_key_prefix.clone(),
+                connect_timeout,
+                command_timeout,
+            })
+        }
+    };
+    if raw.max_sessions_per_user == 0 {
+        check.fail("session.max_sessions_per_user", "must be greater than zero");
+    }
+    if raw.max_sessions == 0 {
+        check.fail("session.max_sessions", "must be greater than zero");
+    }
+
+    Some(SessionConfig {
+        cookie_name,
+        same_site,
+        idle_timeout,
+        absolute_timeout,
+        keys: KeyRing::new(master_keys)?,
+        ephemeral_keys,
+        login_timeout,
+        max_pending_logins: raw.max_pending_logins,
+        max_sessions: raw.max_sessions,
+        max_sessions_per_user: usize::try_from(raw.max_sessions_per_user).unwrap_or(usize::MAX),
+        allow_remember: raw.allow_remember,
+        clear_site_data: raw.clear_site_data,
+        store,
+    })
+}
+
+/// `[csrf]`.
+pub(super) fn csrf(check: &mut Check, raw: &RawCsrf) -> CsrfConfig {
+    let csrf_header = match HeaderName::from_bytes(raw.header.trim().as_bytes()) {
+        Ok(name) => name,
+        Err(_) => {
+            check.fail("csrf.header", format!("{:?} is not a valid header name", raw.header));
+            HeaderName::from_static("x-csrf")
+        }
+    };
+
+    CsrfConfig { header: csrf_header }
+}
+
+/// `[log]`.
+pub(super) fn log(check: &mut Check, raw: RawLog) -> LogConfig {
+    if crate::telemetry::parse_filter(&raw.level).is_err() {
+        check.fail(
+            "log.level",
+            format!(
+                "{:?} is not a level (error, warn, info, debug, trace) or a filter like \"info,cloakroom=debug\"",
+                raw.level
+            ),
+        );
+    }
+
+    let log_json = raw.format == LogFormat::Json;
+
+    LogConfig { level: raw.level, json: log_json }
+}
+
+/// `[spa]`: static files, or a frontend dev server.
+pub(super) fn spa(
+    check: &mut Check,
+    raw: &RawSpa,
+) -> (Option<SpaConfig>, Option<(http::uri::Scheme, http::uri::Authority)>) {
+    let spa = match raw.dir.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => None,
+        Some(dir) => match std::fs::canonicalize(dir) {
+            Ok(path) if path.is_dir() => match http::HeaderValue::try_from(raw.content_security_policy.trim()) {
+                Ok(csp) => Some(SpaConfig { dir: path, content_security_policy: csp }),
+                Err(_) => {
+                    check.fail("spa.content_security_policy", "is not a valid header value");
+                    None
+                }
+            },
+            Ok(_) => {
+                check.fail("spa.dir", format!("{dir} is not a directory"));
+                None
+            }
+            Err(e) => {
+                check.fail("spa.dir", format!("{dir}: {e}"));
+                None
+            }
+        },
+    };
+
+    let dev_server = raw.dev_server.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let spa_dev_server = match dev_server {
+        None => None,
+        Some(_) if raw.dir.as_deref().is_some_and(|d| !d.trim().is_empty()) => {
+            check.fail("spa.dev_server", "set either spa.dir or spa.dev_server, not both");
+            None
+        }
+        Some(text) => match check.url("spa.dev_server", text) {
+            Some(url) if url.path() == "/" && url.query().is_none() => {
+                match url[url::Position::BeforeHost..url::Position::AfterPort].parse() {
+                    Ok(authority) => {
+                        check.warn(format!(
+                            "spa.dev_server = {text}: pages come from a frontend dev server (a development setup)"
+                        ));
+                        let scheme =
+                            if url.scheme() == "https" { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+                        Some((scheme, authority))
+                    }
+                    Err(_) => {
+                        check.fail("spa.dev_server", "has a host that is not a valid HTTP authority");
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                check.fail("spa.dev_server", "must be an origin such as \"http://localhost:5173\"");
+                None
+            }
+            None => None,
+        },
+    };
+
+    (spa, spa_dev_server)
+}
+
+/// `[demo]`: development only, loopback only, and only in a build that has it.
+pub(super) fn demo(check: &mut Check, raw: &RawDemo, oidc: &RawOidc) -> DemoConfig {
+    let mut demo = DemoConfig::default();
+    for (key, text, slot) in [
+        ("demo.issuer_listen", &raw.issuer_listen, &mut demo.issuer_listen),
+        ("demo.api_listen", &raw.api_listen, &mut demo.api_listen),
+    ] {
+        let Some(text) = text.as_deref().map(str::trim).filter(|t| !t.is_empty()) else { continue };
+        if !cfg!(feature = "demo") {
+            check.fail(
+                key,
+                "the demo (development only) is not in this build; run with: cargo run --release --features demo",
+            );
+            continue;
+        }
+        let addr = check.socket_addr(key, text);
+        if !addr.ip().is_loopback() {
+            check.fail(key, "development only: must be a loopback address such as 127.0.0.1:9400");
+            continue;
+        }
+        *slot = Some(addr);
+    }
+    if let Some(addr) = demo.issuer_listen {
+        let expected = format!("http://{addr}");
+        if oidc.issuer.trim() != expected {
+            check.fail(
+                "oidc.issuer",
+                format!("must be {expected:?} to use the development issuer on demo.issuer_listen"),
+            );
+        }
+        if oidc.client_auth == ClientAuthMethod::PrivateKeyJwt {
+            check.fail("oidc.client_auth", "the development issuer on demo.issuer_listen only knows client secrets");
+        }
+        check.warn(format!("DEVELOPMENT ISSUER on http://{addr}: development only, never in production"));
+    }
+    if let Some(addr) = demo.api_listen {
+        check.warn(format!("DEMO API on http://{addr}: development only"));
+    }
+
+    demo
+}
+
+/// `[[routes]]`.
+pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
+    let mut routes = Vec::new();
+    for (index, route) in raw.iter().enumerate() {
+        let key = |field: &str| format!("routes[{index}].{field}");
+        let prefix = route.prefix.trim().to_string();
+        if prefix.is_empty() {
+            check.fail(key("prefix"), "is required");
+        } else if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.len() < 3 {
+            check.fail(key("prefix"), format!("{prefix:?} must start and end with '/', like \"/api/\""));
+        } else if prefix.starts_with("/bff/") {
+            check.fail(key("prefix"), "/bff/ is reserved for cloakroom's own endpoints");
+        } else if prefix.contains("/./") || prefix.contains("/../") || prefix.contains("//") || prefix.contains('%') {
+            check.fail(key("prefix"), "must be a plain path without dot segments, empty segments or percent-encoding");
+        } else if routes.iter().any(|r: &RouteConfig| r.prefix == prefix) {
+            check.fail(key("prefix"), format!("{prefix:?} is used by an earlier route"));
+        }
+        let policy = route.token;
+        let audience = match route.resource.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+            Some(resource) => {
+                check.resource(&key("resource"), resource);
+                if policy == TokenPolicy::None {
+                    check.fail(key("resource"), "has no meaning with token = \"none\"");
+                }
+                Some(Audience { resource: resource.to_string(), scopes: route.scopes.clone() })
+            }
+            None => {
+                if !route.scopes.is_empty() {
+                    check.fail(key("scopes"), "needs a resource (RFC 8707) to ask them for");
+                }
+                None
+            }
+        };
+        let max_body = check.size(&key("max_body"), &route.max_body);
+        let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
+        let timeout = check.duration(&key("timeout"), &route.timeout);
+        let tls = check.client_tls(
+            &format!("routes[{index}]"),
+            route.ca_file.as_deref(),
+            route.client_cert_file.as_deref(),
+            route.client_key_file.as_deref(),
+        );
+        let Some(upstream) = check.url(&key("upstream"), &route.upstream) else {
+            continue;
+        };
+        if upstream.query().is_some() || upstream.fragment().is_some() || !upstream.username().is_empty() {
+            check.fail(key("upstream"), "must not carry a query, fragment or credentials");
+            continue;
+        }
+        let authority = upstream[url::Position::BeforeHost..url::Position::AfterPort].parse();
+        let Ok(upstream_authority) = authority else {
+            check.fail(key("upstream"), "has a host that is not a valid HTTP authority");
+            continue;
+        };
+        let mut upstream_path = upstream.path().to_string();
+        if !upstream_path.ends_with('/') {
+            upstream_path.push('/');
+        }
+        routes.push(RouteConfig {
+            prefix,
+            upstream_origin: if upstream.scheme() == "https" {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
+            upstream_authority,
+            upstream_path,
+            policy,
+            connect_timeout,
+            timeout,
+            audience,
+            max_body,
+            tls,
+        });
+    }
+
+    routes
+}
