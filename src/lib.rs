@@ -8,25 +8,29 @@
 //! ## The path of a request
 //!
 //! ```text
-//! server      accept, HTTP/1.1 or h2c, one task per connection        (server.rs)
-//!   app       request id, routing, access log                          (app.rs)
-//!   router    path → Bff(endpoint) | Api(route) | BadPath | NotFound   (router.rs)
-//!   ├─ bff/   login → callback → user → logout                        (bff/*.rs)
-//!   │           pending logins and sessions                            (session/)
-//!   │           the identity provider                                  (oidc/)
-//!   ├─ proxy/ CSRF check → cookie → session → Bearer → upstream      (proxy/, csrf.rs)
-//!   └─ spa    static files, index.html for client-side routes          (spa.rs)
-//!               session/: cookie.rs → ticket.rs → memory.rs (store) → seal.rs (AEAD)
-//!               tokens.rs: refresh when due, one at a time per session
-//!               upstream.rs: the one HTTP client, for upstreams and the provider alike
+//! server        accept, HTTP/1.1 or h2c, one task per connection      (server.rs)
+//!   dispatch    client address, request id, refusals, access log      (dispatch.rs, forwarded.rs)
+//!   router      path → Bff(endpoint) | Api(route) | BadPath | NotFound (router.rs)
+//!   ├─ bff/     login → callback → user → logout → sessions           (bff/*.rs)
+//!   │             pending logins (in the login cookie) and sessions   (session/)
+//!   │             the identity provider                               (oidc/)
+//!   ├─ proxy/   CSRF check → cookie → session → Bearer → upstream    (proxy/, csrf.rs)
+//!   └─ spa      static files, index.html for client-side routes        (spa.rs)
+//!                 session/: cookie.rs → ticket.rs → store (memory.rs, redis.rs)
+//!                 tokens.rs: refresh when due, one at a time per session (the store's lease)
+//!                 upstream.rs: the one HTTP client, for upstreams and the provider alike
+//! crypto/       the leaf: sealing (AEAD), random, hashing, the client's signing key
 //! ```
 //!
-//! Errors become HTTP in one table ([`error`]); configuration is validated once ([`config`]).
+//! Handlers get the shared state ([`app::App`]) and never call back up into [`dispatch`].
+//! Errors become HTTP in one table ([`error`]), with every lower layer's error converted there;
+//! configuration is validated once, a section at a time ([`config`]). The binary
+//! (`src/bin/cloakroom/`) parses the command line and holds `cloakroom audit`, a client that is
+//! not part of the proxy.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod audit;
 pub mod bff;
 pub mod clock;
 pub mod config;

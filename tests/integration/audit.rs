@@ -2,33 +2,76 @@
 //! session), and the right checks fail against a deliberately misconfigured BFF.
 
 use crate::support::*;
-use cloakroom::audit::{AuditOptions, Outcome, Report, run};
-use cloakroom::upstream::HttpClient;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use std::time::Duration;
 
 const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
 
-fn options(base: &str, cookie: Option<String>) -> AuditOptions {
-    AuditOptions {
-        base: url::Url::parse(base).unwrap(),
-        cookie,
-        api_path: "/api/".into(),
-        csrf_header: "X-CSRF".into(),
-        client: HttpClient::with_tls(Duration::from_secs(5), pki().client_config(None)),
+/// A run of the `cloakroom audit` command: its exit code and report.
+struct Audit {
+    code: Option<i32>,
+    stdout: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Audit {
+    /// The outcome the report gives the check `name` (`PASS  name  detail` lines).
+    fn outcome(&self, name: &str) -> Option<Outcome> {
+        self.stdout.lines().find_map(|line| {
+            let (tag, rest) = line.split_once("  ")?;
+            (rest.split_whitespace().next() == Some(name)).then_some(())?;
+            match tag {
+                "PASS" => Some(Outcome::Pass),
+                "FAIL" => Some(Outcome::Fail),
+                "SKIP" => Some(Outcome::Skip),
+                _ => None,
+            }
+        })
+    }
+
+    fn failed(&self) -> Vec<String> {
+        let mut failed: Vec<String> = self
+            .stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("FAIL  "))
+            .filter_map(|rest| rest.split_whitespace().next().map(String::from))
+            .collect();
+        failed.sort_unstable();
+        failed
+    }
+
+    fn passed(&self) -> bool {
+        self.code == Some(0) && self.failed().is_empty()
     }
 }
 
-fn failed(report: &Report) -> Vec<&'static str> {
-    report.checks.iter().filter(|c| c.outcome == Outcome::Fail).map(|c| c.name).collect()
+/// Runs `cloakroom audit base [--cookie …]`, trusting the test CA.
+async fn audit(base: &str, cookie: Option<String>) -> Audit {
+    let mut args = vec!["audit".to_string(), base.to_string(), "--ca-file".into(), pki().ca_file.display().to_string()];
+    if let Some(cookie) = cookie {
+        args.extend(["--cookie".to_string(), cookie]);
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom")).args(&args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.stderr.is_empty() || output.status.code() != Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    Audit { code: output.status.code(), stdout }
 }
 
 #[tokio::test]
 async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
     let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
-    let report = run(options(&bff.origin, None)).await.unwrap();
-    assert!(report.passed(), "{}", report.render());
+    let report = audit(&bff.origin, None).await;
+    assert!(report.passed(), "{}", report.stdout);
     assert_eq!(report.outcome("login.pkce_s256"), Some(Outcome::Pass));
     assert_eq!(report.outcome("spa.security_headers"), Some(Outcome::Pass));
     assert_eq!(report.outcome("tls.hsts"), Some(Outcome::Skip), "plain http on loopback");
@@ -37,8 +80,8 @@ async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
     let mut browser = Browser::new();
     assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200);
     let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
-    let report = run(options(&bff.origin, Some(cookie))).await.unwrap();
-    assert!(report.passed(), "{}", report.render());
+    let report = audit(&bff.origin, Some(cookie)).await;
+    assert!(report.passed(), "{}", report.stdout);
     for check in [
         "session.user_token_free",
         "logout.cookie_attributes",
@@ -51,16 +94,16 @@ async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
         "callback.control_bytes",
         "cookie.non_ascii_beside_session",
     ] {
-        assert_eq!(report.outcome(check), Some(Outcome::Pass), "{check}\n{}", report.render());
+        assert_eq!(report.outcome(check), Some(Outcome::Pass), "{check}\n{}", report.stdout);
     }
     // The audit spent the session, as it says.
     assert_eq!(bff.user(&mut browser).await.status, 401);
 
     // Over https the HSTS check applies, and passes.
     let tls = Bff::start_with(BffOptions { tls: Some(pki().issue("audited", false)), ..Default::default() }).await;
-    let report = run(options(&tls.origin, None)).await.unwrap();
-    assert_eq!(report.outcome("tls.hsts"), Some(Outcome::Pass), "{}", report.render());
-    assert!(report.passed(), "{}", report.render());
+    let report = audit(&tls.origin, None).await;
+    assert_eq!(report.outcome("tls.hsts"), Some(Outcome::Pass), "{}", report.stdout);
+    assert!(report.passed(), "{}", report.stdout);
 }
 
 /// A BFF that gets everything wrong: no PKCE or nonce, a short state, weak cookies, no CSRF
@@ -113,10 +156,9 @@ async fn careless_bff() -> String {
 #[tokio::test]
 async fn a_careless_bff_fails_exactly_the_checks_it_deserves() {
     let base = careless_bff().await;
-    let report = run(options(&base, Some("sid=abc".into()))).await.unwrap();
+    let report = audit(&base, Some("sid=abc".into())).await;
     assert!(!report.passed());
-    let mut failed = failed(&report);
-    failed.sort_unstable();
+    let failed = report.failed();
     let mut expected = vec![
         "login.pkce_s256",
         "login.state",
@@ -139,23 +181,13 @@ async fn a_careless_bff_fails_exactly_the_checks_it_deserves() {
         "cookie.non_ascii_beside_session",
     ];
     expected.sort_unstable();
-    assert_eq!(failed, expected, "{}", report.render());
+    assert_eq!(failed, expected, "{}", report.stdout);
     assert_eq!(report.outcome("login.redirect"), Some(Outcome::Pass));
     assert_eq!(report.outcome("login.response_type_code"), Some(Outcome::Pass));
-
     // The command line: a report on stdout, a failing exit status.
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"))
-            .args(["audit", &base, "--cookie", "sid=abc"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL  login.pkce_s256"), "{stdout}");
-    assert!(stdout.contains("19 failed"), "{stdout}");
+    assert_eq!(report.code, Some(1), "{}", report.stdout);
+    assert!(report.stdout.contains("FAIL  login.pkce_s256"), "{}", report.stdout);
+    assert!(report.stdout.contains("19 failed"), "{}", report.stdout);
 }
 
 #[tokio::test]

@@ -16,8 +16,8 @@
 //! bytes in the callback's parameters, and (with a session) a non-ASCII cookie beside the
 //! session cookie, which must neither hide the session nor keep logout from ending it.
 
-use crate::respond::empty;
-use crate::upstream::HttpClient;
+use cloakroom::respond::empty;
+use cloakroom::upstream::HttpClient;
 use http::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -68,10 +68,6 @@ impl Report {
 
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.outcome != Outcome::Fail)
-    }
-
-    pub fn outcome(&self, name: &str) -> Option<Outcome> {
-        self.checks.iter().find(|c| c.name == name).map(|c| c.outcome)
     }
 
     pub fn render(&self) -> String {

@@ -1,0 +1,133 @@
+//! The command line, parsed once (lexopt: a small, strict parser) into a [`Command`].
+
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+usage: cloakroom [run] [--config FILE]     serve (default config: ./config.toml)
+       cloakroom check [--config FILE]     validate the configuration and exit
+       cloakroom healthcheck [--config FILE]
+                                           probe a running cloakroom's /healthz (exit 0 when healthy)
+       cloakroom audit URL [--cookie NAME=VALUE] [--api-path /api/] [--csrf-header X-CSRF] [--ca-file FILE]
+                                           check a running BFF from outside: PKCE, state, nonce,
+                                           CSRF refusals, cookies, headers, HSTS, hostile input
+                                           (dot segments, TRACE, Host, callback bytes); with
+                                           --cookie (a signed-in session, which it logs out) also
+                                           that no token reaches the browser and logout ends the
+                                           session. Exit 0 when every check passes
+       cloakroom --help | --version
+
+Every key can be overridden by environment: CLOAKROOM_<SECTION>__<KEY>, e.g.
+CLOAKROOM_OIDC__CLIENT_SECRET. See config.toml for every key and its default.";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run { config: PathBuf },
+    Check { config: PathBuf },
+    Healthcheck { config: PathBuf },
+    Audit(AuditArgs),
+    Help,
+    Version,
+}
+
+/// `cloakroom audit`'s arguments, as given.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AuditArgs {
+    pub url: String,
+    pub cookie: Option<String>,
+    pub api_path: String,
+    pub csrf_header: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Parses the arguments after the program name. An error says what was wrong.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut subcommand: Option<String> = None;
+    let mut config = PathBuf::from("config.toml");
+    let mut audit = AuditArgs {
+        url: String::new(),
+        cookie: None,
+        api_path: "/api/".into(),
+        csrf_header: "X-CSRF".into(),
+        ca_file: None,
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let is_audit = subcommand.as_deref() == Some("audit");
+        let value = |parser: &mut lexopt::Parser| -> Result<String, String> {
+            parser.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
+        };
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('c') | Long("config") if !is_audit => config = value(&mut parser)?.into(),
+            Long("cookie") if is_audit => audit.cookie = Some(value(&mut parser)?),
+            Long("api-path") if is_audit => audit.api_path = value(&mut parser)?,
+            Long("csrf-header") if is_audit => audit.csrf_header = value(&mut parser)?,
+            Long("ca-file") if is_audit => audit.ca_file = Some(value(&mut parser)?.into()),
+            Value(word) if subcommand.is_none() => {
+                let word = word.string().map_err(|e| e.to_string())?;
+                if !matches!(word.as_str(), "run" | "check" | "healthcheck" | "audit") {
+                    return Err(format!("unknown command {word:?}"));
+                }
+                subcommand = Some(word);
+            }
+            Value(url) if is_audit && audit.url.is_empty() => {
+                audit.url = url.string().map_err(|e| e.to_string())?;
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(match subcommand.as_deref() {
+        Some("check") => Command::Check { config },
+        Some("healthcheck") => Command::Healthcheck { config },
+        Some("audit") if audit.url.is_empty() => {
+            return Err("the URL to audit is required, e.g. https://app.example.com".into());
+        }
+        Some("audit") => Command::Audit(audit),
+        _ => Command::Run { config },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn commands_and_their_options() {
+        let config = |path: &str| PathBuf::from(path);
+        assert_eq!(parsed(&[]), Ok(Command::Run { config: config("config.toml") }));
+        assert_eq!(parsed(&["--config", "a.toml"]), Ok(Command::Run { config: config("a.toml") }));
+        assert_eq!(parsed(&["run", "-c", "b.toml"]), Ok(Command::Run { config: config("b.toml") }));
+        assert_eq!(parsed(&["check", "--config=c.toml"]), Ok(Command::Check { config: config("c.toml") }));
+        assert_eq!(parsed(&["healthcheck"]), Ok(Command::Healthcheck { config: config("config.toml") }));
+        assert_eq!(parsed(&["--help"]), Ok(Command::Help));
+        assert_eq!(parsed(&["check", "-V"]), Ok(Command::Version));
+        let audit = parsed(&["audit", "https://app.example", "--cookie", "a=b", "--api-path", "/v1/"]).unwrap();
+        let Command::Audit(audit) = audit else { panic!("{audit:?}") };
+        assert_eq!(audit.url, "https://app.example");
+        assert_eq!((audit.cookie.as_deref(), audit.api_path.as_str()), (Some("a=b"), "/v1/"));
+        assert_eq!(audit.csrf_header, "X-CSRF");
+    }
+
+    #[test]
+    fn mistakes_are_errors_not_guesses() {
+        for args in [
+            &["serve"][..],
+            &["check", "extra"],
+            &["--config"],
+            &["--cookie", "a=b"],
+            &["audit"],
+            &["audit", "https://a", "https://b"],
+            &["audit", "https://a", "--config", "x.toml"],
+            &["--colour"],
+        ] {
+            assert!(parsed(args).is_err(), "{args:?} accepted");
+        }
+    }
+}
