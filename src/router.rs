@@ -72,7 +72,7 @@ impl Router {
 /// Refuses what some server behind cloakroom might normalise into another place, so that a
 /// request cannot leave its route's prefix there: any segment that is, or that a common server
 /// reads as, `.` or `..`, and any encoded separator. Looked through, level after level of
-/// percent-decoding (up to [`MAX_DECODINGS`]):
+/// percent-decoding (up to `MAX_DECODINGS`):
 /// - dots plain, `%2e`, IIS's `%u002e`, and the compatibility dots NFKC folds to `.`
 ///   (`．` U+FF0E, `﹒` U+FE52, `․` U+2024);
 /// - path parameters (`..;x`, `..%3b`: servlet containers cut a segment at `;`);

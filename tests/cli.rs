@@ -160,7 +160,7 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
-#[path = "integration/pki.rs"]
+#[path = "integration/support/pki.rs"]
 mod pki;
 
 /// The certificate a TLS handshake with `addr` presents.

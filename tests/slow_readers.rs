@@ -5,7 +5,7 @@
 //! Its own test binary, and cloakroom as its own process, so that the memory measured is
 //! cloakroom's alone (the upstream here buffers on its side too).
 
-#[path = "integration/support.rs"]
+#[path = "integration/support/mod.rs"]
 mod support;
 
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //! through cloakroom, and the peak may grow by far less than one body. A proxy that buffered
 //! whole bodies would exceed it.
 
-#[path = "integration/support.rs"]
+#[path = "integration/support/mod.rs"]
 mod support;
 
 use cloakroom::upstream::HttpClient;

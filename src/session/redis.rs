@@ -430,7 +430,7 @@ fn unix_micros() -> u64 {
 /// The tests' real redis-server, shared with the integration tests (which use all of it).
 #[cfg(test)]
 #[allow(dead_code)]
-#[path = "../../tests/integration/redis_server.rs"]
+#[path = "../../tests/integration/support/redis_server.rs"]
 mod redis_server;
 
 #[cfg(test)]
