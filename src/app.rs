@@ -1,5 +1,5 @@
 //! [`App`]: the state every request shares. Handlers receive it; they never call back up into
-//! [`crate::dispatch`], which routes requests to them.
+//! `dispatch`, which routes requests to them.
 
 use crate::clock::SharedClock;
 use crate::config::Config;

@@ -2,7 +2,7 @@
 //!
 //! Nothing secret can reach a log line by accident: tokens, tickets and keys are types whose
 //! `Debug`/`Display` redact ([`crate::secret::Secret`], `openidconnect` token types,
-//! [`crate::session::SessionTicket`], [`crate::crypto::seal::MasterKey`]), the access log
+//! `session::SessionTicket`, `crypto::seal::MasterKey`), the access log
 //! records the path without its query (a callback's query holds the authorization code), and
 //! no header is ever logged whole.
 //!
@@ -36,6 +36,18 @@ pub fn init(level: &str, json: bool) {
             .with(tracing_subscriber::fmt::layer().fmt_fields(EscapedFields::default()).with_target(true))
             .try_init()
     };
+}
+
+/// An error and its sources on one line, for logs ("connect failed: tcp connect error: refused").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The default field layout of the text log, with every control character (and every Unicode

@@ -5,8 +5,8 @@
 //! timeout and keep-alive pool; all share the same code and TLS settings. Redirects are never
 //! followed (the legacy client does not), which also keeps provider calls free of SSRF hops.
 
-use crate::error::error_chain;
 use crate::respond::Body;
+use crate::telemetry::error_chain;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};

@@ -15,8 +15,8 @@ mod refresh;
 
 use crate::clock::SharedClock;
 use crate::config::{AssertionAudience, ClientAuth, OidcConfig};
-pub(crate) use crate::error::error_chain;
 use crate::secret::Secret;
+pub(crate) use crate::telemetry::error_chain;
 use http::ProviderHttp;
 use openidconnect::core::*;
 use openidconnect::{
