@@ -666,6 +666,13 @@ def main():
         for round_ in range(args.rounds):
             for target in targets:
                 result = measure(target, upstream, args)
+                # A peer's round spoilt only by a dropped connection (Apache now and then closes
+                # one wrk was using) is measured once more, so a one-round smoke run does not
+                # fail on it; cloakroom's rounds get no second chance.
+                dropped_only = result["socket_errors"] and not result["status_errors"] and len(result["problems"]) == 1
+                if dropped_only and target["id"] not in ("c", "c10k"):
+                    log(f"  round {round_ + 1} {target['label']}: {'; '.join(result['problems'])}; measuring again")
+                    result = measure(target, upstream, args)
                 runs[target["id"]].append(result)
                 status = "; ".join(result["problems"]) or "all reached the upstream" + (
                     " with a Bearer token" if target["authenticated"] else "")
