@@ -173,10 +173,18 @@ pub(super) fn token_error<RE: std::error::Error + 'static>(
             code => OidcError::Rejected(code.to_string()),
         },
         RequestTokenError::Request(e) => {
-            let in_doubt = (&e as &dyn std::error::Error)
-                .downcast_ref::<super::http::ProviderHttpError>()
-                .is_some_and(super::http::ProviderHttpError::is_in_doubt);
-            if in_doubt { OidcError::InDoubt(error_chain(&e)) } else { OidcError::Unreachable(error_chain(&e)) }
+            use super::http::ProviderHttpError;
+            match (&e as &dyn std::error::Error).downcast_ref::<ProviderHttpError>() {
+                // 401 from the token endpoint is about the client (RFC 6749 §5.2).
+                Some(ProviderHttpError::Refused(status)) if *status == http::StatusCode::UNAUTHORIZED => {
+                    OidcError::ClientRejected(format!("HTTP {status} without an error code"))
+                }
+                Some(ProviderHttpError::Refused(status)) => {
+                    OidcError::Rejected(format!("HTTP {status} without an error code"))
+                }
+                Some(http_error) if http_error.is_in_doubt() => OidcError::InDoubt(error_chain(&e)),
+                _ => OidcError::Unreachable(error_chain(&e)),
+            }
         }
         RequestTokenError::Parse(e, _) => OidcError::BadResponse(e.to_string()),
         RequestTokenError::Other(e) => OidcError::Unreachable(e),

@@ -23,6 +23,9 @@ pub enum ProviderHttpError {
     Send(SendError),
     /// The provider answered 5xx: it is in trouble, which is not the same as saying no.
     ServerError(http::StatusCode),
+    /// The provider answered 4xx (not 429) without an OAuth `error` code (some providers send
+    /// an empty body): it answered, and the answer is no.
+    Refused(http::StatusCode),
     Body(String),
 }
 
@@ -31,6 +34,9 @@ impl std::fmt::Display for ProviderHttpError {
         match self {
             ProviderHttpError::Send(e) => write!(f, "{e}"),
             ProviderHttpError::ServerError(status) => write!(f, "the provider answered HTTP {status}"),
+            ProviderHttpError::Refused(status) => {
+                write!(f, "the provider refused with HTTP {status} and no error code")
+            }
             ProviderHttpError::Body(e) => write!(f, "reading the response failed: {e}"),
         }
     }
@@ -63,6 +69,7 @@ impl ProviderHttp {
             Ok(_) => None,
             Err(ProviderHttpError::Send(e)) => Some(e.kind()),
             Err(ProviderHttpError::ServerError(_)) => Some("server_error"),
+            Err(ProviderHttpError::Refused(_)) => Some("refused"),
             Err(ProviderHttpError::Body(_)) => Some("body"),
         };
         self.metrics.provider_call(started.elapsed(), error);
@@ -83,9 +90,25 @@ impl ProviderHttp {
         let collected = tokio::time::timeout_at(deadline, Limited::new(body, MAX_PROVIDER_RESPONSE).collect())
             .await
             .map_err(|_| ProviderHttpError::Send(SendError::Timeout))?
-            .map_err(|e| ProviderHttpError::Body(e.to_string()))?;
-        Ok(http::Response::from_parts(parts, collected.to_bytes().to_vec()))
+            .map_err(|e| ProviderHttpError::Body(e.to_string()))?
+            .to_bytes();
+        // A 4xx without an OAuth error code would otherwise read as "no usable answer" (an
+        // outage), and a revoked grant would get 503s forever instead of ending the session.
+        if is_bare_refusal(parts.status, &collected) {
+            tracing::info!(status = parts.status.as_u16(), "the provider refused without an error code");
+            return Err(ProviderHttpError::Refused(parts.status));
+        }
+        Ok(http::Response::from_parts(parts, collected.to_vec()))
     }
+}
+
+/// A client error (not 429, which asks to try later) whose body holds no OAuth `error` code.
+fn is_bare_refusal(status: http::StatusCode, body: &[u8]) -> bool {
+    if !status.is_client_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+        return false;
+    }
+    let code = serde_json::from_slice::<serde_json::Value>(body).ok();
+    !code.is_some_and(|v| v.get("error").is_some_and(serde_json::Value::is_string))
 }
 
 impl<'c> AsyncHttpClient<'c> for ProviderHttp {
@@ -94,5 +117,22 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp {
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(self.send(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn a_bare_client_error_is_a_refusal_and_the_rest_is_not() {
+        assert!(is_bare_refusal(StatusCode::BAD_REQUEST, b""));
+        assert!(is_bare_refusal(StatusCode::FORBIDDEN, b"<html>no</html>"));
+        assert!(is_bare_refusal(StatusCode::UNAUTHORIZED, b"{}"));
+        assert!(!is_bare_refusal(StatusCode::BAD_REQUEST, br#"{"error":"invalid_grant"}"#), "the library reads it");
+        assert!(!is_bare_refusal(StatusCode::TOO_MANY_REQUESTS, b""), "429 asks to try later");
+        assert!(!is_bare_refusal(StatusCode::OK, b""));
+        assert!(!is_bare_refusal(StatusCode::BAD_GATEWAY, b""));
     }
 }

@@ -84,3 +84,18 @@ async fn an_outage_keeps_a_valid_client_token_and_is_a_503_once_it_expires() {
     set_outage(&bff.issuer, &bff.client, false).await;
     assert_eq!(http_call(http::Method::GET, &bff.url("/svc/x"), None, &[CSRF]).await.status, 200);
 }
+
+/// A provider that refuses client credentials with a bare 403 (glewlwyd's way): the documented
+/// 502, not an outage; and cloakroom asks again once it is fixed (issue 15, defect 1).
+#[tokio::test]
+async fn a_bare_refusal_of_client_credentials_is_a_502_not_an_outage() {
+    let bff = Bff::start_with(routes()).await;
+    set_token_failure(&bff.issuer, &bff.client, Some("empty-403")).await;
+    let reply = http_call(http::Method::GET, &bff.url("/svc/x"), None, &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (502, Some("provider_error")), "{}", reply.text());
+    assert_eq!(bff.upstream.count(), 0);
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.lines().any(|l| l.starts_with("cloakroom_provider_errors_total{kind=\"refused\"}")), "{metrics}");
+    set_token_failure(&bff.issuer, &bff.client, None).await;
+    assert_eq!(http_call(http::Method::GET, &bff.url("/svc/x"), None, &[CSRF]).await.status, 200);
+}

@@ -161,6 +161,23 @@ async fn a_refused_client_credential_is_the_operators_problem_not_a_logout() {
     assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1);
 }
 
+/// A provider that refuses a revoked grant's refresh with a bare 400 and no body (glewlwyd's
+/// way) has answered: the session ends, instead of getting 503s forever (issue 15, defect 1).
+#[tokio::test]
+async fn a_bare_refusal_of_a_refresh_ends_the_session() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    set_token_failure(&bff.issuer, &bff.client, Some("empty-400")).await;
+    bff.clock.advance(310);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")), "{}", reply.text());
+    assert!(session_cookie(&browser).is_none(), "the cookie was not cleared");
+    assert_eq!(bff.user(&mut browser).await.status, 401);
+    assert_eq!(bff.upstream.count(), 0);
+    set_token_failure(&bff.issuer, &bff.client, None).await;
+}
+
 #[tokio::test]
 async fn without_a_refresh_token_the_session_ends_when_the_access_token_does() {
     let bff = Bff::start_with(BffOptions { refresh_grant: false, ..Default::default() }).await;

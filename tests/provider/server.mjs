@@ -178,7 +178,8 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
 
   server.on('request', async (req, res) => {
     // Test-only failure switch, per client: its token requests get an OAuth error, by default
-    // a 503 `server_error` (an outage), or `error=invalid_client` (401: its credentials refused).
+    // a 503 `server_error` (an outage), or `error=invalid_client` (401: its credentials refused),
+    // or `empty-<status>` (that status, with no body at all).
     if (req.url === '/__test/outage' && req.method === 'POST') {
       const form = await readForm(req);
       if (form.get('on') === 'true') outage.set(form.get('client_id'), form.get('error') || 'server_error');
@@ -188,6 +189,12 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
     }
     if (req.url === '/token' && req.method === 'POST' && outage.has(basicClientId(req))) {
       const error = outage.get(basicClientId(req));
+      // `empty-400`, `empty-403`: a refusal with an empty body, as glewlwyd answers.
+      const bare = /^empty-(\d{3})$/.exec(error);
+      if (bare) {
+        res.writeHead(Number(bare[1]));
+        return res.end();
+      }
       res.writeHead(error === 'invalid_client' ? 401 : 503, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ error, error_description: 'simulated by the test' }));
     }
