@@ -32,8 +32,12 @@ pub fn init(level: &str, json: bool) {
     let _ = if json {
         registry.with(tracing_subscriber::fmt::layer().json().with_target(true)).try_init()
     } else {
+        // Colour only on a terminal: a file or a pipe gets plain text, not escape codes.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         registry
-            .with(tracing_subscriber::fmt::layer().fmt_fields(EscapedFields::default()).with_target(true))
+            .with(
+                tracing_subscriber::fmt::layer().fmt_fields(EscapedFields::default()).with_target(true).with_ansi(ansi),
+            )
             .try_init()
     };
 }

@@ -34,7 +34,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         {
             tracing::warn!(error = %e, "refresh token revocation failed; the session ends anyway");
         }
-        app.sessions.end(&ticket).await?;
+        app.sessions.end_open(&ticket, &session).await?;
         app.metrics.logouts(1);
         id_token_hint = session.id_token.clone();
     }

@@ -175,6 +175,23 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends a session the caller has open, and takes it out of its user's and provider
+    /// session's indexes, so that a back-channel logout arriving for it afterwards (the
+    /// provider's answer to the same sign-out) finds, and counts, nothing.
+    pub async fn end_open(&self, ticket: &SessionTicket, session: &Session) -> Result<(), StoreError> {
+        self.end(ticket).await?;
+        let member = ticket.store_key();
+        for index in self.sealer.index_keys("sub", &session.sub) {
+            self.store.index_remove(&index, &member).await?;
+        }
+        if let Some(sid) = session.sid.as_deref() {
+            for index in self.sealer.index_keys("sid", sid) {
+                self.store.index_remove(&index, &member).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Ends every session of a provider session (`sid`) or, with only `sub`, of a user: what a
     /// back-channel logout asks. Returns how many sessions were ended.
     pub async fn end_matching(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, StoreError> {

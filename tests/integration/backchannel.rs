@@ -96,3 +96,31 @@ async fn the_endpoint_refuses_what_is_not_a_valid_logout_token() {
     assert_eq!(http_call(Method::GET, &url, None, &[]).await.status, 405);
     assert_eq!(bff.user(&mut browser).await.status, 200, "a refused logout token ended a session");
 }
+
+/// Signing out through cloakroom, then at the provider's end-session page it points to: the
+/// provider's back-channel call for the session already ended counts no second logout (issue 15,
+/// defect 4).
+#[tokio::test]
+async fn a_logout_through_cloakroom_and_its_back_channel_echo_count_once() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let logout = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
+    assert_eq!(logout.status, 200);
+    sign_out_at_provider(&mut browser, &bff.issuer).await;
+    let count = || async {
+        let metrics = http_call(Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("cloakroom_logouts_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Give the provider's back-channel call time to arrive.
+    let mut seen = 0.0;
+    for _ in 0..50 {
+        seen = count().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 1.0, "one sign-out counted {seen} times");
+}
