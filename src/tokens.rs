@@ -154,8 +154,7 @@ impl TokenService {
             tracing::debug!(session = %key.log_id(), "a refresh is in progress; going on without it");
             return still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable);
         };
-        let span =
-            tracing::info_span!("refresh", session = %key.log_id(), resource = audience.map(|a| a.resource.as_str()));
+        let span = tracing::info_span!("refresh", session = %key.log_id(), resource = audience.and_then(|a| a.resource.as_deref()));
         let refresh = {
             let (service, sessions, ticket, audience) =
                 (self.clone(), sessions.clone(), ticket.clone(), audience.cloned());
@@ -309,7 +308,7 @@ impl TokenService {
                 let expires_at = Some(expires_at.unwrap_or(now + CLIENT_TOKEN_DEFAULT_LIFETIME));
                 let held = Held { token: token.clone(), expires_at };
                 self.client_tokens.write().unwrap_or_else(|e| e.into_inner()).insert(key, held);
-                tracing::info!(resource = audience.map(|a| a.resource.as_str()), "client token renewed");
+                tracing::info!(resource = audience.and_then(|a| a.resource.as_deref()), "client token renewed");
                 Ok(token)
             }
             Err(OidcError::Rejected(code) | OidcError::ClientRejected(code)) => {
@@ -352,13 +351,19 @@ impl TokenService {
     }
 }
 
+/// Where a session keeps a route's token: by its resource (routes carrying a user's token always
+/// name one when they have an audience; validation sees to it).
+fn resource_key(audience: &Audience) -> &str {
+    audience.resource.as_deref().unwrap_or_default()
+}
+
 /// The token the session holds for `audience`, if any.
 fn held_in(session: &Session, audience: Option<&Audience>) -> Option<Held> {
     match audience {
         None => Some(Held { token: session.access_token.clone(), expires_at: session.access_token_expires_at }),
         Some(audience) => session
             .resource_tokens
-            .get(&audience.resource)
+            .get(resource_key(audience))
             .map(|t| Held { token: t.access_token.clone(), expires_at: t.expires_at }),
     }
 }
@@ -369,7 +374,7 @@ fn held(session: SessionTokens, audience: Option<&Audience>) -> Option<Held> {
         None => Some(Held { token: session.access_token, expires_at: session.access_token_expires_at }),
         Some(audience) => {
             let mut tokens = session.resource_tokens;
-            tokens.remove(&audience.resource).map(|t| Held { token: t.access_token, expires_at: t.expires_at })
+            tokens.remove(resource_key(audience)).map(|t| Held { token: t.access_token, expires_at: t.expires_at })
         }
     }
 }
@@ -385,7 +390,7 @@ fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshe
         Some(audience) => {
             let entry =
                 ResourceToken { access_token: refreshed.access_token, expires_at: refreshed.access_token_expires_at };
-            session.resource_tokens.insert(audience.resource.clone(), entry);
+            session.resource_tokens.insert(resource_key(audience).to_string(), entry);
         }
     }
     if let Some(rotated) = refreshed.refresh_token {

@@ -260,7 +260,8 @@ pub struct RouteConfig {
 /// An RFC 8707 resource indicator and the scopes requested with it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Audience {
-    pub resource: String,
+    /// `None` only for a `client` route asking for scopes alone.
+    pub resource: Option<String>,
     pub scopes: Vec<String>,
 }
 

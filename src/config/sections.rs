@@ -185,8 +185,10 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
 /// refresh can narrow a grant, never widen it.
 pub(super) fn widen_for_routes(oidc: &mut OidcConfig, routes: &[RouteConfig]) {
     for audience in routes.iter().filter_map(|r| r.audience.as_ref()) {
-        if !oidc.authorization_resources.contains(&audience.resource) {
-            oidc.authorization_resources.push(audience.resource.clone());
+        if let Some(resource) = &audience.resource
+            && !oidc.authorization_resources.contains(resource)
+        {
+            oidc.authorization_resources.push(resource.clone());
         }
         for scope in &audience.scopes {
             if !oidc.scopes.contains(scope) {
@@ -464,11 +466,19 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
                 if policy == TokenPolicy::None {
                     check.fail(key("resource"), "has no meaning with token = \"none\"");
                 }
-                Some(Audience { resource: resource.to_string(), scopes: route.scopes.clone() })
+                Some(Audience { resource: Some(resource.to_string()), scopes: route.scopes.clone() })
+            }
+            // cloakroom's own token may be asked for scopes alone (some providers require a
+            // scope on client credentials); a user's token for a route needs its resource.
+            None if !route.scopes.is_empty() && policy == TokenPolicy::Client => {
+                Some(Audience { resource: None, scopes: route.scopes.clone() })
             }
             None => {
                 if !route.scopes.is_empty() {
-                    check.fail(key("scopes"), "needs a resource (RFC 8707) to ask them for");
+                    check.fail(
+                        key("scopes"),
+                        "needs a resource (RFC 8707) to ask them for (scopes alone: only with token = \"client\")",
+                    );
                 }
                 None
             }
@@ -517,4 +527,21 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
     }
 
     routes
+}
+
+/// When routes name resources (RFC 8707), the sign-in asks for all of them, and a provider may
+/// then give the sign-in's own token any of their audiences: the routes that carry that token
+/// would forward a token meant for another API. So `oidc.resource` (their audience) must be set.
+pub(super) fn default_audience(check: &mut Check, default_resource: Option<&str>, routes: &[RouteConfig]) {
+    let carries_user_token =
+        |r: &&RouteConfig| matches!(r.policy, TokenPolicy::User | TokenPolicy::UserOrNone | TokenPolicy::UserOrClient);
+    let names_resources = routes.iter().any(|r| r.audience.as_ref().is_some_and(|a| a.resource.is_some()));
+    let default_carried = routes.iter().filter(carries_user_token).any(|r| r.audience.is_none());
+    if default_resource.is_none() && names_resources && default_carried {
+        check.fail(
+            "oidc.resource",
+            "is required when routes name a resource: it is the audience of the token the routes without one \
+             carry, which a provider would otherwise be free to give another API's audience",
+        );
+    }
 }

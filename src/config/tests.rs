@@ -330,3 +330,31 @@ fn the_forwarding_header_and_public_host_are_typed_and_named_in_errors() {
         Config::from_toml(MINIMAL, env(&[("CLOAKROOM_SERVER__TRUSTED_PROXY_HEADER", "x-real-ip")])).unwrap_err();
     assert_eq!(keys(&errors), ["server.trusted_proxy_header"], "{errors}");
 }
+
+#[test]
+fn route_scopes_and_resources_keep_each_api_its_own_audience() {
+    let route = |extra: &str| format!("[[routes]]\nprefix = \"/{extra}/\"\nupstream = \"http://127.0.0.1:1/\"\n");
+    // Scopes alone: for cloakroom's own token only.
+    let client = format!("{MINIMAL}{}token = \"client\"\nscopes = [\"svc\"]\n", route("svc"));
+    let config = Config::from_toml(&client, env(&[])).unwrap();
+    let audience = config.routes[0].audience.as_ref().expect("an audience");
+    assert_eq!((audience.resource.as_deref(), audience.scopes.as_slice()), (None, &["svc".to_string()][..]));
+    assert!(!config.oidc.scopes.contains(&String::new()));
+    let user = format!("{MINIMAL}{}scopes = [\"svc\"]\n", route("user"));
+    assert_eq!(keys(&Config::from_toml(&user, env(&[])).unwrap_err()), ["routes[0].scopes"]);
+    // A route naming a resource beside one carrying the sign-in's own token: that token's
+    // audience must be named, or a provider may give it the other API's.
+    let mixed = format!("{MINIMAL}{}resource = \"https://orders.example\"\n{}", route("orders"), route("api"));
+    assert_eq!(keys(&Config::from_toml(&mixed, env(&[])).unwrap_err()), ["oidc.resource"]);
+    let named =
+        mixed.replace("client_secret = \"s3cret\"", "client_secret = \"s3cret\"\nresource = \"https://api.example\"");
+    let config = Config::from_toml(&named, env(&[])).unwrap();
+    assert_eq!(config.oidc.authorization_resources, ["https://api.example", "https://orders.example"]);
+    // Only routes with resources, or the default routes carrying no user token: nothing to name.
+    let only = format!(
+        "{MINIMAL}{}resource = \"https://orders.example\"\n{}token = \"none\"\n",
+        route("orders"),
+        route("open")
+    );
+    assert!(Config::from_toml(&only, env(&[])).is_ok());
+}

@@ -328,9 +328,7 @@ impl Provider {
     /// sign-in's default resource (`oidc.resource`) when the route names none.
     fn audience_params(&self, audience: Option<&crate::config::Audience>) -> (Option<String>, Vec<Scope>) {
         match audience {
-            Some(audience) => {
-                (Some(audience.resource.clone()), audience.scopes.iter().cloned().map(Scope::new).collect())
-            }
+            Some(audience) => (audience.resource.clone(), audience.scopes.iter().cloned().map(Scope::new).collect()),
             None => (self.config.resource.clone(), Vec::new()),
         }
     }

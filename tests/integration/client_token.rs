@@ -99,3 +99,22 @@ async fn a_bare_refusal_of_client_credentials_is_a_502_not_an_outage() {
     set_token_failure(&bff.issuer, &bff.client, None).await;
     assert_eq!(http_call(http::Method::GET, &bff.url("/svc/x"), None, &[CSRF]).await.status, 200);
 }
+
+/// A `client` route may ask for scopes without a resource (providers such as glewlwyd require a
+/// scope on client credentials): the token comes with them (issue 15, defect 2).
+#[tokio::test]
+async fn a_client_route_asks_for_scopes_without_a_resource() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/scoped/\"\nupstream = \"{upstream}/api/\"\ntoken = \"client\"\n\
+                       scopes = [\"api:read\"]\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let reply = http_call(http::Method::GET, &bff.url("/scoped/x"), None, &[CSRF]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let claims = last_token_claims(&bff);
+    assert_eq!(claims["client_id"], bff.client.client_id);
+    let scope = claims["scope"].as_str().unwrap_or_default();
+    assert!(scope.split(' ').any(|s| s == "api:read"), "{claims}");
+}
