@@ -223,6 +223,7 @@ mod tests {
             audience: None,
             max_body: 1 << 30,
             tls: crate::tls::system_client_config(),
+            methods: None,
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
     }

@@ -255,6 +255,22 @@ pub struct RouteConfig {
     pub max_body: u64,
     /// TLS towards the upstream: its CAs, and a client certificate for mutual TLS.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The methods this route forwards; `None`: every method (but `CONNECT` and `TRACE`, which
+    /// no route forwards).
+    pub methods: Option<MethodAllowlist>,
+}
+
+/// A route's methods, and the `Allow` header a refusal carries.
+#[derive(Debug, Clone)]
+pub struct MethodAllowlist {
+    pub methods: Vec<http::Method>,
+    pub allow: http::HeaderValue,
+}
+
+impl MethodAllowlist {
+    pub fn permits(&self, method: &http::Method) -> bool {
+        self.methods.contains(method)
+    }
 }
 
 /// An RFC 8707 resource indicator and the scopes requested with it.

@@ -224,6 +224,9 @@ pub struct RawRoute {
     pub prefix: String,
     #[serde(default)]
     pub upstream: String,
+    /// Empty: every method.
+    #[serde(default, deserialize_with = "flexible::string_list")]
+    pub methods: Vec<String>,
     #[serde(default)]
     pub token: super::TokenPolicy,
     #[serde(default = "default_connect_timeout")]

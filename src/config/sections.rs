@@ -483,6 +483,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
                 None
             }
         };
+        let methods = methods(check, &key("methods"), &route.methods);
         let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
@@ -523,6 +524,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
             audience,
             max_body,
             tls,
+            methods,
         });
     }
 
@@ -544,4 +546,26 @@ pub(super) fn default_audience(check: &mut Check, default_resource: Option<&str>
              carry, which a provider would otherwise be free to give another API's audience",
         );
     }
+}
+
+/// A route's `methods`: HTTP method names (any case), never `CONNECT` or `TRACE`.
+fn methods(check: &mut Check, key: &str, names: &[String]) -> Option<MethodAllowlist> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut methods: Vec<http::Method> = Vec::new();
+    for name in names {
+        let upper = name.trim().to_ascii_uppercase();
+        match http::Method::from_bytes(upper.as_bytes()) {
+            Ok(method) if method == http::Method::CONNECT || method == http::Method::TRACE => {
+                check.fail(key, format!("{upper} is never forwarded"));
+            }
+            Ok(method) if !methods.contains(&method) => methods.push(method),
+            Ok(_) => {}
+            Err(_) => check.fail(key, format!("{name:?} is not an HTTP method")),
+        }
+    }
+    let text = methods.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
+    let allow = HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
+    Some(MethodAllowlist { methods, allow })
 }

@@ -358,3 +358,18 @@ fn route_scopes_and_resources_keep_each_api_its_own_audience() {
     );
     assert!(Config::from_toml(&only, env(&[])).is_ok());
 }
+
+#[test]
+fn route_methods_are_http_methods_and_never_connect_or_trace() {
+    let route = |methods: &str| {
+        format!("{MINIMAL}[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:1/\"\nmethods = {methods}\n")
+    };
+    let config = Config::from_toml(&route("[\"get\", \"POST\", \"GET\"]"), env(&[])).unwrap();
+    let allowed = config.routes[0].methods.as_ref().unwrap();
+    assert_eq!(allowed.allow, "GET, POST");
+    assert!(allowed.permits(&http::Method::POST) && !allowed.permits(&http::Method::DELETE));
+    assert!(Config::from_toml(&route("[]"), env(&[])).unwrap().routes[0].methods.is_none());
+    for bad in ["[\"TRACE\"]", "[\"CONNECT\"]", "[\"G E T\"]"] {
+        assert_eq!(keys(&Config::from_toml(&route(bad), env(&[])).unwrap_err()), ["routes[0].methods"], "{bad}");
+    }
+}

@@ -27,7 +27,15 @@ pub use headers::{strip_hop_by_hop, strip_own_cookies};
 pub use websocket::is_upgrade as is_websocket_upgrade;
 
 pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
-    let route = &app.config.routes[route_index];
+    let Some(route) = app.config.routes.get(route_index) else { return ApiError::NotFound.response() };
+    // A method the route does not forward: 405 naming the ones it does, before anything else.
+    if let Some(allowed) = &route.methods
+        && !allowed.permits(request.method())
+    {
+        let mut response = ApiError::MethodNotAllowed.response();
+        response.headers_mut().insert(http::header::ALLOW, allowed.allow.clone());
+        return response;
+    }
     // A WebSocket handshake cannot carry the anti-CSRF header: the browser's Origin must vouch.
     let guard = if websocket::is_upgrade(request.headers()) {
         app.csrf.websocket(request.headers())

@@ -389,3 +389,26 @@ async fn during_the_shutdown_delay_keep_alive_clients_are_asked_to_leave() {
     assert!(String::from_utf8_lossy(&answer).to_ascii_lowercase().contains("connection: close"));
     stopping.await.unwrap();
 }
+
+/// A route's method allowlist (issue 16, item 2): anything else is a 405 naming what is allowed,
+/// and nothing reaches the upstream.
+#[tokio::test]
+async fn a_routes_method_allowlist_refuses_the_rest_with_405() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/ro/\"\nupstream = \"{upstream}/api/\"\ntoken = \"none\"\n\
+                       methods = [\"GET\", \"head\"]\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(http_call(Method::GET, &bff.url("/ro/x"), None, &[CSRF]).await.status, 200);
+    let count = bff.upstream.count();
+    for method in [Method::POST, Method::DELETE, Method::PUT, Method::PATCH, Method::OPTIONS] {
+        let reply = http_call(method.clone(), &bff.url("/ro/x"), None, &[CSRF]).await;
+        assert_eq!((reply.status, reply.json()["error"].as_str()), (405, Some("method_not_allowed")), "{method}");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+    assert_eq!(bff.upstream.count(), count, "a refused method reached the upstream");
+    // Other routes keep every method.
+    assert_eq!(http_call(Method::DELETE, &bff.url("/api/x"), None, &[CSRF]).await.status, 401);
+}
