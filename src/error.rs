@@ -159,6 +159,11 @@ pub enum LoginError {
     UnknownState,
     /// The callback lacks `code` or carries something malformed.
     BadCallback(&'static str),
+    /// `/bff/login` was asked for something it does not pass on (a sign-in parameter not
+    /// allowed, or with a value the provider must not be sent).
+    BadRequest(String),
+    /// `max_age` was asked, and the provider's `auth_time` is missing or older.
+    AuthenticationTooOld,
     /// The callback's `iss` names another issuer (mix-up defence, RFC 9207).
     IssuerMismatch,
     /// The provider refused the code (replayed, expired, PKCE mismatch).
@@ -185,6 +190,12 @@ impl LoginError {
                 "This sign-in link has expired, was already used, or was started in another browser.",
             ),
             BadCallback(_) => (StatusCode::BAD_REQUEST, "The sign-in response was incomplete or malformed."),
+            BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "This sign-in link asks for something this site does not allow.")
+            }
+            AuthenticationTooOld => {
+                (StatusCode::BAD_REQUEST, "The identity provider did not confirm a recent enough sign-in.")
+            }
             IssuerMismatch => {
                 (StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected identity provider.")
             }
@@ -285,6 +296,8 @@ mod tests {
             ProviderDenied { error: "server_error".into() },
             UnknownState,
             BadCallback("x"),
+            BadRequest("prompt".into()),
+            AuthenticationTooOld,
             IssuerMismatch,
             CodeRejected,
             InvalidIdToken,

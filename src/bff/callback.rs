@@ -7,7 +7,7 @@
 //! our own page, the browser sends the new `SameSite=Strict` cookie, which it would not do at the
 //! end of the provider's cross-site redirect chain.
 
-use super::{add_cookie, query_param};
+use super::{add_cookie, login_params, query_param};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
 use crate::forwarded::ClientAddr;
@@ -46,6 +46,15 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     };
     if let Some(error) = error {
         tracing::info!(error = %error.chars().take(64).collect::<String>(), "the provider refused the login");
+        if pending.silent {
+            // A silent sign-in (prompt=none) that did not happen: back to the app, which reads
+            // the marker and carries on signed out, instead of an error page.
+            app.metrics.login(false);
+            let target = login_params::with_marker(&pending.return_to, login_params::silent_failure_code(&error));
+            let mut response = super::redirect(&target);
+            clear_login_cookie(&mut response, app, &state);
+            return response;
+        }
         return fail(LoginError::ProviderDenied { error });
     }
     if !app.provider.callback_issuer_ok(iss.as_deref()) {
@@ -62,6 +71,19 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
             return fail(LoginError::from(e));
         }
     };
+    // max_age asked: the provider must show an authentication at least that recent.
+    if let Some(max_age) = pending.max_age {
+        let skew = app.config.oidc.clock_skew.as_secs();
+        let recent = tokens
+            .claims
+            .get("auth_time")
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|at| app.sessions.now().saturating_sub(at) <= max_age.saturating_add(skew));
+        if !recent {
+            tracing::warn!(max_age, "the ID token's auth_time is missing or older than max_age");
+            return fail(LoginError::AuthenticationTooOld);
+        }
+    }
     // Rotation at login: whatever session this browser had ends here.
     if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await
         && let Err(e) = app.sessions.end(&old).await

@@ -27,10 +27,17 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     };
     let remember = app.config.session.allow_remember
         && query_param(request.uri().query(), "remember").is_ok_and(|v| v.as_deref() == Some("1"));
+    let params = match super::login_params::parse(request.uri().query(), &app.config.oidc.login_params) {
+        Ok(params) => params,
+        Err(reason) => {
+            tracing::info!(%reason, "sign-in parameters refused");
+            return LoginError::BadRequest(reason).response(&retry_href(&return_to));
+        }
+    };
     let state = random_token();
     let nonce = Secret::new(random_token());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let url = match app.provider.authorization_url(&state, &nonce, challenge) {
+    let url = match app.provider.authorization_url(&state, &nonce, challenge, &params.pairs) {
         Ok(url) => url,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a login");
@@ -43,6 +50,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         return_to,
         remember,
         expires_at: 0,
+        silent: params.silent,
+        max_age: params.max_age,
     };
     // A return path whose sealed login cookie would be too large for browsers (quotes escape
     // to twice their size) falls back to `/`, like any other unusable return path.

@@ -5,6 +5,7 @@
 mod backchannel;
 mod callback;
 pub(crate) mod login;
+pub(crate) mod login_params;
 mod logout;
 pub mod sessions;
 mod user;
@@ -48,6 +49,16 @@ pub(crate) async fn signed_in(app: &App, headers: &http::HeaderMap) -> Result<(S
         Lookup::None => Err(ApiError::Unauthenticated),
         Lookup::Stale => Err(ApiError::StaleSession),
     }
+}
+
+/// A `302` to a same-origin path of ours (a validated return path); a target that cannot be a
+/// header value goes to `/`.
+pub(crate) fn redirect(target: &str) -> Response<Body> {
+    let mut response = Response::new(crate::respond::empty());
+    *response.status_mut() = http::StatusCode::FOUND;
+    let location = HeaderValue::try_from(target).unwrap_or(HeaderValue::from_static("/"));
+    response.headers_mut().insert(http::header::LOCATION, location);
+    response
 }
 
 /// Adds a `Set-Cookie` (responses may carry several).

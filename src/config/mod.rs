@@ -133,6 +133,8 @@ pub struct OidcConfig {
     /// After a refresh whose answer never came, the session's refresh token is not sent again
     /// for this long (it may already be rotated at the provider).
     pub refresh_retry_backoff: Duration,
+    /// Sign-in parameters `/bff/login` passes on from the page (`prompt`, `max_age`, …).
+    pub login_params: Vec<String>,
     /// RFC 8707 audience of the sign-in's own access token (used by routes without `resource`).
     pub resource: Option<String>,
     /// Derived: every resource the authorization request names (the default and each route's).
@@ -259,6 +261,9 @@ pub struct RouteConfig {
     /// no route forwards).
     pub methods: Option<MethodAllowlist>,
 }
+
+/// The sign-in parameters `oidc.login_params` may allow the page to pass, as providers spell them.
+pub const LOGIN_PARAM_NAMES: [&str; 5] = ["prompt", "max_age", "acr_values", "login_hint", "ui_locales"];
 
 /// A route's methods, and the `Allow` header a refusal carries.
 #[derive(Debug, Clone)]

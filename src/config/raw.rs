@@ -108,6 +108,8 @@ pub struct RawOidc {
     pub refresh_margin: String,
     pub refresh_timeout: String,
     pub refresh_retry_backoff: String,
+    #[serde(deserialize_with = "flexible::string_list")]
+    pub login_params: Vec<String>,
     pub resource: Option<String>,
 }
 
@@ -134,6 +136,7 @@ impl Default for RawOidc {
             refresh_margin: "30s".into(),
             refresh_timeout: "60s".into(),
             refresh_retry_backoff: "5m".into(),
+            login_params: Vec::new(),
             resource: None,
         }
     }

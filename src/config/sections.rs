@@ -152,6 +152,13 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
     if let Some(resource) = &default_resource {
         check.resource("oidc.resource", resource);
     }
+    for (i, name) in raw.login_params.iter().enumerate() {
+        if !LOGIN_PARAM_NAMES.contains(&name.as_str()) {
+            check.fail(format!("oidc.login_params[{i}]"), format!("{name:?} is not one of {:?}", LOGIN_PARAM_NAMES));
+        } else if raw.extra_auth_params.contains_key(name) {
+            check.fail(format!("oidc.login_params[{i}]"), format!("{name} is also set in oidc.extra_auth_params"));
+        }
+    }
     if raw.logout_id_token_hint {
         check.warn("oidc.logout_id_token_hint = true: the ID token is sent to the browser in the logout URL (the one place a token crosses to the browser)");
     }
@@ -176,6 +183,7 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         refresh_margin,
         refresh_timeout: refresh_timeout.max(oidc_timeout),
         refresh_retry_backoff,
+        login_params: raw.login_params,
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
     })

@@ -296,11 +296,13 @@ impl Provider {
     }
 
     /// The URL to send the browser to: code flow, PKCE S256, `state` and `nonce` always.
+    /// `extra`: the sign-in parameters the page passed, already validated.
     pub fn authorization_url(
         &self,
         state: &str,
         nonce: &Secret,
         pkce_challenge: PkceCodeChallenge,
+        extra: &[(&'static str, String)],
     ) -> Result<Url, OidcError> {
         let discovered = self.ready()?;
         let state = CsrfToken::new(state.to_string());
@@ -315,6 +317,9 @@ impl Provider {
         }
         for (name, value) in &self.config.extra_auth_params {
             request = request.add_extra_param(name.clone(), value.clone());
+        }
+        for (name, value) in extra {
+            request = request.add_extra_param(*name, value.clone());
         }
         // RFC 8707: one `resource` parameter per audience any route will need.
         for resource in &self.config.authorization_resources {

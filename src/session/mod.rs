@@ -152,6 +152,12 @@ pub struct PendingLogin {
     pub remember: bool,
     /// Unix seconds.
     pub expires_at: u64,
+    /// `prompt=none`: a failure returns to the app with a marker, not to an error page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
+    /// `max_age` was asked: the ID token's `auth_time` must be this recent (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
 }
 
 /// A sealed record and the metadata the store needs to expire it without opening it.

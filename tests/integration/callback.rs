@@ -204,3 +204,68 @@ async fn a_pending_login_expires() {
     let reply = browser.get(&callback, &[]).await;
     assert_refused(&bff, &browser, &reply, 400).await;
 }
+
+fn with_login_params() -> BffOptions {
+    BffOptions { oidc_toml: "login_params = [\"prompt\", \"max_age\", \"login_hint\"]".into(), ..Default::default() }
+}
+
+/// Sign-in parameters pass only when allowed, with valid values (issue 16, item 3).
+#[tokio::test]
+async fn login_parameters_pass_only_when_allowed_and_valid() {
+    let closed = Bff::start().await;
+    let mut browser = Browser::new();
+    let reply = browser.get(&closed.url("/bff/login?prompt=login&returnUrl=%2F"), &[]).await;
+    assert_eq!(reply.status, 400, "a parameter not allowed passed");
+    assert!(reply.header("content-type").unwrap().starts_with("text/html"));
+    assert!(reply.set_cookies().is_empty(), "a login was started anyway");
+
+    let open = Bff::start_with(with_login_params()).await;
+    let reply = browser.get(&open.url("/bff/login?login_hint=alice&max_age=600&returnUrl=%2F"), &[]).await;
+    assert_eq!(reply.status, 302);
+    let authorize = url::Url::parse(reply.location().unwrap()).unwrap();
+    let params: std::collections::HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    assert_eq!((params["login_hint"].as_str(), params["max_age"].as_str()), ("alice", "600"));
+    for bad in ["prompt=none%20login", "max_age=soon", "login_hint=a%0Ab", "ui_locales=fr"] {
+        let reply = browser.get(&open.url(&format!("/bff/login?{bad}")), &[]).await;
+        assert_eq!(reply.status, 400, "{bad}");
+    }
+}
+
+/// `prompt=none` that fails comes back to the app with a marker, never an error page, and
+/// creates nothing.
+#[tokio::test]
+async fn a_silent_sign_in_that_fails_returns_to_the_app_with_a_marker() {
+    let bff = Bff::start_with(with_login_params()).await;
+    let mut browser = Browser::new();
+    let start = browser.get(&bff.url("/bff/login?prompt=none&returnUrl=%2Fapp%3Fx%3D1"), &[]).await;
+    assert_eq!(start.status, 302);
+    let callback_prefix = bff.url("/bff/callback");
+    let (callback, _) = browser.follow(start.location().unwrap(), |u| u.starts_with(&callback_prefix)).await;
+    assert!(callback.starts_with(&callback_prefix), "the provider did not come back: {callback}");
+    assert!(callback.contains("error=login_required"), "{callback}");
+    let reply = browser.get(&callback, &[]).await;
+    assert_eq!(reply.status, 302, "{}", reply.text());
+    assert_eq!(reply.location(), Some("/app?x=1&login_error=login_required"));
+    assert!(session_cookie(&browser).is_none());
+    assert!(!browser.cookie_names().iter().any(|n| n.starts_with("__Host-cloakroom-login-")), "login cookie left");
+    assert_eq!(bff.session_count().await, 0);
+}
+
+/// `max_age` asked: a sign-in whose `auth_time` is older than that is refused (the clock is
+/// cloakroom's injected one, five minutes ahead of the provider's).
+#[tokio::test]
+async fn max_age_is_checked_against_auth_time() {
+    let bff = Bff::start_with(with_login_params()).await;
+    let mut fresh = Browser::new();
+    let callback = bff.authorize_from(&mut fresh, "bob", "/bff/login?max_age=60&returnUrl=%2F").await;
+    assert_eq!(fresh.get(&callback, &[]).await.status, 200, "a recent sign-in was refused");
+
+    let mut browser = Browser::new();
+    let callback = bff.authorize_from(&mut browser, "alice", "/bff/login?max_age=60&returnUrl=%2F").await;
+    bff.clock.advance(300);
+    let reply = browser.get(&callback, &[]).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("recent enough"), "{}", reply.text());
+    assert!(session_cookie(&browser).is_none());
+    assert_eq!(bff.session_count().await, 1, "only bob's session exists");
+}
