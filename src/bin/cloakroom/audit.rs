@@ -118,24 +118,9 @@ impl Auditor {
             request = request.header(*name, *value);
         }
         let request = request.body(empty()).map_err(|e| e.to_string())?;
-        let response =
-            self.options.client.send(request, Duration::from_secs(10)).await.map_err(|e| format!("{url}: {e}"))?;
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
-            .await
-            .map_err(|_| format!("{url}: body timed out"))?
-            .map_err(|e| format!("{url}: {e}"))?
-            .to_bytes();
-        let body = String::from_utf8_lossy(&body[..body.len().min(1 << 20)]).into_owned();
-        for (name, value) in &parts.headers {
-            self.received.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
-        }
-        self.received.push_str(&body);
-        Ok(Answer { status: parts.status, headers: parts.headers, body })
+        self.exchange(request, url.as_str()).await
     }
-}
 
-impl Auditor {
     /// Like [`Auditor::call`], with the path sent byte for byte: no URL parser may normalise
     /// the dot segments being probed.
     async fn call_raw(&mut self, method: Method, path: &str, headers: &[(&str, &[u8])]) -> Result<Answer, String> {
@@ -146,15 +131,24 @@ impl Auditor {
             request = request.header(*name, value);
         }
         let request = request.body(empty()).map_err(|e| format!("{uri}: {e}"))?;
+        self.exchange(request, &uri).await
+    }
+
+    /// Sends `request`, reads its answer (bounded), and keeps every byte received for the
+    /// token scan at the end.
+    async fn exchange(&mut self, request: Request<cloakroom::respond::Body>, label: &str) -> Result<Answer, String> {
         let response =
-            self.options.client.send(request, Duration::from_secs(10)).await.map_err(|e| format!("{uri}: {e}"))?;
+            self.options.client.send(request, Duration::from_secs(10)).await.map_err(|e| format!("{label}: {e}"))?;
         let (parts, body) = response.into_parts();
         let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
             .await
-            .map_err(|_| format!("{uri}: body timed out"))?
-            .map_err(|e| format!("{uri}: {e}"))?
+            .map_err(|_| format!("{label}: body timed out"))?
+            .map_err(|e| format!("{label}: {e}"))?
             .to_bytes();
         let body = String::from_utf8_lossy(&body[..body.len().min(1 << 20)]).into_owned();
+        for (name, value) in &parts.headers {
+            self.received.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+        }
         self.received.push_str(&body);
         Ok(Answer { status: parts.status, headers: parts.headers, body })
     }
