@@ -44,7 +44,16 @@ pub async fn handle(
 /// The request's session, or why there is none (a cookie that opened nothing is a
 /// [`ApiError::StaleSession`], whose answer deletes it).
 pub(crate) async fn signed_in(app: &App, headers: &http::HeaderMap) -> Result<(SessionTicket, Box<Session>), ApiError> {
-    match app.sessions.lookup(headers).await? {
+    signed_in_sliding(app, headers, true).await
+}
+
+/// [`signed_in`], choosing whether the look counts as a use of the session (`slide`).
+pub(crate) async fn signed_in_sliding(
+    app: &App,
+    headers: &http::HeaderMap,
+    slide: bool,
+) -> Result<(SessionTicket, Box<Session>), ApiError> {
+    match app.sessions.lookup_whole(headers, slide).await? {
         Lookup::Found(ticket, session) => Ok((ticket, session)),
         Lookup::None => Err(ApiError::Unauthenticated),
         Lookup::Stale => Err(ApiError::StaleSession),

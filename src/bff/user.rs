@@ -1,8 +1,10 @@
-//! `GET /bff/user`: who is signed in. Claims and session times, never a token.
+//! `GET /bff/user`: who is signed in. Claims and session times, never a token. With
+//! `?slide=false` the question does not count as a use: a polling SPA still idles out.
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::respond::{Body, json};
+use crate::session::SessionStore;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -12,8 +14,15 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         return Err(ApiError::MethodNotAllowed);
     }
     app.csrf.check(request.headers())?;
-    let (_, session) = super::signed_in(app, request.headers()).await?;
-    let idle_expires_at = app.sessions.now() + app.config.session.idle_timeout.as_secs();
+    // `?slide=false`: an SPA polling "am I still signed in?" does not keep the session alive.
+    let slide = super::query_param(request.uri().query(), "slide").ok().flatten().as_deref() != Some("false");
+    let (ticket, session) = super::signed_in_sliding(app, request.headers(), slide).await?;
+    let last_use = if slide {
+        app.sessions.now()
+    } else {
+        app.sessions.store().last_seen(&ticket.store_key()).await?.unwrap_or_else(|| app.sessions.now())
+    };
+    let idle_expires_at = last_use + app.config.session.idle_timeout.as_secs();
     Ok(json(
         StatusCode::OK,
         &json!({

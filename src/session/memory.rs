@@ -170,6 +170,15 @@ impl SessionStore for MemoryStore {
         Ok(Some(entry.sealed.clone()))
     }
 
+    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        // moka's own timer (a backstop) moves on a read; the idle deadline is `last_seen`'s,
+        // which a peek leaves alone.
+        let Some(entry) = self.sessions.get(key).await else { return Ok(None) };
+        let last_seen = entry.last_seen.load(Ordering::Relaxed);
+        let live = now < entry.expires_at && now.saturating_sub(last_seen) < self.idle_secs;
+        Ok(live.then(|| entry.sealed.clone()))
+    }
+
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
         let entry = Entry { sealed: record.sealed, expires_at: record.expires_at, last_seen: AtomicU64::new(now) };
         self.sessions.insert(key, Arc::new(entry)).await;

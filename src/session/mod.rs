@@ -188,6 +188,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session's sealed record, sliding its idle deadline; `None` when absent, idle for too
     /// long, or past its absolute expiry.
     fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    /// Like `load`, without counting it as a use: the idle deadline does not slide (an SPA
+    /// polling "am I still signed in?" must still idle out).
+    fn peek(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
     fn save(
         &self,
         key: StoreKey,

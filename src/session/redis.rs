@@ -36,6 +36,7 @@ struct Inner {
     connecting: tokio::sync::Mutex<()>,
     healthy: AtomicBool,
     load: Script,
+    peek: Script,
     take_index: Script,
     unlock: Script,
     replace: Script,
@@ -60,6 +61,15 @@ if now >= e or now - l >= idle then
 end
 if now > l then redis.call('HSET', KEYS[1], 'l', ARGV[1]) end
 redis.call('EXPIRE', KEYS[1], math.min(idle, e - now) + 1)
+return v[1]
+";
+
+/// Reads a session without sliding its idle deadline. KEYS[1] the session; ARGV: now, idle.
+const PEEK: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'r', 'e', 'l')
+if not v[1] then return false end
+local now, e, l, idle = tonumber(ARGV[1]), tonumber(v[2]), tonumber(v[3]), tonumber(ARGV[2])
+if now >= e or now - l >= idle then return false end
 return v[1]
 ";
 
@@ -102,6 +112,7 @@ impl RedisStore {
                 connecting: tokio::sync::Mutex::new(()),
                 healthy: AtomicBool::new(false),
                 load: Script::new(LOAD),
+                peek: Script::new(PEEK),
                 take_index: Script::new(TAKE_INDEX),
                 unlock: Script::new(UNLOCK),
                 replace: Script::new(REPLACE),
@@ -223,6 +234,17 @@ impl SessionStore for RedisStore {
         let record: Option<Vec<u8>> =
             self.run(|mut conn| async move {
                 self.inner.load.key(redis_key).arg(now).arg(idle).invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(record.map(Bytes::from))
+    }
+
+    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        let redis_key = self.key("s", key);
+        let idle = self.idle_secs();
+        let record: Option<Vec<u8>> =
+            self.run(|mut conn| async move {
+                self.inner.peek.key(redis_key).arg(now).arg(idle).invoke_async(&mut conn).await
             })
             .await?;
         Ok(record.map(Bytes::from))

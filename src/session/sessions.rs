@@ -75,7 +75,13 @@ impl Sessions {
     }
 
     pub async fn lookup(&self, headers: &HeaderMap) -> Result<Lookup, StoreError> {
-        Ok(match self.lookup_as::<Session>(headers).await? {
+        self.lookup_whole(headers, true).await
+    }
+
+    /// Like [`Sessions::lookup`]; with `slide` false, the look does not count as a use (the
+    /// idle deadline stays where it was).
+    pub async fn lookup_whole(&self, headers: &HeaderMap, slide: bool) -> Result<Lookup, StoreError> {
+        Ok(match self.lookup_as::<Session>(headers, slide).await? {
             Lookup::Found(ticket, session) => Lookup::Found(ticket, Box::new(session)),
             Lookup::Stale => Lookup::Stale,
             Lookup::None => Lookup::None,
@@ -84,10 +90,10 @@ impl Sessions {
 
     /// Like [`Sessions::lookup`], decoding only the tokens: what every proxied call needs.
     pub async fn lookup_tokens(&self, headers: &HeaderMap) -> Result<Lookup<SessionTokens>, StoreError> {
-        self.lookup_as(headers).await
+        self.lookup_as(headers, true).await
     }
 
-    async fn lookup_as<S: SessionView>(&self, headers: &HeaderMap) -> Result<Lookup<S>, StoreError> {
+    async fn lookup_as<S: SessionView>(&self, headers: &HeaderMap, slide: bool) -> Result<Lookup<S>, StoreError> {
         let Some(value) = cookie::find(headers, self.cookies.name()) else {
             return Ok(Lookup::None);
         };
@@ -95,7 +101,9 @@ impl Sessions {
             return Ok(Lookup::Stale);
         };
         let now = self.clock.now();
-        let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else {
+        let key = ticket.store_key();
+        let sealed = if slide { self.store.load(&key, now).await? } else { self.store.peek(&key, now).await? };
+        let Some(sealed) = sealed else {
             return Ok(Lookup::Stale);
         };
         let Some(session) = self.sealer.open_session_as::<S>(&ticket, &sealed) else {

@@ -72,6 +72,9 @@ impl SessionStore for Store {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
         dispatch!(self, s => s.load(key, now))
     }
+    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+        dispatch!(self, s => s.peek(key, now))
+    }
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
         dispatch!(self, s => s.save(key, record, now))
     }

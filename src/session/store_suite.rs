@@ -38,6 +38,7 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     index_lists_members_once_and_take_empties_it(&fresh()).await;
     index_keeps_live_members_up_to_the_cap_oldest_out_first(&fresh()).await;
     a_lease_is_held_by_one_until_released_or_expired(&fresh()).await;
+    a_peek_is_not_a_use(&fresh()).await;
     last_seen_reports_use_without_being_use(&fresh()).await;
 }
 
@@ -207,4 +208,20 @@ async fn a_lease_is_held_by_one_until_released_or_expired<S: SessionStore>(s: &S
     let after = s.try_lease(&key(7), ttl).await.unwrap().expect("an expired lease is free");
     assert_ne!(after, again);
     s.release_lease(&key(8), other).await.unwrap();
+}
+
+async fn a_peek_is_not_a_use<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    s.save(key(1), record(b"one", T0 + 3600), T0).await.unwrap();
+    // Idle timeout 600 s: peeks at 300 and 500 do not move it...
+    assert_eq!(s.peek(&key(1), T0 + 300).await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert!(s.peek(&key(1), T0 + 500).await.unwrap().is_some());
+    assert_eq!(s.peek(&key(1), T0 + 600).await.unwrap(), None, "a peek slid the idle deadline");
+    assert_eq!(s.load(&key(1), T0 + 600).await.unwrap(), None);
+    // ...while a load does.
+    s.save(key(2), record(b"two", T0 + 3600), T0).await.unwrap();
+    assert!(s.load(&key(2), T0 + 500).await.unwrap().is_some());
+    assert!(s.peek(&key(2), T0 + 1000).await.unwrap().is_some());
+    assert_eq!(s.peek(&key(9), T0).await.unwrap(), None);
 }

@@ -217,3 +217,31 @@ async fn list(bff: &Bff, browser: &mut Browser) -> Reply {
 async fn delete(bff: &Bff, browser: &mut Browser, id: &str, headers: Vec<(&str, &str)>) -> Reply {
     browser.request(http::Method::DELETE, &bff.url(&format!("/bff/sessions/{id}")), None, &headers).await
 }
+
+/// `/bff/user?slide=false` answers without counting as a use (issue 16, item 5): an SPA that
+/// polls still idles out (idle timeout 30 min); the same polling with sliding keeps it alive.
+#[tokio::test]
+async fn polling_without_sliding_lets_the_session_idle_out() {
+    use cloakroom::clock::Clock;
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let signed_in_at = bff.clock.now();
+    bff.clock.advance(20 * 60);
+    let reply = browser.get(&bff.url("/bff/user?slide=false"), &[CSRF]).await;
+    assert_eq!(reply.status, 200);
+    let deadline = reply.json()["session"]["idle_expires_at"].as_u64().unwrap();
+    assert_eq!(deadline, signed_in_at + 30 * 60, "the deadline reported moved");
+    bff.clock.advance(20 * 60);
+    let reply = browser.get(&bff.url("/bff/user?slide=false"), &[CSRF]).await;
+    assert_eq!(reply.status, 401, "polls without sliding kept the session alive");
+    assert!(cleared(&reply));
+
+    // The same polling, sliding: alive.
+    let mut sliding = Browser::new();
+    bff.login(&mut sliding, "bob", "/").await;
+    for _ in 0..2 {
+        bff.clock.advance(20 * 60);
+        assert_eq!(sliding.get(&bff.url("/bff/user"), &[CSRF]).await.status, 200);
+    }
+}
