@@ -24,6 +24,8 @@ fn session() -> Session {
     claims.insert("sub".into(), "user-1".into());
     claims.insert("name".into(), "Alice Example".into());
     claims.insert("email".into(), "alice@example.com".into());
+    claims.insert("email_verified".into(), true.into());
+    claims.insert("groups".into(), serde_json::json!(["staff", "admins"]));
     Session {
         sub: "user-1".into(),
         sid: Some("sid-1".into()),
@@ -56,6 +58,32 @@ fn open_sealed_session_tokens(bencher: divan::Bencher) {
     let sealed = sealer.seal_session(&ticket, &session()).sealed;
     bencher.bench(|| {
         sealer.open_session_as::<SessionTokens>(divan::black_box(&ticket), divan::black_box(&sealed)).expect("opens")
+    });
+}
+
+/// What a call to a route with authorization rules does: the tokens and the claims, and the
+/// rules evaluated on them (two rules, as in the README's example).
+#[divan::bench]
+fn open_sealed_session_and_check_rules(bencher: divan::Bencher) {
+    use cloakroom::config::{ClaimRule, ClaimTest, RouteRules, RulesMatch};
+    let sealer = Sealer::new(config().session.keys);
+    let ticket = SessionTicket::generate();
+    let sealed = sealer.seal_session(&ticket, &session()).sealed;
+    let rules = RouteRules {
+        rules: vec![
+            ClaimRule { claim: "groups".into(), test: ClaimTest::ContainsAny(vec!["admins".into(), "ops".into()]) },
+            ClaimRule { claim: "email_verified".into(), test: ClaimTest::Equals(true.into()) },
+        ],
+        matching: RulesMatch::All,
+    };
+    bencher.bench(|| {
+        let opened = sealer
+            .open_session_as::<SessionTokens<cloakroom::session::Claims>>(
+                divan::black_box(&ticket),
+                divan::black_box(&sealed),
+            )
+            .expect("opens");
+        opened.claims.as_ref().is_some_and(|claims| cloakroom::proxy::rules::permits(&rules, claims))
     });
 }
 

@@ -25,6 +25,8 @@ pub enum ApiError {
     SessionExpired,
     CsrfHeaderMissing,
     CrossSiteRequest,
+    /// The route's rules refuse the signed-in user.
+    Forbidden,
     BadPath,
     /// No `Host` on HTTP/1.1, or more than one.
     BadHost,
@@ -50,6 +52,7 @@ impl ApiError {
             SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired", "the session has expired; sign in again"),
             CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing", "the anti-CSRF header is required"),
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "this route does not allow the signed-in user"),
             BadPath => {
                 (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes")
             }
@@ -234,6 +237,7 @@ mod tests {
             (SessionExpired, 401, "session_expired"),
             (CsrfHeaderMissing, 403, "csrf_header_missing"),
             (CrossSiteRequest, 403, "cross_site_request"),
+            (Forbidden, 403, "forbidden"),
             (BadPath, 400, "bad_path"),
             (BadHost, 400, "bad_host"),
             (BadBody, 400, "bad_body"),

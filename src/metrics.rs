@@ -25,6 +25,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoutePrefixLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -100,6 +105,7 @@ pub struct Metrics {
     provider_errors: Family<ProviderErrorLabels, Counter>,
     upstream_seconds: UpstreamLatency,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    forbidden: Family<RoutePrefixLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -157,8 +163,15 @@ impl Metrics {
             "Upstream calls that failed, by route prefix and kind",
             upstream_errors.clone(),
         );
+        let forbidden = Family::default();
+        registry.register(
+            "forbidden",
+            "Calls a route's authorization rules refused, by route prefix",
+            forbidden.clone(),
+        );
         Self {
             registry,
+            forbidden,
             requests,
             request_seconds,
             active_sessions,
@@ -175,6 +188,12 @@ impl Metrics {
     pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
         self.requests.get_or_create(&RequestLabels { route, status }).inc();
         self.request_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    }
+
+    /// A call the route's rules refused (`route`: its prefix; refusals are rare, so the label
+    /// is made here).
+    pub fn forbidden(&self, route: &str) {
+        self.forbidden.get_or_create(&RoutePrefixLabels { route: route.to_string() }).inc();
     }
 
     pub fn login(&self, ok: bool) {

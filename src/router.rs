@@ -224,6 +224,7 @@ mod tests {
             max_body: 1 << 30,
             tls: crate::tls::system_client_config(),
             methods: None,
+            rules: None,
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
     }

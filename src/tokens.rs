@@ -125,11 +125,11 @@ impl TokenService {
     /// provider's answer (and the rotated refresh token in it) lost. A caller whose token is
     /// still valid waits at most [`VALID_TOKEN_WAIT`], then goes on with it; one without waits
     /// up to `lock_wait`. The clock is read again after every wait.
-    pub async fn access_token(
+    pub async fn access_token<C>(
         self: &Arc<Self>,
         sessions: &Arc<Sessions>,
         ticket: &SessionTicket,
-        session: SessionTokens,
+        session: SessionTokens<C>,
         audience: Option<&Audience>,
     ) -> Result<AccessToken, TokenError> {
         let now = sessions.now();
@@ -369,7 +369,7 @@ fn held_in(session: &Session, audience: Option<&Audience>) -> Option<Held> {
 }
 
 /// [`held_in`] on the proxy's decoding of a session, taking the token without a copy.
-fn held(session: SessionTokens, audience: Option<&Audience>) -> Option<Held> {
+fn held<C>(session: SessionTokens<C>, audience: Option<&Audience>) -> Option<Held> {
     match audience {
         None => Some(Held { token: session.access_token, expires_at: session.access_token_expires_at }),
         Some(audience) => {

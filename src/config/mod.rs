@@ -260,6 +260,41 @@ pub struct RouteConfig {
     /// The methods this route forwards; `None`: every method (but `CONNECT` and `TRACE`, which
     /// no route forwards).
     pub methods: Option<MethodAllowlist>,
+    /// Who may call this route, by the signed-in user's claims; `None`: any signed-in user.
+    pub rules: Option<RouteRules>,
+}
+
+/// A route's authorization rules (`[[routes.rules]]`), all or any of which must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRules {
+    pub rules: Vec<ClaimRule>,
+    pub matching: RulesMatch,
+}
+
+/// `rules_match`: whether every rule must hold, or one is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RulesMatch {
+    #[default]
+    All,
+    Any,
+}
+
+/// One test of one claim of the signed-in user (string, number, boolean or array claims).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub test: ClaimTest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimTest {
+    /// The claim is this value (an array claim: holds it).
+    Equals(serde_json::Value),
+    /// The claim (or an element of an array claim) is one of these.
+    ContainsAny(Vec<serde_json::Value>),
+    /// An array claim holds every one of these (a single-valued claim: the only one).
+    ContainsAll(Vec<serde_json::Value>),
 }
 
 /// The sign-in parameters `oidc.login_params` may allow the page to pass, as providers spell them.

@@ -230,6 +230,11 @@ pub struct RawRoute {
     /// Empty: every method.
     #[serde(default, deserialize_with = "flexible::string_list")]
     pub methods: Vec<String>,
+    /// Authorization rules on the signed-in user's claims; empty: none.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub rules_match: super::RulesMatch,
     #[serde(default)]
     pub token: super::TokenPolicy,
     #[serde(default = "default_connect_timeout")]
@@ -367,4 +372,18 @@ pub enum StoreKind {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// One `[[routes.rules]]`: a claim and exactly one test of it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(default)]
+    pub claim: String,
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
+    #[serde(default)]
+    pub contains_any: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub contains_all: Option<Vec<serde_json::Value>>,
 }

@@ -492,6 +492,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
             }
         };
         let methods = methods(check, &key("methods"), &route.methods);
+        let rules = rules(check, &key("rules"), policy, route);
         let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
@@ -533,6 +534,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
             max_body,
             tls,
             methods,
+            rules,
         });
     }
 
@@ -576,4 +578,37 @@ fn methods(check: &mut Check, key: &str, names: &[String]) -> Option<MethodAllow
     let text = methods.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
     let allow = HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
     Some(MethodAllowlist { methods, allow })
+}
+
+/// A route's `[[routes.rules]]`: each names a claim and exactly one test; they need a signed-in
+/// user, so only `token = "user"` routes may have them.
+fn rules(check: &mut Check, key: &str, policy: TokenPolicy, route: &RawRoute) -> Option<RouteRules> {
+    if route.rules.is_empty() {
+        return None;
+    }
+    if policy != TokenPolicy::User {
+        check.fail(key, "need a signed-in user: only token = \"user\" routes may have rules");
+    }
+    let mut rules = Vec::new();
+    for (i, raw) in route.rules.iter().enumerate() {
+        let claim = raw.claim.trim();
+        if claim.is_empty() {
+            check.fail(format!("{key}[{i}].claim"), "is required");
+            continue;
+        }
+        let test = match (&raw.equals, &raw.contains_any, &raw.contains_all) {
+            (Some(value), None, None) => ClaimTest::Equals(value.clone()),
+            (None, Some(values), None) if !values.is_empty() => ClaimTest::ContainsAny(values.clone()),
+            (None, None, Some(values)) if !values.is_empty() => ClaimTest::ContainsAll(values.clone()),
+            _ => {
+                check.fail(
+                    format!("{key}[{i}]"),
+                    "needs exactly one of equals, contains_any, contains_all (a non-empty list)",
+                );
+                continue;
+            }
+        };
+        rules.push(ClaimRule { claim: claim.to_string(), test });
+    }
+    Some(RouteRules { rules, matching: route.rules_match })
 }

@@ -373,3 +373,29 @@ fn route_methods_are_http_methods_and_never_connect_or_trace() {
         assert_eq!(keys(&Config::from_toml(&route(bad), env(&[])).unwrap_err()), ["routes[0].methods"], "{bad}");
     }
 }
+
+#[test]
+fn route_rules_are_typed_and_named_in_errors() {
+    let route = |token: &str, rules: &str| {
+        format!(
+            "{MINIMAL}[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:1/\"\ntoken = \"{token}\"\nrules_match = \"any\"\n{rules}"
+        )
+    };
+    let good = route(
+        "user",
+        "[[routes.rules]]\nclaim = \"groups\"\ncontains_all = [\"a\", \"b\"]\n[[routes.rules]]\nclaim = \"level\"\nequals = 3\n",
+    );
+    let config = Config::from_toml(&good, env(&[])).unwrap();
+    let rules = config.routes[0].rules.as_ref().unwrap();
+    assert_eq!((rules.rules.len(), rules.matching), (2, RulesMatch::Any));
+    assert_eq!(rules.rules[1].test, ClaimTest::Equals(serde_json::json!(3)));
+    for (token, rules, key) in [
+        ("user", "[[routes.rules]]\nequals = 1\n", "routes[0].rules[0].claim"),
+        ("user", "[[routes.rules]]\nclaim = \"x\"\n", "routes[0].rules[0]"),
+        ("user", "[[routes.rules]]\nclaim = \"x\"\nequals = 1\ncontains_any = [1]\n", "routes[0].rules[0]"),
+        ("user", "[[routes.rules]]\nclaim = \"x\"\ncontains_any = []\n", "routes[0].rules[0]"),
+        ("none", "[[routes.rules]]\nclaim = \"x\"\nequals = 1\n", "routes[0].rules"),
+    ] {
+        assert_eq!(keys(&Config::from_toml(&route(token, rules), env(&[])).unwrap_err()), [key], "{rules}");
+    }
+}

@@ -5,6 +5,7 @@
 //! 100 MB upload streams with bounded memory). Connections to upstreams are pooled keep-alive.
 
 pub mod headers;
+pub mod rules;
 mod websocket;
 
 use crate::app::App;
@@ -196,13 +197,29 @@ async fn token_for(
     if policy == TokenPolicy::Client {
         return Ok((Some(client_token(app, audience).await?), false));
     }
-    let stale = match app.sessions.lookup_tokens(headers).await? {
-        Lookup::Found(ticket, session) => {
-            let token = app.tokens.access_token(&app.sessions, &ticket, session, audience).await?;
-            return Ok((Some(token), false));
-        }
-        Lookup::Stale => true,
-        Lookup::None => false,
+    let stale = match &route.rules {
+        // Routes with rules decode the user's claims too; the others pay nothing for them.
+        Some(rules) => match app.sessions.lookup_tokens_and_claims(headers).await? {
+            Lookup::Found(ticket, session) => {
+                if !session.claims.as_ref().is_some_and(|claims| rules::permits(rules, claims)) {
+                    tracing::info!(route = %route.prefix, "the route's rules refuse the signed-in user");
+                    app.metrics.forbidden(&route.prefix);
+                    return Err(ApiError::Forbidden);
+                }
+                let token = app.tokens.access_token(&app.sessions, &ticket, session, audience).await?;
+                return Ok((Some(token), false));
+            }
+            Lookup::Stale => true,
+            Lookup::None => false,
+        },
+        None => match app.sessions.lookup_tokens(headers).await? {
+            Lookup::Found(ticket, session) => {
+                let token = app.tokens.access_token(&app.sessions, &ticket, session, audience).await?;
+                return Ok((Some(token), false));
+            }
+            Lookup::Stale => true,
+            Lookup::None => false,
+        },
     };
     match policy {
         TokenPolicy::UserOrNone => Ok((None, stale)),

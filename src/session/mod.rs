@@ -17,7 +17,7 @@ use crate::secret::Secret;
 use bytes::Bytes;
 use openidconnect::{AccessToken, RefreshToken};
 use serde::{Deserialize, Serialize};
-pub use sessions::{ListedSession, Lookup, Sessions};
+pub use sessions::{Claims, ListedSession, Lookup, Sessions};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -78,8 +78,14 @@ pub struct NewSession {
 /// What the API proxy needs of a session on every call, decoded from the same sealed record
 /// as [`Session`] but without building the claims, ID token and the rest: the per-request cost
 /// of a session is mostly that decoding.
+///
+/// `C`: what of the user's claims to decode: nothing (skipped, the default) or, for routes with
+/// authorization rules, the claims themselves.
 #[derive(Debug, Deserialize)]
-pub struct SessionTokens {
+pub struct SessionTokens<C = serde::de::IgnoredAny> {
+    /// The verified ID-token claims, when `C` asks for them.
+    #[serde(rename = "c", alias = "claims", default = "Option::default")]
+    pub claims: Option<C>,
     #[serde(rename = "at", alias = "access_token")]
     pub access_token: AccessToken,
     #[serde(rename = "ate", alias = "access_token_expires_at", default)]
@@ -93,7 +99,7 @@ pub struct SessionTokens {
     pub expires_at: u64,
 }
 
-impl SessionTokens {
+impl<C> SessionTokens<C> {
     pub fn can_refresh(&self) -> bool {
         self.refresh_token.is_some()
     }
@@ -111,7 +117,7 @@ impl SessionView for Session {
     }
 }
 
-impl SessionView for SessionTokens {
+impl<C: serde::de::DeserializeOwned> SessionView for SessionTokens<C> {
     fn expires_at(&self) -> u64 {
         self.expires_at
     }

@@ -17,6 +17,9 @@ use http::header::HeaderValue;
 /// 40 bytes.
 const MAX_LOGIN_COOKIE_VALUE: usize = 3900;
 
+/// A session's verified ID-token claims.
+pub type Claims = serde_json::Map<String, serde_json::Value>;
+
 /// The outcome of reading a request's session cookie.
 /// `S`: the whole [`Session`], or only the part the API proxy needs ([`SessionTokens`]).
 #[derive(Debug)]
@@ -90,6 +93,14 @@ impl Sessions {
 
     /// Like [`Sessions::lookup`], decoding only the tokens: what every proxied call needs.
     pub async fn lookup_tokens(&self, headers: &HeaderMap) -> Result<Lookup<SessionTokens>, StoreError> {
+        self.lookup_as(headers, true).await
+    }
+
+    /// Like [`Sessions::lookup_tokens`], with the user's claims (for a route's rules).
+    pub async fn lookup_tokens_and_claims(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Lookup<SessionTokens<Claims>>, StoreError> {
         self.lookup_as(headers, true).await
     }
 

@@ -412,3 +412,34 @@ async fn a_routes_method_allowlist_refuses_the_rest_with_405() {
     // Other routes keep every method.
     assert_eq!(http_call(Method::DELETE, &bff.url("/api/x"), None, &[CSRF]).await.status, 401);
 }
+
+/// A route's rules on the signed-in user's claims (issue 16, item 1): a user they refuse gets
+/// `403 forbidden` (JSON, never a redirect), nothing reaches the upstream, and the metric names
+/// the route; a user they admit is forwarded as usual.
+#[tokio::test]
+async fn route_rules_refuse_users_whose_claims_do_not_match() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/admin/\"\nupstream = \"{upstream}/api/\"\n\
+                       [[routes.rules]]\nclaim = \"groups\"\ncontains_any = [\"admins\", \"ops\"]\n\
+                       [[routes.rules]]\nclaim = \"email_verified\"\nequals = true\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let (mut alice, mut bob) = (Browser::new(), Browser::new());
+    bff.login(&mut alice, "alice", "/").await;
+    bff.login(&mut bob, "bob", "/").await;
+    let refused = bob.get(&bff.url("/admin/users"), &[CSRF]).await;
+    assert_eq!((refused.status, refused.json()["error"].as_str()), (403, Some("forbidden")), "{}", refused.text());
+    assert!(refused.location().is_none());
+    assert_eq!(bff.upstream.count(), 0, "a refused call reached the upstream");
+    assert_eq!(bob.get(&bff.url("/api/x"), &[CSRF]).await.status, 200, "other routes are not ruled");
+    let admitted = alice.get(&bff.url("/admin/users"), &[CSRF]).await;
+    assert_eq!(admitted.status, 200, "{}", admitted.text());
+    let last = bff.upstream.requests().pop().unwrap();
+    assert!(last.uri.ends_with("/api/users") && last.headers.contains_key("authorization"));
+    let anonymous = http_call(Method::GET, &bff.url("/admin/users"), None, &[CSRF]).await;
+    assert_eq!(anonymous.status, 401);
+    let metrics = http_call(Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_forbidden_total{route=\"/admin/\"} 1"), "{metrics}");
+}

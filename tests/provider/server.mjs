@@ -15,8 +15,8 @@ import https from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
 const accounts = {
-  alice: { sub: 'alice', name: 'Alice Example', email: 'alice@example.com', email_verified: true },
-  bob: { sub: 'bob', name: 'Bob Example', email: 'bob@example.com', email_verified: true },
+  alice: { sub: 'alice', name: 'Alice Example', email: 'alice@example.com', email_verified: true, groups: ['staff', 'admins'] },
+  bob: { sub: 'bob', name: 'Bob Example', email: 'bob@example.com', email_verified: true, groups: ['staff'] },
 };
 
 // The benchmark (bench/run) signs in thousands of distinct users: `bench-<n>`, made on demand.
@@ -34,7 +34,7 @@ const configuration = {
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['name'],
+    profile: ['name', 'groups'],
   },
   cookies: { keys: ['cloakroom-test-provider-cookie-key'] },
   features: {
