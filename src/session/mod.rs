@@ -327,7 +327,8 @@ pub struct StoreLimits {
     pub login_timeout: Duration,
 }
 
-#[cfg(test)]
+/// The behaviour every store passes; public so `tests/` can run it against real Redis servers.
+#[doc(hidden)]
 pub mod store_suite;
 
 #[cfg(test)]

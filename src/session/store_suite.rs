@@ -1,4 +1,5 @@
-//! One behaviour suite for every [`SessionStore`]: the memory store runs it now, Redis later.
+//! One behaviour suite for every [`SessionStore`]: the memory store runs it in its unit tests,
+//! every Redis mode in `tests/integration/redis_store.rs` against real servers.
 
 use super::*;
 

@@ -17,6 +17,7 @@ mod logout;
 mod observability;
 
 mod proxy;
+mod redis_store;
 mod refresh;
 mod replicas;
 mod resources;
