@@ -27,6 +27,9 @@ pub enum ApiError {
     CrossSiteRequest,
     /// The route's rules refuse the signed-in user.
     Forbidden,
+    /// The route (or its upstream, RFC 9470) needs a stronger or more recent sign-in; answered
+    /// with the details by `proxy::step_up::Challenge::response`.
+    StepUpRequired,
     BadPath,
     /// No `Host` on HTTP/1.1, or more than one.
     BadHost,
@@ -53,6 +56,9 @@ impl ApiError {
             CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing", "the anti-CSRF header is required"),
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request", "cross-site requests are refused"),
             Forbidden => (StatusCode::FORBIDDEN, "forbidden", "this route does not allow the signed-in user"),
+            StepUpRequired => {
+                (StatusCode::UNAUTHORIZED, "step_up_required", "this call needs a stronger or more recent sign-in")
+            }
             BadPath => {
                 (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes")
             }
@@ -167,6 +173,8 @@ pub enum LoginError {
     BadRequest(String),
     /// `max_age` was asked, and the provider's `auth_time` is missing or older.
     AuthenticationTooOld,
+    /// `acr_values` was asked, and the provider's `acr` is missing or none of them.
+    AuthenticationTooWeak,
     /// The callback's `iss` names another issuer (mix-up defence, RFC 9207).
     IssuerMismatch,
     /// The provider refused the code (replayed, expired, PKCE mismatch).
@@ -199,6 +207,10 @@ impl LoginError {
             AuthenticationTooOld => {
                 (StatusCode::BAD_REQUEST, "The identity provider did not confirm a recent enough sign-in.")
             }
+            AuthenticationTooWeak => (
+                StatusCode::FORBIDDEN,
+                "The identity provider did not confirm the stronger sign-in this site asked for.",
+            ),
             IssuerMismatch => {
                 (StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected identity provider.")
             }
@@ -238,6 +250,7 @@ mod tests {
             (CsrfHeaderMissing, 403, "csrf_header_missing"),
             (CrossSiteRequest, 403, "cross_site_request"),
             (Forbidden, 403, "forbidden"),
+            (StepUpRequired, 401, "step_up_required"),
             (BadPath, 400, "bad_path"),
             (BadHost, 400, "bad_host"),
             (BadBody, 400, "bad_body"),
@@ -302,6 +315,7 @@ mod tests {
             BadCallback("x"),
             BadRequest("prompt".into()),
             AuthenticationTooOld,
+            AuthenticationTooWeak,
             IssuerMismatch,
             CodeRejected,
             InvalidIdToken,

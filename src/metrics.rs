@@ -106,6 +106,7 @@ pub struct Metrics {
     upstream_seconds: UpstreamLatency,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     forbidden: Family<RoutePrefixLabels, Counter>,
+    step_up_required: Family<RoutePrefixLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,9 +170,16 @@ impl Metrics {
             "Calls a route's authorization rules refused, by route prefix",
             forbidden.clone(),
         );
+        let step_up_required = Family::default();
+        registry.register(
+            "step_up_required",
+            "Calls refused for a stronger or more recent sign-in (the route's or its upstream's), by route prefix",
+            step_up_required.clone(),
+        );
         Self {
             registry,
             forbidden,
+            step_up_required,
             requests,
             request_seconds,
             active_sessions,
@@ -194,6 +202,11 @@ impl Metrics {
     /// is made here).
     pub fn forbidden(&self, route: &str) {
         self.forbidden.get_or_create(&RoutePrefixLabels { route: route.to_string() }).inc();
+    }
+
+    /// A call refused until the user signs in more strongly or more recently.
+    pub fn step_up_required(&self, route: &str) {
+        self.step_up_required.get_or_create(&RoutePrefixLabels { route: route.to_string() }).inc();
     }
 
     pub fn login(&self, ok: bool) {

@@ -225,6 +225,7 @@ mod tests {
             tls: crate::tls::system_client_config(),
             methods: None,
             rules: None,
+            step_up: None,
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
     }

@@ -396,7 +396,16 @@ fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshe
     if let Some(rotated) = refreshed.refresh_token {
         session.refresh_token = Some(rotated);
     }
-    if let Some(claims) = refreshed.claims {
+    if let Some(mut claims) = refreshed.claims {
+        // A refresh is no new authentication: what the provider leaves out of a refreshed ID
+        // token about the sign-in itself (OpenID Connect Core §12.2) stays as it was.
+        for name in ["acr", "amr", "auth_time"] {
+            if !claims.contains_key(name)
+                && let Some(value) = session.claims.remove(name)
+            {
+                claims.insert(name.to_string(), value);
+            }
+        }
         session.claims = claims;
     }
     if session.id_token.is_some() && refreshed.id_token.is_some() {

@@ -84,6 +84,15 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
             return fail(LoginError::AuthenticationTooOld);
         }
     }
+    // acr_values asked (a step-up): a sign-in that did not reach one of them does not succeed
+    // silently, and the browser keeps the session it had.
+    if let Some(asked) = pending.acr_values.as_deref().filter(|_| app.config.oidc.enforce_acr_values) {
+        let acr = tokens.claims.get("acr").and_then(serde_json::Value::as_str);
+        if !acr.is_some_and(|acr| asked.split(' ').any(|a| a == acr)) {
+            tracing::warn!(asked, returned = acr.unwrap_or("none"), "the ID token's acr is not one that was asked for");
+            return fail(LoginError::AuthenticationTooWeak);
+        }
+    }
     // Rotation at login: whatever session this browser had ends here.
     if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await
         && let Err(e) = app.sessions.end(&old).await

@@ -52,6 +52,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         expires_at: 0,
         silent: params.silent,
         max_age: params.max_age,
+        acr_values: params.acr_values,
     };
     // A return path whose sealed login cookie would be too large for browsers (quotes escape
     // to twice their size) falls back to `/`, like any other unusable return path.

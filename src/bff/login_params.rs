@@ -13,6 +13,8 @@ pub struct LoginParams {
     pub silent: bool,
     /// `max_age` asked: the ID token's `auth_time` must show an authentication that recent.
     pub max_age: Option<u64>,
+    /// `acr_values` asked: the ID token's `acr` must be one of them (`oidc.enforce_acr_values`).
+    pub acr_values: Option<String>,
 }
 
 /// Reads the allowed parameters from the query; a parameter not allowed, repeated, or with a
@@ -40,6 +42,9 @@ pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, Str
         }
         if name == "max_age" {
             params.max_age = value.parse().ok();
+        }
+        if name == "acr_values" {
+            params.acr_values = Some(value.clone());
         }
         params.pairs.push((name, value));
     }

@@ -135,6 +135,8 @@ pub struct OidcConfig {
     pub refresh_retry_backoff: Duration,
     /// Sign-in parameters `/bff/login` passes on from the page (`prompt`, `max_age`, …).
     pub login_params: Vec<String>,
+    /// When a sign-in asked for `acr_values`, the ID token's `acr` must be one of them.
+    pub enforce_acr_values: bool,
     /// RFC 8707 audience of the sign-in's own access token (used by routes without `resource`).
     pub resource: Option<String>,
     /// Derived: every resource the authorization request names (the default and each route's).
@@ -262,6 +264,18 @@ pub struct RouteConfig {
     pub methods: Option<MethodAllowlist>,
     /// Who may call this route, by the signed-in user's claims; `None`: any signed-in user.
     pub rules: Option<RouteRules>,
+    /// How strong and how recent the sign-in must be (`[routes.step_up]`); `None`: any.
+    pub step_up: Option<StepUp>,
+}
+
+/// A route's step-up requirement (RFC 9470 in spirit): the session's `acr` in a set, and/or its
+/// `auth_time` at most `max_age` ago. A session that falls short gets `401 step_up_required`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUp {
+    /// Accepted authentication context classes; empty: any.
+    pub acr_values: Vec<String>,
+    /// Seconds since the user last authenticated at the provider.
+    pub max_age: Option<u64>,
 }
 
 /// A route's authorization rules (`[[routes.rules]]`), all or any of which must hold.

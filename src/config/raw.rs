@@ -110,6 +110,8 @@ pub struct RawOidc {
     pub refresh_retry_backoff: String,
     #[serde(deserialize_with = "flexible::string_list")]
     pub login_params: Vec<String>,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub enforce_acr_values: bool,
     pub resource: Option<String>,
 }
 
@@ -137,6 +139,7 @@ impl Default for RawOidc {
             refresh_timeout: "60s".into(),
             refresh_retry_backoff: "5m".into(),
             login_params: Vec::new(),
+            enforce_acr_values: true,
             resource: None,
         }
     }
@@ -235,6 +238,9 @@ pub struct RawRoute {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub rules_match: super::RulesMatch,
+    /// A stronger or more recent sign-in this route requires.
+    #[serde(default)]
+    pub step_up: Option<RawStepUp>,
     #[serde(default)]
     pub token: super::TokenPolicy,
     #[serde(default = "default_connect_timeout")]
@@ -372,6 +378,16 @@ pub enum StoreKind {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `[routes.step_up]`: `acr_values` (a list) and/or `max_age` (a duration).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStepUp {
+    #[serde(default, deserialize_with = "flexible::string_list")]
+    pub acr_values: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<String>,
 }
 
 /// One `[[routes.rules]]`: a claim and exactly one test of it.

@@ -184,6 +184,7 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         refresh_timeout: refresh_timeout.max(oidc_timeout),
         refresh_retry_backoff,
         login_params: raw.login_params,
+        enforce_acr_values: raw.enforce_acr_values,
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
     })
@@ -493,6 +494,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
         };
         let methods = methods(check, &key("methods"), &route.methods);
         let rules = rules(check, &key("rules"), policy, route);
+        let step_up = route.step_up.as_ref().and_then(|raw| step_up(check, &key("step_up"), policy, raw));
         let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
@@ -535,6 +537,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
             tls,
             methods,
             rules,
+            step_up,
         });
     }
 
@@ -555,6 +558,48 @@ pub(super) fn default_audience(check: &mut Check, default_resource: Option<&str>
             "is required when routes name a resource: it is the audience of the token the routes without one \
              carry, which a provider would otherwise be free to give another API's audience",
         );
+    }
+}
+
+/// A route's `[routes.step_up]`: at least one of `acr_values` (values a provider may be sent)
+/// and `max_age`; like rules, only on `token = "user"` routes.
+fn step_up(check: &mut Check, key: &str, policy: TokenPolicy, raw: &RawStepUp) -> Option<StepUp> {
+    if policy != TokenPolicy::User {
+        check.fail(key, "needs a signed-in user: only token = \"user\" routes may require a step-up");
+    }
+    let mut acr_values = Vec::new();
+    for (i, value) in raw.acr_values.iter().enumerate() {
+        let value = value.trim();
+        if value.is_empty()
+            || value.len() > 256
+            || !value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            check.fail(format!("{key}.acr_values[{i}]"), "must be a non-empty value of visible ASCII without quotes");
+        } else if !acr_values.iter().any(|v| v == value) {
+            acr_values.push(value.to_string());
+        }
+    }
+    let max_age = raw.max_age.as_deref().map(|text| check.duration(&format!("{key}.max_age"), text).as_secs());
+    if raw.acr_values.is_empty() && max_age.is_none() {
+        check.fail(key, "needs acr_values, max_age or both");
+        return None;
+    }
+    Some(StepUp { acr_values, max_age })
+}
+
+/// A step-up sends the browser to `/bff/login` with the route's `acr_values` and `max_age`: the
+/// configuration must let `/bff/login` pass them on.
+pub(super) fn step_up_login_params(check: &mut Check, login_params: &[String], routes: &[RouteConfig]) {
+    for (i, route) in routes.iter().enumerate() {
+        let Some(step_up) = &route.step_up else { continue };
+        for (needed, name) in [(!step_up.acr_values.is_empty(), "acr_values"), (step_up.max_age.is_some(), "max_age")] {
+            if needed && !login_params.iter().any(|p| p == name) {
+                check.fail(
+                    format!("routes[{i}].step_up"),
+                    format!("needs oidc.login_params to allow {name}, which its step-up sign-in passes on"),
+                );
+            }
+        }
     }
 }
 

@@ -399,3 +399,33 @@ fn route_rules_are_typed_and_named_in_errors() {
         assert_eq!(keys(&Config::from_toml(&route(token, rules), env(&[])).unwrap_err()), [key], "{rules}");
     }
 }
+
+#[test]
+fn step_up_is_typed_needs_a_user_route_and_the_login_params_it_passes_on() {
+    let config = |login_params: &str, token: &str, step_up: &str| {
+        format!(
+            "{MINIMAL}login_params = {login_params}\n[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:1/\"\ntoken = \"{token}\"\nstep_up = {step_up}\n"
+        )
+    };
+    let all = "[\"acr_values\", \"max_age\"]";
+    let good =
+        Config::from_toml(&config(all, "user", "{ acr_values = [\"mfa\", \"hwk\"], max_age = \"5m\" }"), env(&[]));
+    let good = good.unwrap();
+    assert_eq!(
+        good.routes[0].step_up,
+        Some(StepUp { acr_values: vec!["mfa".into(), "hwk".into()], max_age: Some(300) })
+    );
+    assert!(good.oidc.enforce_acr_values, "acr enforcement is on by default");
+    for (login_params, token, step_up, key) in [
+        (all, "user", "{}", "routes[0].step_up"),
+        (all, "none", "{ max_age = \"5m\" }", "routes[0].step_up"),
+        (all, "user", "{ max_age = \"soon\" }", "routes[0].step_up.max_age"),
+        (all, "user", "{ acr_values = [\"a b\"] }", "routes[0].step_up.acr_values[0]"),
+        (all, "user", "{ acr_values = [\"mfa\"], colour = 1 }", "routes[0].step_up"),
+        ("[\"max_age\"]", "user", "{ acr_values = [\"mfa\"] }", "routes[0].step_up"),
+        ("[\"acr_values\"]", "user", "{ max_age = \"1m\" }", "routes[0].step_up"),
+    ] {
+        let errors = Config::from_toml(&config(login_params, token, step_up), env(&[])).unwrap_err();
+        assert!(keys(&errors).iter().all(|k| k.starts_with(key)) && !errors.0.is_empty(), "{step_up}: {errors}");
+    }
+}

@@ -343,6 +343,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let routes = sections::routes(&mut check, &raw.routes);
     let (mut oidc, session) = (oidc?, session?);
     sections::default_audience(&mut check, oidc.resource.as_deref(), &routes);
+    sections::step_up_login_params(&mut check, &oidc.login_params, &routes);
     sections::widen_for_routes(&mut oidc, &routes);
     Some(Config { server, oidc, session, csrf, log, spa, spa_dev_server, demo, routes, warnings: check.warnings })
 }

@@ -6,6 +6,7 @@
 
 pub mod headers;
 pub mod rules;
+pub mod step_up;
 mod websocket;
 
 use crate::app::App;
@@ -13,7 +14,7 @@ use crate::config::{Audience, RouteConfig, TokenPolicy};
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::respond::Body;
-use crate::session::Lookup;
+use crate::session::{Claims, Lookup, SessionTokens};
 use crate::tokens::TokenError;
 use crate::upstream::{ClientBodyError, SendError, Upstream};
 use headers::Forwarded;
@@ -52,8 +53,12 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         return ApiError::PayloadTooLarge.response();
     }
 
-    let (access_token, stale_cookie) = match token_for(app, route, request.headers()).await {
+    let chosen = match token_for(app, route, request.headers()).await {
         Ok(chosen) => chosen,
+        Err(ApiError::StepUpRequired) => {
+            let step_up = route.step_up.as_ref().map(step_up::Challenge::of_route);
+            return step_up.map_or(ApiError::StepUpRequired.response(), |c| c.response(&app.config.oidc.login_params));
+        }
         Err(error) => return error.answer(app.sessions.cookies()),
     };
 
@@ -70,7 +75,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     let target = Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path };
     let relayed = Relay {
         target,
-        token: access_token.as_ref(),
+        token: chosen.token.as_ref(),
         // On token routes the browser never chooses the credential.
         strip_authorization: route.policy != TokenPolicy::None,
         upstream: &app.upstreams[route_index],
@@ -79,7 +84,17 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         from: client,
     };
     let response = relay(app, request, relayed).await;
-    if stale_cookie { app.sessions.cookies().cleared(response) } else { response }
+    // The upstream asks for a stronger sign-in itself (RFC 9470): the SPA gets the same answer
+    // as from a route's own step-up.
+    if chosen.of_user
+        && response.status() == http::StatusCode::UNAUTHORIZED
+        && let Some(challenge) = step_up::Challenge::from_upstream(response.headers())
+    {
+        tracing::info!(route = %route.prefix, "the upstream asks for a stronger or more recent sign-in");
+        app.metrics.step_up_required(&route.prefix);
+        return challenge.response(&app.config.oidc.login_params);
+    }
+    if chosen.stale_cookie { app.sessions.cookies().cleared(response) } else { response }
 }
 
 /// Where a request goes: scheme and authority of the upstream, and the path (with query) there.
@@ -183,49 +198,86 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
-/// The token a route attaches, per its policy, and whether the request's cookie opened nothing
-/// (so the answer should clear it). `Err` is why the call is refused instead.
-async fn token_for(
-    app: &App,
-    route: &RouteConfig,
-    headers: &http::HeaderMap,
-) -> Result<(Option<AccessToken>, bool), ApiError> {
+/// What a call carries on: the token (per the route's policy), whether it is the user's, and
+/// whether the request's cookie opened nothing (so the answer should clear it).
+struct Chosen {
+    token: Option<AccessToken>,
+    of_user: bool,
+    stale_cookie: bool,
+}
+
+/// The token a route attaches, per its policy; `Err` is why the call is refused instead.
+async fn token_for(app: &App, route: &RouteConfig, headers: &http::HeaderMap) -> Result<Chosen, ApiError> {
     let (policy, audience) = (route.policy, route.audience.as_ref());
+    let neither = |stale_cookie| Chosen { token: None, of_user: false, stale_cookie };
     if policy == TokenPolicy::None {
-        return Ok((None, false));
+        return Ok(neither(false));
     }
     if policy == TokenPolicy::Client {
-        return Ok((Some(client_token(app, audience).await?), false));
+        return Ok(Chosen { token: Some(client_token(app, audience).await?), ..neither(false) });
     }
-    let stale = match &route.rules {
-        // Routes with rules decode the user's claims too; the others pay nothing for them.
-        Some(rules) => match app.sessions.lookup_tokens_and_claims(headers).await? {
-            Lookup::Found(ticket, session) => {
-                if !session.claims.as_ref().is_some_and(|claims| rules::permits(rules, claims)) {
-                    tracing::info!(route = %route.prefix, "the route's rules refuse the signed-in user");
-                    app.metrics.forbidden(&route.prefix);
-                    return Err(ApiError::Forbidden);
-                }
-                let token = app.tokens.access_token(&app.sessions, &ticket, session, audience).await?;
-                return Ok((Some(token), false));
-            }
-            Lookup::Stale => true,
-            Lookup::None => false,
-        },
-        None => match app.sessions.lookup_tokens(headers).await? {
-            Lookup::Found(ticket, session) => {
-                let token = app.tokens.access_token(&app.sessions, &ticket, session, audience).await?;
-                return Ok((Some(token), false));
-            }
-            Lookup::Stale => true,
-            Lookup::None => false,
-        },
+    // Routes with rules or a step-up decode the user's claims too; the others pay nothing.
+    let user = if route.rules.is_some() || route.step_up.is_some() {
+        user_token(app, route, app.sessions.lookup_tokens_and_claims(headers).await?).await?
+    } else {
+        user_token(app, route, app.sessions.lookup_tokens(headers).await?).await?
+    };
+    let stale = match user {
+        Ok(token) => return Ok(Chosen { token: Some(token), of_user: true, stale_cookie: false }),
+        Err(stale) => stale,
     };
     match policy {
-        TokenPolicy::UserOrNone => Ok((None, stale)),
-        TokenPolicy::UserOrClient => Ok((Some(client_token(app, audience).await?), stale)),
+        TokenPolicy::UserOrNone => Ok(neither(stale)),
+        TokenPolicy::UserOrClient => Ok(Chosen { token: Some(client_token(app, audience).await?), ..neither(stale) }),
         _ if stale => Err(ApiError::StaleSession),
         _ => Err(ApiError::Unauthenticated),
+    }
+}
+
+/// The signed-in user's token, once the route's rules and step-up admit the session; `Ok(Err)`
+/// when there is no session (`true`: the cookie opened nothing).
+async fn user_token<C: AsClaims>(
+    app: &App,
+    route: &RouteConfig,
+    lookup: Lookup<SessionTokens<C>>,
+) -> Result<Result<AccessToken, bool>, ApiError> {
+    let (ticket, session) = match lookup {
+        Lookup::Found(ticket, session) => (ticket, session),
+        Lookup::Stale => return Ok(Err(true)),
+        Lookup::None => return Ok(Err(false)),
+    };
+    let claims = session.claims.as_ref().and_then(AsClaims::claims);
+    if let Some(rules) = &route.rules
+        && !claims.is_some_and(|claims| rules::permits(rules, claims))
+    {
+        tracing::info!(route = %route.prefix, "the route's rules refuse the signed-in user");
+        app.metrics.forbidden(&route.prefix);
+        return Err(ApiError::Forbidden);
+    }
+    if let Some(step_up) = &route.step_up
+        && !claims.is_some_and(|claims| step_up::satisfied(step_up, claims, app.sessions.now()))
+    {
+        tracing::info!(route = %route.prefix, "the route needs a stronger or more recent sign-in");
+        app.metrics.step_up_required(&route.prefix);
+        return Err(ApiError::StepUpRequired);
+    }
+    Ok(Ok(app.tokens.access_token(&app.sessions, &ticket, session, route.audience.as_ref()).await?))
+}
+
+/// The claims a session lookup decoded, if it decoded them.
+trait AsClaims {
+    fn claims(&self) -> Option<&Claims>;
+}
+
+impl AsClaims for serde::de::IgnoredAny {
+    fn claims(&self) -> Option<&Claims> {
+        None
+    }
+}
+
+impl AsClaims for Claims {
+    fn claims(&self) -> Option<&Claims> {
+        Some(self)
     }
 }
 

@@ -164,6 +164,9 @@ pub struct PendingLogin {
     /// `max_age` was asked: the ID token's `auth_time` must be this recent (seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<u64>,
+    /// `acr_values` was asked (space-separated): the ID token's `acr` must be one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr_values: Option<String>,
 }
 
 /// A sealed record and the metadata the store needs to expire it without opening it.

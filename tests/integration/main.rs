@@ -23,6 +23,7 @@ mod replicas;
 mod resources;
 mod sessions;
 mod spa;
+mod step_up;
 mod support;
 mod tls;
 mod websocket;

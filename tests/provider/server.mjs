@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 const accounts = {
   alice: { sub: 'alice', name: 'Alice Example', email: 'alice@example.com', email_verified: true, groups: ['staff', 'admins'] },
@@ -27,8 +27,23 @@ const account = (id) => accounts[id] ?? (/^bench-\d{1,6}$/.test(id)
 export const API_RESOURCE = 'urn:cloakroom:test-api';
 const ttl = (name, fallback) => Number(process.env[name] || fallback);
 
+// Step-up, as real providers do it: a sign-in asking for an `acr_values` the provider session
+// does not have prompts for a new login (the sign-in page offers a plain and an "MFA" one).
+const policy = interactionPolicy.base();
+policy.get('login').checks.add(new interactionPolicy.Check(
+  'acr_step_up', 'a stronger authentication was asked for', 'login_required',
+  (ctx) => {
+    // Asked once per authorization: the user's answer to that prompt stands, even if weaker.
+    if (ctx.oidc.result?.login) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    const asked = (ctx.oidc.params.acr_values || '').split(' ').filter(Boolean);
+    return asked.length > 0 && !asked.includes(ctx.oidc.session.acr)
+      ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+  },
+));
+
 const configuration = {
   clients: [],
+  acrValues: ['pwd', 'mfa'],
   // Tests read claims from the ID token (userinfo refuses resource-bound JWT access tokens).
   conformIdTokenClaims: false,
   claims: {
@@ -76,7 +91,7 @@ const configuration = {
     AccessToken: ttl('ACCESS_TOKEN_TTL', 300),
     RefreshToken: 24 * 3600,
   },
-  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  interactions: { policy, url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   // Back-channel logout calls go to cloakroom on loopback, which oidc-provider's SSRF guard
   // refuses. The tests allow exactly loopback, and nothing else.
   fetch: async (url, options) => {
@@ -115,7 +130,10 @@ async function interaction(provider, req, res, uid, action) {
       const form = await readForm(req);
       const accountId = form.get('login');
       if (!account(accountId)) return html(res, 400, '<p>unknown user</p>');
-      return provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+      // `mfa=1`: the second factor was used (a higher acr); otherwise a password sign-in.
+      const mfa = form.get('mfa') === '1';
+      const login = { accountId, acr: mfa ? 'mfa' : 'pwd', amr: mfa ? ['pwd', 'otp'] : ['pwd'] };
+      return provider.interactionFinished(req, res, { login }, { mergeWithLastSubmission: false });
     }
     if (action === 'abort' && req.method === 'POST') {
       return provider.interactionFinished(req, res, {
@@ -125,7 +143,8 @@ async function interaction(provider, req, res, uid, action) {
     const users = Object.keys(accounts).map((id) =>
       `<button name="login" value="${id}" type="submit">Sign in as ${id}</button>`).join(' ');
     return html(res, 200, `<h1>Test provider sign-in</h1>
-      <form method="post" action="/interaction/${uid}/login">${users}</form>
+      <form method="post" action="/interaction/${uid}/login">${users}
+        <label><input type="checkbox" name="mfa" value="1"> with a second factor (MFA)</label></form>
       <form method="post" action="/interaction/${uid}/abort"><button type="submit">Cancel</button></form>`);
   }
 

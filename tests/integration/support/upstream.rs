@@ -75,6 +75,16 @@ async fn upstream_answer(mut request: Request<Incoming>, record: Arc<Mutex<Vec<R
             r.headers_mut().append(SET_COOKIE, "__Host-cloakroom; Path=/".parse().unwrap());
             r
         }
+        p if p.ends_with("/step-up") => {
+            // RFC 9470: the API itself asks for a stronger, more recent sign-in.
+            let mut r = Response::new(full("{\"detail\":\"mfa please\"}"));
+            *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+            let challenge = "Bearer error=\"insufficient_user_authentication\", \
+                             error_description=\"A different authentication level is required\", \
+                             acr_values=\"mfa\", max_age=\"120\"";
+            r.headers_mut().insert(::http::header::WWW_AUTHENTICATE, challenge.parse().unwrap());
+            r
+        }
         p if p.ends_with("/upload") => {
             let mut body = body;
             let mut bytes = 0u64;

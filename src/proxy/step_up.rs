@@ -1,0 +1,255 @@
+//! Step-up: a route that needs a stronger (`acr`) or more recent (`auth_time`) sign-in than the
+//! session has, and an upstream that says so itself (RFC 9470's `insufficient_user_authentication`
+//! challenge), both answer the SPA the same way: `401 step_up_required` with what is needed and a
+//! ready `/bff/login?…&returnUrl=` link, to which the SPA appends its own (encoded) location.
+
+use crate::config::StepUp;
+use crate::error::ApiError;
+use crate::respond::{Body, json};
+use crate::session::Claims;
+use http::Response;
+use http::header::{HeaderMap, WWW_AUTHENTICATE};
+use serde_json::Value;
+
+/// Whether the session's claims meet the route's requirement at `now` (unix seconds).
+pub fn satisfied(step_up: &StepUp, claims: &Claims, now: u64) -> bool {
+    let acr_ok = step_up.acr_values.is_empty()
+        || claims.get("acr").and_then(Value::as_str).is_some_and(|acr| step_up.acr_values.iter().any(|a| a == acr));
+    let age_ok = step_up.max_age.is_none_or(|max_age| {
+        claims.get("auth_time").and_then(Value::as_u64).is_some_and(|at| at <= now && now - at <= max_age)
+    });
+    acr_ok && age_ok
+}
+
+/// What a step-up sign-in must achieve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Space-separated, as `acr_values` is sent to the provider.
+    pub acr_values: Option<String>,
+    pub max_age: Option<u64>,
+}
+
+impl Challenge {
+    pub fn of_route(step_up: &StepUp) -> Self {
+        let acr_values = (!step_up.acr_values.is_empty()).then(|| step_up.acr_values.join(" "));
+        Challenge { acr_values, max_age: step_up.max_age }
+    }
+
+    /// The upstream's own step-up challenge (RFC 9470 §3): a `Bearer` challenge with
+    /// `error="insufficient_user_authentication"`, and `acr_values` / `max_age` the provider
+    /// may be sent. Anything else, or anything unreadable, is `None`: the upstream's answer then
+    /// goes to the SPA as it is.
+    pub fn from_upstream(headers: &HeaderMap) -> Option<Self> {
+        for value in headers.get_all(WWW_AUTHENTICATE) {
+            let Some(params) = bearer_params(value.as_bytes()) else { continue };
+            let get = |name: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+            if get("error") != Some("insufficient_user_authentication") {
+                continue;
+            }
+            let acr_values = match get("acr_values") {
+                Some(v) if !acr_values_ok(v) => return None,
+                other => other.map(String::from),
+            };
+            let max_age = match get("max_age") {
+                Some(v) => Some(v.parse::<u64>().ok()?),
+                None => None,
+            };
+            return Some(Challenge { acr_values, max_age });
+        }
+        None
+    }
+
+    /// `401 step_up_required`, with the requirement and the sign-in link (carrying only the
+    /// parameters `/bff/login` is configured to pass on).
+    pub fn response(&self, login_params: &[String]) -> Response<Body> {
+        let (status, code, description) = ApiError::StepUpRequired.parts();
+        let allowed = |name: &str| login_params.iter().any(|p| p == name);
+        let mut login = String::from("/bff/login?");
+        if let Some(acr) = self.acr_values.as_deref().filter(|_| allowed("acr_values")) {
+            login.push_str("acr_values=");
+            login.extend(url::form_urlencoded::byte_serialize(acr.as_bytes()));
+            login.push('&');
+        }
+        if let Some(max_age) = self.max_age.filter(|_| allowed("max_age")) {
+            login.push_str(&format!("max_age={max_age}&"));
+        }
+        login.push_str("returnUrl=");
+        json(
+            status,
+            &serde_json::json!({
+                "error": code,
+                "error_description": description,
+                "acr_values": self.acr_values,
+                "max_age": self.max_age,
+                "login_url": login,
+            }),
+        )
+    }
+}
+
+/// Space-separated values a provider may be sent (as `/bff/login` accepts them).
+fn acr_values_ok(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 512
+        && value.split(' ').all(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
+}
+
+/// The auth-params of the `Bearer` challenge in one `WWW-Authenticate` value (RFC 9110 §11.6.1:
+/// challenges separated by commas, each a scheme then `name=token` or `name="quoted"` pairs).
+/// `None` when there is no Bearer challenge or the value does not parse.
+fn bearer_params(value: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut at = 0;
+    let mut in_bearer = false;
+    let mut found = false;
+    let mut params = Vec::new();
+    loop {
+        while at < value.len() && matches!(value[at], b' ' | b'\t' | b',') {
+            at += 1;
+        }
+        if at >= value.len() {
+            return found.then_some(params);
+        }
+        let start = at;
+        while at < value.len() && is_tchar(value[at]) {
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        let name = std::str::from_utf8(&value[start..at]).ok()?;
+        let mut next = at;
+        while next < value.len() && matches!(value[next], b' ' | b'\t') {
+            next += 1;
+        }
+        if value.get(next) != Some(&b'=') {
+            // A new challenge's scheme.
+            in_bearer = name.eq_ignore_ascii_case("bearer");
+            found |= in_bearer;
+            continue;
+        }
+        at = next + 1;
+        while at < value.len() && matches!(value[at], b' ' | b'\t') {
+            at += 1;
+        }
+        let param_value = if value.get(at) == Some(&b'"') {
+            at += 1;
+            let mut text = Vec::new();
+            loop {
+                match value.get(at)? {
+                    b'"' => break,
+                    b'\\' => {
+                        at += 1;
+                        text.push(*value.get(at)?);
+                    }
+                    byte => text.push(*byte),
+                }
+                at += 1;
+            }
+            at += 1;
+            String::from_utf8(text).ok()?
+        } else {
+            let start = at;
+            while at < value.len() && is_tchar(value[at]) {
+                at += 1;
+            }
+            std::str::from_utf8(&value[start..at]).ok()?.to_string()
+        };
+        if in_bearer {
+            params.push((name.to_string(), param_value));
+        }
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Claims {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn acr_and_auth_time_are_checked_against_the_route() {
+        let both = StepUp { acr_values: vec!["mfa".into(), "hwk".into()], max_age: Some(300) };
+        let now = 10_000;
+        assert!(satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 300})), now));
+        assert!(satisfied(&both, &claims(json!({"acr": "hwk", "auth_time": now})), now));
+        assert!(!satisfied(&both, &claims(json!({"acr": "pwd", "auth_time": now})), now), "a weaker acr");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 301})), now), "too old");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa"})), now), "no auth_time");
+        assert!(!satisfied(&both, &claims(json!({"auth_time": now})), now), "no acr");
+        assert!(!satisfied(&both, &claims(json!({"acr": ["mfa"], "auth_time": now})), now), "acr is a string");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now + 5})), now), "from the future");
+        let acr_only = StepUp { acr_values: vec!["mfa".into()], max_age: None };
+        assert!(satisfied(&acr_only, &claims(json!({"acr": "mfa"})), now));
+        let age_only = StepUp { acr_values: vec![], max_age: Some(60) };
+        assert!(satisfied(&age_only, &claims(json!({"auth_time": now - 10})), now));
+    }
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(WWW_AUTHENTICATE, http::HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn reads_the_rfc_9470_challenge() {
+        let challenge = Challenge::from_upstream(&headers(&[
+            br#"Bearer error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="myACR""#,
+        ]));
+        assert_eq!(challenge, Some(Challenge { acr_values: Some("myACR".into()), max_age: None }));
+        let challenge = Challenge::from_upstream(&headers(&[
+            b"Basic realm=\"x\", Bearer realm=\"api\", error=insufficient_user_authentication, max_age=5",
+        ]));
+        assert_eq!(challenge, Some(Challenge { acr_values: None, max_age: Some(5) }));
+        let challenge = Challenge::from_upstream(&headers(&[
+            b"Basic realm=x",
+            b"bearer ERROR=\"insufficient_user_authentication\", acr_values=\"a b\", max_age=\"60\"",
+        ]));
+        assert_eq!(challenge, Some(Challenge { acr_values: Some("a b".into()), max_age: Some(60) }));
+    }
+
+    #[test]
+    fn anything_else_is_not_a_step_up() {
+        for value in [
+            &b"Bearer error=\"invalid_token\""[..],
+            b"Basic realm=\"x\", error=\"insufficient_user_authentication\"",
+            b"Bearer error=\"insufficient_user_authentication\", max_age=-1",
+            b"Bearer error=\"insufficient_user_authentication\", max_age=\"soon\"",
+            b"Bearer error=\"insufficient_user_authentication\", acr_values=\"a\\\"b\"",
+            b"Bearer error=\"insufficient_user_authentication\", acr_values=\"",
+            b"Bearer error=\"insufficient_user_authentication\" ,, =x",
+            b"Bearer error=\"insufficient_user_authentication\", acr_values=\"caf\xc3\xa9\"",
+            b"",
+            b"Bearer",
+            b"Bearer error=\"insufficient_user_authentication\", acr_values=\"\"",
+        ] {
+            assert_eq!(Challenge::from_upstream(&headers(&[value])), None, "{}", String::from_utf8_lossy(value));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_answer_names_what_is_needed_and_a_login_link() {
+        use http_body_util::BodyExt;
+        let challenge = Challenge { acr_values: Some("mfa hwk".into()), max_age: Some(300) };
+        let all = vec!["acr_values".to_string(), "max_age".to_string()];
+        let response = challenge.response(&all);
+        assert_eq!(response.status(), 401);
+        let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["error"], "step_up_required");
+        assert_eq!(body["acr_values"], "mfa hwk");
+        assert_eq!(body["max_age"], 300);
+        assert_eq!(body["login_url"], "/bff/login?acr_values=mfa+hwk&max_age=300&returnUrl=");
+        let body = challenge.response(&[]).into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["login_url"], "/bff/login?returnUrl=", "only parameters /bff/login passes on");
+    }
+}
