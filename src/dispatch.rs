@@ -41,6 +41,8 @@ pub async fn handle(
     let path = uri.path();
     let route = app.router.route(path);
     let refusal = refuse_malformed(&request);
+    // A session cookie under the name an earlier version used moves to the current one.
+    let migration = app.sessions.cookies().migration(request.headers());
     let span = tracing::info_span!("request", id = %request_id_text);
     let response = async {
         if let Some(error) = refusal {
@@ -61,6 +63,9 @@ pub async fn handle(
     .instrument(span)
     .await;
     let mut response = response;
+    if let Some(migration) = migration {
+        migration.apply(&mut response, app.sessions.cookies());
+    }
     response.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     // Shutting down: each HTTP/1.1 keep-alive client learns it with its next answer and
     // leaves, instead of finding its pooled connection closed under a request later.

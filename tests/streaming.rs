@@ -27,7 +27,7 @@ async fn hundred_megabytes_each_way_with_bounded_memory() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let client = HttpClient::new(Duration::from_secs(5));
 
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS needs Linux");

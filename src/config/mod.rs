@@ -146,6 +146,8 @@ pub struct OidcConfig {
 #[derive(Clone)]
 pub struct SessionConfig {
     pub cookie_name: String,
+    /// Earlier names of the session cookie, still read and renamed on the next answer.
+    pub legacy_cookie_names: Vec<String>,
     pub same_site: SameSite,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,

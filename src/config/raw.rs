@@ -149,6 +149,8 @@ impl Default for RawOidc {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSession {
     pub cookie_name: String,
+    #[serde(deserialize_with = "flexible::string_list")]
+    pub legacy_cookie_names: Vec<String>,
     pub same_site: SameSiteSetting,
     pub idle_timeout: String,
     pub absolute_timeout: String,
@@ -176,7 +178,8 @@ pub struct RawSession {
 impl Default for RawSession {
     fn default() -> Self {
         Self {
-            cookie_name: "__Host-cloakroom".into(),
+            cookie_name: "__Host-Http-cloakroom".into(),
+            legacy_cookie_names: vec!["__Host-cloakroom".into()],
             same_site: SameSiteSetting::Strict,
             idle_timeout: "30m".into(),
             absolute_timeout: "12h".into(),

@@ -207,19 +207,26 @@ pub(super) fn widen_for_routes(oidc: &mut OidcConfig, routes: &[RouteConfig]) {
     }
 }
 
+/// A session cookie name: `__Host-` (the RFC 10017 default adds `Http-`) and cookie-name bytes.
+fn check_cookie_name(check: &mut Check, key: &str, name: &str) {
+    if !name.starts_with("__Host-") {
+        check.fail(key, "must start with \"__Host-\" (binds the cookie to this origin: Secure, Path=/, no Domain)");
+    } else if name.len() == "__Host-".len() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        check.fail(key, "must be \"__Host-\" followed by letters, digits, '-', '_' or '.'");
+    }
+}
+
 /// `[session]`. `None` when no key ring can be made (its error is reported).
 pub(super) fn session(check: &mut Check, raw: &RawSession) -> Option<SessionConfig> {
     // [session]
     let cookie_name = raw.cookie_name.trim().to_string();
-    if !cookie_name.starts_with("__Host-") {
-        check.fail(
-            "session.cookie_name",
-            "must start with \"__Host-\" (binds the cookie to this origin: Secure, Path=/, no Domain)",
-        );
-    } else if cookie_name.len() == "__Host-".len()
-        || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        check.fail("session.cookie_name", "must be \"__Host-\" followed by letters, digits, '-', '_' or '.'");
+    check_cookie_name(check, "session.cookie_name", &cookie_name);
+    let mut legacy_cookie_names: Vec<String> = Vec::new();
+    for (i, name) in raw.legacy_cookie_names.iter().map(|n| n.trim()).enumerate() {
+        check_cookie_name(check, &format!("session.legacy_cookie_names[{i}]"), name);
+        if name != cookie_name && !legacy_cookie_names.iter().any(|n| n == name) {
+            legacy_cookie_names.push(name.to_string());
+        }
     }
     let same_site = match raw.same_site {
         SameSiteSetting::Strict => SameSite::Strict,
@@ -303,6 +310,7 @@ pub(super) fn session(check: &mut Check, raw: &RawSession) -> Option<SessionConf
 
     Some(SessionConfig {
         cookie_name,
+        legacy_cookie_names,
         same_site,
         idle_timeout,
         absolute_timeout,

@@ -23,7 +23,8 @@ fn minimal_config_takes_the_defaults() {
     assert_eq!(config.oidc.redirect_uri.as_str(), "http://localhost:8080/bff/callback");
     assert_eq!(config.oidc.post_logout_redirect_uri.as_str(), "http://localhost:8080/");
     assert!(matches!(&config.oidc.client_auth, ClientAuth::SecretBasic(s) if s.secret() == "s3cret"));
-    assert_eq!(config.session.cookie_name, "__Host-cloakroom");
+    assert_eq!(config.session.cookie_name, "__Host-Http-cloakroom");
+    assert_eq!(config.session.legacy_cookie_names, ["__Host-cloakroom"]);
     assert_eq!(config.session.same_site, SameSite::Strict);
     assert_eq!(config.session.idle_timeout, Duration::from_secs(1800));
     assert_eq!(config.session.absolute_timeout, Duration::from_secs(12 * 3600));

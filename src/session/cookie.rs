@@ -28,11 +28,52 @@ pub struct CookiePolicy {
     name: String,
     login_prefix: String,
     same_site: SameSite,
+    /// Names the session cookie had before (`session.legacy_cookie_names`): still read, still
+    /// never forwarded, and renamed to `name` on the next answer ([`CookiePolicy::migration`]).
+    legacy: Vec<(String, String)>,
 }
 
 impl CookiePolicy {
     pub fn new(name: &str, same_site: SameSite) -> Self {
-        Self { name: name.to_string(), login_prefix: format!("{name}-login-"), same_site }
+        Self { name: name.to_string(), login_prefix: format!("{name}-login-"), same_site, legacy: Vec::new() }
+    }
+
+    /// With earlier names of the session cookie (the current name among them is ignored).
+    pub fn with_legacy_names(mut self, names: &[String]) -> Self {
+        for name in names.iter().filter(|n| **n != self.name) {
+            self.legacy.push((name.clone(), format!("{name}-login-")));
+        }
+        self
+    }
+
+    /// The session cookie's value: under its name, or else under an earlier one.
+    pub fn find_session<'a>(&self, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+        find(headers, &self.name).or_else(|| self.legacy.iter().find_map(|(name, _)| find(headers, name)))
+    }
+
+    /// A login cookie's value for `state`, under the current name's prefix or an earlier one's
+    /// (a sign-in started before an upgrade still finishes).
+    pub fn find_login<'a>(&self, headers: &'a HeaderMap, state: &str) -> Option<&'a [u8]> {
+        let tag = self.login_cookie_name(state)?.split_off(self.login_prefix.len());
+        find(headers, &format!("{}{tag}", self.login_prefix))
+            .or_else(|| self.legacy.iter().find_map(|(_, prefix)| find(headers, &format!("{prefix}{tag}"))))
+    }
+
+    /// The `Set-Cookie` values that move a session cookie sent under an earlier name to the
+    /// current one: the current cookie with the same ticket (a browser-session cookie) when the
+    /// value is one cloakroom could have made and the current name is absent, and the deletion
+    /// of the earlier one. `None` when the request carries no earlier name.
+    pub fn migration(&self, headers: &HeaderMap) -> Option<Migration> {
+        if self.legacy.is_empty() {
+            return None;
+        }
+        let (name, value) = self.legacy.iter().find_map(|(name, _)| Some((name, find(headers, name)?)))?;
+        let current = find(headers, &self.name).is_some();
+        let ticket = std::str::from_utf8(value).ok().filter(|_| !current).and_then(SessionTicket::parse);
+        Some(Migration {
+            renamed: ticket.map(|ticket| self.session(&ticket, None)),
+            cleared: header(&self.expired(name.clone(), self.same_site)),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -77,9 +118,11 @@ impl CookiePolicy {
         Some(header(&self.expired(self.login_cookie_name(state)?, SameSite::Lax)))
     }
 
-    /// Whether a cookie name is one of cloakroom's own (never forwarded upstream).
+    /// Whether a cookie name is one of cloakroom's own (never forwarded upstream), earlier
+    /// names included.
     pub fn is_own(&self, cookie_name: &[u8]) -> bool {
-        cookie_name == self.name.as_bytes() || cookie_name.starts_with(self.login_prefix.as_bytes())
+        let own = |name: &str, prefix: &str| cookie_name == name.as_bytes() || cookie_name.starts_with(prefix.as_bytes());
+        own(&self.name, &self.login_prefix) || self.legacy.iter().any(|(name, prefix)| own(name, prefix))
     }
 
     /// Whether a `Cookie` pair may carry one of cloakroom's cookies to a server that reads it
@@ -97,6 +140,30 @@ impl CookiePolicy {
         let mut cookie = self.base(name, String::new(), same_site);
         cookie.set_max_age(cookie::time::Duration::ZERO);
         cookie
+    }
+}
+
+/// A session cookie moving from an earlier name to the current one.
+pub struct Migration {
+    /// The same ticket under the current name (`None`: the value was no ticket; only cleared).
+    pub renamed: Option<HeaderValue>,
+    /// The earlier name, deleted.
+    pub cleared: HeaderValue,
+}
+
+impl Migration {
+    /// Adds the migration to an answer; an answer that sets or clears the session cookie
+    /// itself (sign-in, sign-out, a stale cookie) keeps its own, and only the earlier name is
+    /// deleted.
+    pub fn apply<B>(self, response: &mut http::Response<B>, policy: &CookiePolicy) {
+        let sets_own = response.headers().get_all(http::header::SET_COOKIE).iter().any(|value| {
+            value.as_bytes().strip_prefix(policy.name.as_bytes()).is_some_and(|rest| rest.first() == Some(&b'='))
+        });
+        let headers = response.headers_mut();
+        if let Some(renamed) = self.renamed.filter(|_| !sets_own) {
+            headers.append(http::header::SET_COOKIE, renamed);
+        }
+        headers.append(http::header::SET_COOKIE, self.cleared);
     }
 }
 

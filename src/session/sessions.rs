@@ -1,6 +1,6 @@
 //! [`Sessions`]: the one place that turns a request's cookie into a session and back.
 
-use super::cookie::{self, CookiePolicy};
+use super::cookie::CookiePolicy;
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::store::Store;
@@ -60,7 +60,8 @@ impl Sessions {
         Ok(Self {
             store,
             sealer: Sealer::new(config.keys.clone()),
-            cookies: CookiePolicy::new(&config.cookie_name, config.same_site),
+            cookies: CookiePolicy::new(&config.cookie_name, config.same_site)
+                .with_legacy_names(&config.legacy_cookie_names),
             clock,
             absolute_timeout: config.absolute_timeout.as_secs(),
             login_timeout: config.login_timeout,
@@ -105,7 +106,7 @@ impl Sessions {
     }
 
     async fn lookup_as<S: SessionView>(&self, headers: &HeaderMap, slide: bool) -> Result<Lookup<S>, StoreError> {
-        let Some(value) = cookie::find(headers, self.cookies.name()) else {
+        let Some(value) = self.cookies.find_session(headers) else {
             return Ok(Lookup::None);
         };
         let Some(ticket) = std::str::from_utf8(value).ok().and_then(SessionTicket::parse) else {
@@ -284,8 +285,7 @@ impl Sessions {
     /// Opens the pending login for `state` from this browser's login cookie. Single use: the
     /// first callback with it claims it in the store, and no later one gets it.
     pub async fn take_login(&self, state: &str, headers: &HeaderMap) -> Result<Option<PendingLogin>, StoreError> {
-        let Some(name) = self.cookies.login_cookie_name(state) else { return Ok(None) };
-        let Some(value) = cookie::find(headers, &name) else {
+        let Some(value) = self.cookies.find_login(headers, state) else {
             return Ok(None);
         };
         let Ok(sealed) = URL_SAFE_NO_PAD.decode(value) else { return Ok(None) };

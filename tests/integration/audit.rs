@@ -79,7 +79,7 @@ async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
 
     let mut browser = Browser::new();
     assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200);
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let report = audit(&bff.origin, Some(cookie)).await;
     assert!(report.passed(), "{}", report.stdout);
     for check in [

@@ -85,7 +85,7 @@ fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "__Host-cloakroom")
+        .find(|c| c["name"] == "__Host-Http-cloakroom")
         .expect("the session cookie is stored")
         .clone();
     assert_eq!(cookie["httpOnly"], true);
@@ -95,7 +95,7 @@ fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
     assert_eq!(cookie["domain"], "127.0.0.1", "host-only: no Domain attribute");
     assert_eq!(cookie["expires"], -1, "a browser-session cookie unless 'keep me signed in'");
     assert!(
-        !record["cookiesAfter"].as_array().unwrap().iter().any(|c| c["name"] == "__Host-cloakroom"),
+        !record["cookiesAfter"].as_array().unwrap().iter().any(|c| c["name"] == "__Host-Http-cloakroom"),
         "the cookie outlived sign-out"
     );
 
@@ -107,7 +107,7 @@ fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
         requests[callback + 1..].iter().find(|r| r["navigation"] == true).expect("a navigation after the callback");
     assert_eq!(first_page["url"], format!("{origin}/"));
     let sent = first_page["headers"]["cookie"].as_str().unwrap_or("");
-    assert!(sent.contains("__Host-cloakroom="), "the first page after login went without the session cookie: {sent:?}");
+    assert!(sent.contains("__Host-Http-cloakroom="), "the first page after login went without the session cookie: {sent:?}");
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ async fn assert_refused(bff: &Bff, browser: &Browser, reply: &Reply, status: u16
     assert!(reply.header("content-type").unwrap().starts_with("text/html"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert!(reply.text().contains("Try again") && reply.text().contains("/bff/login"), "{}", reply.text());
-    assert!(!reply.set_cookies().iter().any(|c| c.starts_with("__Host-cloakroom=") && !c.contains("Max-Age=0")));
+    assert!(!reply.set_cookies().iter().any(|c| c.starts_with("__Host-Http-cloakroom=") && !c.contains("Max-Age=0")));
     assert!(session_cookie(browser).is_none(), "a session cookie was set");
     assert_eq!(bff.session_count().await, 0, "a session was stored");
 }
@@ -45,7 +45,7 @@ async fn login_sends_pkce_s256_state_and_nonce_and_a_lax_login_cookie() {
     let scopes: Vec<&str> = params["scope"].split(' ').collect();
     assert!(scopes.contains(&"openid") && scopes.contains(&"offline_access"), "{scopes:?}");
     assert_eq!(scopes.iter().filter(|s| **s == "openid").count(), 1);
-    let cookie = reply.set_cookies().into_iter().find(|c| c.starts_with("__Host-cloakroom-login-")).unwrap();
+    let cookie = reply.set_cookies().into_iter().find(|c| c.starts_with("__Host-Http-cloakroom-login-")).unwrap();
     for attribute in ["HttpOnly", "Secure", "Path=/", "SameSite=Lax", "Max-Age=600"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
@@ -101,7 +101,7 @@ async fn a_replayed_callback_creates_nothing() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
     let callback = bff.authorize(&mut browser, "alice", "/").await;
-    let login_cookie = browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-cloakroom-login-")).unwrap();
+    let login_cookie = browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-Http-cloakroom-login-")).unwrap();
     let login_secret = browser.cookie(&login_cookie).unwrap();
     assert_eq!(browser.get(&callback, &[]).await.status, 200);
     let ticket = session_cookie(&browser).unwrap();
@@ -192,7 +192,7 @@ async fn a_cancelled_sign_in_is_a_readable_403() {
     let reply = browser.get(&callback, &[]).await;
     assert_refused(&bff, &browser, &reply, 403).await;
     assert!(reply.text().contains("returnUrl=%2Fback"), "try again keeps the return path: {}", reply.text());
-    assert!(!browser.cookie_names().iter().any(|n| n.starts_with("__Host-cloakroom-login-")), "login cookie left");
+    assert!(!browser.cookie_names().iter().any(|n| n.starts_with("__Host-Http-cloakroom-login-")), "login cookie left");
 }
 
 #[tokio::test]
@@ -247,7 +247,7 @@ async fn a_silent_sign_in_that_fails_returns_to_the_app_with_a_marker() {
     assert_eq!(reply.status, 302, "{}", reply.text());
     assert_eq!(reply.location(), Some("/app?x=1&login_error=login_required"));
     assert!(session_cookie(&browser).is_none());
-    assert!(!browser.cookie_names().iter().any(|n| n.starts_with("__Host-cloakroom-login-")), "login cookie left");
+    assert!(!browser.cookie_names().iter().any(|n| n.starts_with("__Host-Http-cloakroom-login-")), "login cookie left");
     assert_eq!(bff.session_count().await, 0);
 }
 

@@ -103,12 +103,12 @@ async fn finding_1_a_non_ascii_cookie_neither_hides_the_session_nor_carries_the_
         let seen = bff.upstream.requests().pop().unwrap();
         let cookies = cookie_of(&seen);
         assert!(!contains(&cookies, ticket.as_bytes()), "{path}: the ticket went upstream");
-        assert!(!contains(&cookies, b"__Host-cloakroom"), "{path}: {:?}", String::from_utf8_lossy(&cookies));
+        assert!(!contains(&cookies, b"__Host-Http-cloakroom"), "{path}: {:?}", String::from_utf8_lossy(&cookies));
         assert!(cookies.starts_with("lang=fran\u{e7}ais".as_bytes()), "{path}: the app's cookie is kept");
     }
 
     // Over h2c, the cookie in one field and in crumbs.
-    let pair = format!("__Host-cloakroom={ticket}");
+    let pair = format!("__Host-Http-cloakroom={ticket}");
     let one = format!("lang=fran\u{e7}ais; {pair}");
     for fields in [
         vec![("cookie", one.as_bytes()), ("x-csrf", b"1".as_slice())],
@@ -130,7 +130,7 @@ async fn finding_1_a_non_ascii_cookie_neither_hides_the_session_nor_carries_the_
     assert_eq!(reply.status, 200);
     assert_eq!(bff.session_count().await, 0, "logout left the session alive");
     let mut thief = Browser::new();
-    thief.set_cookie("__Host-cloakroom", &ticket);
+    thief.set_cookie("__Host-Http-cloakroom", &ticket);
     assert_eq!(thief.get(&bff.url("/rec/x"), &[CSRF]).await.status, 401, "the copied ticket still works");
 }
 
@@ -272,7 +272,7 @@ async fn finding_6_connect_and_trace_are_refused_not_forwarded() {
     let count = bff.upstream.count();
     let reply = browser.request(Method::TRACE, &bff.url("/rec/x"), None, &[CSRF]).await;
     assert_eq!((reply.status, reply.json()["error"].as_str()), (405, Some("method_not_allowed")));
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     for target in ["/rec/x", "/api/x", "/open/x"] {
         let request = format!(
             "CONNECT {target} HTTP/1.1\r\nHost: {}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
@@ -389,8 +389,8 @@ async fn every_endpoint_answers_hostile_bytes_with_a_clear_4xx() {
         "GET /bff/%2e%2e/api/x",
     ];
     let hostile_headers: [&[u8]; 6] = [
-        b"Cookie: lang=fran\xc3\xa7ais; __Host-cloakroom=TICKET\r\n",
-        b"Cookie: \xff\xfe\xfd; __Host-cloakroom=TICKET; \x80=\x81\r\nCookie: x=\xc3\r\n",
+        b"Cookie: lang=fran\xc3\xa7ais; __Host-Http-cloakroom=TICKET\r\n",
+        b"Cookie: \xff\xfe\xfd; __Host-Http-cloakroom=TICKET; \x80=\x81\r\nCookie: x=\xc3\r\n",
         b"Origin: https://\xc3\xa9vil.example\r\nSec-Fetch-Site: \xff\r\n",
         b"X-Forwarded-For: \xff, 1.2.3.4\r\nForwarded: for=\"\xc3\xa9\"\r\n",
         b"Content-Type: application/x-www-form-urlencoded\xff\r\nContent-Length: 11\r\n\r\nlogout_tok\xff",
@@ -413,6 +413,6 @@ async fn every_endpoint_answers_hostile_bytes_with_a_clear_4xx() {
     }
     for seen in bff.upstream.requests() {
         assert!(!contains(&cookie_of(&seen), ticket.as_bytes()), "the ticket went upstream: {seen:?}");
-        assert!(!contains(&cookie_of(&seen), b"__Host-cloakroom"), "{seen:?}");
+        assert!(!contains(&cookie_of(&seen), b"__Host-Http-cloakroom"), "{seen:?}");
     }
 }

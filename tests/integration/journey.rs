@@ -13,7 +13,7 @@ async fn login_user_api_logout_and_no_token_reaches_the_browser() {
     assert_eq!(landing.status, 200, "{}", landing.text());
     assert!(landing.text().contains(r#"content="0;url=/app/page?tab=1""#), "{}", landing.text());
     let set_cookie =
-        landing.set_cookies().into_iter().find(|c| c.starts_with("__Host-cloakroom=")).expect("a session cookie");
+        landing.set_cookies().into_iter().find(|c| c.starts_with("__Host-Http-cloakroom=")).expect("a session cookie");
     let attributes: Vec<String> = set_cookie.split(';').skip(1).map(|a| a.trim().to_ascii_lowercase()).collect();
     for required in ["httponly", "secure", "path=/", "samesite=strict"] {
         assert!(attributes.contains(&required.to_string()), "{required} missing: {set_cookie}");
@@ -22,7 +22,7 @@ async fn login_user_api_logout_and_no_token_reaches_the_browser() {
     let ticket = session_cookie(&browser).unwrap();
     assert_eq!(ticket.len(), 86, "the ticket is 512 bits of base64url");
     assert!(
-        !browser.cookie_names().iter().any(|n| n.starts_with("__Host-cloakroom-login-")),
+        !browser.cookie_names().iter().any(|n| n.starts_with("__Host-Http-cloakroom-login-")),
         "login cookie left behind"
     );
 
@@ -58,7 +58,7 @@ async fn login_user_api_logout_and_no_token_reaches_the_browser() {
     assert_eq!(claims["aud"], "urn:cloakroom:test-api");
     assert_eq!(claims["sub"], "alice");
     let cookies = upstream.headers.get("cookie").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    assert!(!cookies.contains("__Host-cloakroom"), "cloakroom's cookie went upstream: {cookies}");
+    assert!(!cookies.contains("__Host-Http-cloakroom"), "cloakroom's cookie went upstream: {cookies}");
     assert_eq!(upstream.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(upstream.headers["x-forwarded-proto"], "http");
     assert_eq!(upstream.headers["x-forwarded-host"], bff.origin.trim_start_matches("http://"));
@@ -85,7 +85,7 @@ async fn login_user_api_logout_and_no_token_reaches_the_browser() {
 
     // Signed out, and the old ticket opens nothing.
     assert_eq!(bff.user(&mut browser).await.status, 401);
-    browser.set_cookie("__Host-cloakroom", &ticket);
+    browser.set_cookie("__Host-Http-cloakroom", &ticket);
     let replay = bff.user(&mut browser).await;
     assert_eq!(replay.status, 401);
     assert_eq!(replay.json()["error"], "unauthenticated");
@@ -112,7 +112,7 @@ async fn two_tabs_can_sign_in_at_once_and_each_returns_to_its_page() {
     // Both logins start before either finishes: two login cookies, two pending logins.
     let first = bff.authorize(&mut browser, "alice", "/first").await;
     let second = bff.authorize(&mut browser, "alice", "/second").await;
-    let logins = browser.cookie_names().into_iter().filter(|n| n.starts_with("__Host-cloakroom-login-")).count();
+    let logins = browser.cookie_names().into_iter().filter(|n| n.starts_with("__Host-Http-cloakroom-login-")).count();
     assert_eq!(logins, 2);
 
     let landed_second = browser.get(&second, &[]).await;
@@ -129,7 +129,7 @@ async fn two_tabs_can_sign_in_at_once_and_each_returns_to_its_page() {
 
     // Each login rotated the id and ended the session the browser held before.
     let mut old = Browser::new();
-    old.set_cookie("__Host-cloakroom", &ticket_second);
+    old.set_cookie("__Host-Http-cloakroom", &ticket_second);
     assert_eq!(bff.user(&mut old).await.status, 401);
     assert_eq!(bff.session_count().await, 1);
 }

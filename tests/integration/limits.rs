@@ -27,7 +27,7 @@ async fn bodies_over_the_route_limit_get_413_declared_or_not() {
     .await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let client = HttpClient::new(Duration::from_secs(5));
     let post = |body: GeneratedBody| {
         let request = http::Request::post(bff.url("/small/upload"))

@@ -52,7 +52,7 @@ async fn cross_site_or_unmarked_logout_posts_are_refused_and_the_session_stays()
 async fn logout_without_a_session_still_clears_and_answers() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
-    browser.set_cookie("__Host-cloakroom", "stale");
+    browser.set_cookie("__Host-Http-cloakroom", "stale");
     let reply = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
     assert_eq!(reply.status, 200);
     assert!(reply.json()["logout_url"].as_str().is_some());

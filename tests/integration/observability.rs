@@ -84,7 +84,7 @@ async fn a_login_refresh_and_logout_at_trace_level_log_no_token_cookie_or_secret
     let login_cookies: Vec<String> = browser
         .cookie_names()
         .into_iter()
-        .filter(|n| n.starts_with("__Host-cloakroom-login-"))
+        .filter(|n| n.starts_with("__Host-Http-cloakroom-login-"))
         .filter_map(|n| browser.cookie(&n))
         .collect();
     assert!(!login_cookies.is_empty());

@@ -96,7 +96,7 @@ async fn each_token_policy_attaches_what_it_says() {
     assert_eq!(authorization(&bff), None);
     for request in bff.upstream.requests() {
         let cookies = request.headers.get("cookie").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        assert!(!cookies.contains("__Host-cloakroom"), "{cookies}");
+        assert!(!cookies.contains("__Host-Http-cloakroom"), "{cookies}");
     }
 }
 
@@ -128,7 +128,7 @@ async fn headers_are_cleaned_both_ways() {
     // Other cookies pass (the provider's share this host: cookies are not port-scoped); ours never.
     let cookies = upstream.headers["cookie"].to_str().unwrap();
     assert!(cookies.split("; ").any(|c| c == "theme=dark"), "{cookies}");
-    assert!(!cookies.contains("__Host-cloakroom"), "{cookies}");
+    assert!(!cookies.contains("__Host-Http-cloakroom"), "{cookies}");
     assert_eq!(upstream.headers["host"], bff.upstream.addr.to_string());
     // The upstream tried to plant cloakroom's cookie: only its own cookie comes through.
     assert_eq!(reply.set_cookies(), vec!["app=1; Path=/".to_string()]);
@@ -201,7 +201,7 @@ async fn stopping_lets_in_flight_requests_finish() {
     .await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let url = bff.url("/patient/slow");
     let in_flight = tokio::spawn(async move { http_call(Method::GET, &url, None, &[CSRF, ("cookie", &cookie)]).await });
     // Wait until the slow request is at the upstream, then stop.

@@ -52,7 +52,7 @@ async fn a_storm_of_concurrent_calls_at_expiry_makes_exactly_one_refresh() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     bff.clock.advance(301); // expired: every call needs the refresh
 
     let started = Instant::now();
@@ -275,7 +275,7 @@ async fn a_provider_frozen_mid_refresh_answers_late_and_the_session_survives() {
     bff.login(&mut browser, "alice", "/").await;
     assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
     let first = bearer(&bff);
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
 
     provider.signal("STOP");
     bff.clock.advance(280); // due, still valid

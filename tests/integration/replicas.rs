@@ -88,7 +88,7 @@ async fn a_login_started_on_one_replica_finishes_on_the_other_and_logout_ends_it
 
     // Logout on A: B no longer knows the session either.
     assert_eq!(browser.request(Method::POST, &a.direct("/bff/logout"), None, &[CSRF]).await.status, 200);
-    browser.set_cookie("__Host-cloakroom", &ticket);
+    browser.set_cookie("__Host-Http-cloakroom", &ticket);
     assert_eq!(browser.get(&b.direct("/bff/user"), &[CSRF]).await.status, 401);
 }
 
@@ -98,7 +98,7 @@ async fn a_refresh_storm_split_across_replicas_makes_one_refresh() {
     let (a, b) = replicas(&redis, [None, None]).await;
     let mut browser = Browser::new();
     assert_eq!(a.login(&mut browser, "alice", "/").await.status, 200);
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     // Both replicas' clocks move past the access token's refresh margin.
     a.clock.advance(290);
     b.clock.advance(290);
@@ -196,7 +196,7 @@ async fn sign_in(bff: &Bff) -> Browser {
 /// Whether `browser`'s session opens on `bff`.
 async fn works_on(browser: &Browser, bff: &Bff) -> bool {
     let mut probe = Browser::new();
-    probe.set_cookie("__Host-cloakroom", &session_cookie(browser).unwrap());
+    probe.set_cookie("__Host-Http-cloakroom", &session_cookie(browser).unwrap());
     probe.get(&bff.direct("/bff/user"), &[CSRF]).await.status == 200
 }
 
@@ -229,7 +229,7 @@ async fn session_keys_rotate_across_a_rollout_in_two_steps() {
     assert!(!works_on(&from_e, &f).await, "an [old]-only replica opened a session sealed with the new key");
     // Its refusal is "no session", never an error.
     let mut probe = Browser::new();
-    probe.set_cookie("__Host-cloakroom", &session_cookie(&from_e).unwrap());
+    probe.set_cookie("__Host-Http-cloakroom", &session_cookie(&from_e).unwrap());
     assert_eq!(probe.get(&f.direct("/bff/user"), &[CSRF]).await.status, 401);
 }
 

@@ -43,7 +43,7 @@ async fn each_route_gets_a_token_for_its_own_resource() {
     assert_eq!(last_audience(&bff), DEFAULT_API);
 
     // First calls to the orders API, concurrently: one refresh for the resource, then cached.
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let calls: Vec<_> = (0..20)
         .map(|i| {
             let (url, cookie) = (bff.url(&format!("/orders/{i}")), cookie.clone());

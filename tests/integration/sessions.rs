@@ -2,9 +2,10 @@
 //! timeouts hold, driven by the injected clock.
 
 use crate::support::*;
+use http::Method;
 
 fn cleared(reply: &Reply) -> bool {
-    reply.set_cookies().iter().any(|c| c.starts_with("__Host-cloakroom=;") && c.contains("Max-Age=0"))
+    reply.set_cookies().iter().any(|c| c.starts_with("__Host-Http-cloakroom=;") && c.contains("Max-Age=0"))
 }
 
 #[tokio::test]
@@ -42,7 +43,7 @@ async fn malformed_forged_and_tampered_tickets_are_no_session_and_get_cleared() 
     let forged = "A".repeat(86);
     for bad in ["garbage", "", &"%".repeat(86), &forged, &String::from_utf8(flipped).unwrap(), &ticket[..85]] {
         let mut browser = Browser::new();
-        browser.set_cookie("__Host-cloakroom", bad);
+        browser.set_cookie("__Host-Http-cloakroom", bad);
         let reply = bff.user(&mut browser).await;
         assert_eq!(reply.status, 401, "{bad:?}: {}", reply.text());
         assert_eq!(reply.json()["error"], "unauthenticated");
@@ -110,7 +111,7 @@ async fn sessions_survive_a_key_rotation_and_die_with_a_retired_key() {
 #[tokio::test]
 async fn keep_me_signed_in_gives_a_persistent_cookie_only_when_allowed() {
     let session_cookie_header = |reply: &Reply| {
-        reply.set_cookies().into_iter().find(|c| c.starts_with("__Host-cloakroom=")).expect("a session cookie")
+        reply.set_cookies().into_iter().find(|c| c.starts_with("__Host-Http-cloakroom=")).expect("a session cookie")
     };
     let allowed =
         Bff::start_with(BffOptions { session_toml: "allow_remember = true".into(), ..Default::default() }).await;
@@ -244,4 +245,50 @@ async fn polling_without_sliding_lets_the_session_idle_out() {
         bff.clock.advance(20 * 60);
         assert_eq!(sliding.get(&bff.url("/bff/user"), &[CSRF]).await.status, 200);
     }
+}
+
+/// The session cookie's name follows RFC 10017 (`__Host-Http-`, issue 16, item 6); a session
+/// under the name earlier versions used keeps working, moves to the new name with the next
+/// answer, and never goes upstream; `legacy_cookie_names = []` stops reading it.
+#[tokio::test]
+async fn a_session_under_the_previous_cookie_name_is_kept_and_renamed() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/open/\"\nupstream = \"{upstream}/api/\"\ntoken = \"none\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(bff.cookie_name(), "__Host-Http-cloakroom");
+    let ticket = session_cookie(&browser).unwrap();
+    let old = format!("__Host-cloakroom={ticket}");
+
+    let user = http_call(Method::GET, &bff.url("/bff/user"), None, &[CSRF, ("cookie", &old)]).await;
+    assert_eq!(user.status, 200, "{}", user.text());
+    let set = user.set_cookies();
+    assert!(set.iter().any(|c| c.starts_with(&format!("__Host-Http-cloakroom={ticket};")) && c.contains("HttpOnly")), "{set:?}");
+    assert!(set.iter().any(|c| c.starts_with("__Host-cloakroom=;") && c.contains("Max-Age=0")), "{set:?}");
+
+    let api = http_call(Method::GET, &bff.url("/api/x"), None, &[CSRF, ("cookie", &format!("a=1; {old}"))]).await;
+    assert_eq!(api.status, 200);
+    let open = http_call(Method::GET, &bff.url("/open/x"), None, &[CSRF, ("cookie", &format!("a=1; {old}"))]).await;
+    assert_eq!(open.status, 200);
+    for seen in bff.upstream.requests() {
+        let cookie = seen.headers.get("cookie").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert!(!cookie.contains("cloakroom"), "the earlier cookie went upstream: {cookie}");
+    }
+
+    // Both names: the current one wins, the earlier one is only deleted.
+    let both = format!("__Host-cloakroom=junk; __Host-Http-cloakroom={ticket}");
+    let user = http_call(Method::GET, &bff.url("/bff/user"), None, &[CSRF, ("cookie", &both)]).await;
+    assert_eq!(user.status, 200);
+    assert_eq!(user.set_cookies().len(), 1, "{:?}", user.set_cookies());
+
+    let strict = Bff::start_with(BffOptions { session_toml: "legacy_cookie_names = []".into(), ..Default::default() }).await;
+    let mut browser = Browser::new();
+    strict.login(&mut browser, "alice", "/").await;
+    let old = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let user = http_call(Method::GET, &strict.url("/bff/user"), None, &[CSRF, ("cookie", &old)]).await;
+    assert_eq!(user.status, 401, "an earlier name was read although none is configured");
+    assert!(user.set_cookies().iter().all(|c| !c.starts_with("__Host-Http-cloakroom=e")));
 }

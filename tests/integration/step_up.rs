@@ -60,7 +60,7 @@ async fn a_route_needing_mfa_refuses_a_password_session_until_the_step_up() {
         Method::GET,
         &bff.url("/api/x"),
         None,
-        &[CSRF, ("cookie", &format!("__Host-cloakroom={password_ticket}"))],
+        &[CSRF, ("cookie", &format!("__Host-Http-cloakroom={password_ticket}"))],
     )
     .await;
     assert_eq!(old.status, 401, "the password session outlived its step-up");

@@ -43,7 +43,7 @@ async fn an_api_websocket_gets_the_token_and_tunnels_both_ways() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let origin = bff.origin.clone();
     let (head, mut stream) = handshake(&bff, "/api/ws", &[("Origin", &origin), ("Cookie", &cookie)]).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
@@ -56,7 +56,7 @@ async fn an_api_websocket_gets_the_token_and_tunnels_both_ways() {
     let upstream = bff.upstream.requests().pop().unwrap();
     assert_eq!(upstream.uri, "/api/ws");
     assert!(upstream.headers["authorization"].to_str().unwrap().starts_with("Bearer ey"));
-    assert!(!upstream.headers.get("cookie").is_some_and(|c| c.to_str().unwrap().contains("__Host-cloakroom")));
+    assert!(!upstream.headers.get("cookie").is_some_and(|c| c.to_str().unwrap().contains("__Host-Http-cloakroom")));
 }
 
 #[tokio::test]
@@ -64,7 +64,7 @@ async fn websocket_handshakes_need_our_origin_and_a_session() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
     bff.login(&mut browser, "alice", "/").await;
-    let cookie = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
     let origin = bff.origin.clone();
     for (extra, expected) in [
         (vec![("Cookie", cookie.as_str())], "403"),
@@ -91,7 +91,7 @@ async fn the_spa_dev_server_gets_pages_and_hot_reload_sockets_without_tokens() {
     let seen = bff.upstream.requests().pop().unwrap();
     assert_eq!(seen.uri, "/some/page?x=1");
     assert!(!seen.headers.contains_key("authorization"), "a token went to the dev server");
-    assert!(!seen.headers.get("cookie").is_some_and(|c| c.to_str().unwrap().contains("__Host-cloakroom")));
+    assert!(!seen.headers.get("cookie").is_some_and(|c| c.to_str().unwrap().contains("__Host-Http-cloakroom")));
 
     let origin = bff.origin.clone();
     let (head, mut stream) = handshake(&bff, "/ws", &[("Origin", &origin)]).await;

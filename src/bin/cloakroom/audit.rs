@@ -28,7 +28,7 @@ use url::Url;
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
     pub base: Url,
-    /// `NAME=VALUE` of a signed-in session; a bare value is taken as `__Host-cloakroom`.
+    /// `NAME=VALUE` of a signed-in session; a bare value is taken as `__Host-Http-cloakroom`.
     pub cookie: Option<String>,
     /// An API route prefix behind the BFF.
     pub api_path: String,
@@ -492,7 +492,7 @@ async fn hostile_input_checks(a: &mut Auditor, report: &mut Report) -> Result<()
 
 /// `NAME=VALUE`, or a bare value under cloakroom's default cookie name.
 fn session_cookie(given: &str) -> String {
-    if given.contains('=') { given.trim().to_string() } else { format!("__Host-cloakroom={}", given.trim()) }
+    if given.contains('=') { given.trim().to_string() } else { format!("__Host-Http-cloakroom={}", given.trim()) }
 }
 
 /// What is wrong with a `Set-Cookie` line, if anything.

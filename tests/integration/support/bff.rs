@@ -179,7 +179,7 @@ timeout = "2s"
     }
 
     pub fn cookie_name(&self) -> &'static str {
-        "__Host-cloakroom"
+        "__Host-Http-cloakroom"
     }
 
     pub async fn session_count(&self) -> u64 {
@@ -235,7 +235,7 @@ timeout = "2s"
 
 /// The session ticket as the test browser holds it.
 pub fn session_cookie(browser: &Browser) -> Option<String> {
-    browser.cookie("__Host-cloakroom")
+    browser.cookie("__Host-Http-cloakroom")
 }
 
 pub fn status(reply: &Reply) -> StatusCode {
