@@ -29,7 +29,7 @@ function signedOut(message) {
   $('status').textContent = message || 'Signed out.';
   $('signin').hidden = false;
   $('signout').hidden = true;
-  for (const id of ['claims-section', 'api-section', 'sessions-section']) $(id).hidden = true;
+  for (const id of ['claims-section', 'api-section', 'authz-section', 'sessions-section']) $(id).hidden = true;
 }
 
 function time(seconds) {
@@ -93,6 +93,7 @@ async function refresh() {
   renderClaims(body);
   $('claims-section').hidden = false;
   $('api-section').hidden = false;
+  $('authz-section').hidden = false;
   await loadSessions();
 }
 
@@ -109,6 +110,23 @@ async function callApi() {
   if (status >= 400) showError(`The API call failed (HTTP ${status}${body && body.error ? `: ${body.error}` : ''}).`);
 }
 
+// A route's rules (403 forbidden) and step-up (401 step_up_required) answer as JSON; a step-up
+// carries the sign-in link, to which the page appends where to come back to.
+let stepUpLink = null;
+
+async function callGuarded(path, options) {
+  showError('');
+  const { status, body } = await call(path, options);
+  const result = $('authz-result');
+  result.textContent = `${options && options.method ? options.method : 'GET'} ${path}: HTTP ${status}\n` +
+    (typeof body === 'string' ? body : JSON.stringify(body, null, 2));
+  result.hidden = false;
+  const stepUp = status === 401 && body && body.error === 'step_up_required';
+  if (status === 401 && !stepUp) return signedOut('Your session has ended. Sign in again to continue.');
+  stepUpLink = stepUp ? body.login_url + encodeURIComponent(location.pathname + location.search) : null;
+  $('step-up').hidden = !stepUp;
+}
+
 async function signOut() {
   const { status, body } = await call('/bff/logout', { method: 'POST' });
   if (status !== 200) return showError(`Sign-out failed (HTTP ${status}).`);
@@ -118,5 +136,8 @@ async function signOut() {
 
 $('signin').addEventListener('click', signIn);
 $('signout').addEventListener('click', signOut);
+$('call-admin').addEventListener('click', () => callGuarded('/api/admin/users').catch((e) => showError(e.message)));
+$('pay').addEventListener('click', () => callGuarded('/api/payments/transfer', { method: 'POST' }).catch((e) => showError(e.message)));
+$('step-up').addEventListener('click', () => { if (stepUpLink) location.assign(stepUpLink); });
 $('call-api').addEventListener('click', () => callApi().catch((e) => showError(`The API call failed: ${e.message}`)));
 refresh().catch((e) => { signedOut('cloakroom cannot be reached.'); showError(e.message); });

@@ -4,7 +4,10 @@
 //! what cloakroom needs and checks what a real provider checks: exact redirect URI, PKCE S256,
 //! `state`, `nonce`, client authentication (basic or post), single-use codes, rotating refresh
 //! tokens whose reuse revokes the family. Tokens are signed with a fresh Ed25519 key through
-//! openidconnect's types. There is no provider session: every sign-in shows the user picker.
+//! openidconnect's types. There is no provider session: every sign-in shows the user picker,
+//! where each user can sign in with a password or "with MFA" (a second factor, pretended): the
+//! ID token then says `acr` `mfa` instead of `pwd`, with `amr` and `auth_time`, for step-up
+//! demos. The users carry `groups` (alice: staff and admins; bob: staff) for authorization rules.
 
 use super::BANNER;
 use crate::clock::SharedClock;
@@ -19,16 +22,20 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use hyper::body::Incoming;
 use openidconnect::core::{
-    CoreEdDsaPrivateSigningKey, CoreIdToken, CoreIdTokenClaims, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreEdDsaPrivateSigningKey, CoreGenderClaim, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AccessToken, Audience, EmptyAdditionalClaims, EndUserEmail, EndUserName, IssuerUrl, JsonWebKeyId, LocalizedClaim,
-    Nonce, PrivateSigningKey, StandardClaims, SubjectIdentifier,
+    AccessToken, Audience, AuthenticationContextClass, AuthenticationMethodReference, EndUserEmail, EndUserName,
+    IdToken, IdTokenClaims, IssuerUrl, JsonWebKeyId, LocalizedClaim, Nonce, PrivateSigningKey, StandardClaims,
+    SubjectIdentifier,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use url::Url;
+
+type DemoIdToken = IdToken<DemoClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
 const CODE_LIFETIME: u64 = 60;
 const ACCESS_TOKEN_LIFETIME: u64 = 300;
@@ -37,6 +44,37 @@ const ID_TOKEN_LIFETIME: u64 = 300;
 /// The demo users: (sub, name, email).
 pub const USERS: &[(&str, &str, &str)] =
     &[("alice", "Alice Example", "alice@example.com"), ("bob", "Bob Example", "bob@example.com")];
+
+/// A demo user's groups.
+fn groups(sub: &str) -> Vec<String> {
+    let groups: &[&str] = if sub == "alice" { &["staff", "admins"] } else { &["staff"] };
+    groups.iter().map(|g| g.to_string()).collect()
+}
+
+/// How a demo user signed in: the `acr` and `amr` their ID tokens carry, and when.
+#[derive(Debug, Clone)]
+struct Authentication {
+    mfa: bool,
+    at: u64,
+}
+
+impl Authentication {
+    fn acr(&self) -> &'static str {
+        if self.mfa { "mfa" } else { "pwd" }
+    }
+
+    fn amr(&self) -> &'static [&'static str] {
+        if self.mfa { &["pwd", "otp"] } else { &["pwd"] }
+    }
+}
+
+/// The ID token's claims beyond the standard ones.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DemoClaims {
+    groups: Vec<String>,
+}
+
+impl openidconnect::AdditionalClaims for DemoClaims {}
 
 /// What the issuer needs to know about its one client.
 #[derive(Debug, Clone)]
@@ -52,6 +90,7 @@ pub struct DevIssuerConfig {
 
 struct PendingCode {
     user: &'static str,
+    authentication: Authentication,
     redirect_uri: String,
     challenge: String,
     nonce: String,
@@ -61,6 +100,7 @@ struct PendingCode {
 
 struct Grant {
     user: &'static str,
+    authentication: Authentication,
     scope: String,
     family: String,
 }
@@ -175,7 +215,8 @@ impl DevIssuer {
                 "grant_types_supported": ["authorization_code", "refresh_token"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "claims_supported": ["sub", "name", "email"],
+                "claims_supported": ["sub", "name", "email", "groups", "acr", "amr", "auth_time"],
+                "acr_values_supported": ["pwd", "mfa"],
                 "authorization_response_iss_parameter_supported": true,
                 "x_development_only": BANNER,
             }),
@@ -238,15 +279,25 @@ impl DevIssuer {
             .iter()
             .map(|(sub, name, email)| {
                 format!(
-                    "<p><button type=\"submit\" name=\"user\" value=\"{sub}\">Sign in as {sub}</button> {} &lt;{}&gt;</p>",
+                    "<p><button type=\"submit\" name=\"user\" value=\"{sub}\">Sign in as {sub}</button> \
+                     <button type=\"submit\" name=\"user\" value=\"{sub}+mfa\">Sign in as {sub} with MFA</button> \
+                     {} &lt;{}&gt;</p>",
                     escape_html(name),
                     escape_html(email)
                 )
             })
             .collect();
+        let asked = params.get("acr_values").is_some_and(|v| v.split(' ').any(|v| v == "mfa"));
+        let step_up = if asked {
+            "<p><strong>This app asks for a second factor:</strong> choose \"with MFA\" (pretended here), or \
+             sign in with a password to see the app refuse the weaker sign-in.</p>"
+        } else {
+            ""
+        };
         let body = format!(
             "{banner}<h1>Development issuer: sign in</h1><p>Pick a demo user. No password: this issuer exists only \
-             for local development.</p><form method=\"post\" action=\"/authorize\">{hidden}{buttons}\
+             for local development; \"with MFA\" pretends a second factor (acr <code>mfa</code>).</p>{step_up}\
+             <form method=\"post\" action=\"/authorize\">{hidden}{buttons}\
              <p><button type=\"submit\" name=\"user\" value=\"\">Cancel</button></p></form>",
             banner = banner_html()
         );
@@ -274,14 +325,21 @@ impl DevIssuer {
             return *response;
         }
         let state = params.get("state").map(String::as_str);
-        let Some(user) = USERS.iter().find(|(sub, _, _)| params.get("user").map(String::as_str) == Some(sub)) else {
+        let choice = params.get("user").map(String::as_str).unwrap_or_default();
+        let (chosen, mfa) = match choice.strip_suffix("+mfa") {
+            Some(sub) => (sub, true),
+            None => (choice, false),
+        };
+        let Some(user) = USERS.iter().find(|(sub, _, _)| *sub == chosen) else {
             return self.redirect_error(state, "access_denied", "the user cancelled");
         };
+        let authentication = Authentication { mfa, at: self.state.clock.now() };
         let code = random_token();
         self.state.codes.lock().unwrap_or_else(|e| e.into_inner()).insert(
             code.clone(),
             PendingCode {
                 user: user.0,
+                authentication,
                 redirect_uri: params["redirect_uri"].clone(),
                 challenge: params["code_challenge"].clone(),
                 nonce: params["nonce"].clone(),
@@ -367,7 +425,7 @@ impl DevIssuer {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
         }
         let family = random_token();
-        self.issue(pending.user, &pending.scope, Some(&pending.nonce), &family)
+        self.issue(pending.user, &pending.authentication, &pending.scope, Some(&pending.nonce), &family)
     }
 
     fn redeem_refresh_token(&self, params: &HashMap<String, String>) -> Response<Body> {
@@ -383,11 +441,18 @@ impl DevIssuer {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or revoked refresh token");
         };
         self.state.spent.lock().unwrap_or_else(|e| e.into_inner()).insert(presented, grant.family.clone());
-        self.issue(grant.user, &grant.scope, None, &grant.family)
+        self.issue(grant.user, &grant.authentication, &grant.scope, None, &grant.family)
     }
 
     /// Signs and returns an access token, an ID token and (with `offline_access`) a refresh token.
-    fn issue(&self, sub: &'static str, scope: &str, nonce: Option<&str>, family: &str) -> Response<Body> {
+    fn issue(
+        &self,
+        sub: &'static str,
+        authentication: &Authentication,
+        scope: &str,
+        nonce: Option<&str>,
+        family: &str,
+    ) -> Response<Body> {
         let now = self.state.clock.now();
         let Some((_, name, email)) = USERS.iter().find(|(s, _, _)| *s == sub) else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown user");
@@ -409,16 +474,20 @@ impl DevIssuer {
             .set_name(Some(LocalizedClaim::from(EndUserName::new(name.to_string()))))
             .set_email(Some(EndUserEmail::new(email.to_string())))
             .set_email_verified(Some(true));
-        let claims = CoreIdTokenClaims::new(
+        let amr = authentication.amr().iter().map(|m| AuthenticationMethodReference::new(m.to_string())).collect();
+        let claims = IdTokenClaims::new(
             issuer,
             vec![Audience::new(config.client_id.clone())],
             time(now + ID_TOKEN_LIFETIME),
             time(now),
             standard,
-            EmptyAdditionalClaims {},
+            DemoClaims { groups: groups(sub) },
         )
-        .set_nonce(nonce.map(|n| Nonce::new(n.to_string())));
-        let id_token = match CoreIdToken::new(
+        .set_nonce(nonce.map(|n| Nonce::new(n.to_string())))
+        .set_auth_time(Some(time(authentication.at)))
+        .set_auth_context_ref(Some(AuthenticationContextClass::new(authentication.acr().to_string())))
+        .set_auth_method_refs(Some(amr));
+        let id_token = match DemoIdToken::new(
             claims,
             &self.state.key,
             CoreJwsSigningAlgorithm::EdDsa,
@@ -436,7 +505,12 @@ impl DevIssuer {
             let refresh_token = random_token();
             self.state.refresh.lock().unwrap_or_else(|e| e.into_inner()).insert(
                 refresh_token.clone(),
-                Grant { user: sub, scope: scope.to_string(), family: family.to_string() },
+                Grant {
+                    user: sub,
+                    authentication: authentication.clone(),
+                    scope: scope.to_string(),
+                    family: family.to_string(),
+                },
             );
             self.remember_issued(&[&refresh_token]);
             body["refresh_token"] = json!(refresh_token);

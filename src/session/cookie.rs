@@ -121,7 +121,8 @@ impl CookiePolicy {
     /// Whether a cookie name is one of cloakroom's own (never forwarded upstream), earlier
     /// names included.
     pub fn is_own(&self, cookie_name: &[u8]) -> bool {
-        let own = |name: &str, prefix: &str| cookie_name == name.as_bytes() || cookie_name.starts_with(prefix.as_bytes());
+        let own =
+            |name: &str, prefix: &str| cookie_name == name.as_bytes() || cookie_name.starts_with(prefix.as_bytes());
         own(&self.name, &self.login_prefix) || self.legacy.iter().any(|(name, prefix)| own(name, prefix))
     }
 

@@ -3,15 +3,17 @@
 // at the session list, sign out through the provider. Every request and response the browser
 // sees is recorded (redirects included, headers and bodies) and written out with what the page
 // could read (document.cookie, localStorage, sessionStorage) and the cookies as stored, for the
-// Rust test to scan against the real token values.
+// Rust test to scan against the real token values. With `step-up` (the demo's development
+// issuer), it also walks the demo's step-up: a payment refused for a password sign-in, the
+// sign-in "with MFA", the payment going through, and the admin API.
 //
-//   node journey.mjs <app-origin> <output.json> [user]
+//   node journey.mjs <app-origin> <output.json> [user] [step-up]
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [, , origin, output, user = 'alice'] = process.argv;
+const [, , origin, output, user = 'alice', mode = ''] = process.argv;
 if (!origin || !output) {
   console.error('usage: node journey.mjs <app-origin> <output.json> [user]');
   process.exit(2);
@@ -49,7 +51,7 @@ try {
   step('signed-out');
 
   await page.click('#signin');
-  await page.getByRole('button', { name: `Sign in as ${user}` }).click();
+  await page.getByRole('button', { name: `Sign in as ${user}`, exact: true }).click();
   // Back through the callback's same-origin hop to the first page after login.
   await page.locator('#status').filter({ hasText: 'Signed in as' }).waitFor();
   step('signed-in');
@@ -60,6 +62,27 @@ try {
   if (process.env.SCREENSHOTS) await page.screenshot({ path: join(process.env.SCREENSHOTS, 'signed-in.png'), fullPage: true });
   record.apiResult = await page.locator('#api-result').innerText();
   step('api-called');
+
+  if (mode === 'step-up') {
+    const result = page.locator('#authz-result');
+    await page.click('#call-admin');
+    await result.filter({ hasText: '/api/admin/users: HTTP' }).waitFor();
+    record.adminResult = await result.innerText();
+    await page.click('#pay');
+    await result.filter({ hasText: 'step_up_required' }).waitFor();
+    record.paymentRefused = await result.innerText();
+    step('payment-refused');
+
+    await page.click('#step-up');
+    await page.getByRole('button', { name: `Sign in as ${user} with MFA`, exact: true }).click();
+    await page.locator('#status').filter({ hasText: 'Signed in as' }).waitFor();
+    await page.click('#pay');
+    await result.filter({ hasText: '/api/payments/transfer: HTTP' }).waitFor();
+    record.paymentAfterStepUp = await result.innerText();
+    record.claimsAfterStepUp = await page.locator('#claims').innerText();
+    if (process.env.SCREENSHOTS) await page.screenshot({ path: join(process.env.SCREENSHOTS, 'stepped-up.png'), fullPage: true });
+    step('stepped-up');
+  }
 
   await page.locator('#sessions li').first().waitFor();
   record.sessionsText = await page.locator('#sessions').innerText();

@@ -18,8 +18,9 @@ fn jwt_shaped(text: &str) -> Vec<String> {
 
 const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
 
-/// Runs `tests/browser/journey.mjs` against `origin`; returns its record (failing loudly).
-async fn run_journey(origin: &str) -> Value {
+/// Runs `tests/browser/journey.mjs` against `origin` (with the demo's step-up when asked);
+/// returns its record (failing loudly).
+async fn run_journey(origin: &str, step_up: bool) -> Value {
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     assert!(
         std::path::Path::new(browser_dir).join("node_modules/playwright-core").exists()
@@ -33,6 +34,7 @@ async fn run_journey(origin: &str) -> Value {
         .arg("journey.mjs")
         .arg(origin)
         .arg(&output)
+        .args(if step_up { &["alice", "step-up"][..] } else { &[] })
         .current_dir(browser_dir)
         .status()
         .await
@@ -47,7 +49,7 @@ async fn run_journey(origin: &str) -> Value {
         output.display()
     );
     let _ = std::fs::remove_file(&output);
-    assert_eq!(record["steps"].as_array().unwrap().len(), 5, "{}", record["steps"]);
+    assert_eq!(record["steps"].as_array().unwrap().len(), if step_up { 7 } else { 5 }, "{}", record["steps"]);
     record
 }
 
@@ -107,13 +109,16 @@ fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
         requests[callback + 1..].iter().find(|r| r["navigation"] == true).expect("a navigation after the callback");
     assert_eq!(first_page["url"], format!("{origin}/"));
     let sent = first_page["headers"]["cookie"].as_str().unwrap_or("");
-    assert!(sent.contains("__Host-Http-cloakroom="), "the first page after login went without the session cookie: {sent:?}");
+    assert!(
+        sent.contains("__Host-Http-cloakroom="),
+        "the first page after login went without the session cookie: {sent:?}"
+    );
 }
 
 #[tokio::test]
 async fn in_a_real_browser_against_the_real_provider_no_token_reaches_the_page() {
     let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
-    let record = run_journey(&bff.origin).await;
+    let record = run_journey(&bff.origin, false).await;
     assert!(record["claimsText"].as_str().unwrap().contains("alice@example.com"));
     assert!(record["apiResult"].as_str().unwrap().contains("\"authorization\": true"), "{}", record["apiResult"]);
     assert!(record["sessionsText"].as_str().unwrap().contains("(this browser)"));
@@ -139,10 +144,26 @@ async fn in_a_real_browser_against_the_development_issuer_the_demo_works_token_f
         extra_toml: format!(
             "[spa]\ndir = {SPA:?}\n[demo]\nissuer_listen = \"127.0.0.1:{issuer_port}\"\napi_listen = \"127.0.0.1:{api_port}\"\n"
         ),
+        // The demo's own routes, as config.toml has them: an admin API and a payment needing MFA.
+        oidc_toml: "login_params = [\"acr_values\", \"max_age\"]".into(),
+        extra_routes: format!(
+            "[[routes]]\nprefix = \"/api/admin/\"\nupstream = \"http://127.0.0.1:{api_port}/api/admin/\"\n\
+             [[routes.rules]]\nclaim = \"groups\"\ncontains_any = [\"admins\"]\n\
+             [[routes]]\nprefix = \"/api/payments/\"\nupstream = \"http://127.0.0.1:{api_port}/api/payments/\"\n\
+             methods = [\"POST\"]\nstep_up = {{ acr_values = [\"mfa\"] }}\n"
+        ),
         ..Default::default()
     })
     .await;
-    let record = run_journey(&bff.origin).await;
+    let record = run_journey(&bff.origin, true).await;
+    // The step-up walk: refused with a sign-in link, then through after the MFA sign-in.
+    let refused = record["paymentRefused"].as_str().unwrap();
+    assert!(refused.contains("HTTP 401") && refused.contains("\"acr_values\": \"mfa\""), "{refused}");
+    let admin = record["adminResult"].as_str().unwrap();
+    assert!(admin.contains("HTTP 200") && admin.contains("/api/admin/users"), "alice is an admin: {admin}");
+    let paid = record["paymentAfterStepUp"].as_str().unwrap();
+    assert!(paid.contains("HTTP 200") && paid.contains("\"bearer_token_received\": true"), "{paid}");
+    assert!(record["claimsAfterStepUp"].as_str().unwrap().contains("mfa"), "{}", record["claimsAfterStepUp"]);
     assert!(record["claimsText"].as_str().unwrap().contains("alice@example.com"));
     let api = record["apiResult"].as_str().unwrap();
     assert!(api.starts_with("HTTP 200") && api.contains("\"bearer_token_received\": true"), "{api}");

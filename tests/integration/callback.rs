@@ -101,7 +101,8 @@ async fn a_replayed_callback_creates_nothing() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
     let callback = bff.authorize(&mut browser, "alice", "/").await;
-    let login_cookie = browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-Http-cloakroom-login-")).unwrap();
+    let login_cookie =
+        browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-Http-cloakroom-login-")).unwrap();
     let login_secret = browser.cookie(&login_cookie).unwrap();
     assert_eq!(browser.get(&callback, &[]).await.status, 200);
     let ticket = session_cookie(&browser).unwrap();

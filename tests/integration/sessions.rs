@@ -266,7 +266,10 @@ async fn a_session_under_the_previous_cookie_name_is_kept_and_renamed() {
     let user = http_call(Method::GET, &bff.url("/bff/user"), None, &[CSRF, ("cookie", &old)]).await;
     assert_eq!(user.status, 200, "{}", user.text());
     let set = user.set_cookies();
-    assert!(set.iter().any(|c| c.starts_with(&format!("__Host-Http-cloakroom={ticket};")) && c.contains("HttpOnly")), "{set:?}");
+    assert!(
+        set.iter().any(|c| c.starts_with(&format!("__Host-Http-cloakroom={ticket};")) && c.contains("HttpOnly")),
+        "{set:?}"
+    );
     assert!(set.iter().any(|c| c.starts_with("__Host-cloakroom=;") && c.contains("Max-Age=0")), "{set:?}");
 
     let api = http_call(Method::GET, &bff.url("/api/x"), None, &[CSRF, ("cookie", &format!("a=1; {old}"))]).await;
@@ -284,7 +287,8 @@ async fn a_session_under_the_previous_cookie_name_is_kept_and_renamed() {
     assert_eq!(user.status, 200);
     assert_eq!(user.set_cookies().len(), 1, "{:?}", user.set_cookies());
 
-    let strict = Bff::start_with(BffOptions { session_toml: "legacy_cookie_names = []".into(), ..Default::default() }).await;
+    let strict =
+        Bff::start_with(BffOptions { session_toml: "legacy_cookie_names = []".into(), ..Default::default() }).await;
     let mut browser = Browser::new();
     strict.login(&mut browser, "alice", "/").await;
     let old = format!("__Host-cloakroom={}", session_cookie(&browser).unwrap());

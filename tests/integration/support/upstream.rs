@@ -68,7 +68,8 @@ async fn upstream_answer(mut request: Request<Incoming>, record: Arc<Mutex<Vec<R
         }
         p if p.ends_with("/set-cookie") => {
             let mut r = Response::new(full("{}"));
-            r.headers_mut().append(SET_COOKIE, "__Host-Http-cloakroom=planted; Path=/; Secure; HttpOnly".parse().unwrap());
+            r.headers_mut()
+                .append(SET_COOKIE, "__Host-Http-cloakroom=planted; Path=/; Secure; HttpOnly".parse().unwrap());
             r.headers_mut().append(SET_COOKIE, "app=1; Path=/".parse().unwrap());
             // Nameless: browsers send these back as bare `__Host-Http-cloakroom=planted`.
             r.headers_mut().append(SET_COOKIE, "=__Host-Http-cloakroom=planted; Path=/".parse().unwrap());
