@@ -47,7 +47,7 @@ async fn main() {
         n * 2
     );
     let config = Config::from_toml(&text, Vec::new()).expect("a valid config");
-    let sessions = Sessions::new(&config.session, Arc::new(SystemClock)).expect("a memory store");
+    let sessions = Sessions::new(&config.session, Arc::new(SystemClock), Default::default()).expect("a memory store");
     let sample = tokens(0);
     let token_bytes = sample.access_token.secret().len()
         + sample.refresh_token.as_ref().map_or(0, |t| t.secret().len())

@@ -37,8 +37,8 @@ impl App {
     /// Fails only when the session store cannot be set up (an unusable Redis URL).
     pub fn new(config: Config, clock: SharedClock) -> Result<Self, String> {
         let router = Router::new(&config.routes);
-        let sessions = Arc::new(Sessions::new(&config.session, clock.clone())?);
         let metrics = Arc::new(Metrics::new());
+        let sessions = Arc::new(Sessions::new(&config.session, clock.clone(), metrics.store())?);
         let provider = Arc::new(Provider::new(config.oidc.clone(), clock, metrics.clone()));
         let timing = RefreshTiming {
             margin: config.oidc.refresh_margin,

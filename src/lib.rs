@@ -28,6 +28,9 @@
 //! (`src/bin/cloakroom/`) parses the command line and holds `cloakroom audit`, a client that is
 //! not part of the proxy.
 
+// Checking that a request's future is `Send` walks through redis-rs's Sentinel and Cluster
+// connection types, which are deeper than the default limit allows.
+#![recursion_limit = "256"]
 #![forbid(unsafe_code)]
 
 pub mod app;

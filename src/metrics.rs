@@ -14,6 +14,32 @@ use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreErrorLabels {
+    kind: &'static str,
+}
+
+/// The shared store's own counters (`cloakroom_store_errors_total{kind}`,
+/// `cloakroom_store_reconnects_total`), handed to the store; unregistered by default.
+#[derive(Clone, Debug, Default)]
+pub struct StoreMetrics {
+    errors: Family<StoreErrorLabels, Counter>,
+    reconnects: Counter,
+}
+
+impl StoreMetrics {
+    /// A failed store command, by kind: `timeout`, `refused`, `connection`, `readonly` (a
+    /// primary turned replica, e.g. mid-failover), `cluster` (slots not served), `other`.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&StoreErrorLabels { kind }).inc();
+    }
+
+    /// A new connection made after one failed (or was dropped to find a moved primary).
+    pub fn reconnect(&self) {
+        self.reconnects.inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
     status: u16,
@@ -107,6 +133,7 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     forbidden: Family<RoutePrefixLabels, Counter>,
     step_up_required: Family<RoutePrefixLabels, Counter>,
+    store: StoreMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -176,8 +203,16 @@ impl Metrics {
             "Calls refused for a stronger or more recent sign-in (the route's or its upstream's), by route prefix",
             step_up_required.clone(),
         );
+        let store = StoreMetrics::default();
+        registry.register("store_errors", "Session store commands that failed, by kind", store.errors.clone());
+        registry.register(
+            "store_reconnects",
+            "Connections to the session store made again after a failure",
+            store.reconnects.clone(),
+        );
         Self {
             registry,
+            store,
             forbidden,
             step_up_required,
             requests,
@@ -202,6 +237,11 @@ impl Metrics {
     /// is made here).
     pub fn forbidden(&self, route: &str) {
         self.forbidden.get_or_create(&RoutePrefixLabels { route: route.to_string() }).inc();
+    }
+
+    /// The store's counters, for the store to count into.
+    pub fn store(&self) -> StoreMetrics {
+        self.store.clone()
     }
 
     /// A call refused until the user signs in more strongly or more recently.

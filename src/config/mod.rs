@@ -172,7 +172,7 @@ pub enum StoreSettings {
     /// In this process (the default): one instance, or sticky sessions.
     Memory,
     /// Redis or Valkey, shared by every replica.
-    Redis(RedisSettings),
+    Redis(Box<RedisSettings>),
 }
 
 impl fmt::Debug for SessionConfig {
@@ -401,13 +401,56 @@ impl Config {
     }
 }
 
-/// Where and how to reach Redis. `Debug` leaves out the URL, which may carry a password.
+/// Where and how to reach Redis. `Debug` leaves out URLs and credentials.
 #[derive(Clone)]
 pub struct RedisSettings {
-    pub url: String,
+    pub topology: RedisTopology,
+    /// A private CA and/or a client certificate (mutual TLS), for `rediss://` connections to
+    /// data nodes and sentinels alike; `None`: the system trust store, no client certificate.
+    pub tls: Option<RedisTls>,
     pub key_prefix: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+}
+
+impl RedisSettings {
+    /// One Redis at `url`, no extra TLS settings (what tests and simple setups use).
+    pub fn standalone(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
+        RedisSettings {
+            topology: RedisTopology::Standalone { url: url.into() },
+            tls: None,
+            key_prefix: key_prefix.into(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How Redis is deployed (`session.redis_mode`).
+#[derive(Clone)]
+pub enum RedisTopology {
+    /// One server (or a managed endpoint that fails over behind one address).
+    Standalone { url: String },
+    /// A primary monitored by Sentinel: the sentinels are asked where it is, again after a
+    /// failover. `auth` is for the data nodes (the sentinels' own is in their URLs).
+    Sentinel { sentinels: Vec<String>, master_name: String, auth: RedisAuth },
+    /// Redis Cluster, from seed nodes; slot redirects and topology changes are followed.
+    Cluster { nodes: Vec<String>, auth: RedisAuth },
+}
+
+/// Credentials for data nodes (ACL username, password), when not in their URLs.
+#[derive(Clone, Default)]
+pub struct RedisAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// PEM bytes, read and checked at start-up.
+#[derive(Clone)]
+pub struct RedisTls {
+    pub ca: Option<Vec<u8>>,
+    /// Certificate chain and private key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for RedisSettings {

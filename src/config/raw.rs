@@ -169,7 +169,17 @@ pub struct RawSession {
     #[serde(deserialize_with = "flexible::bool")]
     pub clear_site_data: bool,
     pub store: StoreKind,
+    pub redis_mode: RedisModeSetting,
     pub redis_url: Option<String>,
+    #[serde(deserialize_with = "flexible::string_list")]
+    pub redis_nodes: Vec<String>,
+    pub redis_master_name: Option<String>,
+    pub redis_username: Option<String>,
+    pub redis_password: Option<String>,
+    pub redis_password_file: Option<String>,
+    pub redis_ca_file: Option<String>,
+    pub redis_client_cert_file: Option<String>,
+    pub redis_client_key_file: Option<String>,
     pub redis_key_prefix: String,
     pub redis_connect_timeout: String,
     pub redis_command_timeout: String,
@@ -192,7 +202,16 @@ impl Default for RawSession {
             allow_remember: false,
             clear_site_data: true,
             store: StoreKind::Memory,
+            redis_mode: RedisModeSetting::Standalone,
             redis_url: None,
+            redis_nodes: Vec::new(),
+            redis_master_name: None,
+            redis_username: None,
+            redis_password: None,
+            redis_password_file: None,
+            redis_ca_file: None,
+            redis_client_cert_file: None,
+            redis_client_key_file: None,
             redis_key_prefix: "cloakroom:".into(),
             redis_connect_timeout: "2s".into(),
             redis_command_timeout: "1s".into(),
@@ -373,6 +392,15 @@ impl<'de> Deserialize<'de> for SameSiteSetting {
 pub enum StoreKind {
     Memory,
     Redis,
+}
+
+/// `session.redis_mode`: how Redis is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisModeSetting {
+    Standalone,
+    Sentinel,
+    Cluster,
 }
 
 /// `log.format`.

@@ -207,6 +207,129 @@ pub(super) fn widen_for_routes(oidc: &mut OidcConfig, routes: &[RouteConfig]) {
     }
 }
 
+/// `session.redis_mode` and the addresses and credentials it needs.
+fn redis_topology(check: &mut Check, raw: &RawSession) -> RedisTopology {
+    let only = |check: &mut Check, key: &str, set: bool, mode: &str| {
+        if set {
+            check.fail(format!("session.{key}"), format!("is not used with redis_mode = \"{mode}\""));
+        }
+    };
+    if raw.redis_mode == RedisModeSetting::Standalone {
+        only(check, "redis_nodes", !raw.redis_nodes.is_empty(), "standalone");
+        only(check, "redis_master_name", raw.redis_master_name.is_some(), "standalone");
+        let credentials =
+            raw.redis_username.is_some() || raw.redis_password.is_some() || raw.redis_password_file.is_some();
+        if credentials {
+            check.fail(
+                "session.redis_password",
+                "is for sentinel and cluster modes; a standalone server's goes in redis_url",
+            );
+        }
+        let url = raw.redis_url.clone().unwrap_or_default();
+        if url.is_empty() {
+            check.fail(
+                "session.redis_url",
+                "is required with store = \"redis\" (redis://host:6379 or rediss://host:6380)",
+            );
+        } else {
+            redis_url(check, "session.redis_url", &url);
+        }
+        return RedisTopology::Standalone { url };
+    }
+    let sentinel = raw.redis_mode == RedisModeSetting::Sentinel;
+    let mode = if sentinel { "sentinel" } else { "cluster" };
+    only(check, "redis_url", raw.redis_url.is_some(), mode);
+    if raw.redis_nodes.is_empty() {
+        let what = if sentinel { "the sentinels" } else { "seed nodes" };
+        check.fail("session.redis_nodes", format!("is required with redis_mode = \"{mode}\": {what}"));
+    }
+    let tls: Vec<bool> = (raw.redis_nodes.iter().enumerate())
+        .map(|(i, node)| redis_url(check, &format!("session.redis_nodes[{i}]"), node))
+        .collect();
+    if tls.windows(2).any(|pair| pair[0] != pair[1]) {
+        check.fail("session.redis_nodes", "must all use redis:// or all rediss://");
+    }
+    let password = check.secret("session.redis_password", raw.redis_password.clone(), raw.redis_password_file.clone());
+    let auth = RedisAuth { username: raw.redis_username.clone().filter(|u| !u.is_empty()), password };
+    if !sentinel {
+        only(check, "redis_master_name", raw.redis_master_name.is_some(), mode);
+        return RedisTopology::Cluster { nodes: raw.redis_nodes.clone(), auth };
+    }
+    let master_name = raw.redis_master_name.clone().unwrap_or_default();
+    if master_name.trim().is_empty() {
+        check.fail("session.redis_master_name", "is required with redis_mode = \"sentinel\"");
+    }
+    RedisTopology::Sentinel { sentinels: raw.redis_nodes.clone(), master_name, auth }
+}
+
+/// A Redis URL: `redis://` or `rediss://` (`true`), warning about plain text beyond loopback.
+/// Never echoes the URL: it may carry a password.
+fn redis_url(check: &mut Check, key: &str, url: &str) -> bool {
+    match Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "redis" || parsed.scheme() == "rediss" => {
+            if parsed.scheme() == "redis" && !is_loopback(&parsed) {
+                check.warn(format!("{key} uses redis:// (no TLS) to a non-loopback host: records are sealed, but the connection and its password are not protected; prefer rediss://"));
+            }
+            parsed.scheme() == "rediss"
+        }
+        _ => {
+            check.fail(key, "must be a redis:// or rediss:// URL");
+            false
+        }
+    }
+}
+
+/// `session.redis_ca_file` and the client certificate, read and checked now (PEM).
+fn redis_tls(check: &mut Check, raw: &RawSession) -> Option<RedisTls> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |check: &mut Check, key: &str, path: &str| match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            check.fail(format!("session.{key}"), format!("cannot read {path}: {e}"));
+            None
+        }
+    };
+    let certs_ok = |bytes: &[u8]| {
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
+        certs.is_ok_and(|c| !c.is_empty())
+    };
+    let ca = match raw.redis_ca_file.as_deref().filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let bytes = read(check, "redis_ca_file", path);
+            if bytes.as_deref().is_some_and(|b| !certs_ok(b)) {
+                check.fail("session.redis_ca_file", "holds no PEM certificate");
+            }
+            bytes
+        }
+        None => None,
+    };
+    let cert = raw.redis_client_cert_file.as_deref().filter(|p| !p.is_empty());
+    let key = raw.redis_client_key_file.as_deref().filter(|p| !p.is_empty());
+    let client = match (cert, key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            check.fail("session.redis_client_key_file", "is required with redis_client_cert_file");
+            None
+        }
+        (None, Some(_)) => {
+            check.fail("session.redis_client_cert_file", "is required with redis_client_key_file");
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (read(check, "redis_client_cert_file", cert), read(check, "redis_client_key_file", key));
+            if cert.as_deref().is_some_and(|b| !certs_ok(b)) {
+                check.fail("session.redis_client_cert_file", "holds no PEM certificate");
+            }
+            if key.as_deref().is_some_and(|b| PrivateKeyDer::from_pem_slice(b).is_err()) {
+                check.fail("session.redis_client_key_file", "holds no PEM private key");
+            }
+            cert.zip(key)
+        }
+    };
+    (ca.is_some() || client.is_some()).then_some(RedisTls { ca, client })
+}
+
 /// A session cookie name: `__Host-` (the RFC 10017 default adds `Http-`) and cookie-name bytes.
 fn check_cookie_name(check: &mut Check, key: &str, name: &str) {
     if !name.starts_with("__Host-") {
@@ -279,26 +402,15 @@ pub(super) fn session(check: &mut Check, raw: &RawSession) -> Option<SessionConf
             }
             let connect_timeout = check.duration("session.redis_connect_timeout", &raw.redis_connect_timeout);
             let command_timeout = check.duration("session.redis_command_timeout", &raw.redis_command_timeout);
-            let url = raw.redis_url.clone().unwrap_or_default();
-            match Url::parse(&url) {
-                _ if url.is_empty() => check.fail(
-                    "session.redis_url",
-                    "is required with store = \"redis\" (redis://host:6379 or rediss://host:6380)",
-                ),
-                Ok(parsed) if parsed.scheme() == "redis" || parsed.scheme() == "rediss" => {
-                    if parsed.scheme() == "redis" && !is_loopback(&parsed) {
-                        check.warn("session.redis_url uses redis:// (no TLS) to a non-loopback host: records are sealed, but the connection and its password are not protected; prefer rediss://");
-                    }
-                }
-                // Never echo the URL: it may carry a password.
-                _ => check.fail("session.redis_url", "must be a redis:// or rediss:// URL"),
-            }
-            StoreSettings::Redis(super::RedisSettings {
-                url,
+            let topology = redis_topology(check, raw);
+            let tls = redis_tls(check, raw);
+            StoreSettings::Redis(Box::new(super::RedisSettings {
+                topology,
+                tls,
                 key_prefix: raw.redis_key_prefix.clone(),
                 connect_timeout,
                 command_timeout,
-            })
+            }))
         }
     };
     if raw.max_sessions_per_user == 0 {

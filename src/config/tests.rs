@@ -430,3 +430,44 @@ fn step_up_is_typed_needs_a_user_route_and_the_login_params_it_passes_on() {
         assert!(keys(&errors).iter().all(|k| k.starts_with(key)) && !errors.0.is_empty(), "{step_up}: {errors}");
     }
 }
+
+#[test]
+fn redis_modes_need_their_addresses_and_read_tls_files_at_start() {
+    let redis =
+        |keys: &str| format!("{MINIMAL}[session]\nkeys = [\"{}\"]\nstore = \"redis\"\n{keys}\n", "A".repeat(43) + "=");
+    let sentinel = Config::from_toml(
+        &redis(
+            "redis_mode = \"sentinel\"\nredis_nodes = \"redis://127.0.0.1:26379, redis://127.0.0.1:26380\"\nredis_master_name = \"mymaster\"\nredis_password = \"p\"",
+        ),
+        env(&[]),
+    );
+    let sentinel = sentinel.unwrap();
+    let StoreSettings::Redis(settings) = &sentinel.session.store else { panic!("not redis") };
+    let RedisTopology::Sentinel { sentinels, master_name, auth } = &settings.topology else { panic!("not sentinel") };
+    assert_eq!((sentinels.len(), master_name.as_str(), auth.password.as_deref()), (2, "mymaster", Some("p")));
+    let cluster = Config::from_toml(&redis("redis_mode = \"cluster\"\nredis_nodes = [\"rediss://a:6379\"]"), env(&[]));
+    assert!(
+        matches!(&cluster.unwrap().session.store, StoreSettings::Redis(s) if matches!(s.topology, RedisTopology::Cluster { .. }))
+    );
+    for (settings, key) in [
+        ("redis_mode = \"sentinel\"\nredis_master_name = \"m\"", "session.redis_nodes"),
+        ("redis_mode = \"sentinel\"\nredis_nodes = [\"redis://127.0.0.1:26379\"]", "session.redis_master_name"),
+        ("redis_mode = \"cluster\"\nredis_nodes = [\"http://a:1\"]", "session.redis_nodes[0]"),
+        ("redis_mode = \"cluster\"\nredis_nodes = [\"redis://127.0.0.1:1\", \"rediss://b:2\"]", "session.redis_nodes"),
+        (
+            "redis_mode = \"cluster\"\nredis_nodes = [\"rediss://a:1\"]\nredis_url = \"redis://127.0.0.1\"",
+            "session.redis_url",
+        ),
+        ("redis_url = \"redis://127.0.0.1\"\nredis_password = \"p\"", "session.redis_password"),
+        ("redis_url = \"redis://127.0.0.1\"\nredis_ca_file = \"/nonexistent/ca.pem\"", "session.redis_ca_file"),
+        (
+            "redis_url = \"redis://127.0.0.1\"\nredis_client_cert_file = \"/etc/hostname\"",
+            "session.redis_client_key_file",
+        ),
+        ("redis_url = \"redis://127.0.0.1\"\nredis_ca_file = \"/etc/hostname\"", "session.redis_ca_file"),
+        ("redis_mode = \"primary\"\nredis_url = \"redis://127.0.0.1\"", "session.redis_mode"),
+    ] {
+        let errors = Config::from_toml(&redis(settings), env(&[])).unwrap_err();
+        assert_eq!(keys(&errors), [key], "{settings}: {errors}");
+    }
+}

@@ -8,6 +8,7 @@ use super::*;
 use crate::clock::SharedClock;
 use crate::config::{SessionConfig, StoreSettings};
 use crate::crypto::{random_bytes, sha256};
+use crate::metrics::StoreMetrics;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
@@ -45,7 +46,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// Fails only on a Redis URL that redis-rs cannot use (validation checked it already).
-    pub fn new(config: &SessionConfig, clock: SharedClock) -> Result<Self, String> {
+    pub fn new(config: &SessionConfig, clock: SharedClock, metrics: StoreMetrics) -> Result<Self, String> {
         let limits = StoreLimits {
             idle_timeout: config.idle_timeout,
             absolute_timeout: config.absolute_timeout,
@@ -55,7 +56,9 @@ impl Sessions {
         };
         let store = match &config.store {
             StoreSettings::Memory => Store::Memory(MemoryStore::new(limits)),
-            StoreSettings::Redis(settings) => Store::Redis(RedisStore::new(settings.clone(), limits)?),
+            StoreSettings::Redis(settings) => {
+                Store::Redis(RedisStore::new((**settings).clone(), limits)?.with_metrics(metrics))
+            }
         };
         Ok(Self {
             store,

@@ -17,6 +17,7 @@ mod logout;
 mod observability;
 
 mod proxy;
+mod redis_modes;
 mod redis_store;
 mod refresh;
 mod replicas;

@@ -10,12 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 fn store(server: &RedisServer, prefix: &str) -> RedisStore {
-    let settings = RedisSettings {
-        url: server.url(),
-        key_prefix: prefix.into(),
-        connect_timeout: Duration::from_secs(2),
-        command_timeout: Duration::from_secs(2),
-    };
+    let settings =
+        RedisSettings { command_timeout: Duration::from_secs(2), ..RedisSettings::standalone(server.url(), prefix) };
     RedisStore::new(settings, store_suite::LIMITS).unwrap()
 }
 

@@ -12,12 +12,17 @@ fn redis_toml(redis: &RedisServer) -> String {
 
 /// Two replicas sharing `redis`, behind a round-robin balancer whose origin is their public URL.
 async fn replicas(redis: &RedisServer, keys: [Option<Vec<String>>; 2]) -> (Bff, Bff) {
+    replicas_with(&redis_toml(redis), keys).await
+}
+
+/// Two replicas with this `[session]` store configuration, behind a round-robin balancer.
+pub(crate) async fn replicas_with(session_toml: &str, keys: [Option<Vec<String>>; 2]) -> (Bff, Bff) {
     let (listener, balancer) = Balancer::bind();
     let origin = format!("http://{balancer}");
     let [keys_a, keys_b] = keys;
     let a = Bff::start_with(BffOptions {
         public_url: Some(origin.clone()),
-        session_toml: redis_toml(redis),
+        session_toml: session_toml.to_string(),
         session_keys: keys_a,
         ..Default::default()
     })
@@ -25,7 +30,7 @@ async fn replicas(redis: &RedisServer, keys: [Option<Vec<String>>; 2]) -> (Bff, 
     let b = Bff::start_with(BffOptions {
         public_url: Some(origin),
         client: Some(a.client.clone()),
-        session_toml: redis_toml(redis),
+        session_toml: session_toml.to_string(),
         session_keys: keys_b,
         ..Default::default()
     })

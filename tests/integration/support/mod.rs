@@ -24,7 +24,7 @@ pub use gate::*;
 pub use logs::*;
 pub use pki::{IssuedCert, TestPki, pki};
 pub use provider::*;
-pub use redis_server::RedisServer;
+pub use redis_server::{Cluster, RedisServer, Sentinel, free_port};
 pub use upstream::*;
 
 use ::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};

@@ -9,15 +9,25 @@
 //! Redis TTL, so nothing outlives its deadline even if no replica comes back to delete it; the
 //! deadlines themselves are checked against the caller's clock, as in the memory store.
 //!
-//! The connection is redis-rs's `ConnectionManager`: one multiplexed connection that reconnects
-//! by itself. If Redis is down at start-up the first command connects; until then, and while it
-//! is unreachable, every command fails with a [`StoreError`] (a 503 for the browser, readiness
-//! false), and nothing is lost that was in Redis.
+//! One multiplexed connection, shared by every request, in the configured mode (see
+//! [`connect`]). If Redis is down at start-up the first command connects; until then, and while
+//! it is unreachable, every command fails with a [`StoreError`] (a 503 for the browser,
+//! readiness false), and nothing is lost that was in Redis.
+//!
+//! Redis Cluster: every key is its own hash slot's business and no operation spans two keys in
+//! one command, script or transaction: a session, a claimed login, an index and a refresh lease
+//! are each one key, and each script and `MULTI` touches only the key it is given. So no hash
+//! tags are needed, and none are used (a `{…}` in `redis_key_prefix` would put every key in one
+//! slot). The one read of many keys, whether an index's sessions still exist, asks each key on
+//! its own, concurrently (see [`RedisStore::alive`]).
+
+mod connect;
 
 use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 pub use crate::config::RedisSettings;
+use crate::metrics::StoreMetrics;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use connect::{Conn, Connector};
 use redis::{AsyncCommands, Script};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,17 +39,22 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: redis::Client,
+    connector: Connector,
     settings: RedisSettings,
     limits: StoreLimits,
-    connection: RwLock<Option<ConnectionManager>>,
+    connection: RwLock<Option<Conn>>,
     connecting: tokio::sync::Mutex<()>,
     healthy: AtomicBool,
+    metrics: StoreMetrics,
+    /// Whether a connection was made before (the next one is a reconnection).
+    connected_once: AtomicBool,
     load: Script,
     peek: Script,
     take_index: Script,
     unlock: Script,
     replace: Script,
+    save: Script,
+    index_add: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -73,6 +88,21 @@ if now >= e or now - l >= idle then return false end
 return v[1]
 ";
 
+/// Writes a session whole. KEYS[1] the session; ARGV: record, expiry, now, ttl.
+const SAVE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'e', ARGV[2], 'l', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Adds an index member and returns the whole index. KEYS[1] the index; ARGV: member, value, ttl.
+const INDEX_ADD: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return redis.call('HGETALL', KEYS[1])
+";
+
 /// Rewrites a session only if it still exists. KEYS[1] the session; ARGV: record, expiry, now, ttl.
 const REPLACE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -95,6 +125,23 @@ redis.call('DEL', KEYS[1])
 return members
 ";
 
+/// A failed command's kind, for `cloakroom_store_errors_total{kind}`.
+fn error_kind(error: &redis::RedisError) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_connection_refusal() {
+        "refused"
+    } else if error.is_connection_dropped() || error.is_io_error() {
+        "connection"
+    } else if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+        "readonly"
+    } else if error.is_cluster_error() {
+        "cluster"
+    } else {
+        "other"
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("redis: {e}"))
 }
@@ -102,22 +149,34 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl RedisStore {
     /// Checks the URL; connects at the first command.
     pub fn new(settings: RedisSettings, limits: StoreLimits) -> Result<Self, String> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(|e| e.to_string())?;
+        let connector = Connector::new(&settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                connector,
                 settings,
                 limits,
                 connection: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 healthy: AtomicBool::new(false),
+                metrics: StoreMetrics::default(),
+                connected_once: AtomicBool::new(false),
                 load: Script::new(LOAD),
                 peek: Script::new(PEEK),
                 take_index: Script::new(TAKE_INDEX),
                 unlock: Script::new(UNLOCK),
                 replace: Script::new(REPLACE),
+                save: Script::new(SAVE),
+                index_add: Script::new(INDEX_ADD),
             }),
         })
+    }
+
+    /// Counts errors and reconnections into `metrics` (the App's registry).
+    pub fn with_metrics(mut self, metrics: StoreMetrics) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = metrics;
+        }
+        self
     }
 
     /// Whether each session still exists, in order.
@@ -126,12 +185,14 @@ impl RedisStore {
         if session_keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.run(|mut conn| async move {
-            let mut pipe = redis::pipe();
-            for key in &session_keys {
-                pipe.exists(key);
-            }
-            pipe.query_async(&mut conn).await
+        // One command per key, all in flight at once: in a Cluster the keys live in different
+        // slots, which one pipeline cannot span.
+        self.run(|conn| async move {
+            let asks = session_keys.iter().map(|key| {
+                let mut conn = conn.clone();
+                async move { conn.exists::<_, bool>(key).await }
+            });
+            futures_util::future::join_all(asks).await.into_iter().collect()
         })
         .await
     }
@@ -159,7 +220,7 @@ impl RedisStore {
         }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    async fn connection(&self) -> Result<Conn, StoreError> {
         if let Some(conn) = self.inner.connection.read().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(conn);
         }
@@ -168,18 +229,23 @@ impl RedisStore {
             return Ok(conn);
         }
         let settings = &self.inner.settings;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(Some(settings.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = tokio::time::timeout(
-            settings.connect_timeout * 2,
-            ConnectionManager::new_with_config(self.inner.client.clone(), config),
-        )
-        .await
-        .map_err(|_| unavailable("connect timed out"))?
-        .map_err(unavailable)?;
+        // Boxed: connecting is rare, and its future (a Sentinel lookup, a cluster's slot map) is
+        // deep; every request's future would otherwise carry its layout.
+        let connect = Box::pin(self.inner.connector.connect(settings));
+        let conn = tokio::time::timeout(settings.connect_timeout * 2, connect)
+            .await
+            .map_err(|_| {
+                self.inner.metrics.error("timeout");
+                unavailable("connect timed out")
+            })?
+            .map_err(|e| {
+                self.inner.metrics.error(error_kind(&e));
+                unavailable(e)
+            })?;
+        if self.inner.connected_once.swap(true, Ordering::Relaxed) {
+            self.inner.metrics.reconnect();
+            tracing::info!(mode = self.inner.connector.mode(), "session store (redis) connected again");
+        }
         *self.inner.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
@@ -187,18 +253,28 @@ impl RedisStore {
     /// Runs one store operation, recording whether Redis answered.
     async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().await;
         let result = match conn {
             Ok(conn) => match tokio::time::timeout(self.inner.settings.command_timeout * 2, operation(conn)).await {
-                Ok(result) => result.map_err(unavailable),
-                Err(_) => Err(unavailable("command timed out")),
+                Ok(result) => result.map_err(|e| {
+                    self.inner.metrics.error(error_kind(&e));
+                    unavailable(e)
+                }),
+                Err(_) => {
+                    self.inner.metrics.error("timeout");
+                    Err(unavailable("command timed out"))
+                }
             },
             Err(e) => Err(e),
         };
         self.inner.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if result.is_err() && self.inner.connector.reconnects_on_failure() {
+            // Sentinel: the primary may have moved; the next command asks again.
+            *self.inner.connection.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         result
     }
 
@@ -253,21 +329,19 @@ impl SessionStore for RedisStore {
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
         let redis_key = self.key("s", &key);
         let ttl = self.session_ttl(record.expires_at, now);
+        // One script, not a MULTI: a single command is routed by its key and follows a Cluster's
+        // redirects, which a transaction does not.
         self.run(|mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .del(&redis_key)
-                .hset_multiple(
-                    &redis_key,
-                    &[
-                        ("r", record.sealed.to_vec()),
-                        ("e", record.expires_at.to_string().into_bytes()),
-                        ("l", now.to_string().into_bytes()),
-                    ],
-                )
-                .expire(&redis_key, ttl)
-                .query_async::<()>(&mut conn)
+            self.inner
+                .save
+                .key(redis_key)
+                .arg(record.sealed.to_vec())
+                .arg(record.expires_at)
+                .arg(now)
+                .arg(ttl)
+                .invoke_async::<i64>(&mut conn)
                 .await
+                .map(drop)
         })
         .await
     }
@@ -324,16 +398,16 @@ impl SessionStore for RedisStore {
         let key = &redis_key;
         let entries: Vec<(Vec<u8>, Vec<u8>)> = self
             .run(|mut conn| async move {
-                let (entries,): (Vec<(Vec<u8>, Vec<u8>)>,) = redis::pipe()
-                    .atomic()
-                    .hset(key, member.as_bytes(), value)
-                    .ignore()
-                    .expire(key, ttl)
-                    .ignore()
-                    .hgetall(key)
-                    .query_async(&mut conn)
+                let flat: Vec<Vec<u8>> = self
+                    .inner
+                    .index_add
+                    .key(key)
+                    .arg(member.as_bytes())
+                    .arg(value)
+                    .arg(ttl)
+                    .invoke_async(&mut conn)
                     .await?;
-                Ok(entries)
+                Ok(flat.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect())
             })
             .await?;
         // Members whose session has ended go (a user's entry holds only live sessions); then

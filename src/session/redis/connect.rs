@@ -1,0 +1,187 @@
+//! Reaching Redis as it is deployed: one server, a Sentinel-managed primary, or a Cluster; in
+//! plain text or TLS (a private CA, a client certificate, server names checked). The protocol
+//! work is redis-rs's own: its `ConnectionManager` (reconnects to one address), its Sentinel
+//! client (asks the sentinels where the primary is and checks it says `ROLE master`) and its
+//! cluster connection (follows `MOVED`/`ASK` and topology changes).
+//!
+//! What is ours is when to ask again: a Sentinel connection that failed is dropped, so the next
+//! command asks the sentinels for the primary again: after a failover the old address either
+//! refuses connections or, back as a replica, refuses writes (`READONLY`).
+
+use crate::config::{RedisAuth, RedisSettings, RedisTls, RedisTopology};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates, Value};
+use std::time::Duration;
+
+/// Makes connections in the configured mode.
+pub enum Connector {
+    Standalone(redis::Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Cluster(ClusterClient),
+}
+
+/// One connection, whichever the mode: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Connector {
+    /// Checks the addresses; connects at the first command.
+    pub fn new(settings: &RedisSettings) -> Result<Self, String> {
+        let certificates = settings.tls.as_ref().map(certificates);
+        match &settings.topology {
+            RedisTopology::Standalone { url } => {
+                let client = match certificates {
+                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+                    None => redis::Client::open(url.as_str()),
+                };
+                client.map(Connector::Standalone).map_err(|e| format!("session.redis_url: {e}"))
+            }
+            RedisTopology::Sentinel { sentinels, master_name, auth } => {
+                sentinel(sentinels, master_name, auth, certificates)
+                    .map(|client| Connector::Sentinel(tokio::sync::Mutex::new(client)))
+                    .map_err(|e| format!("session.redis_nodes: {e}"))
+            }
+            RedisTopology::Cluster { nodes, auth } => {
+                let tls = nodes.first().is_some_and(|n| n.starts_with("rediss://"));
+                let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(settings.connect_timeout)
+                    .response_timeout(settings.command_timeout)
+                    .retries(3)
+                    .max_retry_wait(500);
+                if let Some(username) = &auth.username {
+                    builder = builder.username(username);
+                }
+                if let Some(password) = &auth.password {
+                    builder = builder.password(password);
+                }
+                if tls {
+                    builder = builder.tls(redis::TlsMode::Secure);
+                }
+                if let Some(certs) = certificates {
+                    builder = builder.certs(certs);
+                }
+                builder.build().map(Connector::Cluster).map_err(|e| format!("session.redis_nodes: {e}"))
+            }
+        }
+    }
+
+    /// A connection, made now. In Sentinel mode the sentinels are asked where the primary is.
+    pub async fn connect(&self, settings: &RedisSettings) -> redis::RedisResult<Conn> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        match self {
+            Connector::Standalone(client) => {
+                ConnectionManager::new_with_config(client.clone(), config).await.map(Conn::Single)
+            }
+            Connector::Sentinel(sentinel) => {
+                let primary = sentinel.lock().await.async_get_client().await?;
+                ConnectionManager::new_with_config(primary, config).await.map(Conn::Single)
+            }
+            Connector::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        }
+    }
+
+    /// Whether a failed connection should be dropped and made again (asking where to go): in
+    /// Sentinel mode, the primary may have moved. The other modes reconnect by themselves.
+    pub fn reconnects_on_failure(&self) -> bool {
+        matches!(self, Connector::Sentinel(_))
+    }
+
+    /// The mode's name, for logs and metrics.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Connector::Standalone(_) => "standalone",
+            Connector::Sentinel(_) => "sentinel",
+            Connector::Cluster(_) => "cluster",
+        }
+    }
+}
+
+fn certificates(tls: &RedisTls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() }),
+        root_cert: tls.ca.clone(),
+    }
+}
+
+/// The Sentinel client: the sentinels' addresses and their own credentials from their URLs;
+/// the primary's credentials from `auth`; one TLS setting (the URLs' scheme) for both.
+fn sentinel(
+    sentinels: &[String],
+    master_name: &str,
+    auth: &RedisAuth,
+    certificates: Option<TlsCertificates>,
+) -> redis::RedisResult<SentinelClient> {
+    let infos: Vec<redis::ConnectionInfo> =
+        sentinels.iter().map(|s| s.as_str().into_connection_info()).collect::<Result<_, _>>()?;
+    let tls = sentinels.first().is_some_and(|s| s.starts_with("rediss://"));
+    let mut builder = SentinelClientBuilder::new(
+        infos.iter().map(|info| info.addr().clone()),
+        master_name.trim(),
+        SentinelServerType::Master,
+    )?;
+    if let Some(first) = infos.first() {
+        let redis = first.redis_settings();
+        if let Some(username) = redis.username() {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = redis.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+    }
+    if let Some(username) = &auth.username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = &auth.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if tls {
+        builder = builder
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+    }
+    if let Some(certs) = certificates {
+        builder = builder.set_client_to_redis_certificates(certs.clone()).set_client_to_sentinel_certificates(certs);
+    }
+    builder.build()
+}
