@@ -137,6 +137,9 @@ pub struct OidcConfig {
     pub login_params: Vec<String>,
     /// When a sign-in asked for `acr_values`, the ID token's `acr` must be one of them.
     pub enforce_acr_values: bool,
+    /// Back-channel logout tokens must carry `exp` (Back-Channel Logout 1.0); off only for
+    /// providers of its drafts.
+    pub logout_token_exp_required: bool,
     /// RFC 8707 audience of the sign-in's own access token (used by routes without `resource`).
     pub resource: Option<String>,
     /// Derived: every resource the authorization request names (the default and each route's).

@@ -112,6 +112,8 @@ pub struct RawOidc {
     pub login_params: Vec<String>,
     #[serde(deserialize_with = "flexible::bool")]
     pub enforce_acr_values: bool,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub logout_token_exp_required: bool,
     pub resource: Option<String>,
 }
 
@@ -140,6 +142,7 @@ impl Default for RawOidc {
             refresh_retry_backoff: "5m".into(),
             login_params: Vec::new(),
             enforce_acr_values: true,
+            logout_token_exp_required: true,
             resource: None,
         }
     }

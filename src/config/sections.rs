@@ -159,6 +159,9 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
             check.fail(format!("oidc.login_params[{i}]"), format!("{name} is also set in oidc.extra_auth_params"));
         }
     }
+    if !raw.logout_token_exp_required {
+        check.warn("oidc.logout_token_exp_required = false: back-channel logout tokens without exp are accepted (bounded by their iat and single-use jti), for providers of the Back-Channel Logout drafts");
+    }
     if raw.logout_id_token_hint {
         check.warn("oidc.logout_id_token_hint = true: the ID token is sent to the browser in the logout URL (the one place a token crosses to the browser)");
     }
@@ -185,6 +188,7 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         refresh_retry_backoff,
         login_params: raw.login_params,
         enforce_acr_values: raw.enforce_acr_values,
+        logout_token_exp_required: raw.logout_token_exp_required,
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
     })

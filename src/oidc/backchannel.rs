@@ -95,9 +95,12 @@ impl Provider {
         if claims.iat < now - MAX_AGE_SECS - skew {
             return Err(invalid("iat is too old"));
         }
-        // Required by Back-Channel Logout 1.0 (§2.4): a token without one would be good forever.
+        // Required by Back-Channel Logout 1.0 (§2.4). Providers of its drafts (glewlwyd 2.7)
+        // send none; with `logout_token_exp_required = false` their tokens are accepted, still
+        // bounded by the `iat` window above and single-use by `jti`.
         match claims.exp {
-            None => return Err(invalid("exp is required")),
+            None if self.config.logout_token_exp_required => return Err(invalid("exp is required")),
+            None => {}
             Some(exp) if exp + skew <= now => return Err(invalid("expired")),
             Some(_) => {}
         }
@@ -138,8 +141,13 @@ mod tests {
     use std::sync::Arc;
 
     fn provider(clock: Arc<ManualClock>) -> Provider {
-        let text = "[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"app\"\nclient_secret = \"s\"\n";
-        let config = crate::config::Config::from_toml(text, Vec::new()).expect("a valid config");
+        provider_with(clock, "")
+    }
+
+    fn provider_with(clock: Arc<ManualClock>, extra: &str) -> Provider {
+        let text =
+            format!("[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"app\"\nclient_secret = \"s\"\n{extra}");
+        let config = crate::config::Config::from_toml(&text, Vec::new()).expect("a valid config");
         Provider::new(config.oidc, clock, Arc::default())
     }
 
@@ -160,6 +168,10 @@ mod tests {
         let provider = provider(clock.clone());
         let now = clock.now() as i64;
         assert_eq!(provider.check_claims(claims(now, None, "a")), Err(invalid("exp is required")));
+        // Turned off for a provider of the drafts: accepted, the iat window and jti still hold.
+        let drafts = provider_with(clock.clone(), "logout_token_exp_required = false\n");
+        assert!(drafts.check_claims(claims(now, None, "a2")).is_ok());
+        assert_eq!(drafts.check_claims(claims(now, None, "a2")), Err(invalid("jti was already used")));
         assert_eq!(provider.check_claims(claims(now, Some(now - 3600), "b")), Err(invalid("expired")));
         let ok = provider.check_claims(claims(now, Some(now + 120), "c")).expect("accepted");
         assert_eq!(ok.sub.as_deref(), Some("alice"));

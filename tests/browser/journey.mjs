@@ -51,7 +51,22 @@ try {
   step('signed-out');
 
   await page.click('#signin');
-  await page.getByRole('button', { name: `Sign in as ${user}`, exact: true }).click();
+  if (process.env.GLEWLWYD_PASSWORD) {
+    // glewlwyd's own login page (a React app): login and password, then its grant and
+    // continue steps, whichever it shows.
+    await page.locator('#username').fill(user);
+    await page.locator('#password').fill(process.env.GLEWLWYD_PASSWORD);
+    await page.getByRole('button', { name: 'OK', exact: true }).click();
+    // Its grant page: tick every scope the app asks for, grant, then continue back to the app.
+    const grant = page.getByRole('button', { name: 'Grant access' });
+    await grant.waitFor();
+    if (process.env.SCREENSHOTS) await page.screenshot({ path: join(process.env.SCREENSHOTS, 'glewlwyd-grant.png'), fullPage: true });
+    for (const box of await page.locator('input[type=checkbox]:not(:checked):not(:disabled)').all()) await box.check();
+    await grant.click();
+    await page.getByRole('button', { name: 'Continue' }).click();
+  } else {
+    await page.getByRole('button', { name: `Sign in as ${user}`, exact: true }).click();
+  }
   // Back through the callback's same-origin hop to the first page after login.
   await page.locator('#status').filter({ hasText: 'Signed in as' }).waitFor();
   step('signed-in');
@@ -104,9 +119,24 @@ try {
   await page.evaluate(() => document.getElementById('signout').click());
   const confirm = page.getByRole('button', { name: 'Yes, sign me out' });
   const signedOut = page.locator('#status').filter({ hasText: 'Signed out' });
-  await confirm.or(signedOut).waitFor();
-  if (await confirm.isVisible()) {
-    await page.evaluate(() => document.querySelector('button[name="logout"]').click());
+  if (process.env.GLEWLWYD_PASSWORD) {
+    // glewlwyd's end-session page ("The client wishes you to close the current session"):
+    // its Logout button (clicked in the page: an error toast of its own may cover it).
+    const ask = page.getByText('wishes you to close the current session');
+    await ask.or(signedOut).first().waitFor();
+    if (!(await signedOut.isVisible())) {
+      const ended = page.waitForResponse((r) => r.url().includes('/api/oidc/session/') && r.request().method() === 'DELETE');
+      await page.evaluate(() => [...document.querySelectorAll('button')].find((b) => b.textContent.trim() === 'Logout').click());
+      record.providerSessionEnded = (await ended).status();
+      // glewlwyd 2.7 keeps the user on its own page after that (it drops post_logout_redirect_uri
+      // on the way to it): the user comes back to the app by hand.
+      await page.goto(`${origin}/`);
+    }
+  } else {
+    await confirm.or(signedOut).waitFor();
+    if (await confirm.isVisible()) {
+      await page.evaluate(() => document.querySelector('button[name="logout"]').click());
+    }
   }
   await signedOut.waitFor();
   step('signed-out-again');

@@ -21,6 +21,11 @@ const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
 /// Runs `tests/browser/journey.mjs` against `origin` (with the demo's step-up when asked);
 /// returns its record (failing loudly).
 async fn run_journey(origin: &str, step_up: bool) -> Value {
+    run_journey_with(origin, step_up, &[]).await
+}
+
+/// With extra environment for the journey (e.g. `GLEWLWYD_PASSWORD`: sign in at glewlwyd's page).
+async fn run_journey_with(origin: &str, step_up: bool, env: &[(&str, &str)]) -> Value {
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     assert!(
         std::path::Path::new(browser_dir).join("node_modules/playwright-core").exists()
@@ -35,6 +40,7 @@ async fn run_journey(origin: &str, step_up: bool) -> Value {
         .arg(origin)
         .arg(&output)
         .args(if step_up { &["alice", "step-up"][..] } else { &[] })
+        .envs(env.iter().copied())
         .current_dir(browser_dir)
         .status()
         .await
@@ -170,4 +176,42 @@ async fn in_a_real_browser_against_the_development_issuer_the_demo_works_token_f
     assert!(api.contains("\"aud\": \"urn:cloakroom:demo-api\"") && api.contains("\"sub\": \"alice\""), "{api}");
     let tokens = bff.server.dev_issuer.as_ref().expect("the development issuer runs").issued_tokens();
     assert_token_free(&record, &tokens, &bff.origin);
+}
+
+/// The second provider's real login page (glewlwyd's React app) in Chromium: sign in, claims,
+/// API call, session list, sign out, and nothing token-shaped reaches the browser.
+#[tokio::test]
+async fn in_a_real_browser_against_glewlwyd_no_token_reaches_the_page() {
+    let glewlwyd = glewlwyd().await;
+    let _turn = glewlwyd.turn().await;
+    let client = Glewlwyd::new_client("browser", "s3cret");
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(glewlwyd.issuer.clone()),
+        client: Some(client.clone()),
+        // Without the hint, glewlwyd's end-session endpoint leaves the user on a blank page.
+        oidc_toml: "scopes = [\"openid\", \"profile\"]\nlogout_token_exp_required = false\nlogout_id_token_hint = true"
+            .into(),
+        extra_toml: format!("[spa]\ndir = {SPA:?}\n"),
+        ..Default::default()
+    })
+    .await;
+    glewlwyd.register(&client, &bff.origin).await;
+    let password = GLEWLWYD_USERS[0].1;
+    let record = run_journey_with(&bff.origin, false, &[("GLEWLWYD_PASSWORD", password)]).await;
+    assert!(record["apiResult"].as_str().unwrap().contains("\"authorization\": true"), "{}", record["apiResult"]);
+    // The tokens glewlwyd issued are not at hand from its side; what the API received is.
+    let upstream = bff.upstream.requests().pop().expect("the API call reached the upstream");
+    let bearer = upstream.headers["authorization"].to_str().unwrap().trim_start_matches("Bearer ").to_string();
+    let text = record.to_string();
+    assert!(!text.contains(&bearer), "the access token reached the browser");
+    // The one token that crosses, opted into with `logout_id_token_hint` (which glewlwyd needs
+    // for its end-session page): the ID token, as the hint in the logout URL, nowhere else.
+    let responses = record["responses"].to_string();
+    for jwt in jwt_shaped(&responses) {
+        let elsewhere = responses.replace(&format!("id_token_hint={jwt}"), "");
+        assert!(!elsewhere.contains(&jwt), "a JWT reached the browser other than as the logout hint");
+    }
+    assert_eq!(record["providerSessionEnded"], 200, "glewlwyd's own session did not end");
+    let cookies_after = record["cookiesAfter"].as_array().unwrap();
+    assert!(!cookies_after.iter().any(|c| c["name"] == "__Host-Http-cloakroom"), "the cookie outlived sign-out");
 }
