@@ -185,6 +185,9 @@ pub enum LoginError {
     ProviderUnavailable,
     /// The provider refused cloakroom's own client authentication: a server configuration fault.
     ClientRejected,
+    /// The provider refused the pushed authorization request (RFC 9126): the request is
+    /// cloakroom's, so a server configuration fault too.
+    RequestRefused,
     StoreUnavailable,
 }
 
@@ -220,6 +223,10 @@ impl LoginError {
             ClientRejected => (
                 StatusCode::BAD_GATEWAY,
                 "The identity provider did not accept this site's credentials. This is a server configuration problem; please try again later.",
+            ),
+            RequestRefused => (
+                StatusCode::BAD_GATEWAY,
+                "The identity provider did not accept this site's sign-in request. This is a server configuration problem; please try again later.",
             ),
             StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now."),
         }
@@ -323,6 +330,7 @@ mod tests {
             assert!(error.parts().0.is_client_error(), "{error:?}");
         }
         assert_eq!(ProviderUnavailable.parts().0, StatusCode::BAD_GATEWAY);
+        assert_eq!(RequestRefused.parts().0, StatusCode::BAD_GATEWAY, "cloakroom's own request, not the browser's");
         assert_eq!(StoreUnavailable.parts().0, StatusCode::SERVICE_UNAVAILABLE);
     }
 

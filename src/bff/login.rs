@@ -7,6 +7,7 @@
 use super::{add_cookie, query_param};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
+use crate::oidc::OidcError;
 use crate::respond::{Body, empty};
 use crate::secret::Secret;
 use crate::session::{PendingLogin, random_token};
@@ -43,6 +44,22 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             tracing::warn!(error = %e, "cannot start a login");
             return LoginError::ProviderUnavailable.response(&retry_href(&return_to));
         }
+    };
+    // RFC 9126: the request goes to the provider directly; the browser carries only its handle.
+    let url = if app.provider.uses_par() {
+        match app.provider.push_authorization(url).await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "the provider did not take the pushed authorization request");
+                let error = match e {
+                    OidcError::Rejected(_) => LoginError::RequestRefused,
+                    other => LoginError::from(other),
+                };
+                return error.response(&retry_href(&return_to));
+            }
+        }
+    } else {
+        url
     };
     let pending = PendingLogin {
         pkce_verifier: Secret::new(verifier.secret().clone()),

@@ -137,6 +137,8 @@ pub struct OidcConfig {
     pub login_params: Vec<String>,
     /// When a sign-in asked for `acr_values`, the ID token's `acr` must be one of them.
     pub enforce_acr_values: bool,
+    /// Pushed Authorization Requests (RFC 9126): when to use them.
+    pub par: ParMode,
     /// Back-channel logout tokens must carry `exp` (Back-Channel Logout 1.0); off only for
     /// providers of its drafts.
     pub logout_token_exp_required: bool,
@@ -427,6 +429,19 @@ impl RedisSettings {
             command_timeout: Duration::from_secs(1),
         }
     }
+}
+
+/// `oidc.par`: when sign-ins push their authorization request (RFC 9126).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParMode {
+    /// When the provider advertises an endpoint for it.
+    #[default]
+    Auto,
+    /// Always: a provider without it is not ready.
+    Required,
+    /// Never, unless the provider requires it.
+    Off,
 }
 
 /// How Redis is deployed (`session.redis_mode`).

@@ -114,6 +114,7 @@ pub struct RawOidc {
     pub enforce_acr_values: bool,
     #[serde(deserialize_with = "flexible::bool")]
     pub logout_token_exp_required: bool,
+    pub par: super::ParMode,
     pub resource: Option<String>,
 }
 
@@ -143,6 +144,7 @@ impl Default for RawOidc {
             login_params: Vec::new(),
             enforce_acr_values: true,
             logout_token_exp_required: true,
+            par: super::ParMode::Auto,
             resource: None,
         }
     }

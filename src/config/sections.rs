@@ -189,6 +189,7 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         login_params: raw.login_params,
         enforce_acr_values: raw.enforce_acr_values,
         logout_token_exp_required: raw.logout_token_exp_required,
+        par: raw.par,
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
     })

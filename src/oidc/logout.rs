@@ -1,13 +1,8 @@
 //! Ending things at the provider: RFC 7009 revocation and the RP-initiated logout URL.
 
 use super::{OidcError, Provider, error_chain};
-use crate::config::ClientAuth;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use openidconnect::RefreshToken;
 use url::Url;
-use url::form_urlencoded::{Serializer, byte_serialize};
 
 impl Provider {
     pub fn has_revocation(&self) -> bool {
@@ -23,30 +18,8 @@ impl Provider {
         let Some(endpoint) = discovered.revocation_endpoint.clone() else {
             return Ok(());
         };
-        let mut form = vec![("token", token.secret().as_str()), ("token_type_hint", "refresh_token")];
-        let mut request = http::Request::post(endpoint.as_str())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json");
-        let assertion = self.client_assertion(&discovered)?;
-        match &self.config.client_auth {
-            // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
-            ClientAuth::SecretBasic(secret) => {
-                let id: String = byte_serialize(self.config.client_id.as_bytes()).collect();
-                let secret: String = byte_serialize(secret.secret().as_bytes()).collect();
-                request = request.header(AUTHORIZATION, format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
-            }
-            ClientAuth::SecretPost(secret) => {
-                form.push(("client_id", &self.config.client_id));
-                form.push(("client_secret", secret.secret()));
-            }
-            ClientAuth::PrivateKeyJwt { .. } => {
-                form.push(("client_id", &self.config.client_id));
-                form.extend(assertion.iter().map(|(name, value)| (*name, value.as_str())));
-            }
-        }
-        let body = Serializer::new(String::new()).extend_pairs(form).finish().into_bytes();
-        let request =
-            request.body(body).map_err(|e| OidcError::BadResponse(format!("building the revocation request: {e}")))?;
+        let form = vec![("token".into(), token.secret().clone()), ("token_type_hint".into(), "refresh_token".into())];
+        let request = self.authenticated_form(&discovered, &endpoint, form)?;
         let response = self.http.send(request).await.map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
         match response.status() {
             s if s.is_success() => Ok(()),

@@ -8,9 +8,11 @@
 mod backchannel;
 mod client_credentials;
 mod exchange;
+mod form;
 pub mod http;
 pub mod jws;
 mod logout;
+mod par;
 mod refresh;
 
 use crate::clock::SharedClock;
@@ -42,6 +44,9 @@ pub struct ExtraMetadata {
     pub end_session_endpoint: Option<String>,
     /// RFC 9207: the provider promises an `iss` parameter on every authorization response.
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 9126: where to push authorization requests, and whether the provider insists.
+    pub pushed_authorization_request_endpoint: Option<String>,
+    pub require_pushed_authorization_requests: Option<bool>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -127,6 +132,9 @@ struct Discovered {
     revocation_endpoint: Option<Url>,
     end_session_endpoint: Option<Url>,
     iss_parameter_required: bool,
+    /// RFC 9126.
+    par_endpoint: Option<Url>,
+    par_required_by_provider: bool,
 }
 
 pub struct Provider {
@@ -211,6 +219,17 @@ impl Provider {
         let revocation_endpoint = parse_endpoint(&extra.revocation_endpoint, "revocation_endpoint")?;
         let end_session_endpoint = parse_endpoint(&extra.end_session_endpoint, "end_session_endpoint")?;
         let iss_parameter_required = extra.authorization_response_iss_parameter_supported == Some(true);
+        let par_endpoint =
+            parse_endpoint(&extra.pushed_authorization_request_endpoint, "pushed_authorization_request_endpoint")?;
+        let par_required_by_provider = extra.require_pushed_authorization_requests == Some(true);
+        if self.config.par == crate::config::ParMode::Required && par_endpoint.is_none() {
+            return Err(OidcError::BadResponse(
+                "oidc.par = \"required\", but the provider advertises no pushed_authorization_request_endpoint".into(),
+            ));
+        }
+        if par_required_by_provider && par_endpoint.is_none() {
+            return Err(OidcError::BadResponse("the provider requires PAR but advertises no endpoint for it".into()));
+        }
         let jwks = metadata.jwks().clone();
         let jwks_uri = metadata.jwks_uri().clone();
         let client = CoreClient::from_provider_metadata(
@@ -235,6 +254,8 @@ impl Provider {
             revocation_endpoint,
             end_session_endpoint,
             iss_parameter_required,
+            par_endpoint,
+            par_required_by_provider,
         })
     }
 
@@ -289,6 +310,8 @@ impl Provider {
             revocation_endpoint: current.revocation_endpoint.clone(),
             end_session_endpoint: current.end_session_endpoint.clone(),
             iss_parameter_required: current.iss_parameter_required,
+            par_endpoint: current.par_endpoint.clone(),
+            par_required_by_provider: current.par_required_by_provider,
         });
         *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(refreshed.clone());
         tracing::info!("provider signing keys refetched after an unknown key id");

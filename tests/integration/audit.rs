@@ -72,7 +72,14 @@ async fn cloakroom_passes_its_own_audit_with_and_without_a_session() {
     let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
     let report = audit(&bff.origin, None).await;
     assert!(report.passed(), "{}", report.stdout);
-    assert_eq!(report.outcome("login.pkce_s256"), Some(Outcome::Pass));
+    // The test provider offers PAR: the parameters are pushed, out of the browser's sight.
+    assert_eq!(report.outcome("login.pushed"), Some(Outcome::Pass));
+    assert_eq!(report.outcome("login.pkce_s256"), Some(Outcome::Skip));
+    let in_the_url = Bff::start_with(BffOptions { oidc_toml: "par = \"off\"".into(), ..Default::default() }).await;
+    let report_url = audit(&in_the_url.origin, None).await;
+    assert!(report_url.passed(), "{}", report_url.stdout);
+    assert_eq!(report_url.outcome("login.pkce_s256"), Some(Outcome::Pass));
+    assert_eq!(report_url.outcome("login.state"), Some(Outcome::Pass));
     assert_eq!(report.outcome("spa.security_headers"), Some(Outcome::Pass));
     assert_eq!(report.outcome("tls.hsts"), Some(Outcome::Skip), "plain http on loopback");
     assert_eq!(report.outcome("logout.ends_session"), Some(Outcome::Skip));

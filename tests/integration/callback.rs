@@ -30,7 +30,7 @@ async fn assert_refused(bff: &Bff, browser: &Browser, reply: &Reply, status: u16
 
 #[tokio::test]
 async fn login_sends_pkce_s256_state_and_nonce_and_a_lax_login_cookie() {
-    let bff = Bff::start().await;
+    let bff = params_in_the_url().await;
     let mut browser = Browser::new();
     let reply = browser.get(&bff.url("/bff/login?returnUrl=%2Fx"), &[]).await;
     assert_eq!(reply.status, 302);
@@ -116,7 +116,7 @@ async fn a_replayed_callback_creates_nothing() {
 
 #[tokio::test]
 async fn a_code_replayed_under_a_new_state_is_refused_by_the_provider() {
-    let bff = Bff::start().await;
+    let bff = params_in_the_url().await;
     let mut browser = Browser::new();
     let first = bff.authorize(&mut browser, "alice", "/").await;
     assert_eq!(browser.get(&first, &[]).await.status, 200);
@@ -207,7 +207,13 @@ async fn a_pending_login_expires() {
 }
 
 fn with_login_params() -> BffOptions {
-    BffOptions { oidc_toml: "login_params = [\"prompt\", \"max_age\", \"login_hint\"]".into(), ..Default::default() }
+    let oidc_toml = "login_params = [\"prompt\", \"max_age\", \"login_hint\"]\npar = \"off\"".into();
+    BffOptions { oidc_toml, ..Default::default() }
+}
+
+/// The authorization request in the URL, where these tests read it (PAR: tests/integration/par.rs).
+async fn params_in_the_url() -> Bff {
+    Bff::start_with(BffOptions { oidc_toml: "par = \"off\"".into(), ..Default::default() }).await
 }
 
 /// Sign-in parameters pass only when allowed, with valid values (issue 16, item 3).

@@ -105,7 +105,9 @@ async fn a_key_the_provider_does_not_know_signs_nobody_in_and_says_whose_fault_i
     })
     .await;
     let mut browser = Browser::new();
-    let page = bff.login(&mut browser, "alice", "/").await;
+    // The first request that authenticates the client is the pushed authorization request.
+    let page = browser.get(&bff.url("/bff/login?returnUrl=%2F"), &[]).await;
+    assert!(page.location().is_none(), "the browser was sent on");
     assert_eq!(page.status, 502, "a server-side misconfiguration, not the browser's fault");
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.text().contains("configuration problem"), "{}", page.text());

@@ -137,8 +137,17 @@ async fn a_secret_with_reserved_characters_needs_client_secret_post_at_glewlwyd(
     let _turn = glewlwyd().await.turn().await;
     let (basic, _) = bff_with_secret("", "s3+cr/t=").await;
     let mut browser = Browser::new();
+    // The first request that authenticates is the pushed authorization request (PAR).
+    let refused = browser.get(&basic.url("/bff/login?returnUrl=%2Fapp"), &[]).await;
+    // glewlwyd answers a bare 403: a refusal of cloakroom's request, shown as a server fault.
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(refused.location().is_none() && refused.text().contains("sign-in request"), "{}", refused.text());
+    // Without PAR, the same secret fails at the code exchange, named as a credentials problem.
+    let (basic, _) = bff_with_secret("par = \"off\"", "s3+cr/t=").await;
+    let mut browser = Browser::new();
     let refused = sign_in(&basic, &mut browser, "alice").await;
     assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(refused.text().contains("did not accept this site"), "{}", refused.text());
     assert!(refused.text().contains("did not accept this site"), "{}", refused.text());
     let (post, _) = bff_with_secret_and("", "s3+cr/t=", "client_secret_post").await;
     let mut browser = Browser::new();

@@ -17,6 +17,7 @@ mod limits;
 mod logout;
 mod observability;
 
+mod par;
 mod proxy;
 mod redis_modes;
 mod redis_store;

@@ -10,7 +10,8 @@ const BILLING_API: &str = "urn:cloakroom:billing-api";
 
 fn options() -> BffOptions {
     BffOptions {
-        oidc_toml: format!("resource = \"{DEFAULT_API}\""),
+        // The authorization request in the URL, to read its resources (PAR is tested in par.rs).
+        oidc_toml: format!("resource = \"{DEFAULT_API}\"\npar = \"off\""),
         extra_routes: format!(
             "[[routes]]\nprefix = \"/orders/\"\nupstream = \"{{upstream}}/api/\"\nresource = \"{ORDERS_API}\"\nscopes = [\"api:read\"]\n\
              [[routes]]\nprefix = \"/billing/\"\nupstream = \"{{upstream}}/api/\"\ntoken = \"client\"\nresource = \"{BILLING_API}\"\n"

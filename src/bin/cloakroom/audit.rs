@@ -191,24 +191,38 @@ async fn login_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String
     );
     let query: std::collections::HashMap<String, String> = location.query_pairs().into_owned().collect();
     let param = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
-    report.record(
-        "login.response_type_code",
-        param("response_type") == "code",
-        format!("response_type={:?}", param("response_type")),
-    );
-    let pkce = param("code_challenge_method") == "S256" && param("code_challenge").len() >= 43;
-    report.record(
-        "login.pkce_s256",
-        pkce,
-        format!(
-            "code_challenge_method={:?}, code_challenge of {} chars",
-            param("code_challenge_method"),
-            param("code_challenge").len()
-        ),
-    );
-    // 128 bits of base64url at least.
-    report.record("login.state", param("state").len() >= 22, format!("state of {} chars", param("state").len()));
-    report.record("login.nonce", param("nonce").len() >= 22, format!("nonce of {} chars", param("nonce").len()));
+    if query.contains_key("request_uri") {
+        // RFC 9126: the parameters went to the provider directly; the browser (and so this
+        // audit) sees only their handle.
+        let only_handle = query.keys().all(|k| k == "client_id" || k == "request_uri");
+        report.record(
+            "login.pushed",
+            only_handle,
+            format!("pushed authorization request, {} parameter(s) in the URL", query.len()),
+        );
+        for name in ["login.response_type_code", "login.pkce_s256", "login.state", "login.nonce"] {
+            report.skip(name, "pushed to the provider (PAR): not visible to a browser");
+        }
+    } else {
+        report.record(
+            "login.response_type_code",
+            param("response_type") == "code",
+            format!("response_type={:?}", param("response_type")),
+        );
+        let pkce = param("code_challenge_method") == "S256" && param("code_challenge").len() >= 43;
+        report.record(
+            "login.pkce_s256",
+            pkce,
+            format!(
+                "code_challenge_method={:?}, code_challenge of {} chars",
+                param("code_challenge_method"),
+                param("code_challenge").len()
+            ),
+        );
+        // 128 bits of base64url at least.
+        report.record("login.state", param("state").len() >= 22, format!("state of {} chars", param("state").len()));
+        report.record("login.nonce", param("nonce").len() >= 22, format!("nonce of {} chars", param("nonce").len()));
+    }
     let cookies: Vec<String> =
         login.headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).map(String::from).collect();
     let weak: Vec<String> = cookies.iter().filter_map(|c| weak_cookie(c)).collect();
