@@ -38,6 +38,7 @@ fn session() -> Session {
         created_at: 1_700_000_000,
         expires_at: 2_000_000_000,
         listing_id: "l".repeat(22),
+        userinfo_at: None,
     }
 }
 

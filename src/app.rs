@@ -45,6 +45,7 @@ impl App {
             lock_wait: config.oidc.timeout * 2,
             refresh_timeout: config.oidc.refresh_timeout,
             retry_backoff: config.oidc.refresh_retry_backoff,
+            userinfo_interval: config.oidc.userinfo_interval.filter(|_| config.oidc.userinfo),
         };
         let tokens = Arc::new(TokenService::new(provider.clone(), timing, metrics.clone()));
         let upstreams = config

@@ -72,6 +72,8 @@ pub struct TokenService {
     /// The cross-replica lease on a session's refresh outlives one refresh.
     lease: Duration,
     retry_backoff: Duration,
+    /// `oidc.userinfo` with an interval (see [`RefreshTiming::userinfo_interval`]).
+    userinfo_interval: Option<Duration>,
     /// Client tokens by audience (`None`: the default). Read on every `client` call; renewed
     /// under `client_renewal`.
     client_tokens: std::sync::RwLock<HashMap<Option<Audience>, Held>>,
@@ -97,6 +99,9 @@ pub struct RefreshTiming {
     pub refresh_timeout: Duration,
     /// After an unanswered refresh, how long its refresh token is not sent again.
     pub retry_backoff: Duration,
+    /// `oidc.userinfo` with an interval: how old the userinfo claims may get before a refresh
+    /// fetches them again.
+    pub userinfo_interval: Option<Duration>,
 }
 
 impl TokenService {
@@ -111,6 +116,7 @@ impl TokenService {
             lock_wait: timing.lock_wait,
             lease: timing.refresh_timeout + Duration::from_secs(5),
             retry_backoff: timing.retry_backoff,
+            userinfo_interval: timing.userinfo_interval,
             client_tokens: Default::default(),
             client_renewal: Mutex::new(()),
             metrics,
@@ -254,6 +260,7 @@ impl TokenService {
         match outcome {
             Ok(refreshed) => {
                 let token = apply(&mut current, audience, refreshed);
+                self.refresh_userinfo(&mut current, audience, &token, now).await;
                 // Saved before the lock is released: the next in line reads the new tokens.
                 let kept = sessions.update(ticket, &current).await?;
                 self.metrics.refresh(RefreshOutcome::Ok);
@@ -398,12 +405,13 @@ fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshe
     }
     if let Some(mut claims) = refreshed.claims {
         // A refresh is no new authentication: what the provider leaves out of a refreshed ID
-        // token about the sign-in itself (OpenID Connect Core §12.2) stays as it was.
-        for name in ["acr", "amr", "auth_time"] {
-            if !claims.contains_key(name)
-                && let Some(value) = session.claims.remove(name)
-            {
-                claims.insert(name.to_string(), value);
+        // token about the sign-in itself (OpenID Connect Core §12.2) stays as it was; so do
+        // the userinfo endpoint's claims, which an ID token need not repeat.
+        let from_userinfo = session.userinfo_at.is_some();
+        for (name, value) in std::mem::take(&mut session.claims) {
+            let kept = from_userinfo || matches!(name.as_str(), "acr" | "amr" | "auth_time");
+            if kept && !claims.contains_key(&name) {
+                claims.insert(name, value);
             }
         }
         session.claims = claims;
@@ -412,6 +420,31 @@ fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshe
         session.id_token = refreshed.id_token;
     }
     token
+}
+
+impl TokenService {
+    /// The userinfo claims again, with the new token, when configured and due; only for the
+    /// sign-in's own token (a resource's is for its API). A failure keeps the claims as they
+    /// were: the refresh itself succeeded.
+    async fn refresh_userinfo(
+        &self,
+        session: &mut Session,
+        audience: Option<&Audience>,
+        token: &AccessToken,
+        now: u64,
+    ) {
+        let Some(interval) = self.userinfo_interval else { return };
+        if audience.is_some() || session.userinfo_at.is_none_or(|at| now < at.saturating_add(interval.as_secs())) {
+            return;
+        }
+        match self.provider.userinfo(token, &session.sub).await {
+            Ok(claims) => {
+                crate::oidc::merge_userinfo(&mut session.claims, claims);
+                session.userinfo_at = Some(now);
+            }
+            Err(e) => tracing::warn!(error = %e, "userinfo not fetched again; the claims stay as they were"),
+        }
+    }
 }
 
 fn still_valid(held: Option<Held>, now: u64) -> Option<AccessToken> {

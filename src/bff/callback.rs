@@ -93,6 +93,21 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
             return fail(LoginError::AuthenticationTooWeak);
         }
     }
+    // oidc.userinfo: the claims the provider keeps at its userinfo endpoint join the ID token's.
+    let mut tokens = tokens;
+    let mut userinfo_at = None;
+    if app.config.oidc.userinfo {
+        match app.provider.userinfo(&tokens.access_token, &tokens.sub).await {
+            Ok(claims) => {
+                crate::oidc::merge_userinfo(&mut tokens.claims, claims);
+                userinfo_at = Some(app.sessions.now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the userinfo endpoint did not answer for this sign-in");
+                return fail(LoginError::from(e));
+            }
+        }
+    }
     // Rotation at login: whatever session this browser had ends here.
     if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await
         && let Err(e) = app.sessions.end(&old).await
@@ -109,6 +124,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         access_token_expires_at: tokens.access_token_expires_at,
         refresh_token: tokens.refresh_token,
         id_token: tokens.id_token,
+        userinfo_at,
     };
     let created = app.sessions.create(
         new_session,

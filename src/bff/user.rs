@@ -23,11 +23,17 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         app.sessions.store().last_seen(&ticket.store_key()).await?.unwrap_or_else(|| app.sessions.now())
     };
     let idle_expires_at = last_use + app.config.session.idle_timeout.as_secs();
+    // `oidc.user_claims`: the page sees only the claims it needs (empty: all of them).
+    let allowed = &app.config.oidc.user_claims;
+    let mut claims = session.claims;
+    if !allowed.is_empty() {
+        claims.retain(|name, _| allowed.iter().any(|a| a == name));
+    }
     Ok(json(
         StatusCode::OK,
         &json!({
             "sub": session.sub,
-            "claims": session.claims,
+            "claims": claims,
             "session": {
                 "created_at": session.created_at,
                 "expires_at": session.expires_at,

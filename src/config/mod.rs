@@ -139,6 +139,12 @@ pub struct OidcConfig {
     pub enforce_acr_values: bool,
     /// Pushed Authorization Requests (RFC 9126): when to use them.
     pub par: ParMode,
+    /// The claims `/bff/user` returns to the page; empty: all (rules always see all).
+    pub user_claims: Vec<String>,
+    /// Fetch the userinfo endpoint at sign-in and merge its claims.
+    pub userinfo: bool,
+    /// Fetch it again on a refresh when the last fetch is this old; `None`: at sign-in only.
+    pub userinfo_interval: Option<Duration>,
     /// Back-channel logout tokens must carry `exp` (Back-Channel Logout 1.0); off only for
     /// providers of its drafts.
     pub logout_token_exp_required: bool,

@@ -115,6 +115,11 @@ pub struct RawOidc {
     #[serde(deserialize_with = "flexible::bool")]
     pub logout_token_exp_required: bool,
     pub par: super::ParMode,
+    #[serde(deserialize_with = "flexible::string_list")]
+    pub user_claims: Vec<String>,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub userinfo: bool,
+    pub userinfo_interval: String,
     pub resource: Option<String>,
 }
 
@@ -145,6 +150,9 @@ impl Default for RawOidc {
             enforce_acr_values: true,
             logout_token_exp_required: true,
             par: super::ParMode::Auto,
+            user_claims: Vec::new(),
+            userinfo: false,
+            userinfo_interval: "15m".into(),
             resource: None,
         }
     }

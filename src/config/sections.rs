@@ -190,6 +190,11 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         enforce_acr_values: raw.enforce_acr_values,
         logout_token_exp_required: raw.logout_token_exp_required,
         par: raw.par,
+        user_claims: raw.user_claims.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+        userinfo: raw.userinfo,
+        userinfo_interval: check
+            .duration_or_zero("oidc.userinfo_interval", &raw.userinfo_interval)
+            .filter(|d| !d.is_zero()),
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
     })

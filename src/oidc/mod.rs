@@ -14,6 +14,7 @@ pub mod jws;
 mod logout;
 mod par;
 mod refresh;
+mod userinfo;
 
 use crate::clock::SharedClock;
 use crate::config::{AssertionAudience, ClientAuth, OidcConfig};
@@ -34,6 +35,7 @@ pub use crate::crypto::client_key::{ClientKey, KeyError};
 pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use exchange::TokenSet;
 pub use refresh::Refreshed;
+pub use userinfo::merge_userinfo;
 
 /// Discovery fields beyond OpenID Connect Discovery 1.0 core that cloakroom uses.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

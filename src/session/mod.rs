@@ -59,6 +59,9 @@ pub struct Session {
     /// How the user's session list names this session: random, not ticket material.
     #[serde(rename = "li", alias = "listing_id", default)]
     pub listing_id: String,
+    /// Unix seconds: when the userinfo claims were last fetched (`oidc.userinfo`).
+    #[serde(rename = "ui", default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_at: Option<u64>,
 }
 
 /// What a sign-in hands the session layer: the provider's tokens and the verified user. (The
@@ -73,6 +76,8 @@ pub struct NewSession {
     pub access_token_expires_at: Option<u64>,
     pub refresh_token: Option<RefreshToken>,
     pub id_token: Secret,
+    /// Unix seconds, when the claims include the userinfo endpoint's.
+    pub userinfo_at: Option<u64>,
 }
 
 /// What the API proxy needs of a session on every call, decoded from the same sealed record
@@ -363,6 +368,7 @@ mod tests {
             created_at: 1_000,
             expires_at: 2_000,
             listing_id: "listing".into(),
+            userinfo_at: None,
         }
     }
 

@@ -156,6 +156,7 @@ impl Sessions {
             created_at: now,
             expires_at: now.saturating_add(self.absolute_timeout),
             listing_id: random_listing_id(),
+            userinfo_at: tokens.userinfo_at,
         };
         let ticket = SessionTicket::generate();
         self.store.save(ticket.store_key(), self.sealer.seal_session(&ticket, &session), now).await?;

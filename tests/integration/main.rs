@@ -29,4 +29,5 @@ mod spa;
 mod step_up;
 mod support;
 mod tls;
+mod userinfo;
 mod websocket;

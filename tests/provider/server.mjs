@@ -9,6 +9,9 @@
 //   ID_TOKEN_TTL       seconds (default 3600: tests move their clock past access-token expiry)
 //   ISSUER             the issuer to claim, when tests reach the provider through a gate
 //   TLS_CERT, TLS_KEY  PEM files: serve https (the issuer is then https://127.0.0.1:<port>)
+//   USERINFO_CLAIMS    "1": as OpenID Connect Core has it, scope claims (name, email, groups)
+//                      only at the userinfo endpoint, and the sign-in's access token bound to
+//                      no resource, so that userinfo accepts it
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -44,8 +47,9 @@ policy.get('login').checks.add(new interactionPolicy.Check(
 const configuration = {
   clients: [],
   acrValues: ['pwd', 'mfa'],
-  // Tests read claims from the ID token (userinfo refuses resource-bound JWT access tokens).
-  conformIdTokenClaims: false,
+  // Tests read claims from the ID token (userinfo refuses resource-bound JWT access tokens),
+  // unless USERINFO_CLAIMS asks for the claims at userinfo only.
+  conformIdTokenClaims: process.env.USERINFO_CLAIMS === '1',
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
@@ -71,7 +75,7 @@ const configuration = {
     backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => API_RESOURCE,
+      defaultResource: () => (process.env.USERINFO_CLAIMS === '1' ? undefined : API_RESOURCE),
       useGrantedResource: () => true,
       getResourceServerInfo: (_ctx, resourceIndicator) => ({
         scope: 'api:read',
