@@ -39,6 +39,7 @@ fn session() -> Session {
         expires_at: 2_000_000_000,
         listing_id: "l".repeat(22),
         userinfo_at: None,
+        provider: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn tokens(i: usize) -> NewSession {
         sub: format!("user-{i:08}"),
         sid: Some(format!("sid-{i:012}")),
         claims,
+        provider: None,
         userinfo_at: None,
     }
 }

@@ -5,7 +5,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::csrf::CsrfGuard;
 use crate::metrics::Metrics;
-use crate::oidc::Provider;
+use crate::oidc::{Provider, Providers};
 use crate::router::Router;
 use crate::session::Sessions;
 use crate::spa::Spa;
@@ -18,7 +18,8 @@ pub struct App {
     pub config: Config,
     pub router: Router,
     pub sessions: Arc<Sessions>,
-    pub provider: Arc<Provider>,
+    /// The OpenID providers: `[oidc]` (the default) and `[[providers]]`.
+    pub providers: Arc<Providers>,
     pub tokens: Arc<TokenService>,
     /// One pooled client per route, same index as `config.routes`.
     pub upstreams: Vec<Upstream>,
@@ -39,15 +40,17 @@ impl App {
         let router = Router::new(&config.routes);
         let metrics = Arc::new(Metrics::new());
         let sessions = Arc::new(Sessions::new(&config.session, clock.clone(), metrics.store())?);
-        let provider = Arc::new(Provider::new(config.oidc.clone(), clock, metrics.clone()));
+        let provider =
+            |oidc: &crate::config::OidcConfig| Arc::new(Provider::new(oidc.clone(), clock.clone(), metrics.clone()));
+        let providers =
+            Arc::new(Providers::new(provider(&config.oidc), config.providers.iter().map(provider).collect()));
         let timing = RefreshTiming {
             margin: config.oidc.refresh_margin,
             lock_wait: config.oidc.timeout * 2,
             refresh_timeout: config.oidc.refresh_timeout,
             retry_backoff: config.oidc.refresh_retry_backoff,
-            userinfo_interval: config.oidc.userinfo_interval.filter(|_| config.oidc.userinfo),
         };
-        let tokens = Arc::new(TokenService::new(provider.clone(), timing, metrics.clone()));
+        let tokens = Arc::new(TokenService::new(providers.clone(), timing, metrics.clone()));
         let upstreams = config
             .routes
             .iter()
@@ -66,7 +69,7 @@ impl App {
             config,
             router,
             sessions,
-            provider,
+            providers,
             tokens,
             upstreams,
             spa,
@@ -79,7 +82,9 @@ impl App {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::Relaxed) && self.provider.is_ready() && self.sessions.store().is_healthy()
+        !self.shutting_down.load(Ordering::Relaxed)
+            && self.providers.default_provider().is_ready()
+            && self.sessions.store().is_healthy()
     }
 
     pub(crate) fn begin_shutdown(&self) {

@@ -125,7 +125,9 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
     #[cfg(feature = "demo")]
     let dev_issuer = demo::start(&config, clock.clone())?;
     let app = Arc::new(App::new(config, clock).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?);
-    tokio::spawn(oidc::discover_until_ready(app.provider.clone()));
+    for provider in app.providers.all() {
+        tokio::spawn(oidc::discover_until_ready(provider.clone()));
+    }
     if let Some(redis) = app.sessions.store().redis() {
         tokio::spawn(redis.clone().watch_health());
     }

@@ -11,6 +11,8 @@ pub enum BffEndpoint {
     BackchannelLogout,
     /// `/bff/sessions` and `/bff/sessions/{id}`.
     Sessions,
+    /// The providers a sign-in may choose from.
+    Providers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,7 @@ impl Router {
                 "logout" => Route::Bff(BffEndpoint::Logout),
                 "backchannel-logout" => Route::Bff(BffEndpoint::BackchannelLogout),
                 "sessions" => Route::Bff(BffEndpoint::Sessions),
+                "providers" => Route::Bff(BffEndpoint::Providers),
                 id if id.strip_prefix("sessions/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
                     Route::Bff(BffEndpoint::Sessions)
                 }
@@ -239,6 +242,7 @@ mod tests {
         assert_eq!(r.route("/bff/logout"), Route::Bff(BffEndpoint::Logout));
         assert_eq!(r.route("/bff/backchannel-logout"), Route::Bff(BffEndpoint::BackchannelLogout));
         assert_eq!(r.route("/bff/sessions"), Route::Bff(BffEndpoint::Sessions));
+        assert_eq!(r.route("/bff/providers"), Route::Bff(BffEndpoint::Providers));
         assert_eq!(r.route("/bff/sessions/abc"), Route::Bff(BffEndpoint::Sessions));
         assert_eq!(r.route("/bff/sessions/"), Route::BffUnknown);
         assert_eq!(r.route("/bff/sessions/a/b"), Route::BffUnknown);

@@ -23,7 +23,7 @@
 
 use crate::config::Audience;
 use crate::metrics::{Metrics, RefreshOutcome};
-use crate::oidc::{OidcError, Provider, Refreshed};
+use crate::oidc::{OidcError, Provider, Providers, Refreshed};
 use crate::session::store::Store;
 use crate::session::{
     Lease, ResourceToken, Session, SessionStore, SessionTicket, SessionTokens, Sessions, StoreError, StoreKey,
@@ -61,7 +61,8 @@ struct Held {
 }
 
 pub struct TokenService {
-    provider: Arc<Provider>,
+    /// A session's refreshes go to the provider it signed in with; client tokens to the default.
+    providers: Arc<Providers>,
     /// One lock per session being refreshed; entries disappear once idle.
     locks: Cache<StoreKey, Arc<Mutex<()>>>,
     /// Sessions whose last refresh went unanswered, with when their refresh token may be sent
@@ -72,8 +73,6 @@ pub struct TokenService {
     /// The cross-replica lease on a session's refresh outlives one refresh.
     lease: Duration,
     retry_backoff: Duration,
-    /// `oidc.userinfo` with an interval (see [`RefreshTiming::userinfo_interval`]).
-    userinfo_interval: Option<Duration>,
     /// Client tokens by audience (`None`: the default). Read on every `client` call; renewed
     /// under `client_renewal`.
     client_tokens: std::sync::RwLock<HashMap<Option<Audience>, Held>>,
@@ -99,24 +98,20 @@ pub struct RefreshTiming {
     pub refresh_timeout: Duration,
     /// After an unanswered refresh, how long its refresh token is not sent again.
     pub retry_backoff: Duration,
-    /// `oidc.userinfo` with an interval: how old the userinfo claims may get before a refresh
-    /// fetches them again.
-    pub userinfo_interval: Option<Duration>,
 }
 
 impl TokenService {
-    pub fn new(provider: Arc<Provider>, timing: RefreshTiming, metrics: Arc<Metrics>) -> Self {
+    pub fn new(providers: Arc<Providers>, timing: RefreshTiming, metrics: Arc<Metrics>) -> Self {
         let locks = Cache::builder().time_to_idle(Duration::from_secs(300)).build();
         let in_doubt = Cache::builder().time_to_live(timing.retry_backoff).max_capacity(1_000_000).build();
         Self {
-            provider,
+            providers,
             locks,
             in_doubt,
             margin: timing.margin.as_secs(),
             lock_wait: timing.lock_wait,
             lease: timing.refresh_timeout + Duration::from_secs(5),
             retry_backoff: timing.retry_backoff,
-            userinfo_interval: timing.userinfo_interval,
             client_tokens: Default::default(),
             client_renewal: Mutex::new(()),
             metrics,
@@ -254,13 +249,18 @@ impl TokenService {
         if self.backing_off(&key, now) {
             return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
         }
-        let outcome = self.provider.refresh(&refresh_token, &current.sub, audience).await;
+        let Some(provider) = self.providers.get(current.provider.as_deref()).cloned() else {
+            tracing::warn!("the session's provider is no longer configured; ending the session");
+            sessions.end(ticket).await?;
+            return Err(TokenError::SessionExpired);
+        };
+        let outcome = provider.refresh(&refresh_token, &current.sub, audience).await;
         // The provider may have taken long: what is still valid is judged at the answer's time.
         let now = sessions.now();
         match outcome {
             Ok(refreshed) => {
                 let token = apply(&mut current, audience, refreshed);
-                self.refresh_userinfo(&mut current, audience, &token, now).await;
+                refresh_userinfo(&provider, &mut current, audience, &token, now).await;
                 // Saved before the lock is released: the next in line reads the new tokens.
                 let kept = sessions.update(ticket, &current).await?;
                 self.metrics.refresh(RefreshOutcome::Ok);
@@ -310,7 +310,7 @@ impl TokenService {
         if let Some(token) = self.cached_client_token(&key, now, true) {
             return Ok(token);
         }
-        match self.provider.client_credentials(audience).await {
+        match self.providers.default_provider().client_credentials(audience).await {
             Ok((token, expires_at)) => {
                 let expires_at = Some(expires_at.unwrap_or(now + CLIENT_TOKEN_DEFAULT_LIFETIME));
                 let held = Held { token: token.clone(), expires_at };
@@ -422,28 +422,26 @@ fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshe
     token
 }
 
-impl TokenService {
-    /// The userinfo claims again, with the new token, when configured and due; only for the
-    /// sign-in's own token (a resource's is for its API). A failure keeps the claims as they
-    /// were: the refresh itself succeeded.
-    async fn refresh_userinfo(
-        &self,
-        session: &mut Session,
-        audience: Option<&Audience>,
-        token: &AccessToken,
-        now: u64,
-    ) {
-        let Some(interval) = self.userinfo_interval else { return };
-        if audience.is_some() || session.userinfo_at.is_none_or(|at| now < at.saturating_add(interval.as_secs())) {
-            return;
+/// The userinfo claims again, with the new token, when the provider's configuration asks and
+/// they are due; only for the sign-in's own token (a resource's is for its API). A failure keeps
+/// the claims as they were: the refresh itself succeeded.
+async fn refresh_userinfo(
+    provider: &Provider,
+    session: &mut Session,
+    audience: Option<&Audience>,
+    token: &AccessToken,
+    now: u64,
+) {
+    let Some(interval) = provider.userinfo_interval() else { return };
+    if audience.is_some() || session.userinfo_at.is_none_or(|at| now < at.saturating_add(interval.as_secs())) {
+        return;
+    }
+    match provider.userinfo(token, &session.sub).await {
+        Ok(claims) => {
+            crate::oidc::merge_userinfo(&mut session.claims, claims);
+            session.userinfo_at = Some(now);
         }
-        match self.provider.userinfo(token, &session.sub).await {
-            Ok(claims) => {
-                crate::oidc::merge_userinfo(&mut session.claims, claims);
-                session.userinfo_at = Some(now);
-            }
-            Err(e) => tracing::warn!(error = %e, "userinfo not fetched again; the claims stay as they were"),
-        }
+        Err(e) => tracing::warn!(error = %e, "userinfo not fetched again; the claims stay as they were"),
     }
 }
 

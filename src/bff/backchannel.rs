@@ -31,7 +31,13 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         Ok(_) => return Ok(bad_request("logout_token is missing")),
         Err(()) => return Ok(bad_request("logout_token is repeated")),
     };
-    let subject = match app.provider.verify_logout_token(&token).await {
+    // Which provider speaks: the token's `iss`, read before anything is trusted, picks the one
+    // whose keys and checks then decide; a token naming none is the default provider's to
+    // refuse, with its precise reason.
+    let provider = crate::oidc::jws::unverified_issuer(&token)
+        .and_then(|iss| app.providers.by_issuer(&iss))
+        .unwrap_or(app.providers.default_provider());
+    let subject = match provider.verify_logout_token(&token).await {
         Ok(subject) => subject,
         Err(LogoutTokenError::Invalid(reason)) => {
             tracing::warn!(%reason, "back-channel logout refused");
@@ -42,7 +48,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
             return Err(ApiError::ProviderUnavailable);
         }
     };
-    let ended = app.sessions.end_matching(subject.sid.as_deref(), subject.sub.as_deref()).await?;
+    let recorded = app.providers.recorded_id(provider);
+    let ended = app.sessions.end_matching(recorded.as_deref(), subject.sid.as_deref(), subject.sub.as_deref()).await?;
     tracing::info!(ended, by_sid = subject.sid.is_some(), "back-channel logout");
     app.metrics.logouts(u64::try_from(ended).unwrap_or(u64::MAX));
     let mut response = Response::new(empty());

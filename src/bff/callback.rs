@@ -37,6 +37,10 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
             return failure(LoginError::StoreUnavailable, Some(&state), app);
         }
     };
+    // Only the provider the sign-in went to may finish it (mix-up defence, with `iss` below).
+    let Some(provider) = app.providers.get(pending.provider.as_deref()).cloned() else {
+        return failure(LoginError::UnknownState, Some(&state), app);
+    };
     let retry = super::login::retry_href(&pending.return_to);
     let fail = |error: LoginError| {
         app.metrics.login(false);
@@ -57,14 +61,14 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         }
         return fail(LoginError::ProviderDenied { error });
     }
-    if !app.provider.callback_issuer_ok(iss.as_deref()) {
+    if !provider.callback_issuer_ok(iss.as_deref()) {
         tracing::warn!("callback iss does not match the configured issuer");
         return fail(LoginError::IssuerMismatch);
     }
     let Some(code) = code.filter(|c| !c.is_empty()) else {
         return fail(LoginError::BadCallback("no code"));
     };
-    let tokens = match app.provider.exchange_code(code, &pending.pkce_verifier, &pending.nonce).await {
+    let tokens = match provider.exchange_code(code, &pending.pkce_verifier, &pending.nonce).await {
         Ok(tokens) => tokens,
         Err(e) => {
             tracing::warn!(error = %e, "login failed at the code exchange");
@@ -73,7 +77,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     };
     // max_age asked: the provider must show an authentication at least that recent.
     if let Some(max_age) = pending.max_age {
-        let skew = app.config.oidc.clock_skew.as_secs();
+        let skew = provider.config().clock_skew.as_secs();
         let recent = tokens
             .claims
             .get("auth_time")
@@ -86,7 +90,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     }
     // acr_values asked (a step-up): a sign-in that did not reach one of them does not succeed
     // silently, and the browser keeps the session it had.
-    if let Some(asked) = pending.acr_values.as_deref().filter(|_| app.config.oidc.enforce_acr_values) {
+    if let Some(asked) = pending.acr_values.as_deref().filter(|_| provider.config().enforce_acr_values) {
         let acr = tokens.claims.get("acr").and_then(serde_json::Value::as_str);
         if !acr.is_some_and(|acr| asked.split(' ').any(|a| a == acr)) {
             tracing::warn!(asked, returned = acr.unwrap_or("none"), "the ID token's acr is not one that was asked for");
@@ -96,8 +100,8 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     // oidc.userinfo: the claims the provider keeps at its userinfo endpoint join the ID token's.
     let mut tokens = tokens;
     let mut userinfo_at = None;
-    if app.config.oidc.userinfo {
-        match app.provider.userinfo(&tokens.access_token, &tokens.sub).await {
+    if provider.config().userinfo {
+        match provider.userinfo(&tokens.access_token, &tokens.sub).await {
             Ok(claims) => {
                 crate::oidc::merge_userinfo(&mut tokens.claims, claims);
                 userinfo_at = Some(app.sessions.now());
@@ -125,10 +129,11 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         refresh_token: tokens.refresh_token,
         id_token: tokens.id_token,
         userinfo_at,
+        provider: pending.provider.clone(),
     };
     let created = app.sessions.create(
         new_session,
-        app.config.oidc.logout_id_token_hint,
+        provider.config().logout_id_token_hint,
         pending.remember,
         device,
         client.ip_text().to_string(),

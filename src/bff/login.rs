@@ -28,7 +28,16 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     };
     let remember = app.config.session.allow_remember
         && query_param(request.uri().query(), "remember").is_ok_and(|v| v.as_deref() == Some("1"));
-    let params = match super::login_params::parse(request.uri().query(), &app.config.oidc.login_params) {
+    // `?provider=<id>`: one of several providers (`/bff/providers` lists them); none: the default.
+    let provider = match query_param(request.uri().query(), "provider") {
+        Ok(id) => app.providers.get(id.as_deref()).cloned(),
+        Err(()) => None,
+    };
+    let Some(provider) = provider else {
+        tracing::info!("a sign-in asked for a provider that is not configured");
+        return LoginError::BadRequest("unknown provider".into()).response("/bff/login");
+    };
+    let params = match super::login_params::parse(request.uri().query(), &provider.config().login_params) {
         Ok(params) => params,
         Err(reason) => {
             tracing::info!(%reason, "sign-in parameters refused");
@@ -38,7 +47,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     let state = random_token();
     let nonce = Secret::new(random_token());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let url = match app.provider.authorization_url(&state, &nonce, challenge, &params.pairs) {
+    let url = match provider.authorization_url(&state, &nonce, challenge, &params.pairs) {
         Ok(url) => url,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a login");
@@ -46,8 +55,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         }
     };
     // RFC 9126: the request goes to the provider directly; the browser carries only its handle.
-    let url = if app.provider.uses_par() {
-        match app.provider.push_authorization(url).await {
+    let url = if provider.uses_par() {
+        match provider.push_authorization(url).await {
             Ok(url) => url,
             Err(e) => {
                 tracing::warn!(error = %e, "the provider did not take the pushed authorization request");
@@ -70,6 +79,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         silent: params.silent,
         max_age: params.max_age,
         acr_values: params.acr_values,
+        provider: app.providers.recorded_id(&provider),
     };
     // A return path whose sealed login cookie would be too large for browsers (quotes escape
     // to twice their size) falls back to `/`, like any other unusable return path.

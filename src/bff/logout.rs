@@ -27,10 +27,15 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
     }
 
     let mut id_token_hint = None;
+    // The provider the session signed in with (the default one without a session).
+    let mut provider = app.providers.default_provider().clone();
     if let Lookup::Found(ticket, session) = app.sessions.lookup(headers).await? {
+        if let Some(signed_in_with) = app.providers.get(session.provider.as_deref()) {
+            provider = signed_in_with.clone();
+        }
         if let Some(refresh_token) = &session.refresh_token
-            && app.provider.has_revocation()
-            && let Err(e) = app.provider.revoke_refresh_token(refresh_token).await
+            && provider.has_revocation()
+            && let Err(e) = provider.revoke_refresh_token(refresh_token).await
         {
             tracing::warn!(error = %e, "refresh token revocation failed; the session ends anyway");
         }
@@ -39,7 +44,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         id_token_hint = session.id_token.clone();
     }
 
-    let logout_url = app.provider.end_session_url(id_token_hint.as_ref().map(|t| t.expose()));
+    let logout_url = provider.end_session_url(id_token_hint.as_ref().map(|t| t.expose()));
     let mut response = if from_fetch {
         json(StatusCode::OK, &json!({ "logout_url": logout_url.as_ref().map(|u| u.as_str()) }))
     } else {

@@ -7,6 +7,7 @@ mod callback;
 pub(crate) mod login;
 pub(crate) mod login_params;
 mod logout;
+mod providers;
 pub mod sessions;
 mod user;
 
@@ -35,6 +36,7 @@ pub async fn handle(
         BffEndpoint::Logout => logout::handle(app, request).await,
         BffEndpoint::BackchannelLogout => backchannel::handle(app, request).await,
         BffEndpoint::Sessions => sessions::handle(app, request).await,
+        BffEndpoint::Providers => providers::handle(app, request),
     };
     let mut response = answered.unwrap_or_else(|error| error.answer(app.sessions.cookies()));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -39,6 +39,8 @@ pub struct Config {
     pub spa_dev_server: Option<(http::uri::Scheme, http::uri::Authority)>,
     pub demo: DemoConfig,
     pub routes: Vec<RouteConfig>,
+    /// `[[providers]]`: providers beside `[oidc]`, the default one.
+    pub providers: Vec<OidcConfig>,
     /// Warnings to print loudly at start-up (insecure or ephemeral settings).
     pub warnings: Vec<String>,
 }
@@ -139,6 +141,10 @@ pub struct OidcConfig {
     pub enforce_acr_values: bool,
     /// Pushed Authorization Requests (RFC 9126): when to use them.
     pub par: ParMode,
+    /// Which provider this is (`/bff/login?provider=`; `[oidc]`'s is "default" unless named).
+    pub id: String,
+    /// How a sign-in chooser names it.
+    pub display_name: String,
     /// The claims `/bff/user` returns to the page; empty: all (rules always see all).
     pub user_claims: Vec<String>,
     /// Fetch the userinfo endpoint at sign-in and merge its claims.

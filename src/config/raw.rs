@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub spa: RawSpa,
     pub demo: RawDemo,
     pub routes: Vec<RawRoute>,
+    /// More providers beside `[oidc]` (which is the default one), each with the same keys.
+    pub providers: Vec<RawOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +117,10 @@ pub struct RawOidc {
     #[serde(deserialize_with = "flexible::bool")]
     pub logout_token_exp_required: bool,
     pub par: super::ParMode,
+    /// The provider's id (`/bff/login?provider=`); `[oidc]`'s defaults to "default".
+    pub id: Option<String>,
+    /// How a sign-in chooser names it (`/bff/providers`); defaults to the id.
+    pub display_name: Option<String>,
     #[serde(deserialize_with = "flexible::string_list")]
     pub user_claims: Vec<String>,
     #[serde(deserialize_with = "flexible::bool")]
@@ -150,6 +156,8 @@ impl Default for RawOidc {
             enforce_acr_values: true,
             logout_token_exp_required: true,
             par: super::ParMode::Auto,
+            id: None,
+            display_name: None,
             user_claims: Vec::new(),
             userinfo: false,
             userinfo_interval: "15m".into(),

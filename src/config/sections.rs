@@ -128,6 +128,11 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
     if raw.client_id.trim().is_empty() {
         check.fail("oidc.client_id", "is required");
     }
+    if let Some(id) = &raw.id
+        && (id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        check.fail("oidc.id", "must be 1 to 32 letters, digits, '-' or '_'");
+    }
     let client_auth = client_auth(check, &raw);
     if !raw.scopes.iter().any(|s| s == "openid") {
         check.fail("oidc.scopes", "must include \"openid\"");
@@ -190,6 +195,8 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         enforce_acr_values: raw.enforce_acr_values,
         logout_token_exp_required: raw.logout_token_exp_required,
         par: raw.par,
+        display_name: raw.display_name.clone().or_else(|| raw.id.clone()).unwrap_or_else(|| "default".into()),
+        id: raw.id.clone().unwrap_or_else(|| "default".into()),
         user_claims: raw.user_claims.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
         userinfo: raw.userinfo,
         userinfo_interval: check
@@ -198,6 +205,32 @@ pub(super) fn oidc(check: &mut Check, raw: RawOidc, public_url: Option<&Url>) ->
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
     })
+}
+
+/// `[[providers]]`: each checked as `[oidc]` is (keys named `providers[i].…`), with an id of
+/// its own, unique among them and `[oidc]`'s.
+pub(super) fn more_providers(
+    check: &mut Check,
+    raw: Vec<RawOidc>,
+    public_url: Option<&Url>,
+    default: Option<&OidcConfig>,
+) -> Vec<OidcConfig> {
+    let mut ids: Vec<String> = default.map(|d| d.id.clone()).into_iter().collect();
+    let mut providers = Vec::new();
+    for (i, raw) in raw.into_iter().enumerate() {
+        let key = format!("providers[{i}]");
+        let id = raw.id.clone().unwrap_or_default();
+        if raw.id.is_none() {
+            check.fail(format!("{key}.id"), "is required: 1 to 32 letters, digits, '-' or '_'");
+        } else if ids.contains(&id) {
+            check.fail(format!("{key}.id"), format!("{id:?} names another provider too"));
+        }
+        ids.push(id);
+        if let Some(provider) = check.renamed("oidc.", &format!("{key}."), |check| oidc(check, raw, public_url)) {
+            providers.push(provider);
+        }
+    }
+    providers
 }
 
 /// The sign-in asks for everything routes will later ask for with the refresh token: a

@@ -471,3 +471,31 @@ fn redis_modes_need_their_addresses_and_read_tls_files_at_start() {
         assert_eq!(keys(&errors), [key], "{settings}: {errors}");
     }
 }
+
+#[test]
+fn more_providers_have_unique_ids_and_their_errors_name_them() {
+    let more = |entries: &str| format!("{MINIMAL}{entries}");
+    let entry = |id: &str, issuer: &str| {
+        format!("[[providers]]\n{id}issuer = \"{issuer}\"\nclient_id = \"b\"\nclient_secret = \"s\"\n")
+    };
+    let good = Config::from_toml(
+        &more(&entry("id = \"corp\"\ndisplay_name = \"Corporate\"\n", "https://corp.example.com")),
+        env(&[]),
+    );
+    let good = good.unwrap();
+    assert_eq!((good.oidc.id.as_str(), good.providers.len()), ("default", 1));
+    assert_eq!((good.providers[0].id.as_str(), good.providers[0].display_name.as_str()), ("corp", "Corporate"));
+    for (entries, key) in [
+        (entry("", "https://corp.example.com"), "providers[0].id"),
+        (entry("id = \"default\"\n", "https://corp.example.com"), "providers[0].id"),
+        (entry("id = \"a b\"\n", "https://corp.example.com"), "providers[0].id"),
+        (entry("id = \"corp\"\n", "not a url"), "providers[0].issuer"),
+        (
+            entry("id = \"corp\"\n", "https://a.example.com") + &entry("id = \"corp\"\n", "https://b.example.com"),
+            "providers[1].id",
+        ),
+    ] {
+        let errors = Config::from_toml(&more(&entries), env(&[])).unwrap_err();
+        assert_eq!(keys(&errors), [key], "{entries}: {errors}");
+    }
+}

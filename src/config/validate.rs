@@ -78,6 +78,22 @@ pub(super) struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// Runs `section` and renames the keys of what it reported from `from.` to `to.` (one
+    /// section's checks serving for several tables, like each `[[providers]]`).
+    pub(super) fn renamed<T>(&mut self, from: &str, to: &str, section: impl FnOnce(&mut Self) -> T) -> T {
+        let (errors, warnings) = (self.errors.len(), self.warnings.len());
+        let result = section(self);
+        for error in &mut self.errors[errors..] {
+            if let Some(rest) = error.key.strip_prefix(from) {
+                error.key = format!("{to}{rest}");
+            }
+        }
+        for warning in &mut self.warnings[warnings..] {
+            *warning = warning.replacen(from, to, 1);
+        }
+        result
+    }
+
     pub(super) fn warn(&mut self, warning: impl Into<String>) {
         self.warnings.push(warning.into());
     }
@@ -341,9 +357,22 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let log = sections::log(&mut check, raw.log);
     let (spa, spa_dev_server) = sections::spa(&mut check, &raw.spa);
     let routes = sections::routes(&mut check, &raw.routes);
+    let providers = sections::more_providers(&mut check, raw.providers, public_url.as_ref(), oidc.as_ref());
     let (mut oidc, session) = (oidc?, session?);
     sections::default_audience(&mut check, oidc.resource.as_deref(), &routes);
     sections::step_up_login_params(&mut check, &oidc.login_params, &routes);
     sections::widen_for_routes(&mut oidc, &routes);
-    Some(Config { server, oidc, session, csrf, log, spa, spa_dev_server, demo, routes, warnings: check.warnings })
+    Some(Config {
+        server,
+        oidc,
+        session,
+        csrf,
+        log,
+        spa,
+        spa_dev_server,
+        demo,
+        routes,
+        providers,
+        warnings: check.warnings,
+    })
 }

@@ -85,3 +85,10 @@ pub fn verify(
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }
+
+/// The `iss` of a compact JWS, read without verifying it: only to choose which provider's
+/// keys verify it (the verification then checks `iss` again).
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    decode_json::<serde_json::Value>(payload)?.get("iss")?.as_str().map(String::from)
+}

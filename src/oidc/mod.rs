@@ -13,6 +13,7 @@ pub mod http;
 pub mod jws;
 mod logout;
 mod par;
+mod providers;
 mod refresh;
 mod userinfo;
 
@@ -34,6 +35,7 @@ use url::Url;
 pub use crate::crypto::client_key::{ClientKey, KeyError};
 pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use exchange::TokenSet;
+pub use providers::Providers;
 pub use refresh::Refreshed;
 pub use userinfo::merge_userinfo;
 
@@ -172,6 +174,29 @@ impl Provider {
 
     pub fn is_ready(&self) -> bool {
         self.current().is_some()
+    }
+
+    /// With `userinfo`, how old its claims may get before a refresh fetches them again.
+    pub fn userinfo_interval(&self) -> Option<Duration> {
+        self.config.userinfo_interval.filter(|_| self.config.userinfo)
+    }
+
+    /// Its configuration (`[oidc]` or one of `[[providers]]`).
+    pub fn config(&self) -> &OidcConfig {
+        &self.config
+    }
+
+    /// Its id (`[oidc]`'s: "default" unless named).
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn display_name(&self) -> &str {
+        &self.config.display_name
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
     }
 
     fn current(&self) -> Option<Arc<Discovered>> {

@@ -62,6 +62,9 @@ pub struct Session {
     /// Unix seconds: when the userinfo claims were last fetched (`oidc.userinfo`).
     #[serde(rename = "ui", default, skip_serializing_if = "Option::is_none")]
     pub userinfo_at: Option<u64>,
+    /// The provider the user signed in with, by id; `None`: the default one (`[oidc]`).
+    #[serde(rename = "pv", default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// What a sign-in hands the session layer: the provider's tokens and the verified user. (The
@@ -78,6 +81,8 @@ pub struct NewSession {
     pub id_token: Secret,
     /// Unix seconds, when the claims include the userinfo endpoint's.
     pub userinfo_at: Option<u64>,
+    /// The provider signed in with; `None`: the default one.
+    pub provider: Option<String>,
 }
 
 /// What the API proxy needs of a session on every call, decoded from the same sealed record
@@ -172,6 +177,10 @@ pub struct PendingLogin {
     /// `acr_values` was asked (space-separated): the ID token's `acr` must be one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr_values: Option<String>,
+    /// The provider the sign-in went to (`None`: the default one): the callback is finished
+    /// with that provider and no other (mix-up defence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// A sealed record and the metadata the store needs to expire it without opening it.
@@ -369,6 +378,7 @@ mod tests {
             expires_at: 2_000,
             listing_id: "listing".into(),
             userinfo_at: None,
+            provider: None,
         }
     }
 

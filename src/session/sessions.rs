@@ -157,13 +157,14 @@ impl Sessions {
             expires_at: now.saturating_add(self.absolute_timeout),
             listing_id: random_listing_id(),
             userinfo_at: tokens.userinfo_at,
+            provider: tokens.provider,
         };
         let ticket = SessionTicket::generate();
         self.store.save(ticket.store_key(), self.sealer.seal_session(&ticket, &session), now).await?;
         let member = ticket.store_key();
         let listing = SessionListing { listing_id: session.listing_id.clone(), created_at: now, device, ip };
         let payload = self.sealer.seal_listing(&session.sub, &member, &listing);
-        let (user_index, sid_index) = self.index_keys(&session.sub, session.sid.as_deref());
+        let (user_index, sid_index) = self.index_keys(&session);
         // One user's sessions are capped: past the cap, that user's oldest ends (never
         // another user's, as evicting from the whole store would).
         for oldest in self.store.index_add(user_index, member, payload, self.max_sessions_per_user).await? {
@@ -205,23 +206,30 @@ impl Sessions {
     pub async fn end_open(&self, ticket: &SessionTicket, session: &Session) -> Result<(), StoreError> {
         self.end(ticket).await?;
         let member = ticket.store_key();
-        for index in self.sealer.index_keys("sub", &session.sub) {
+        let provider = session.provider.as_deref();
+        for index in self.indexes("sub", provider, &session.sub) {
             self.store.index_remove(&index, &member).await?;
         }
         if let Some(sid) = session.sid.as_deref() {
-            for index in self.sealer.index_keys("sid", sid) {
+            for index in self.indexes("sid", provider, sid) {
                 self.store.index_remove(&index, &member).await?;
             }
         }
         Ok(())
     }
 
-    /// Ends every session of a provider session (`sid`) or, with only `sub`, of a user: what a
-    /// back-channel logout asks. Returns how many sessions were ended.
-    pub async fn end_matching(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, StoreError> {
+    /// Ends every session of a provider session (`sid`) or, with only `sub`, of a user, of one
+    /// provider (`None`: the default): what a back-channel logout asks. Returns how many
+    /// sessions were ended.
+    pub async fn end_matching(
+        &self,
+        provider: Option<&str>,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<usize, StoreError> {
         let indexes = match (sid, sub) {
-            (Some(sid), _) => self.sealer.index_keys("sid", sid),
-            (None, Some(sub)) => self.sealer.index_keys("sub", sub),
+            (Some(sid), _) => self.indexes("sid", provider, sid),
+            (None, Some(sub)) => self.indexes("sub", provider, sub),
             (None, None) => Vec::new(),
         };
         let mut ended = 0;
@@ -236,15 +244,27 @@ impl Sessions {
 
     /// The index entries a new session goes under, written with the primary key (lookups try
     /// every key): its user, and its provider session when the ID token named one.
-    fn index_keys(&self, sub: &str, sid: Option<&str>) -> (StoreKey, Option<StoreKey>) {
+    fn index_keys(&self, session: &Session) -> (StoreKey, Option<StoreKey>) {
         let first = |keys: Vec<StoreKey>| keys.into_iter().next().expect("a key ring is never empty");
-        (first(self.sealer.index_keys("sub", sub)), sid.map(|sid| first(self.sealer.index_keys("sid", sid))))
+        let provider = session.provider.as_deref();
+        let sid = session.sid.as_deref().map(|sid| first(self.indexes("sid", provider, sid)));
+        (first(self.indexes("sub", provider, &session.sub)), sid)
+    }
+
+    /// The index keys of a user or provider session, per provider: the same `sub` or `sid` at
+    /// two providers is two different things. The default provider's keep their names from
+    /// before several providers existed.
+    fn indexes(&self, kind: &str, provider: Option<&str>, value: &str) -> Vec<StoreKey> {
+        match provider {
+            None => self.sealer.index_keys(kind, value),
+            Some(provider) => self.sealer.index_keys(&format!("{kind}@{provider}"), value),
+        }
     }
 
     /// The signed-in user's sessions, newest use first; `current` marks the caller's own.
     pub async fn list(&self, session: &Session, current: &SessionTicket) -> Result<Vec<ListedSession>, StoreError> {
         let mut listed = Vec::new();
-        for index in self.sealer.index_keys("sub", &session.sub) {
+        for index in self.indexes("sub", session.provider.as_deref(), &session.sub) {
             for (member, payload) in self.store.index_list(&index).await? {
                 let Some(listing) = self.sealer.open_listing(&session.sub, &member, &payload) else { continue };
                 let Some(last_seen) = self.store.last_seen(&member).await? else { continue };
@@ -258,7 +278,7 @@ impl Sessions {
     /// Ends one of the user's own sessions by its listing id. `Ok(None)`: the user has no such
     /// session (another user's id included); `Ok(Some(member))`: ended.
     pub async fn end_listed(&self, session: &Session, listing_id: &str) -> Result<Option<StoreKey>, StoreError> {
-        for index in self.sealer.index_keys("sub", &session.sub) {
+        for index in self.indexes("sub", session.provider.as_deref(), &session.sub) {
             for (member, payload) in self.store.index_list(&index).await? {
                 let Some(listing) = self.sealer.open_listing(&session.sub, &member, &payload) else { continue };
                 if listing.listing_id == listing_id {

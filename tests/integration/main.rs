@@ -18,6 +18,7 @@ mod logout;
 mod observability;
 
 mod par;
+mod providers;
 mod proxy;
 mod redis_modes;
 mod redis_store;
