@@ -36,13 +36,7 @@ async fn bff_with_secret_and(
 
 /// Signs `user` in through cloakroom at glewlwyd; returns the callback's answer.
 async fn sign_in(bff: &Bff, browser: &mut Browser, user: &str) -> Reply {
-    let start = browser.get(&bff.url("/bff/login?returnUrl=%2Fapp"), &[]).await;
-    assert_eq!(start.status, 302, "{}", start.text());
-    let authorize = start.location().unwrap().to_string();
-    assert!(authorize.starts_with(&glewlwyd().await.issuer), "{authorize}");
-    let callback = glewlwyd().await.sign_in(browser, user, &authorize).await;
-    assert!(callback.starts_with(&bff.url("/bff/callback")), "{callback}");
-    browser.get(&callback, &[]).await
+    glewlwyd().await.sign_in_via(bff, browser, user, "/bff/login?returnUrl=%2Fapp").await
 }
 
 #[tokio::test]

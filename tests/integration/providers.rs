@@ -35,12 +35,7 @@ async fn browser_start(bff: &Bff, provider: &str) -> Reply {
 }
 
 async fn sign_in_at_glewlwyd(bff: &Bff, browser: &mut Browser, user: &str) -> Reply {
-    let start = browser.get(&bff.url("/bff/login?provider=glewlwyd&returnUrl=%2F"), &[]).await;
-    assert_eq!(start.status, 302, "{}", start.text());
-    let authorize = start.location().unwrap().to_string();
-    assert!(authorize.starts_with(&glewlwyd().await.issuer), "{authorize}");
-    let callback = glewlwyd().await.sign_in(browser, user, &authorize).await;
-    browser.get(&callback, &[]).await
+    glewlwyd().await.sign_in_via(bff, browser, user, "/bff/login?provider=glewlwyd&returnUrl=%2F").await
 }
 
 #[tokio::test]

@@ -268,6 +268,18 @@ impl Glewlwyd {
         next.location().unwrap().to_string()
     }
 
+    /// Signs `user` in through cloakroom: `login_path` on `bff`, glewlwyd's sign-in, and the
+    /// callback; the callback's answer.
+    pub async fn sign_in_via(&self, bff: &Bff, browser: &mut Browser, user: &str, login_path: &str) -> Reply {
+        let start = browser.get(&bff.url(login_path), &[]).await;
+        assert_eq!(start.status, 302, "{}", start.text());
+        let authorize = start.location().unwrap().to_string();
+        assert!(authorize.starts_with(&self.issuer), "{authorize}");
+        let callback = self.sign_in(browser, user, &authorize).await;
+        assert!(callback.starts_with(&bff.url("/bff/callback")), "{callback}");
+        browser.get(&callback, &[]).await
+    }
+
     /// Asks glewlwyd itself whether a token is active (RFC 7662, with the client's credentials).
     pub async fn introspect(&self, client: &RegisteredClient, token: &str) -> bool {
         let basic = basic_auth(client);
