@@ -35,6 +35,7 @@
 
 pub mod app;
 pub mod bff;
+pub mod client_slots;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -134,6 +134,7 @@ pub struct Metrics {
     forbidden: Family<RoutePrefixLabels, Counter>,
     step_up_required: Family<RoutePrefixLabels, Counter>,
     store: StoreMetrics,
+    connections_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -210,9 +211,16 @@ impl Metrics {
             "Connections to the session store made again after a failure",
             store.reconnects.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: their address held server.max_connections_per_client already",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             store,
+            connections_refused,
             forbidden,
             step_up_required,
             requests,
@@ -237,6 +245,11 @@ impl Metrics {
     /// is made here).
     pub fn forbidden(&self, route: &str) {
         self.forbidden.get_or_create(&RoutePrefixLabels { route: route.to_string() }).inc();
+    }
+
+    /// A connection closed at once for its address's cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// The store's counters, for the store to count into.

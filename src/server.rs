@@ -83,6 +83,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     // that, new ones wait in the listen backlog), and the drain waits for all slots to return.
     let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
+    let client_slots = crate::client_slots::ClientSlots::new(server.max_connections_per_client);
     let (draining, drain) = watch::channel(false);
     let (leaving, leave) = watch::channel(false);
     // Shutdown, step one: readiness turns false while new connections are still served for
@@ -120,6 +121,13 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
                 continue;
             }
         };
+        let exempt = app.config.server.trusted_proxies.iter().any(|cidr| cidr.contains(peer.ip()));
+        let Some(client_slot) = client_slots.take(peer.ip(), exempt) else {
+            // Closed before a byte is read: this address holds its share of connections already.
+            tracing::debug!(%peer, "connection refused: server.max_connections_per_client reached");
+            app.metrics.connection_refused();
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let connection =
             Connection { app: app.clone(), builder: builder.clone(), peer, drain: drain.clone(), leave: leave.clone() };
@@ -137,6 +145,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
                     }
                 }
             }
+            drop(client_slot);
             drop(slot);
         });
     }

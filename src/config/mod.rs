@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one address may hold at once (0: no cap); trusted proxies are exempt.
+    pub max_connections_per_client: usize,
     /// Time a client has to send a request head (slow-loris guard).
     pub header_read_timeout: Duration,
     /// Peers whose `Forwarded`/`X-Forwarded-*` headers are believed (load balancers).

@@ -52,6 +52,8 @@ pub struct RawServer {
     pub max_header_bytes: String,
     #[serde(deserialize_with = "flexible::u64")]
     pub max_connections: u64,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub max_connections_per_client: u64,
     pub header_read_timeout: String,
     pub trusted_proxies: Vec<String>,
     pub trusted_proxy_header: String,
@@ -73,6 +75,7 @@ impl Default for RawServer {
             shutdown_timeout: "30s".into(),
             max_header_bytes: "64KiB".into(),
             max_connections: 10_000,
+            max_connections_per_client: 256,
             header_read_timeout: "30s".into(),
             trusted_proxies: Vec::new(),
             trusted_proxy_header: "x-forwarded-for".into(),

@@ -106,6 +106,7 @@ pub(super) fn server(check: &mut Check, raw: &RawServer) -> (ServerConfig, Optio
         shutdown_delay,
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_connections: usize::try_from(raw.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_client: usize::try_from(raw.max_connections_per_client).unwrap_or(usize::MAX),
         header_read_timeout,
         trusted_proxies,
         trusted_proxy_header,

@@ -83,6 +83,46 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     assert_eq!(served.status(), 401);
 }
 
+/// One address holds at most `max_connections_per_client` connections (issue 18, item 7): past
+/// it, new ones are closed before a byte is read, and counted; a freed one serves again. A
+/// trusted proxy, which carries many clients, is exempt.
+#[tokio::test]
+async fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    use tokio::io::AsyncReadExt;
+    let bff =
+        Bff::start_with(BffOptions { server_toml: "max_connections_per_client = 2".into(), ..Default::default() })
+            .await;
+    let idle_a = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), third.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a third connection from one address stayed open: {read:?}");
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_connections_refused_total 1"), "{metrics}");
+    drop(idle_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        http_call(http::Method::GET, &bff.url("/bff/user"), None, &[CSRF]).await.status,
+        401,
+        "no slot came back"
+    );
+
+    let proxied = Bff::start_with(BffOptions {
+        server_toml: "max_connections_per_client = 1\ntrusted_proxies = [\"127.0.0.1/32\"]".into(),
+        ..Default::default()
+    })
+    .await;
+    let _held = tokio::net::TcpStream::connect(proxied.server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        http_call(http::Method::GET, &proxied.url("/bff/user"), None, &[CSRF]).await.status,
+        401,
+        "a trusted proxy was capped"
+    );
+}
+
 /// A flood of anonymous sign-in starts (issue 18, items 5 and 6): pending logins live sealed in
 /// each browser's login cookie, so the flood stores nothing, evicts nothing, and long return
 /// paths cost it the bytes of its own cookies, not cloakroom's memory.
