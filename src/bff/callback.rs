@@ -41,7 +41,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     let Some(provider) = app.providers.get(pending.provider.as_deref()).cloned() else {
         return failure(LoginError::UnknownState, Some(&state), app);
     };
-    let retry = super::login::retry_href(&pending.return_to);
+    let retry = super::login::retry_href(&pending.return_to, pending.provider.as_deref());
     let fail = |error: LoginError| {
         app.metrics.login(false);
         let mut response = error.response(&retry);

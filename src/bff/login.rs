@@ -37,11 +37,12 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         tracing::info!("a sign-in asked for a provider that is not configured");
         return LoginError::BadRequest("unknown provider".into()).response("/bff/login");
     };
+    let recorded = app.providers.recorded_id(&provider);
     let params = match super::login_params::parse(request.uri().query(), &provider.config().login_params) {
         Ok(params) => params,
         Err(reason) => {
             tracing::info!(%reason, "sign-in parameters refused");
-            return LoginError::BadRequest(reason).response(&retry_href(&return_to));
+            return LoginError::BadRequest(reason).response(&retry_href(&return_to, recorded.as_deref()));
         }
     };
     let state = random_token();
@@ -51,7 +52,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         Ok(url) => url,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a login");
-            return LoginError::ProviderUnavailable.response(&retry_href(&return_to));
+            return LoginError::ProviderUnavailable.response(&retry_href(&return_to, recorded.as_deref()));
         }
     };
     // RFC 9126: the request goes to the provider directly; the browser carries only its handle.
@@ -64,7 +65,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
                     OidcError::Rejected(_) => LoginError::RequestRefused,
                     other => LoginError::from(other),
                 };
-                return error.response(&retry_href(&return_to));
+                return error.response(&retry_href(&return_to, recorded.as_deref()));
             }
         }
     } else {
@@ -79,7 +80,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         silent: params.silent,
         max_age: params.max_age,
         acr_values: params.acr_values,
-        provider: app.providers.recorded_id(&provider),
+        provider: recorded.clone(),
     };
     // A return path whose sealed login cookie would be too large for browsers (quotes escape
     // to twice their size) falls back to `/`, like any other unusable return path.
@@ -104,10 +105,14 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     response
 }
 
-/// Where "try again" leads: a new login with the same return path.
-pub fn retry_href(return_to: &str) -> String {
+/// Where "try again" leads: a new login with the same return path (and provider, when it was
+/// not the default one; ids are validated configuration, never request bytes).
+pub fn retry_href(return_to: &str, provider: Option<&str>) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    format!("/bff/login?returnUrl={encoded}")
+    match provider {
+        Some(id) => format!("/bff/login?provider={id}&returnUrl={encoded}"),
+        None => format!("/bff/login?returnUrl={encoded}"),
+    }
 }
 
 /// The return path after login: a same-origin relative path, or `/`.
@@ -185,6 +190,7 @@ mod tests {
 
     #[test]
     fn retry_link_keeps_the_path_encoded() {
-        assert_eq!(retry_href("/a?b=c&d"), "/bff/login?returnUrl=%2Fa%3Fb%3Dc%26d");
+        assert_eq!(retry_href("/a?b=c&d", None), "/bff/login?returnUrl=%2Fa%3Fb%3Dc%26d");
+        assert_eq!(retry_href("/", Some("corp")), "/bff/login?provider=corp&returnUrl=%2F");
     }
 }
