@@ -297,6 +297,9 @@ fn redis_topology(check: &mut Check, raw: &RawSession) -> RedisTopology {
     let auth = RedisAuth { username: raw.redis_username.clone().filter(|u| !u.is_empty()), password };
     if !sentinel {
         only(check, "redis_master_name", raw.redis_master_name.is_some(), mode);
+        if raw.redis_key_prefix.contains('{') {
+            check.warn("session.redis_key_prefix holds a '{': in a Redis Cluster every key would then hash to one slot (one node holds all sessions)");
+        }
         return RedisTopology::Cluster { nodes: raw.redis_nodes.clone(), auth };
     }
     let master_name = raw.redis_master_name.clone().unwrap_or_default();
