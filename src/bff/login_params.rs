@@ -3,7 +3,7 @@
 //! allows, each validated, so that the page chooses nothing else of the authorization request.
 
 use super::query_param;
-use crate::config::LOGIN_PARAM_NAMES as NAMES;
+use crate::config::{LOGIN_PARAM_NAMES as NAMES, MAX_AGE_LIMIT, acr_values_ok};
 
 /// What `/bff/login` passes on, and what the callback must remember of it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -29,8 +29,8 @@ pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, Str
         }
         let valid = match name {
             "prompt" => valid_prompt(&value),
-            "max_age" => value.parse::<u64>().is_ok_and(|age| age <= 10 * 365 * 86_400),
-            "acr_values" => tokens(&value, 512, |b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
+            "max_age" => value.parse::<u64>().is_ok_and(|age| age <= MAX_AGE_LIMIT),
+            "acr_values" => acr_values_ok(&value),
             "ui_locales" => tokens(&value, 128, |b| b.is_ascii_alphanumeric() || b == b'-'),
             _ => !value.is_empty() && value.len() <= 256 && !value.chars().any(char::is_control),
         };

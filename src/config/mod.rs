@@ -332,6 +332,21 @@ pub enum ClaimTest {
     ContainsAll(Vec<serde_json::Value>),
 }
 
+/// One authentication context class cloakroom may send a provider (a route's `step_up`, a
+/// page's `acr_values`, an upstream's RFC 9470 challenge): visible ASCII, no quotes or
+/// backslashes, at most 256 bytes.
+pub fn acr_value_ok(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 256 && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// `acr_values` as sent: such values separated by single spaces, at most 512 bytes in all.
+pub fn acr_values_ok(value: &str) -> bool {
+    value.len() <= 512 && value.split(' ').all(acr_value_ok)
+}
+
+/// The largest `max_age` (seconds) cloakroom sends a provider: ten years.
+pub const MAX_AGE_LIMIT: u64 = 10 * 365 * 86_400;
+
 /// The sign-in parameters `oidc.login_params` may allow the page to pass, as providers spell them.
 pub const LOGIN_PARAM_NAMES: [&str; 5] = ["prompt", "max_age", "acr_values", "login_hint", "ui_locales"];
 

@@ -328,53 +328,32 @@ fn redis_url(check: &mut Check, key: &str, url: &str) -> bool {
 
 /// `session.redis_ca_file` and the client certificate, read and checked now (PEM).
 fn redis_tls(check: &mut Check, raw: &RawSession) -> Option<RedisTls> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |check: &mut Check, key: &str, path: &str| match std::fs::read(path) {
+    let set = |path: &Option<String>| path.clone().filter(|p| !p.is_empty());
+    let (ca, cert, key) = (set(&raw.redis_ca_file), set(&raw.redis_client_cert_file), set(&raw.redis_client_key_file));
+    if ca.is_none() && cert.is_none() && key.is_none() {
+        return None;
+    }
+    // The same checks as every other TLS client setting (pairs, PEM, a key that fits), named
+    // by this section's keys; redis-rs then takes the files' bytes.
+    let problems = check.error_count();
+    check.renamed("redis.", "session.redis_", |check| {
+        check.client_tls("redis", ca.as_deref(), cert.as_deref(), key.as_deref());
+    });
+    if check.error_count() > problems {
+        return None;
+    }
+    let read = |check: &mut Check, name: &str, path: &str| match std::fs::read(path) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
-            check.fail(format!("session.{key}"), format!("cannot read {path}: {e}"));
+            check.fail(format!("session.{name}"), format!("cannot read {path}: {e}"));
             None
         }
     };
-    let certs_ok = |bytes: &[u8]| {
-        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
-        certs.is_ok_and(|c| !c.is_empty())
-    };
-    let ca = match raw.redis_ca_file.as_deref().filter(|p| !p.is_empty()) {
-        Some(path) => {
-            let bytes = read(check, "redis_ca_file", path);
-            if bytes.as_deref().is_some_and(|b| !certs_ok(b)) {
-                check.fail("session.redis_ca_file", "holds no PEM certificate");
-            }
-            bytes
-        }
-        None => None,
-    };
-    let cert = raw.redis_client_cert_file.as_deref().filter(|p| !p.is_empty());
-    let key = raw.redis_client_key_file.as_deref().filter(|p| !p.is_empty());
-    let client = match (cert, key) {
-        (None, None) => None,
-        (Some(_), None) => {
-            check.fail("session.redis_client_key_file", "is required with redis_client_cert_file");
-            None
-        }
-        (None, Some(_)) => {
-            check.fail("session.redis_client_cert_file", "is required with redis_client_key_file");
-            None
-        }
-        (Some(cert), Some(key)) => {
-            let (cert, key) = (read(check, "redis_client_cert_file", cert), read(check, "redis_client_key_file", key));
-            if cert.as_deref().is_some_and(|b| !certs_ok(b)) {
-                check.fail("session.redis_client_cert_file", "holds no PEM certificate");
-            }
-            if key.as_deref().is_some_and(|b| PrivateKeyDer::from_pem_slice(b).is_err()) {
-                check.fail("session.redis_client_key_file", "holds no PEM private key");
-            }
-            cert.zip(key)
-        }
-    };
-    (ca.is_some() || client.is_some()).then_some(RedisTls { ca, client })
+    let ca = ca.and_then(|path| read(check, "redis_ca_file", &path));
+    let client = cert.zip(key).and_then(|(cert, key)| {
+        Some((read(check, "redis_client_cert_file", &cert)?, read(check, "redis_client_key_file", &key)?))
+    });
+    Some(RedisTls { ca, client })
 }
 
 /// A session cookie name: `__Host-` (the RFC 10017 default adds `Http-`) and cookie-name bytes.
@@ -737,10 +716,7 @@ fn step_up(check: &mut Check, key: &str, policy: TokenPolicy, raw: &RawStepUp) -
     let mut acr_values = Vec::new();
     for (i, value) in raw.acr_values.iter().enumerate() {
         let value = value.trim();
-        if value.is_empty()
-            || value.len() > 256
-            || !value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        {
+        if !acr_value_ok(value) {
             check.fail(format!("{key}.acr_values[{i}]"), "must be a non-empty value of visible ASCII without quotes");
         } else if !acr_values.iter().any(|v| v == value) {
             acr_values.push(value.to_string());

@@ -78,6 +78,11 @@ pub(super) struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// How many problems were reported so far.
+    pub(super) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     /// Runs `section` and renames the keys of what it reported from `from.` to `to.` (one
     /// section's checks serving for several tables, like each `[[providers]]`).
     pub(super) fn renamed<T>(&mut self, from: &str, to: &str, section: impl FnOnce(&mut Self) -> T) -> T {

@@ -3,7 +3,7 @@
 //! challenge), both answer the SPA the same way: `401 step_up_required` with what is needed and a
 //! ready `/bff/login?…&returnUrl=` link, to which the SPA appends its own (encoded) location.
 
-use crate::config::StepUp;
+use crate::config::{MAX_AGE_LIMIT, StepUp, acr_values_ok};
 use crate::error::ApiError;
 use crate::respond::{Body, json};
 use crate::session::Claims;
@@ -46,12 +46,13 @@ impl Challenge {
             if get("error") != Some("insufficient_user_authentication") {
                 continue;
             }
+            // Only what `/bff/login` would pass on: the link must work.
             let acr_values = match get("acr_values") {
                 Some(v) if !acr_values_ok(v) => return None,
                 other => other.map(String::from),
             };
             let max_age = match get("max_age") {
-                Some(v) => Some(v.parse::<u64>().ok()?),
+                Some(v) => Some(v.parse::<u64>().ok().filter(|age| *age <= MAX_AGE_LIMIT)?),
                 None => None,
             };
             return Some(Challenge { acr_values, max_age });
@@ -85,13 +86,6 @@ impl Challenge {
             }),
         )
     }
-}
-
-/// Space-separated values a provider may be sent (as `/bff/login` accepts them).
-fn acr_values_ok(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 512
-        && value.split(' ').all(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
 }
 
 /// The auth-params of the `Bearer` challenge in one `WWW-Authenticate` value (RFC 9110 §11.6.1:

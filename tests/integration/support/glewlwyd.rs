@@ -279,26 +279,6 @@ impl Glewlwyd {
         assert!(callback.starts_with(&bff.url("/bff/callback")), "{callback}");
         browser.get(&callback, &[]).await
     }
-
-    /// Asks glewlwyd itself whether a token is active (RFC 7662, with the client's credentials).
-    pub async fn introspect(&self, client: &RegisteredClient, token: &str) -> bool {
-        let basic = basic_auth(client);
-        let form = format!("token={}", url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>());
-        let reply = http_call(
-            Method::POST,
-            &format!("{}/introspect", self.issuer),
-            Some(("application/x-www-form-urlencoded", form)),
-            &[("authorization", &basic)],
-        )
-        .await;
-        reply.json()["active"] == true
-    }
-}
-
-fn basic_auth(client: &RegisteredClient) -> String {
-    use base64::Engine;
-    let pair = format!("{}:{}", client.client_id, client.client_secret);
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
 }
 
 /// A JSON call, with an admin session cookie when one is given (`Value::Null`: no body).
