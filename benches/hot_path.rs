@@ -15,7 +15,10 @@ fn main() {
 }
 
 fn config() -> Config {
-    let text = "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n[session]\nkeys = [\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"]\n[[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9101/\"\n[[routes]]\nprefix = \"/orders/\"\nupstream = \"http://127.0.0.1:9102/\"\n";
+    let text = "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n[session]\nkeys = [\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"]\n[[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9101/\"\n[[routes]]\nprefix = \"/orders/\"\nupstream = \"http://127.0.0.1:9102/\"\n\
+        [[routes.rules]]\nclaim = \"groups\"\ncontains_any = [\"admins\", \"ops\"]\n\
+        [[routes.rules]]\nclaim = \"email_verified\"\nequals = true\n\
+        [[routes.rules]]\nscope = \"orders:read\"\n";
     Config::from_toml(text, Vec::new()).expect("a valid config")
 }
 
@@ -33,6 +36,7 @@ fn session() -> Session {
         access_token: AccessToken::new(format!("eyJ.{}.{}", "x".repeat(600), "s".repeat(342))),
         access_token_expires_at: Some(2_000_000_000),
         refresh_token: Some(RefreshToken::new("r".repeat(43))),
+        scope: Some("openid profile email offline_access orders:read".into()),
         id_token: None,
         resource_tokens: Default::default(),
         created_at: 1_700_000_000,
@@ -63,29 +67,22 @@ fn open_sealed_session_tokens(bencher: divan::Bencher) {
     });
 }
 
-/// What a call to a route with authorization rules does: the tokens and the claims, and the
-/// rules evaluated on them (two rules, as in the README's example).
+/// What a call to a route with authorization rules does: the tokens, the claims' text and the
+/// scope, and the rules (three: two on claims, one on the scope) checked on them.
 #[divan::bench]
 fn open_sealed_session_and_check_rules(bencher: divan::Bencher) {
-    use cloakroom::config::{ClaimRule, ClaimTest, RouteRules, RulesMatch};
-    let sealer = Sealer::new(config().session.keys);
+    use cloakroom::session::claims::RawClaims;
+    let config = config();
+    let rules = config.routes[1].rules.clone().expect("the orders route has rules");
+    let sealer = Sealer::new(config.session.keys);
     let ticket = SessionTicket::generate();
     let sealed = sealer.seal_session(&ticket, &session()).sealed;
-    let rules = RouteRules {
-        rules: vec![
-            ClaimRule { claim: "groups".into(), test: ClaimTest::ContainsAny(vec!["admins".into(), "ops".into()]) },
-            ClaimRule { claim: "email_verified".into(), test: ClaimTest::Equals(true.into()) },
-        ],
-        matching: RulesMatch::All,
-    };
     bencher.bench(|| {
         let opened = sealer
-            .open_session_as::<SessionTokens<cloakroom::session::Claims>>(
-                divan::black_box(&ticket),
-                divan::black_box(&sealed),
-            )
+            .open_session_as::<SessionTokens<RawClaims, String>>(divan::black_box(&ticket), divan::black_box(&sealed))
             .expect("opens");
-        opened.claims.as_ref().is_some_and(|claims| cloakroom::proxy::rules::permits(&rules, claims))
+        assert!(cloakroom::proxy::rules::permits(&rules, opened.claims.as_ref(), opened.scope.as_deref()));
+        opened
     });
 }
 

@@ -31,6 +31,7 @@ fn tokens(i: usize) -> NewSession {
         access_token: AccessToken::new(access),
         access_token_expires_at: Some(u64::MAX / 2),
         refresh_token: Some(RefreshToken::new(format!("{i:043}"))),
+        scope: "openid profile email offline_access".into(),
         id_token: cloakroom::secret::Secret::new(String::new()),
         sub: format!("user-{i:08}"),
         sid: Some(format!("sid-{i:012}")),

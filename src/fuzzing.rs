@@ -264,3 +264,55 @@ fn fuzz_provider() -> Arc<Provider> {
         })
         .clone()
 }
+
+/// A session record's claims as the rule and step-up checks read them in place: whatever JSON
+/// object the text is (spacing, escapes, nesting, duplicate names), the reader hands over
+/// exactly the scalars serde_json reads there, as their own JSON text; text that is no JSON
+/// never gets this far (serde_json checks it as the record is read), and nothing panics.
+pub fn claims(data: &[u8]) {
+    use crate::session::claims::{Found, RawClaims};
+    use serde_json::Value;
+    use std::cell::RefCell;
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(raw) = serde_json::from_str::<RawClaims>(text) else { return };
+    let parsed: Value = serde_json::from_str(text).expect("the same text parses twice");
+    let names = RefCell::new(Vec::new());
+    let mut seen: Vec<(usize, String, Found)> = Vec::new();
+    let read = raw.scan(
+        |name| {
+            let mut names = names.borrow_mut();
+            names.push(name.to_string());
+            Some(names.len() - 1)
+        },
+        |index, json, found| seen.push((index, json.to_string(), found)),
+    );
+    let Value::Object(reference) = parsed else {
+        assert!(!read, "not an object, yet read as one");
+        return;
+    };
+    assert!(read, "an object refused: {text}");
+    let names = names.into_inner();
+    let unique = names.iter().collect::<std::collections::BTreeSet<_>>().len() == names.len();
+    if !unique || names.iter().any(|n| n.contains('\\')) {
+        return; // the oracle below needs one unescaped name per member
+    }
+    assert_eq!(names.len(), reference.len());
+    let scalar = |v: &Value| !(v.is_null() || v.is_array() || v.is_object());
+    for (index, name) in names.iter().enumerate() {
+        let value = &reference[name.as_str()];
+        let expected: Vec<(&Value, Found)> = match value {
+            Value::Array(items) => items.iter().filter(|v| scalar(v)).map(|v| (v, Found::Element)).collect(),
+            v if scalar(v) => vec![(v, Found::Value)],
+            _ => Vec::new(),
+        };
+        let got: Vec<(Value, Found)> = seen
+            .iter()
+            .filter(|(i, _, _)| *i == index)
+            .map(|(_, json, found)| (serde_json::from_str(json).expect("a scalar's text"), *found))
+            .collect();
+        assert_eq!(got.len(), expected.len(), "{name}: {text}");
+        for ((got, found), (want, want_found)) in got.iter().zip(expected) {
+            assert_eq!((got, *found), (want, want_found), "{name}: {text}");
+        }
+    }
+}

@@ -126,11 +126,11 @@ impl TokenService {
     /// provider's answer (and the rotated refresh token in it) lost. A caller whose token is
     /// still valid waits at most [`VALID_TOKEN_WAIT`], then goes on with it; one without waits
     /// up to `lock_wait`. The clock is read again after every wait.
-    pub async fn access_token<C>(
+    pub async fn access_token<C, S>(
         self: &Arc<Self>,
         sessions: &Arc<Sessions>,
         ticket: &SessionTicket,
-        session: SessionTokens<C>,
+        session: SessionTokens<C, S>,
         audience: Option<&Audience>,
     ) -> Result<AccessToken, TokenError> {
         let now = sessions.now();
@@ -376,7 +376,7 @@ fn held_in(session: &Session, audience: Option<&Audience>) -> Option<Held> {
 }
 
 /// [`held_in`] on the proxy's decoding of a session, taking the token without a copy.
-fn held<C>(session: SessionTokens<C>, audience: Option<&Audience>) -> Option<Held> {
+fn held<C, S>(session: SessionTokens<C, S>, audience: Option<&Audience>) -> Option<Held> {
     match audience {
         None => Some(Held { token: session.access_token, expires_at: session.access_token_expires_at }),
         Some(audience) => {
@@ -393,6 +393,9 @@ fn apply(session: &mut Session, audience: Option<&Audience>, refreshed: Refreshe
         None => {
             session.access_token = refreshed.access_token;
             session.access_token_expires_at = refreshed.access_token_expires_at;
+            if refreshed.scope.is_some() {
+                session.scope = refreshed.scope;
+            }
         }
         Some(audience) => {
             let entry =

@@ -127,6 +127,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         access_token: tokens.access_token,
         access_token_expires_at: tokens.access_token_expires_at,
         refresh_token: tokens.refresh_token,
+        scope: tokens.scope,
         id_token: tokens.id_token,
         userinfo_at,
         provider: pending.provider.clone(),

@@ -302,9 +302,17 @@ pub struct StepUp {
 /// A route's authorization rules (`[[routes.rules]]`), all or any of which must hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteRules {
-    pub rules: Vec<ClaimRule>,
+    pub rules: Vec<Rule>,
     pub matching: RulesMatch,
+    /// The claims the rules read, sorted, each once: a claim rule names its claim by index here,
+    /// so that one pass over the session's claims serves every rule.
+    pub claims: Vec<String>,
 }
+
+/// Most rules on one route, and most values in one test: a check keeps what it saw of each rule
+/// in a fixed array of bit sets, so that it allocates nothing.
+pub const MAX_RULES: usize = 32;
+pub const MAX_RULE_VALUES: usize = 64;
 
 /// `rules_match`: whether every rule must hold, or one is enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -315,13 +323,34 @@ pub enum RulesMatch {
     Any,
 }
 
-/// One test of one claim of the signed-in user (string, number, boolean or array claims).
+/// One test of one claim of the signed-in user (string, number, boolean or array claims), or of
+/// the scope granted to the sign-in's access token.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClaimRule {
-    pub claim: String,
+pub struct Rule {
+    pub on: RuleSubject,
     pub test: ClaimTest,
+    /// The test's values as `serde_json` writes them: what a claim rule compares a session
+    /// record's JSON text with ([`crate::session::claims`]).
+    pub json: Vec<String>,
 }
 
+impl Rule {
+    pub fn new(on: RuleSubject, test: ClaimTest) -> Self {
+        let json = test.values().iter().map(serde_json::Value::to_string).collect();
+        Rule { on, test, json }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSubject {
+    /// A claim, by its index in [`RouteRules::claims`].
+    Claim(usize),
+    /// The granted scope (its space-separated scope tokens).
+    Scope,
+}
+
+/// What a rule asks of the values it reads: strings, numbers or booleans (at most
+/// [`MAX_RULE_VALUES`]); a claim's value is compared as it is, without coercion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaimTest {
     /// The claim is this value (an array claim: holds it).
@@ -330,6 +359,15 @@ pub enum ClaimTest {
     ContainsAny(Vec<serde_json::Value>),
     /// An array claim holds every one of these (a single-valued claim: the only one).
     ContainsAll(Vec<serde_json::Value>),
+}
+
+impl ClaimTest {
+    pub fn values(&self) -> &[serde_json::Value] {
+        match self {
+            ClaimTest::Equals(value) => std::slice::from_ref(value),
+            ClaimTest::ContainsAny(values) | ClaimTest::ContainsAll(values) => values,
+        }
+    }
 }
 
 /// One authentication context class cloakroom may send a provider (a route's `step_up`, a

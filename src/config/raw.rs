@@ -445,12 +445,16 @@ pub struct RawStepUp {
     pub max_age: Option<String>,
 }
 
-/// One `[[routes.rules]]`: a claim and exactly one test of it.
+/// One `[[routes.rules]]`: a claim and exactly one test of it, or the scopes the route's token
+/// must have been granted.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     #[serde(default)]
     pub claim: String,
+    /// Scopes that must all be granted; empty: a claim rule.
+    #[serde(default, deserialize_with = "flexible::string_list")]
+    pub scope: Vec<String>,
     #[serde(default)]
     pub equals: Option<serde_json::Value>,
     #[serde(default)]

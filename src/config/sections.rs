@@ -639,7 +639,7 @@ pub(super) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<RouteConfig> {
             }
         };
         let methods = methods(check, &key("methods"), &route.methods);
-        let rules = rules(check, &key("rules"), policy, route);
+        let rules = rules(check, &key("rules"), route, audience.as_ref());
         let step_up = route.step_up.as_ref().and_then(|raw| step_up(check, &key("step_up"), policy, raw));
         let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
@@ -768,20 +768,57 @@ fn methods(check: &mut Check, key: &str, names: &[String]) -> Option<MethodAllow
     Some(MethodAllowlist { methods, allow })
 }
 
-/// A route's `[[routes.rules]]`: each names a claim and exactly one test; they need a signed-in
-/// user, so only `token = "user"` routes may have them.
-fn rules(check: &mut Check, key: &str, policy: TokenPolicy, route: &RawRoute) -> Option<RouteRules> {
+/// A route's `[[routes.rules]]`: each names a claim and exactly one test, or the scopes the
+/// sign-in's token must have been granted. They need a signed-in user, so only `token = "user"`
+/// routes may have them; scope rules read the sign-in's own grant, so not on a route that
+/// names a `resource` (its API checks the scopes of the token made for it).
+fn rules(check: &mut Check, key: &str, route: &RawRoute, audience: Option<&Audience>) -> Option<RouteRules> {
     if route.rules.is_empty() {
         return None;
     }
-    if policy != TokenPolicy::User {
+    if route.token != TokenPolicy::User {
         check.fail(key, "need a signed-in user: only token = \"user\" routes may have rules");
     }
+    if route.rules.len() > MAX_RULES {
+        check.fail(key, format!("are {} rules; a route may have at most {MAX_RULES}", route.rules.len()));
+    }
+    let mut claims: Vec<String> =
+        route.rules.iter().map(|r| r.claim.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    claims.sort();
+    claims.dedup();
     let mut rules = Vec::new();
     for (i, raw) in route.rules.iter().enumerate() {
+        let key = format!("{key}[{i}]");
         let claim = raw.claim.trim();
+        let has_test = raw.equals.is_some() || raw.contains_any.is_some() || raw.contains_all.is_some();
+        if !raw.scope.is_empty() {
+            if !claim.is_empty() || has_test {
+                check.fail(
+                    &key,
+                    "a scope rule names no claim and no test (scope = [\"a\", \"b\"]: all of them granted)",
+                );
+            } else if audience.is_some_and(|a| a.resource.is_some()) {
+                check.fail(
+                    format!("{key}.scope"),
+                    "checks the sign-in's own token, which a route naming a resource does not carry",
+                );
+            } else if let Some(bad) = raw.scope.iter().find(|s| !scope_token_ok(s)) {
+                check.fail(format!("{key}.scope"), format!("{bad:?} is not a scope (RFC 6749 §3.3)"));
+            } else if raw.scope.len() > MAX_RULE_VALUES {
+                check.fail(format!("{key}.scope"), format!("may name at most {MAX_RULE_VALUES} scopes"));
+            } else {
+                let wanted = raw.scope.iter().map(|s| serde_json::Value::from(s.as_str())).collect();
+                rules.push(Rule::new(RuleSubject::Scope, ClaimTest::ContainsAll(wanted)));
+            }
+            continue;
+        }
         if claim.is_empty() {
-            check.fail(format!("{key}[{i}].claim"), "is required");
+            check.fail(format!("{key}.claim"), "is required (or scope, for a rule on the granted scope)");
+            continue;
+        }
+        // Claims are read as their record spells them, and JSON escapes these.
+        if claim.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            check.fail(format!("{key}.claim"), "cannot hold a quote, a backslash or a control character");
             continue;
         }
         let test = match (&raw.equals, &raw.contains_any, &raw.contains_all) {
@@ -789,14 +826,26 @@ fn rules(check: &mut Check, key: &str, policy: TokenPolicy, route: &RawRoute) ->
             (None, Some(values), None) if !values.is_empty() => ClaimTest::ContainsAny(values.clone()),
             (None, None, Some(values)) if !values.is_empty() => ClaimTest::ContainsAll(values.clone()),
             _ => {
-                check.fail(
-                    format!("{key}[{i}]"),
-                    "needs exactly one of equals, contains_any, contains_all (a non-empty list)",
-                );
+                check.fail(&key, "needs exactly one of equals, contains_any, contains_all (a non-empty list)");
                 continue;
             }
         };
-        rules.push(ClaimRule { claim: claim.to_string(), test });
+        let values = test.values();
+        if values.iter().any(|v| !(v.is_string() || v.is_number() || v.is_boolean())) {
+            check.fail(&key, "compares strings, numbers and booleans (for several values: contains_all)");
+            continue;
+        }
+        if values.len() > MAX_RULE_VALUES {
+            check.fail(&key, format!("may list at most {MAX_RULE_VALUES} values"));
+            continue;
+        }
+        let index = claims.binary_search_by(|c| c.as_str().cmp(claim)).expect("every claim is listed");
+        rules.push(Rule::new(RuleSubject::Claim(index), test));
     }
-    Some(RouteRules { rules, matching: route.rules_match })
+    Some(RouteRules { rules, matching: route.rules_match, claims })
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn scope_token_ok(scope: &str) -> bool {
+    !scope.is_empty() && scope.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }

@@ -396,9 +396,43 @@ fn route_rules_are_typed_and_named_in_errors() {
         ("user", "[[routes.rules]]\nclaim = \"x\"\nequals = 1\ncontains_any = [1]\n", "routes[0].rules[0]"),
         ("user", "[[routes.rules]]\nclaim = \"x\"\ncontains_any = []\n", "routes[0].rules[0]"),
         ("none", "[[routes.rules]]\nclaim = \"x\"\nequals = 1\n", "routes[0].rules"),
+        ("user", "[[routes.rules]]\nclaim = \"x\"\nequals = [1, 2]\n", "routes[0].rules[0]"),
+        ("user", "[[routes.rules]]\nclaim = \"x\"\ncontains_any = [{a = 1}]\n", "routes[0].rules[0]"),
+        ("user", "[[routes.rules]]\nscope = \"api:read\"\nclaim = \"x\"\n", "routes[0].rules[0]"),
+        ("user", "[[routes.rules]]\nscope = \"a\"\nequals = 1\n", "routes[0].rules[0]"),
+        ("user", "[[routes.rules]]\nscope = [\"a\\\\b\"]\n", "routes[0].rules[0].scope"),
+        ("user", "[[routes.rules]]\nscope = [\"caf\u{e9}\"]\n", "routes[0].rules[0].scope"),
+        ("user", "[[routes.rules]]\nclaim = \"a\\\\b\"\nequals = 1\n", "routes[0].rules[0].claim"),
     ] {
         assert_eq!(keys(&Config::from_toml(&route(token, rules), env(&[])).unwrap_err()), [key], "{rules}");
     }
+    // Limits that keep a check allocation-free: 32 rules, 64 values each.
+    let values = (0..65).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let many_values = route("user", &format!("[[routes.rules]]\nclaim = \"x\"\ncontains_any = [{values}]\n"));
+    assert_eq!(keys(&Config::from_toml(&many_values, env(&[])).unwrap_err()), ["routes[0].rules[0]"]);
+    let many_rules = route("user", &"[[routes.rules]]\nclaim = \"x\"\nequals = 1\n".repeat(33));
+    assert_eq!(keys(&Config::from_toml(&many_rules, env(&[])).unwrap_err()), ["routes[0].rules"]);
+    let enough = route("user", &"[[routes.rules]]\nclaim = \"x\"\nequals = 1\n".repeat(32));
+    assert_eq!(Config::from_toml(&enough, env(&[])).unwrap().routes[0].rules.as_ref().unwrap().claims, ["x"]);
+    // Scope rules: all of the named scopes, on the sign-in's own token.
+    let scoped = route(
+        "user",
+        "[[routes.rules]]\nscope = \"api:read api:write\"\n[[routes.rules]]\nclaim = \"b\"\nequals = true\n[[routes.rules]]\nclaim = \"a\"\nequals = \"x\"\n",
+    );
+    let config = Config::from_toml(&scoped, env(&[])).unwrap();
+    let rules = config.routes[0].rules.as_ref().unwrap();
+    assert_eq!(rules.claims, ["a", "b"], "sorted, for the one pass over the claims");
+    assert_eq!(rules.rules[0].on, RuleSubject::Scope);
+    assert_eq!(
+        rules.rules[0].test,
+        ClaimTest::ContainsAll(vec![serde_json::json!("api:read"), serde_json::json!("api:write")])
+    );
+    assert_eq!((rules.rules[1].on, rules.rules[2].on), (RuleSubject::Claim(1), RuleSubject::Claim(0)));
+    let on_resource = format!(
+        "{}resource = \"urn:orders\"\n[[routes.rules]]\nscope = \"api:read\"\n",
+        route("user", "").replace("[oidc]\n", "[oidc]\nresource = \"urn:default\"\n")
+    );
+    assert_eq!(keys(&Config::from_toml(&on_resource, env(&[])).unwrap_err()), ["routes[0].rules[0].scope"]);
 }
 
 #[test]

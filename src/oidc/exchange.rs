@@ -1,6 +1,6 @@
 //! The authorization-code exchange and the ID-token checks.
 
-use super::{Discovered, OidcError, Provider, error_chain};
+use super::{Discovered, OidcError, Provider, error_chain, join_scopes};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
@@ -18,6 +18,9 @@ pub struct TokenSet {
     /// Unix seconds, from `expires_in` or else the access token's own `exp` (when it is a JWT).
     pub access_token_expires_at: Option<u64>,
     pub refresh_token: Option<RefreshToken>,
+    /// The scope granted to `access_token` (space-separated): the response's `scope`, or what
+    /// was asked for when it has none (RFC 6749 §5.1: then it is the same).
+    pub scope: String,
     pub id_token: Secret,
     pub sub: String,
     pub sid: Option<String>,
@@ -64,6 +67,10 @@ impl Provider {
             access_token: response.access_token().clone(),
             access_token_expires_at,
             refresh_token: response.refresh_token().cloned(),
+            scope: match response.scopes() {
+                Some(granted) => join_scopes(granted),
+                None => self.asked_scope(),
+            },
             id_token: Secret::new(id_token.to_string()),
             sub,
             sid,

@@ -379,6 +379,16 @@ impl Provider {
         Ok(url)
     }
 
+    /// The scope a sign-in asks for, as sent (`openid` first, each once).
+    fn asked_scope(&self) -> String {
+        let mut asked = String::from("openid");
+        for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
+            asked.push(' ');
+            asked.push_str(scope);
+        }
+        asked
+    }
+
     /// RFC 8707 parameters for a token request: the route's resource and scopes, or the
     /// sign-in's default resource (`oidc.resource`) when the route names none.
     fn audience_params(&self, audience: Option<&crate::config::Audience>) -> (Option<String>, Vec<Scope>) {
@@ -432,4 +442,9 @@ pub async fn discover_until_ready(provider: Arc<Provider>) {
             }
         }
     }
+}
+
+/// A token response's `scope`, as the space-separated text it came in.
+fn join_scopes(granted: &[Scope]) -> String {
+    granted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
 }

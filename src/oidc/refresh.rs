@@ -14,6 +14,8 @@ pub struct Refreshed {
     pub access_token_expires_at: Option<u64>,
     /// A rotated refresh token; the old one is then dead at the provider.
     pub refresh_token: Option<RefreshToken>,
+    /// The scope the response says it granted; `None`: the same as before (RFC 6749 §5.1).
+    pub scope: Option<String>,
     pub id_token: Option<Secret>,
     /// Claims from a new ID token, verified like at login (no nonce on a refresh).
     pub claims: Option<Map<String, Value>>,
@@ -52,6 +54,7 @@ impl Provider {
             access_token: response.access_token().clone(),
             access_token_expires_at: self.access_token_expiry(response.expires_in(), response.access_token()),
             refresh_token: response.refresh_token().cloned(),
+            scope: response.scopes().map(|granted| super::join_scopes(granted)),
             id_token,
             claims,
         })

@@ -14,7 +14,8 @@ use crate::config::{Audience, RouteConfig, TokenPolicy};
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::respond::Body;
-use crate::session::{Claims, Lookup, SessionTokens};
+use crate::session::claims::RawClaims;
+use crate::session::{Lookup, SessionTokens};
 use crate::tokens::TokenError;
 use crate::upstream::{ClientBodyError, SendError, Upstream};
 use headers::Forwarded;
@@ -216,7 +217,8 @@ async fn token_for(app: &App, route: &RouteConfig, headers: &http::HeaderMap) ->
     if policy == TokenPolicy::Client {
         return Ok(Chosen { token: Some(client_token(app, audience).await?), ..neither(false) });
     }
-    // Routes with rules or a step-up decode the user's claims too; the others pay nothing.
+    // Routes with rules or a step-up decode the user's claims and scope too (undecoded: read in
+    // place); the others pay nothing.
     let user = if route.rules.is_some() || route.step_up.is_some() {
         user_token(app, route, app.sessions.lookup_tokens_and_claims(headers).await?).await?
     } else {
@@ -236,19 +238,22 @@ async fn token_for(app: &App, route: &RouteConfig, headers: &http::HeaderMap) ->
 
 /// The signed-in user's token, once the route's rules and step-up admit the session; `Ok(Err)`
 /// when there is no session (`true`: the cookie opened nothing).
-async fn user_token<C: AsClaims>(
+async fn user_token<C, S>(
     app: &App,
     route: &RouteConfig,
-    lookup: Lookup<SessionTokens<C>>,
-) -> Result<Result<AccessToken, bool>, ApiError> {
+    lookup: Lookup<SessionTokens<C, S>>,
+) -> Result<Result<AccessToken, bool>, ApiError>
+where
+    SessionTokens<C, S>: RuleInputs,
+{
     let (ticket, session) = match lookup {
         Lookup::Found(ticket, session) => (ticket, session),
         Lookup::Stale => return Ok(Err(true)),
         Lookup::None => return Ok(Err(false)),
     };
-    let claims = session.claims.as_ref().and_then(AsClaims::claims);
+    let claims = session.claims();
     if let Some(rules) = &route.rules
-        && !claims.is_some_and(|claims| rules::permits(rules, claims))
+        && !rules::permits(rules, claims, session.scope())
     {
         tracing::info!(route = %route.prefix, "the route's rules refuse the signed-in user");
         app.metrics.forbidden(&route.prefix);
@@ -264,20 +269,30 @@ async fn user_token<C: AsClaims>(
     Ok(Ok(app.tokens.access_token(&app.sessions, &ticket, session, route.audience.as_ref()).await?))
 }
 
-/// The claims a session lookup decoded, if it decoded them.
-trait AsClaims {
-    fn claims(&self) -> Option<&Claims>;
+/// What a session lookup decoded for a route's rules and step-up: nothing, for the routes that
+/// have neither.
+trait RuleInputs {
+    fn claims(&self) -> Option<&RawClaims>;
+    fn scope(&self) -> Option<&str>;
 }
 
-impl AsClaims for serde::de::IgnoredAny {
-    fn claims(&self) -> Option<&Claims> {
+impl RuleInputs for SessionTokens {
+    fn claims(&self) -> Option<&RawClaims> {
+        None
+    }
+
+    fn scope(&self) -> Option<&str> {
         None
     }
 }
 
-impl AsClaims for Claims {
-    fn claims(&self) -> Option<&Claims> {
-        Some(self)
+impl RuleInputs for SessionTokens<RawClaims, String> {
+    fn claims(&self) -> Option<&RawClaims> {
+        self.claims.as_ref()
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 }
 

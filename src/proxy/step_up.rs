@@ -6,19 +6,37 @@
 use crate::config::{MAX_AGE_LIMIT, StepUp, acr_values_ok};
 use crate::error::ApiError;
 use crate::respond::{Body, json};
-use crate::session::Claims;
+use crate::session::claims::{Found, RawClaims};
 use http::Response;
 use http::header::{HeaderMap, WWW_AUTHENTICATE};
-use serde_json::Value;
 
-/// Whether the session's claims meet the route's requirement at `now` (unix seconds).
-pub fn satisfied(step_up: &StepUp, claims: &Claims, now: u64) -> bool {
-    let acr_ok = step_up.acr_values.is_empty()
-        || claims.get("acr").and_then(Value::as_str).is_some_and(|acr| step_up.acr_values.iter().any(|a| a == acr));
-    let age_ok = step_up.max_age.is_none_or(|max_age| {
-        claims.get("auth_time").and_then(Value::as_u64).is_some_and(|at| at <= now && now - at <= max_age)
-    });
-    acr_ok && age_ok
+/// Whether the session's claims meet the route's requirement at `now` (unix seconds): `acr` a
+/// string in the set, `auth_time` an integer at most `max_age` ago. Read in place, allocating
+/// nothing.
+pub fn satisfied(step_up: &StepUp, claims: &RawClaims, now: u64) -> bool {
+    const ACR: usize = 0;
+    const AUTH_TIME: usize = 1;
+    let (mut acr_ok, mut auth_time) = (false, None);
+    let readable = claims.scan(
+        |name| match name {
+            "acr" => Some(ACR),
+            "auth_time" => Some(AUTH_TIME),
+            _ => None,
+        },
+        |claim, value, found| match (claim, value, found) {
+            // Configured values have nothing JSON escapes (`acr_values_ok`), so the string's
+            // text between its quotes is the value itself.
+            (ACR, json, Found::Value) => {
+                let acr = json.strip_prefix('"').and_then(|j| j.strip_suffix('"'));
+                acr_ok = acr.is_some_and(|acr| step_up.acr_values.iter().any(|a| a == acr));
+            }
+            (AUTH_TIME, json, Found::Value) => auth_time = json.parse::<u64>().ok(),
+            _ => {}
+        },
+    );
+    let acr_ok = step_up.acr_values.is_empty() || acr_ok;
+    let age_ok = step_up.max_age.is_none_or(|max_age| auth_time.is_some_and(|at| at <= now && now - at <= max_age));
+    readable && acr_ok && age_ok
 }
 
 /// What a step-up sign-in must achieve.
@@ -162,10 +180,10 @@ fn is_tchar(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn claims(value: Value) -> Claims {
-        value.as_object().unwrap().clone()
+    fn claims(value: Value) -> RawClaims {
+        RawClaims::of(&value)
     }
 
     #[test]
@@ -184,6 +202,14 @@ mod tests {
         assert!(satisfied(&acr_only, &claims(json!({"acr": "mfa"})), now));
         let age_only = StepUp { acr_values: vec![], max_age: Some(60) };
         assert!(satisfied(&age_only, &claims(json!({"auth_time": now - 10})), now));
+        assert!(!satisfied(&age_only, &claims(json!({"auth_time": (now - 10) as f64 + 0.5})), now), "an integer");
+        assert!(!satisfied(&age_only, &claims(json!({"auth_time": [now - 10]})), now), "not in an array");
+        assert!(!satisfied(&age_only, &claims(json!([{"auth_time": now - 10}])), now), "claims are an object");
+        let many = claims(json!({"acr": "mfa", "auth_time": now, "groups": ["a", "b"], "name": "A \"B\""}));
+        let mut met = false;
+        let counted = allocation_counter::measure(|| met = satisfied(&both, &many, now));
+        assert!(met);
+        assert_eq!(counted.count_total, 0, "the check runs on every call: {counted:?}");
     }
 
     fn headers(values: &[&[u8]]) -> HeaderMap {

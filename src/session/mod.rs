@@ -4,6 +4,7 @@
 //! [`SessionStore`] → opened with the ticket's secret into a [`Session`]. Pending logins use the
 //! same sealing, keyed by a hash of `state`, with the secret in a short-lived login cookie.
 
+pub mod claims;
 pub mod cookie;
 pub mod memory;
 pub mod redis;
@@ -43,6 +44,10 @@ pub struct Session {
     pub access_token_expires_at: Option<u64>,
     #[serde(rename = "rt", alias = "refresh_token", skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<RefreshToken>,
+    /// The scope granted to `access_token` (space-separated), for routes' scope rules; `None`
+    /// in records from before it was kept: scope rules then admit nothing until a sign-in.
+    #[serde(rename = "sc", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Kept only when `oidc.logout_id_token_hint` is on.
     #[serde(rename = "it", alias = "id_token", skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Secret>,
@@ -78,6 +83,8 @@ pub struct NewSession {
     /// Unix seconds, when known.
     pub access_token_expires_at: Option<u64>,
     pub refresh_token: Option<RefreshToken>,
+    /// The scope granted to `access_token` (space-separated).
+    pub scope: String,
     pub id_token: Secret,
     /// Unix seconds, when the claims include the userinfo endpoint's.
     pub userinfo_at: Option<u64>,
@@ -89,13 +96,16 @@ pub struct NewSession {
 /// as [`Session`] but without building the claims, ID token and the rest: the per-request cost
 /// of a session is mostly that decoding.
 ///
-/// `C`: what of the user's claims to decode: nothing (skipped, the default) or, for routes with
-/// authorization rules, the claims themselves.
+/// `C`, `S`: whether to decode the user's claims and the granted scope: not at all (skipped, the
+/// default) or, for routes with rules or a step-up, as [`claims::RawClaims`] and a `String`.
 #[derive(Debug, Deserialize)]
-pub struct SessionTokens<C = serde::de::IgnoredAny> {
+pub struct SessionTokens<C = serde::de::IgnoredAny, S = serde::de::IgnoredAny> {
     /// The verified ID-token claims, when `C` asks for them.
     #[serde(rename = "c", alias = "claims", default = "Option::default")]
     pub claims: Option<C>,
+    /// The scope granted to `access_token`, when `S` asks for it.
+    #[serde(rename = "sc", default = "Option::default")]
+    pub scope: Option<S>,
     #[serde(rename = "at", alias = "access_token")]
     pub access_token: AccessToken,
     #[serde(rename = "ate", alias = "access_token_expires_at", default)]
@@ -109,7 +119,7 @@ pub struct SessionTokens<C = serde::de::IgnoredAny> {
     pub expires_at: u64,
 }
 
-impl<C> SessionTokens<C> {
+impl<C, S> SessionTokens<C, S> {
     pub fn can_refresh(&self) -> bool {
         self.refresh_token.is_some()
     }
@@ -127,7 +137,7 @@ impl SessionView for Session {
     }
 }
 
-impl<C: serde::de::DeserializeOwned> SessionView for SessionTokens<C> {
+impl<C: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned> SessionView for SessionTokens<C, S> {
     fn expires_at(&self) -> u64 {
         self.expires_at
     }
@@ -372,6 +382,7 @@ mod tests {
             access_token: AccessToken::new("eyJ.access\\u0041.sig".into()),
             access_token_expires_at: Some(1_800),
             refresh_token: refresh.then(|| RefreshToken::new("refresh".into())),
+            scope: Some("openid api:read".into()),
             id_token: Some(Secret::new("id.token.here")),
             resource_tokens,
             created_at: 1_000,
@@ -396,6 +407,13 @@ mod tests {
             assert_eq!(tokens.expires_at, whole.expires_at);
             let orders = &tokens.resource_tokens["urn:orders"];
             assert_eq!((orders.access_token.secret().as_str(), orders.expires_at), ("orders-token", Some(1_900)));
+            // What routes with rules decode too: the claims' JSON as it is, and the scope.
+            let ruled: SessionTokens<claims::RawClaims, String> = sealer.open_session_as(&ticket, &sealed).unwrap();
+            assert_eq!(ruled.scope.as_deref(), Some("openid api:read"));
+            let mut groups = Vec::new();
+            let claims = ruled.claims.as_ref().unwrap();
+            assert!(claims.scan(|n| (n == "groups").then_some(0), |_, json, _| groups.push(json.to_string())));
+            assert_eq!(groups, ["\"a\""], "the nested object holds nothing a rule reads");
         }
         // Records sealed before the short field names still open, either way.
         let long_names = serde_json::json!({
@@ -413,11 +431,16 @@ mod tests {
         let tokens: SessionTokens = sealer.open_session_as(&ticket, &old).expect("an old record opens");
         assert_eq!((tokens.access_token.secret().as_str(), tokens.expires_at), ("old-access", 2_000));
         assert!(tokens.can_refresh());
+        let ruled: SessionTokens<claims::RawClaims, String> = sealer.open_session_as(&ticket, &old).unwrap();
+        assert!(ruled.scope.is_none() && whole.scope.is_none(), "no scope was recorded then");
         // Absent fields are left out, not written as null.
         let mut bare = session(false);
-        (bare.sid, bare.id_token, bare.resource_tokens) = (None, None, BTreeMap::new());
+        (bare.sid, bare.id_token, bare.resource_tokens, bare.scope) = (None, None, BTreeMap::new(), None);
         let json = String::from_utf8(serde_json::to_vec(&bare).unwrap()).unwrap();
-        assert!(!json.contains(":null") && !json.contains("\"rs\"") && !json.contains("\"rt\""), "{json}");
+        assert!(
+            !json.contains(":null") && !json.contains("\"rs\"") && !json.contains("\"rt\"") && !json.contains("\"sc\""),
+            "{json}"
+        );
         // The same refusals as the whole session: another ticket opens nothing.
         let sealed = sealer.seal_session(&ticket, &session(true)).sealed;
         assert!(sealer.open_session_as::<SessionTokens>(&SessionTicket::generate(), &sealed).is_none());

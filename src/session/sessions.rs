@@ -1,5 +1,6 @@
 //! [`Sessions`]: the one place that turns a request's cookie into a session and back.
 
+use super::claims::RawClaims;
 use super::cookie::CookiePolicy;
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
@@ -100,11 +101,12 @@ impl Sessions {
         self.lookup_as(headers, true).await
     }
 
-    /// Like [`Sessions::lookup_tokens`], with the user's claims (for a route's rules).
+    /// Like [`Sessions::lookup_tokens`], with the user's claims and the granted scope (for a
+    /// route's rules and step-up), undecoded.
     pub async fn lookup_tokens_and_claims(
         &self,
         headers: &HeaderMap,
-    ) -> Result<Lookup<SessionTokens<Claims>>, StoreError> {
+    ) -> Result<Lookup<SessionTokens<RawClaims, String>>, StoreError> {
         self.lookup_as(headers, true).await
     }
 
@@ -151,6 +153,7 @@ impl Sessions {
             access_token: tokens.access_token,
             access_token_expires_at: tokens.access_token_expires_at,
             refresh_token: tokens.refresh_token,
+            scope: Some(tokens.scope),
             id_token: keep_id_token.then_some(tokens.id_token),
             resource_tokens: Default::default(),
             created_at: now,

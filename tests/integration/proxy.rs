@@ -443,3 +443,34 @@ async fn route_rules_refuse_users_whose_claims_do_not_match() {
     let metrics = http_call(Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
     assert!(metrics.contains("cloakroom_forbidden_total{route=\"/admin/\"} 1"), "{metrics}");
 }
+
+/// Rules on the scope granted to the sign-in's access token (issue 16, item 1), as the real
+/// provider grants it: the API's `api:read` is granted, `api:write` (which the provider does
+/// not know) is not. A route asking for a scope not granted refuses with 403 and forwards
+/// nothing; one asking for a granted scope, together with a claim rule, forwards.
+#[tokio::test]
+async fn scope_rules_admit_only_sessions_granted_the_scope() {
+    let bff = Bff::start_with(BffOptions {
+        oidc_toml: "scopes = [\"openid\", \"profile\", \"email\", \"api:read\", \"api:write\"]\n".into(),
+        extra_routes: "[[routes]]\nprefix = \"/reader/\"\nupstream = \"{upstream}/read/\"\n\
+                       [[routes.rules]]\nscope = \"api:read\"\n\
+                       [[routes.rules]]\nclaim = \"email_verified\"\nequals = true\n\
+                       [[routes]]\nprefix = \"/writer/\"\nupstream = \"{upstream}/write/\"\n\
+                       [[routes.rules]]\nscope = [\"api:read\", \"api:write\"]\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Browser::new();
+    bff.login(&mut alice, "alice", "/").await;
+    let refused = alice.get(&bff.url("/writer/orders"), &[CSRF]).await;
+    assert_eq!((refused.status, refused.json()["error"].as_str()), (403, Some("forbidden")), "{}", refused.text());
+    assert_eq!(bff.upstream.count(), 0, "a call without the granted scope reached the upstream");
+    let admitted = alice.get(&bff.url("/reader/orders"), &[CSRF]).await;
+    assert_eq!(admitted.status, 200, "{}", admitted.text());
+    let forwarded = bff.upstream.requests().pop().unwrap();
+    assert!(forwarded.uri.ends_with("/read/orders") && forwarded.headers.contains_key("authorization"));
+    let metrics = http_call(Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_forbidden_total{route=\"/writer/\"} 1"), "{metrics}");
+    assert!(!metrics.contains("cloakroom_forbidden_total{route=\"/reader/\"}"), "{metrics}");
+}
