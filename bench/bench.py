@@ -8,6 +8,8 @@ In one run, on loopback, with the same load for each (wrk, fixed connections and
       so the gap from (h) to (c) is cloakroom's own work and the gap from (b) to (h) the stack's;
   (c) cloakroom on an authenticated `user` route: cookie, session lookup, decrypt, Bearer attached;
   (c10k) the same with many live sessions in the store, each request presenting the next one;
+  (r) cloakroom on a route with authorization rules (claims and granted scope), behind eight
+      other ruled routes: what rules cost on the request path, against (c);
   (d) Apache httpd with Debian's mod_auth_openidc on an authenticated route: a mainstream OIDC proxy.
 Both authenticating proxies sign in programmatically against the same real OpenID provider (the
 test suite's oidc-provider). Every request wrk counts must have reached the upstream, and for (c)
@@ -44,7 +46,9 @@ BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 CSRF = ("X-CSRF", "1")
+OURS = ("c", "c10k", "r")
 API_PATH = "/api/items"
+RULED_PATH = "/ruled/items"
 
 
 def log(message):
@@ -317,7 +321,7 @@ shutdown_delay = "0s"
 issuer = "{provider.issuer}"
 client_id = "{client_id}"
 client_secret = "{client_secret}"
-scopes = ["openid", "profile", "email", "offline_access"]
+scopes = ["openid", "profile", "email", "offline_access", "api:read"]
 refresh_margin = "{refresh_margin}"
 
 [session]
@@ -330,7 +334,7 @@ level = "warn"
 prefix = "/api/"
 upstream = "http://127.0.0.1:{upstream.port}/api/"
 token = "user"
-""")
+{ruled_routes(upstream)}""")
     process = processes.start(name, [str(ROOT / "target/release/cloakroom"), "--config", str(conf)])
     wait_for_port(port, process, name)
     # Ready once it has the provider's metadata: sign-ins before that are refused (502).
@@ -340,6 +344,35 @@ token = "user"
             raise SystemExit(f"{name} did not become ready; see {workdir}/{name}.log")
         time.sleep(0.05)
     return process, origin
+
+
+def ruled_routes(upstream):
+    """Nine routes with authorization rules; the (r) run calls the last one, whose rules the
+    bench users meet: two on claims (as the README's example) and one on the granted scope."""
+    routes = []
+    for i in range(8):
+        routes.append(f"""
+[[routes]]
+prefix = "/team{i}/"
+upstream = "http://127.0.0.1:{upstream.port}/api/"
+[[routes.rules]]
+claim = "groups"
+contains_any = ["team{i}", "team{i}-leads"]
+""")
+    routes.append(f"""
+[[routes]]
+prefix = "/ruled/"
+upstream = "http://127.0.0.1:{upstream.port}/api/"
+[[routes.rules]]
+claim = "groups"
+contains_any = ["admins", "staff"]
+[[routes.rules]]
+claim = "email_verified"
+equals = true
+[[routes.rules]]
+scope = "api:read"
+""")
+    return "".join(routes)
 
 
 def start_apache(processes, workdir, provider, upstream):
@@ -574,7 +607,10 @@ def print_table(targets, summaries, args):
         cpu = f"{s['user_us']:.1f}+{s['sys_us']:.1f}"
         print(f"{target['label']:<44}{rps:>26}{p50:>22}{p99:>22}{ratio:>9}{delta:>9}{cpu:>14}")
     print("CPU us/req: user+system CPU of the proxy's own processes (the upstream's for (a)) per request")
-    c, d = summaries.get("c"), summaries.get("d")
+    c, d, r = summaries.get("c"), summaries.get("d"), summaries.get("r")
+    if c and r:
+        print(f"\ncloakroom ruled route (r) / user route (c): {r['rps'][0] / c['rps'][0]:.2f}x throughput, "
+              f"p99 {r['p99'][0] - c['p99'][0]:+.2f} ms, CPU {r['user_us'] - c['user_us']:+.1f} us/req user")
     if c and d:
         print(f"\ncloakroom (c) / Apache mod_auth_openidc (d): {c['rps'][0] / d['rps'][0]:.2f}x throughput, "
               f"p99 {c['p99'][0] - d['p99'][0]:+.2f} ms")
@@ -589,6 +625,7 @@ def main():
     parser.add_argument("--sessions", type=int, default=10_000, help="live sessions for the (c10k) run")
     parser.add_argument("--storm", type=int, default=200, help="concurrent calls at expiry")
     parser.add_argument("--storm-rounds", type=int, default=3)
+    parser.add_argument("--sustained", type=int, default=60, help="seconds of the sustained (c) run")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--serve", action="store_true",
                         help="start everything and sign in, print the wrk commands, wait for Ctrl-C (for profilers)")
@@ -596,6 +633,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup, args.sessions, args.storm_rounds = 1, 2, 1, 500, 1
+        args.sustained = 5
     os.sched_setaffinity(0, {int(LOAD_CPU)})
 
     workdir = Path(tempfile.mkdtemp(prefix="cloakroom-bench-"))
@@ -610,14 +648,19 @@ def main():
         apache_process, apache = start_apache(processes, workdir, provider, upstream)
 
         # Both authenticating proxies must refuse the route without a session: no free requests.
-        refused = {"c": get_status(f"{origin}{API_PATH}", [CSRF]), "d": get_status(f"{apache}{API_PATH}")}
-        if refused["c"] != 401 or refused["d"] not in (302, 303, 401):
+        refused = {"c": get_status(f"{origin}{API_PATH}", [CSRF]), "d": get_status(f"{apache}{API_PATH}"),
+                   "r": get_status(f"{origin}{RULED_PATH}", [CSRF])}
+        if refused["c"] != 401 or refused["r"] != 401 or refused["d"] not in (302, 303, 401):
             raise SystemExit(f"an authenticated route answered without a session: {refused}")
         log("signing in (cloakroom and Apache, through the provider's login form)")
         cloakroom_cookie = Browser().sign_in(f"{origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
                                              f"{origin}/bff/callback")
         apache_cookie = Browser().sign_in(f"{apache}{API_PATH}", provider.issuer, "bench-0",
                                           f"{apache}/api/redirect_uri")
+        # The ruled routes must check: a team route the bench user is in no group of refuses.
+        team = get_status(f"{origin}/team0/items", [("Cookie", cloakroom_cookie), CSRF])
+        if team != 403:
+            raise SystemExit(f"a ruled route admitted a user its rules do not: {team}")
         targets = [
             {"id": "a", "label": "(a) upstream directly", "authenticated": False, "pgid": upstream.process.pid,
              "url": f"http://127.0.0.1:{upstream.port}{API_PATH}"},
@@ -627,6 +670,8 @@ def main():
              "url": f"http://127.0.0.1:{bare_port}{API_PATH}"},
             {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True, "pgid": cloakroom.pid,
              "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
+            {"id": "r", "label": "(r) cloakroom, ruled route", "authenticated": True, "pgid": cloakroom.pid,
+             "url": f"{origin}{RULED_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]
@@ -670,7 +715,7 @@ def main():
                 # one wrk was using) is measured once more, so a one-round smoke run does not
                 # fail on it; cloakroom's rounds get no second chance.
                 dropped_only = result["socket_errors"] and not result["status_errors"] and len(result["problems"]) == 1
-                if dropped_only and target["id"] not in ("c", "c10k"):
+                if dropped_only and target["id"] not in OURS:
                     log(f"  round {round_ + 1} {target['label']}: {'; '.join(result['problems'])}; measuring again")
                     result = measure(target, upstream, args)
                 runs[target["id"]].append(result)
@@ -682,12 +727,21 @@ def main():
         summaries = {tid: summarize(r) for tid, r in runs.items()}
         summaries = {k: v for k, v in summaries.items() if v}
 
+        log(f"sustained load: (c) for {args.sustained} s")
+        rss_sustained_before = rss_bytes(cloakroom.pid)
+        sustained = measure(next(t for t in targets if t["id"] == "c"), upstream, argparse.Namespace(**{**vars(args), "duration": args.sustained}))
+        rss_sustained_after = rss_bytes(cloakroom.pid)
+
         log(f"refresh storm: {args.storm} concurrent calls at access-token expiry, {args.storm_rounds} round(s)")
         storms = refresh_storms(processes, workdir, upstream, args)
 
         print_table(targets, summaries, args)
         print(f"\nmany-sessions run: cloakroom's RSS grew {(rss_after - rss_before) / len(cookies):,.0f} bytes "
               f"per session over {len(cookies)} sign-ins (real provider tokens)")
+        print(f"sustained load, (c) for {args.sustained} s: {sustained['rps']:,.0f} req/s, "
+              f"p99 {sustained['p99_us'] / 1e3:.2f} ms, {sustained['requests']:,} requests "
+              f"({'; '.join(sustained['problems']) or 'all reached the upstream with a Bearer token'}); "
+              f"cloakroom's RSS {rss_sustained_before / 2**20:.1f} MiB before, {rss_sustained_after / 2**20:.1f} MiB after")
         print(f"refresh storm, {args.storm} concurrent calls at expiry, per round: " + "; ".join(
             f"{s['refreshes']} refresh, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, max {s['max_ms']:.1f} ms"
             for s in storms))
@@ -699,7 +753,7 @@ def main():
         # left out of its medians and shown above; any invalid cloakroom run fails the benchmark,
         # and so does a target without a single valid round.
         invalid = {tid: sum(1 for r in rs if r["problems"]) for tid, rs in runs.items()}
-        ours = sum(n for tid, n in invalid.items() if tid in ("c", "c10k"))
+        ours = sum(n for tid, n in invalid.items() if tid in OURS) + len(sustained["problems"])
         missing = [t["label"] for t in targets if t["id"] not in summaries]
         if any(invalid.values()):
             print(f"\ninvalid rounds, left out of the medians: {invalid}")

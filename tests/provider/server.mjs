@@ -24,7 +24,7 @@ const accounts = {
 
 // The benchmark (bench/run) signs in thousands of distinct users: `bench-<n>`, made on demand.
 const account = (id) => accounts[id] ?? (/^bench-\d{1,6}$/.test(id)
-  ? { sub: id, name: `Bench User ${id.slice(6)}`, email: `${id}@example.com`, email_verified: true }
+  ? { sub: id, name: `Bench User ${id.slice(6)}`, email: `${id}@example.com`, email_verified: true, groups: ['staff'] }
   : undefined);
 
 export const API_RESOURCE = 'urn:cloakroom:test-api';
