@@ -56,8 +56,15 @@ async fn main() {
         + sample.refresh_token.as_ref().map_or(0, |t| t.secret().len())
         + serde_json::to_vec(&sample.claims).map_or(0, |c| c.len());
     let before = rss_bytes();
+    let mut record_bytes = 0;
     for i in 0..n {
-        sessions.create(tokens(i), false, false, "Firefox on Linux".into(), "203.0.113.7".into()).await.unwrap();
+        let (ticket, _) =
+            sessions.create(tokens(i), false, false, "Firefox on Linux".into(), "203.0.113.7".into()).await.unwrap();
+        if i == 0 {
+            use cloakroom::session::SessionStore;
+            let sealed = sessions.store().peek(&ticket.store_key(), 0).await.unwrap().expect("just stored");
+            record_bytes = sealed.len();
+        }
     }
     sessions.store().sync().await;
     let after = rss_bytes();
@@ -67,6 +74,10 @@ async fn main() {
     println!("resident memory growth     {:.1} MiB", (after - before) as f64 / 1048576.0);
     println!("per session                {per_session:.0} bytes");
     println!("token + claim bytes        {token_bytes} bytes (baseline: what any store must hold)");
+    println!(
+        "sealed record              {record_bytes} bytes (of which {} beyond the tokens and claims)",
+        record_bytes - token_bytes
+    );
     println!("ratio to baseline          {:.2}x", per_session / token_bytes as f64);
     println!("overhead beyond the tokens {:.0} bytes (target: <= 1024)", per_session - token_bytes as f64);
 }

@@ -1,7 +1,7 @@
 //! The default store: in process memory, on moka.
 //!
 //! Expiry is enforced twice: against the caller's clock on every read (exact, testable), and by
-//! moka's own timers so abandoned sessions are reclaimed without anyone reading them.
+//! moka's own idle timer, so abandoned sessions are reclaimed without anyone reading them.
 //!
 //! The user and provider-session indexes are not in moka: an index entry is a few dozen bytes
 //! and moka's per-entry bookkeeping about 340 (measured), twice per session. They live in
@@ -9,7 +9,6 @@
 
 use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 use bytes::Bytes;
-use moka::Expiry;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use std::collections::HashMap;
@@ -74,44 +73,6 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// moka-side expiry: idle timeout, capped by the record's absolute expiry.
-struct SlidingExpiry {
-    idle: Duration,
-}
-
-impl SlidingExpiry {
-    fn remaining(&self, entry: &Entry) -> Duration {
-        let now = unix_now();
-        let absolute = Duration::from_secs(entry.expires_at.saturating_sub(now));
-        absolute.min(self.idle)
-    }
-}
-
-impl Expiry<StoreKey, Arc<Entry>> for SlidingExpiry {
-    fn expire_after_create(&self, _: &StoreKey, value: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(self.remaining(value))
-    }
-    fn expire_after_read(
-        &self,
-        _: &StoreKey,
-        value: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(self.remaining(value))
-    }
-    fn expire_after_update(
-        &self,
-        _: &StoreKey,
-        value: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.remaining(value))
-    }
-}
-
 impl MemoryStore {
     pub fn new(limits: StoreLimits) -> Self {
         let sessions = Cache::builder()
@@ -120,7 +81,10 @@ impl MemoryStore {
             // At the cap the least recently used session goes, predictably; moka's default
             // (TinyLFU) may instead refuse to admit a new one, and a fresh sign-in would vanish.
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(SlidingExpiry { idle: limits.idle_timeout })
+            // The backstop reclaims a session nobody reads once it has idled out. (Not capped by
+            // the absolute timeout: a per-entry expiry costs a timer-wheel move and a clock read
+            // on every read, and about 50 bytes per session; reads refuse it exactly anyway.)
+            .time_to_idle(limits.idle_timeout)
             .build();
         // Only finished sign-ins are held (pending ones live in the browser's login cookie), for
         // as long as their login cookie could be replayed; capped all the same.
