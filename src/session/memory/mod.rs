@@ -7,8 +7,11 @@
 //! and moka's per-entry bookkeeping about 340 (measured), twice per session. They live in
 //! sharded maps, swept as they are written (see [`Index`]).
 
+mod members;
+
 use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 use bytes::Bytes;
+use members::Members;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use std::collections::HashMap;
@@ -58,8 +61,8 @@ struct IndexShard {
 struct IndexEntry {
     /// Unix seconds.
     expires_at: u64,
-    /// Sessions, each with its sealed payload (a listing, or nothing).
-    members: Vec<(StoreKey, Bytes)>,
+    /// Sessions, each with its sealed payload (a listing, or nothing), oldest first.
+    members: Members,
 }
 
 impl Index {
@@ -182,23 +185,24 @@ impl SessionStore for MemoryStore {
         let shard = &mut *guard;
         if shard.entries.len() >= shard.sweep_at.max(64) {
             shard.entries.retain(|_, entry| {
-                entry.members.retain(|(m, _)| live(m));
+                entry.members.retain(live);
                 now < entry.expires_at && !entry.members.is_empty()
             });
             shard.entries.shrink_to_fit();
             shard.sweep_at = 2 * shard.entries.len();
         }
-        let entry = shard.entries.entry(index).or_insert_with(|| IndexEntry { expires_at: 0, members: Vec::new() });
+        let entry =
+            shard.entries.entry(index).or_insert_with(|| IndexEntry { expires_at: 0, members: Members::default() });
         if now >= entry.expires_at {
-            entry.members.clear(); // expired: starts afresh
+            entry.members = Members::default(); // expired: starts afresh
         }
         // Drop members whose session is gone, so a frequent user's entry does not grow; members
         // stay in the order they were added, oldest first.
-        entry.members.retain(|(m, _)| *m != member && live(m));
-        entry.members.push((member, payload));
-        let excess = entry.members.len().saturating_sub(max_members.max(1));
-        let evicted = entry.members.drain(..excess).map(|(m, _)| m).collect();
-        entry.members.shrink_to_fit(); // most entries hold one session: no room for four
+        let mut kept: Vec<(StoreKey, &[u8])> = entry.members.iter().filter(|(m, _)| *m != member && live(m)).collect();
+        kept.push((member, &payload));
+        let excess = kept.len().saturating_sub(max_members.max(1));
+        let evicted = kept.drain(..excess).map(|(m, _)| m).collect();
+        entry.members = Members::of(kept.iter().map(|(key, payload)| (key, *payload)));
         entry.expires_at = now.saturating_add(self.index.ttl_secs);
         Ok(evicted)
     }
@@ -206,7 +210,7 @@ impl SessionStore for MemoryStore {
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
         let now = unix_now();
         Ok(match self.index.shard(index).entries.remove(index) {
-            Some(entry) if now < entry.expires_at => entry.members.into_iter().map(|(m, _)| m).collect(),
+            Some(entry) if now < entry.expires_at => entry.members.keys().collect(),
             _ => Vec::new(),
         })
     }
@@ -219,13 +223,13 @@ impl SessionStore for MemoryStore {
             shard.entries.remove(index);
             return Ok(Vec::new());
         }
-        entry.members.retain(|(m, _)| self.sessions.contains_key(m));
-        Ok(entry.members.clone())
+        entry.members.retain(|m| self.sessions.contains_key(m));
+        Ok(entry.members.to_vec())
     }
 
     async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
         if let Some(entry) = self.index.shard(index).entries.get_mut(index) {
-            entry.members.retain(|(m, _)| m != member);
+            entry.members.retain(|m| m != member);
         }
         Ok(())
     }
