@@ -193,6 +193,31 @@ pub struct PendingLogin {
     pub provider: Option<String>,
 }
 
+/// A sealed record as a store hands it back: the memory store's own entry, shared (a reference
+/// count, no copy and no allocation on the request path), or the bytes a remote store sent.
+#[derive(Debug, Clone)]
+pub enum Sealed {
+    Held(std::sync::Arc<memory::Entry>),
+    Sent(Bytes),
+}
+
+impl std::ops::Deref for Sealed {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Sealed::Held(entry) => entry.sealed(),
+            Sealed::Sent(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for Sealed {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
 /// A sealed record and the metadata the store needs to expire it without opening it.
 #[derive(Debug, Clone)]
 pub struct SealedRecord {
@@ -220,10 +245,10 @@ impl std::error::Error for StoreError {}
 pub trait SessionStore: Send + Sync + 'static {
     /// The session's sealed record, sliding its idle deadline; `None` when absent, idle for too
     /// long, or past its absolute expiry.
-    fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Sealed>, StoreError>> + Send;
     /// Like `load`, without counting it as a use: the idle deadline does not slide (an SPA
     /// polling "am I still signed in?" must still idle out).
-    fn peek(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    fn peek(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Sealed>, StoreError>> + Send;
     fn save(
         &self,
         key: StoreKey,

@@ -3,7 +3,7 @@
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey};
+use super::{Lease, Sealed, SealedRecord, SessionStore, StoreError, StoreKey};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -69,10 +69,10 @@ macro_rules! dispatch {
 }
 
 impl SessionStore for Store {
-    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
         dispatch!(self, s => s.load(key, now))
     }
-    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
         dispatch!(self, s => s.peek(key, now))
     }
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {

@@ -23,7 +23,7 @@
 
 mod connect;
 
-use super::{Lease, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
+use super::{Lease, Sealed, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 pub use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 use bytes::Bytes;
@@ -304,7 +304,7 @@ impl RedisStore {
 }
 
 impl SessionStore for RedisStore {
-    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
         let redis_key = self.key("s", key);
         let idle = self.idle_secs();
         let record: Option<Vec<u8>> =
@@ -312,10 +312,10 @@ impl SessionStore for RedisStore {
                 self.inner.load.key(redis_key).arg(now).arg(idle).invoke_async(&mut conn).await
             })
             .await?;
-        Ok(record.map(Bytes::from))
+        Ok(record.map(|record| Sealed::Sent(Bytes::from(record))))
     }
 
-    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Bytes>, StoreError> {
+    async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
         let redis_key = self.key("s", key);
         let idle = self.idle_secs();
         let record: Option<Vec<u8>> =
@@ -323,7 +323,7 @@ impl SessionStore for RedisStore {
                 self.inner.peek.key(redis_key).arg(now).arg(idle).invoke_async(&mut conn).await
             })
             .await?;
-        Ok(record.map(Bytes::from))
+        Ok(record.map(|record| Sealed::Sent(Bytes::from(record))))
     }
 
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
