@@ -134,3 +134,112 @@ fn route(bencher: divan::Bencher) {
     let router = Router::new(&config().routes);
     bencher.bench(|| router.route(divan::black_box("/orders/v1/items/42")));
 }
+
+/// A request's headers as a browser's API call brings them (the session ticket among other
+/// cookies, the anti-CSRF header).
+fn browser_headers(ticket: &SessionTicket) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let cookie = format!("theme=dark; __Host-Http-cloakroom={}; lang=en", ticket.encode());
+    headers.insert("cookie", HeaderValue::try_from(cookie).expect("a header value"));
+    headers.insert("x-csrf", HeaderValue::from_static("1"));
+    headers.insert("host", HeaderValue::from_static("app.example"));
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"));
+    headers
+}
+
+/// Finding the session cookie's value among the request's cookies, and the ticket in it.
+#[divan::bench]
+fn find_session_cookie(bencher: divan::Bencher) {
+    let cookies = CookiePolicy::new("__Host-Http-cloakroom", cookie::SameSite::Strict);
+    let headers = browser_headers(&SessionTicket::generate());
+    bencher.bench(|| {
+        let value = cookies.find_session(divan::black_box(&headers)).expect("found");
+        SessionTicket::parse(std::str::from_utf8(value).expect("text")).expect("a ticket")
+    });
+}
+
+/// The anti-CSRF check of an API call.
+#[divan::bench]
+fn csrf_check(bencher: divan::Bencher) {
+    let guard = cloakroom::csrf::CsrfGuard::new(http::HeaderName::from_static("x-csrf"), "https://app.example".into());
+    let headers = browser_headers(&SessionTicket::generate());
+    bencher.bench(|| guard.check(divan::black_box(&headers)).expect("passes"));
+}
+
+/// Who the client is (a direct peer, not a trusted proxy).
+#[divan::bench]
+fn client_address(bencher: divan::Bencher) {
+    let headers = browser_headers(&SessionTicket::generate());
+    let peer: std::net::SocketAddr = "203.0.113.7:50000".parse().expect("an address");
+    bencher.bench(|| {
+        cloakroom::forwarded::client_addr(
+            divan::black_box(peer),
+            "https",
+            divan::black_box(&headers),
+            &[],
+            cloakroom::forwarded::ForwardingHeader::XForwardedFor,
+        )
+    });
+}
+
+/// The memory store's read of a sealed record (the session's idle deadline slides).
+#[divan::bench]
+fn memory_store_load(bencher: divan::Bencher) {
+    use cloakroom::session::SessionStore;
+    use cloakroom::session::memory::MemoryStore;
+    let limits = cloakroom::session::StoreLimits {
+        idle_timeout: std::time::Duration::from_secs(1800),
+        absolute_timeout: std::time::Duration::from_secs(43_200),
+        max_sessions: 1_000_000,
+        max_pending_logins: 1000,
+        login_timeout: std::time::Duration::from_secs(600),
+    };
+    let store = MemoryStore::new(limits);
+    let sealer = Sealer::new(config().session.keys);
+    let ticket = SessionTicket::generate();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    let now = 1_800_000_000;
+    runtime.block_on(store.save(ticket.store_key(), sealer.seal_session(&ticket, &session()), now)).expect("saved");
+    let key = ticket.store_key();
+    bencher.bench_local(|| runtime.block_on(store.load(divan::black_box(&key), now)).expect("loads").expect("found"));
+}
+
+/// The `Authorization: Bearer` header made from a JWT-sized access token.
+#[divan::bench]
+fn bearer_header(bencher: divan::Bencher) {
+    let token = session().access_token;
+    bencher.bench(|| {
+        let secret = divan::black_box(&token).secret();
+        let mut value = String::with_capacity(7 + secret.len());
+        value.push_str("Bearer ");
+        value.push_str(secret);
+        HeaderValue::try_from(value).expect("a header value")
+    });
+}
+
+/// What an upstream's answer goes through on the way back.
+#[divan::bench]
+fn rewrite_response_headers(bencher: divan::Bencher) {
+    let cookies = CookiePolicy::new("__Host-Http-cloakroom", cookie::SameSite::Strict);
+    let mut template = HeaderMap::new();
+    template.insert("content-type", HeaderValue::from_static("application/json"));
+    template.insert("content-length", HeaderValue::from_static("72"));
+    template.insert("date", HeaderValue::from_static("Sun, 29 Nov 2026 01:00:00 GMT"));
+    template.insert("set-cookie", HeaderValue::from_static("pref=1; Path=/; Secure"));
+    bencher.with_inputs(|| template.clone()).bench_local_values(|mut headers| {
+        headers::rewrite_response(&mut headers, &cookies, true);
+        headers
+    });
+}
+
+/// A request id for the logs and the upstream, and the request's metrics.
+#[divan::bench]
+fn request_id_and_metrics(bencher: divan::Bencher) {
+    let metrics = cloakroom::metrics::Metrics::new();
+    bencher.bench(|| {
+        let id = cloakroom::telemetry::request_id_from(None);
+        metrics.request("api", 200, std::time::Duration::from_micros(150));
+        id
+    });
+}
