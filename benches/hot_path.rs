@@ -56,6 +56,22 @@ fn open_sealed_session(bencher: divan::Bencher) {
     bencher.bench(|| sealer.open_session(divan::black_box(&ticket), divan::black_box(&sealed)).expect("opens"));
 }
 
+/// The record's decryption alone (key derivation from the ticket's secret, AES-256-GCM), without
+/// decoding: the part of opening a session that the security model fixes (no derived key is
+/// kept between calls).
+#[divan::bench]
+fn decrypt_sealed_record(bencher: divan::Bencher) {
+    use cloakroom::crypto::seal::Purpose;
+    let keys: KeyRing = config().session.keys;
+    let sealer = Sealer::new(keys.clone());
+    let ticket = SessionTicket::generate();
+    let sealed = sealer.seal_session(&ticket, &session()).sealed;
+    let key = ticket.store_key();
+    bencher.bench(|| {
+        keys.open(Purpose::Session, ticket.secret(), key.as_bytes(), divan::black_box(&sealed)).expect("opens")
+    });
+}
+
 /// What a proxied call does: the same record, decoding only the tokens.
 #[divan::bench]
 fn open_sealed_session_tokens(bencher: divan::Bencher) {
