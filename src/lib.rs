@@ -16,7 +16,7 @@
 //!   │             the identity provider                               (oidc/)
 //!   ├─ proxy/   CSRF check → cookie → session → Bearer → upstream    (proxy/, csrf.rs)
 //!   └─ spa      static files, index.html for client-side routes        (spa.rs)
-//!                 session/: cookie.rs → ticket.rs → store (memory.rs, redis.rs)
+//!                 session/: cookie.rs → ticket.rs → store (memory/, redis/); claims.rs
 //!                 tokens.rs: refresh when due, one at a time per session (the store's lease)
 //!                 upstream.rs: the one HTTP client, for upstreams and the provider alike
 //! crypto/       the leaf: sealing (AEAD), random, hashing, the client's signing key

@@ -69,41 +69,33 @@ impl RawClaims {
 /// Calls `member(name, value)` for each member of the object `text`, name without its quotes,
 /// value as its JSON text, while `member` says go on. `false` if `text` is not an object.
 fn members<'a>(text: &'a str, mut member: impl FnMut(&'a str, &'a str) -> bool) -> bool {
-    let mut json = Cursor { text, at: 0 };
-    if !json.eat(b'{') {
-        return false;
-    }
-    if json.eat(b'}') {
-        return json.end();
-    }
-    loop {
+    items(text, b'{', b'}', |json| {
         let Some(name) = json.string().and_then(|quoted| quoted.get(1..quoted.len() - 1)) else { return false };
         let Some(value) = json.eat(b':').then(|| json.value()).flatten() else { return false };
-        if !member(name, value) {
-            return false;
-        }
-        if json.eat(b'}') {
-            return json.end();
-        }
-        if !json.eat(b',') {
-            return false;
-        }
-    }
+        member(name, value)
+    })
 }
 
 /// Calls `element(json)` for each element of the array `text`. `false` if it is not one.
 fn elements<'a>(text: &'a str, mut element: impl FnMut(&'a str)) -> bool {
+    items(text, b'[', b']', |json| json.value().map(&mut element).is_some())
+}
+
+/// The items of the container `text` (`open` … `close`, comma-separated), each read by `item`
+/// from the cursor, while it says go on. `false` if `text` is not such a container.
+fn items<'a>(text: &'a str, open: u8, close: u8, mut item: impl FnMut(&mut Cursor<'a>) -> bool) -> bool {
     let mut json = Cursor { text, at: 0 };
-    if !json.eat(b'[') {
+    if !json.eat(open) {
         return false;
     }
-    if json.eat(b']') {
+    if json.eat(close) {
         return json.end();
     }
     loop {
-        let Some(value) = json.value() else { return false };
-        element(value);
-        if json.eat(b']') {
+        if !item(&mut json) {
+            return false;
+        }
+        if json.eat(close) {
             return json.end();
         }
         if !json.eat(b',') {
