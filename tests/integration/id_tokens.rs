@@ -54,6 +54,8 @@ impl SigningKey {
 struct IssuerState {
     published: Vec<Value>,
     next_id_token: Option<String>,
+    /// What the userinfo endpoint answers (404 when `None`).
+    userinfo: Option<Value>,
 }
 
 struct FakeIssuer {
@@ -66,7 +68,7 @@ impl FakeIssuer {
     async fn start(published: Vec<Value>) -> FakeIssuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(IssuerState { published, next_id_token: None }));
+        let state = Arc::new(Mutex::new(IssuerState { published, ..Default::default() }));
         let jwks_fetches = Arc::new(AtomicUsize::new(0));
         let (s, f, u) = (state.clone(), jwks_fetches.clone(), url.clone());
         tokio::spawn(async move {
@@ -94,6 +96,10 @@ impl FakeIssuer {
     fn issue(&self, id_token: String) {
         self.state.lock().unwrap().next_id_token = Some(id_token);
     }
+
+    fn answer_userinfo(&self, claims: Value) {
+        self.state.lock().unwrap().userinfo = Some(claims);
+    }
 }
 
 fn answer(issuer: &str, state: &Mutex<IssuerState>, fetches: &AtomicUsize, path: &str) -> Response<Body> {
@@ -103,6 +109,7 @@ fn answer(issuer: &str, state: &Mutex<IssuerState>, fetches: &AtomicUsize, path:
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"),
+            "userinfo_endpoint": format!("{issuer}/userinfo"),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
@@ -111,6 +118,10 @@ fn answer(issuer: &str, state: &Mutex<IssuerState>, fetches: &AtomicUsize, path:
             fetches.fetch_add(1, Ordering::SeqCst);
             json!({ "keys": state.lock().unwrap().published })
         }
+        "/userinfo" => match state.lock().unwrap().userinfo.clone() {
+            Some(claims) => claims,
+            None => return Response::builder().status(404).body(full("")).unwrap(),
+        },
         "/token" => json!({
             "access_token": ACCESS_TOKEN,
             "token_type": "Bearer",
@@ -131,9 +142,15 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Harness::start_with_oidc("").await
+    }
+
+    /// With extra `[oidc]` keys.
+    async fn start_with_oidc(oidc_toml: &str) -> Harness {
         let key = SigningKey::generate("key-1");
         let issuer = FakeIssuer::start(vec![key.jwk()]).await;
         let bff = Bff::start_with(BffOptions {
+            oidc_toml: oidc_toml.into(),
             issuer: Some(issuer.url.clone()),
             client: Some(RegisteredClient {
                 client_id: CLIENT_ID.into(),
@@ -205,6 +222,22 @@ async fn a_well_formed_id_token_signs_in() {
     let (reply, mut browser) = h.login_with(|_, _, _| {}).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(h.bff.user(&mut browser).await.json()["claims"]["email"], "alice@example.com");
+}
+
+/// A userinfo answer naming another user than the ID token (issue 15): the sign-in is refused
+/// like a bad ID token, nothing of that answer is kept and no session is made. The control: the
+/// same user's answer signs in with its claims joined.
+#[tokio::test]
+async fn a_userinfo_answer_for_another_user_refuses_the_sign_in() {
+    let h = Harness::start_with_oidc("userinfo = true\n").await;
+    h.issuer.answer_userinfo(json!({"sub": "mallory", "groups": ["admins"]}));
+    let (reply, browser) = h.login_with(|_, _, _| {}).await;
+    assert_refused(&h, &reply, &browser, "userinfo for another user").await;
+    h.issuer.answer_userinfo(json!({"sub": "alice", "groups": ["staff"]}));
+    let (reply, mut browser) = h.login_with(|_, _, _| {}).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let user = h.bff.user(&mut browser).await.json();
+    assert_eq!((user["claims"]["sub"].as_str(), user["claims"]["groups"].clone()), (Some("alice"), json!(["staff"])));
 }
 
 #[tokio::test]
