@@ -53,3 +53,26 @@ async fn with_userinfo_its_claims_join_the_session_and_the_page_sees_only_the_al
     bff.clock.advance(290);
     assert_eq!(browser.get(&bff.url("/admin/x"), &[CSRF]).await.status, 200, "the groups were lost on refresh");
 }
+
+/// `oidc.userinfo_interval` (issue 15, item 8): a refresh fetches the userinfo claims again only
+/// once the interval has passed since the last fetch, counted at the provider.
+#[tokio::test]
+async fn a_refresh_fetches_userinfo_again_only_after_the_interval() {
+    let bff = Bff::start_with(options("userinfo = true\nuserinfo_interval = \"20m\"")).await;
+    let issuer = userinfo_provider().issuer.clone();
+    let mut browser = Browser::new();
+    assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200);
+    assert_eq!(userinfo_answers(&issuer, &bff.client).await, 1, "fetched at sign-in");
+    // A refresh (the access token lives 300 s) within the interval: no new fetch.
+    bff.clock.advance(290);
+    assert_eq!(browser.get(&bff.url("/admin/x"), &[CSRF]).await.status, 200);
+    assert_eq!(refreshes_granted(&issuer, &bff.client).await, 1);
+    assert_eq!(userinfo_answers(&issuer, &bff.client).await, 1, "fetched again within the interval");
+    // Refreshes until the interval has passed: then exactly one more fetch, and the groups stay.
+    for _ in 0..4 {
+        bff.clock.advance(290);
+        assert_eq!(browser.get(&bff.url("/admin/x"), &[CSRF]).await.status, 200);
+    }
+    assert_eq!(refreshes_granted(&issuer, &bff.client).await, 5);
+    assert_eq!(userinfo_answers(&issuer, &bff.client).await, 2, "not fetched again after the interval");
+}

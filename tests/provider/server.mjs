@@ -182,6 +182,14 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = process.env.ISSUER || `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const provider = new Provider(issuer, configuration);
+  // Userinfo answers, counted per client (oidc-provider emits no event of its own for them);
+  // a middleware must be in place before the callback is made.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'userinfo' && ctx.status === 200) {
+      events.push({ type: 'userinfo', clientId: ctx.oidc.client?.clientId });
+    }
+  });
   const callback = provider.callback();
 
   // Test-only observation: what the provider issued and revoked, so tests can check at the

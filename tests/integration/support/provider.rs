@@ -174,6 +174,15 @@ pub async fn tokens_issued(issuer: &str, client: &RegisteredClient) -> Vec<Strin
         .collect()
 }
 
+/// How many times the provider's userinfo endpoint answered `client`.
+pub async fn userinfo_answers(issuer: &str, client: &RegisteredClient) -> usize {
+    provider_events(issuer)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "userinfo" && e["clientId"] == client.client_id.as_str())
+        .count()
+}
+
 /// How many refresh-token grants the provider granted to `client`.
 pub async fn refreshes_granted(issuer: &str, client: &RegisteredClient) -> usize {
     grants(issuer, client, "refresh_token").await
