@@ -78,43 +78,39 @@ mod tests {
         RouteRules { rules: rules.collect(), matching, claims }
     }
 
-    fn list(values: &[Value]) -> Vec<Value> {
-        values.to_vec()
-    }
-
     #[test]
     fn each_test_on_string_array_boolean_and_number_claims() {
         let c = claims();
         let one = |claim: &str, test: ClaimTest| permits(&rules(RulesMatch::All, &[(claim, test)]), Some(&c), None);
-        assert!(one("groups", ClaimTest::ContainsAny(list(&[json!("admins"), json!("ops")]))));
-        assert!(!one("groups", ClaimTest::ContainsAny(list(&[json!("ops")]))));
-        assert!(one("groups", ClaimTest::ContainsAll(list(&[json!("staff"), json!("admins")]))));
-        assert!(!one("groups", ClaimTest::ContainsAll(list(&[json!("staff"), json!("ops")]))));
+        assert!(one("groups", ClaimTest::ContainsAny(vec![json!("admins"), json!("ops")])));
+        assert!(!one("groups", ClaimTest::ContainsAny(vec![json!("ops")])));
+        assert!(one("groups", ClaimTest::ContainsAll(vec![json!("staff"), json!("admins")])));
+        assert!(!one("groups", ClaimTest::ContainsAll(vec![json!("staff"), json!("ops")])));
         assert!(one("groups", ClaimTest::Equals(json!("admins"))), "an array claim holding it");
         assert!(one("email_verified", ClaimTest::Equals(json!(true))));
         assert!(!one("email_verified", ClaimTest::Equals(json!("true"))), "types are not coerced");
-        assert!(one("dept", ClaimTest::ContainsAny(list(&[json!("sales"), json!("ops")]))));
-        assert!(one("dept", ClaimTest::ContainsAll(list(&[json!("sales")]))), "a single value: the only one");
-        assert!(!one("dept", ClaimTest::ContainsAll(list(&[json!("sales"), json!("ops")]))));
+        assert!(one("dept", ClaimTest::ContainsAny(vec![json!("sales"), json!("ops")])));
+        assert!(one("dept", ClaimTest::ContainsAll(vec![json!("sales")])), "a single value: the only one");
+        assert!(!one("dept", ClaimTest::ContainsAll(vec![json!("sales"), json!("ops")])));
         assert!(one("level", ClaimTest::Equals(json!(3))));
         assert!(!one("level", ClaimTest::Equals(json!(3.0))), "3.0 is not the integer 3");
-        assert!(!one("missing", ClaimTest::ContainsAny(list(&[json!("x")]))), "a missing claim holds nothing");
-        assert!(!one("Groups", ClaimTest::ContainsAny(list(&[json!("admins")]))), "names are exact");
+        assert!(!one("missing", ClaimTest::ContainsAny(vec![json!("x")])), "a missing claim holds nothing");
+        assert!(!one("Groups", ClaimTest::ContainsAny(vec![json!("admins")])), "names are exact");
     }
 
     #[test]
     fn all_or_any() {
         let c = claims();
         let pair = [
-            ("groups", ClaimTest::ContainsAny(list(&[json!("admins")]))),
+            ("groups", ClaimTest::ContainsAny(vec![json!("admins")])),
             ("dept", ClaimTest::Equals(json!("engineering"))),
         ];
         assert!(!permits(&rules(RulesMatch::All, &pair), Some(&c), None));
         assert!(permits(&rules(RulesMatch::Any, &pair), Some(&c), None));
         assert!(permits(&rules(RulesMatch::All, &[]), Some(&c), None), "no rule, no refusal");
         let same_claim_twice = [
-            ("groups", ClaimTest::ContainsAny(list(&[json!("admins")]))),
-            ("groups", ClaimTest::ContainsAll(list(&[json!("staff"), json!("ops")]))),
+            ("groups", ClaimTest::ContainsAny(vec![json!("admins")])),
+            ("groups", ClaimTest::ContainsAll(vec![json!("staff"), json!("ops")])),
         ];
         assert!(!permits(&rules(RulesMatch::All, &same_claim_twice), Some(&c), None));
         assert!(permits(&rules(RulesMatch::Any, &same_claim_twice), Some(&c), None));
@@ -163,11 +159,11 @@ mod tests {
         let every = rules(
             RulesMatch::All,
             &[
-                ("groups", ClaimTest::ContainsAll(list(&[json!("staff"), json!("CORP\\x \"quoted\"")]))),
+                ("groups", ClaimTest::ContainsAll(vec![json!("staff"), json!("CORP\\x \"quoted\"")])),
                 ("name", ClaimTest::Equals(json!("Älice \u{1}"))),
                 ("email_verified", ClaimTest::Equals(json!(true))),
-                ("level", ClaimTest::ContainsAny(list(&[json!(3.5), json!(-1)]))),
-                ("scope", ClaimTest::ContainsAll(list(&[json!("api:read")]))),
+                ("level", ClaimTest::ContainsAny(vec![json!(3.5), json!(-1)])),
+                ("scope", ClaimTest::ContainsAll(vec![json!("api:read")])),
             ],
         );
         let mut admitted = false;
