@@ -125,9 +125,17 @@ try {
     const ask = page.getByText('wishes you to close the current session');
     await ask.or(signedOut).first().waitFor();
     if (!(await signedOut.isVisible())) {
-      const ended = page.waitForResponse((r) => r.url().includes('/api/oidc/session/') && r.request().method() === 'DELETE');
-      await page.evaluate(() => [...document.querySelectorAll('button')].find((b) => b.textContent.trim() === 'Logout').click());
-      record.providerSessionEnded = (await ended).status();
+      // The page may render its button before its handler is ready (seen once in CI: a click
+      // that sent nothing): click again until the DELETE goes out, a few times at most.
+      const isEnd = (r) => r.url().includes('/api/oidc/session/') && r.request().method() === 'DELETE';
+      let ended;
+      for (let attempt = 0; attempt < 5 && !ended; attempt += 1) {
+        const deleted = page.waitForResponse(isEnd, { timeout: 6000 }).catch(() => undefined);
+        await page.evaluate(() => [...document.querySelectorAll('button')].find((b) => b.textContent.trim() === 'Logout').click());
+        ended = await deleted;
+      }
+      if (!ended) throw new Error('glewlwyd never ended its session after five clicks on Logout');
+      record.providerSessionEnded = ended.status();
       // glewlwyd 2.7 keeps the user on its own page after that (it drops post_logout_redirect_uri
       // on the way to it): the user comes back to the app by hand.
       await page.goto(`${origin}/`);
