@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RELEASE = Path(os.environ.get("BENCH_RELEASE_DIR", ROOT / "target/release"))
 BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -255,7 +256,7 @@ class Provider:
 class Upstream:
     def __init__(self, processes):
         self.port = free_port()
-        binary = ROOT / "target/release/examples/bench-upstream"
+        binary = RELEASE / "examples/bench-upstream"
         self.process = processes.start("upstream", [str(binary), f"127.0.0.1:{self.port}"])
         wait_for_port(self.port, self.process, "the upstream")
 
@@ -297,7 +298,7 @@ http {{
 
 def start_bare_proxy(processes, upstream):
     port = free_port()
-    binary = ROOT / "target/release/examples/bench-bare-proxy"
+    binary = RELEASE / "examples/bench-bare-proxy"
     process = processes.start("bare-proxy", [str(binary), f"127.0.0.1:{port}", f"http://127.0.0.1:{upstream.port}"])
     wait_for_port(port, process, "the bare hyper proxy")
     return process, port
@@ -335,7 +336,7 @@ prefix = "/api/"
 upstream = "http://127.0.0.1:{upstream.port}/api/"
 token = "user"
 {ruled_routes(upstream)}""")
-    process = processes.start(name, [str(ROOT / "target/release/cloakroom"), "--config", str(conf)])
+    process = processes.start(name, [str(RELEASE / "cloakroom"), "--config", str(conf)])
     wait_for_port(port, process, name)
     # Ready once it has the provider's metadata: sign-ins before that are refused (502).
     deadline = time.monotonic() + 30

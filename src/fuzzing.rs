@@ -322,3 +322,86 @@ pub fn claims(data: &[u8]) {
         }
     }
 }
+
+/// A session record's JSON as the API proxy reads it in place ([`crate::session::record`])
+/// against `serde_json`'s decoding of the whole: whenever both read a text, they read the same
+/// fields; a record as cloakroom writes it (any session `serde_json` can decode, written again)
+/// is read in place unless its token has an escape; and nothing panics.
+pub fn record(data: &[u8]) {
+    use crate::session::claims::RawClaims;
+    use crate::session::{Session, SessionTokens, record};
+    use serde::de::IgnoredAny;
+    /// The fields the view reads (a part it does not want is not compared: it is never read).
+    fn same<C, S>(fast: &SessionTokens<C, S>, whole: &SessionTokens<C, S>, text: &[u8])
+    where
+        C: record::Part + std::fmt::Debug,
+        S: record::Part + std::fmt::Debug,
+    {
+        let view = |t: &SessionTokens<C, S>| {
+            let resources: Vec<_> = t
+                .resource_tokens
+                .iter()
+                .map(|(name, token)| (name.clone(), token.access_token.secret().clone(), token.expires_at))
+                .collect();
+            let claims = if C::WANTED { format!("{:?}", t.claims) } else { String::new() };
+            let scope = if S::WANTED { format!("{:?}", t.scope) } else { String::new() };
+            let token = t.access_token.secret().clone();
+            (token, t.access_token_expires_at, t.can_refresh(), resources, t.expires_at, claims, scope)
+        };
+        assert_eq!(view(fast), view(whole), "{}", String::from_utf8_lossy(text));
+    }
+    /// The top-level names of a JSON object, in order (`None`: not an object).
+    fn names(text: &[u8]) -> Option<Vec<String>> {
+        struct Names(Vec<String>);
+        impl<'de> serde::Deserialize<'de> for Names {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = Names;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Names, A::Error> {
+                        let mut names = Vec::new();
+                        while let Some((name, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
+                            names.push(name);
+                        }
+                        Ok(Names(names))
+                    }
+                }
+                d.deserialize_map(Visit)
+            }
+        }
+        serde_json::from_slice::<Names>(text).ok().map(|n| n.0)
+    }
+    fn both<C: record::Part + std::fmt::Debug, S: record::Part + std::fmt::Debug>(text: &[u8], written: bool) {
+        let fast = record::tokens::<C, S>(text);
+        let whole = serde_json::from_slice::<SessionTokens<C, S>>(text).ok();
+        // The reading in place trusts an ordered record's order (it stops early); it agrees
+        // with the whole decoding on every text whose known names come in that order, once each.
+        let ranks: Vec<usize> = names(text)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| record::ORDER.iter().position(|known| known == name))
+            .collect();
+        let in_order = ranks.windows(2).all(|pair| pair[0] < pair[1]);
+        if let (Some(fast), Some(whole), true) = (&fast, &whole, in_order) {
+            same(fast, whole, text);
+        }
+        if written {
+            let whole = whole.expect("a written record decodes");
+            if !whole.access_token.secret().contains(['"', '\\'])
+                && !whole.access_token.secret().chars().any(char::is_control)
+            {
+                same(&fast.expect("a written record is read in place"), &whole, text);
+            }
+        }
+    }
+    both::<IgnoredAny, IgnoredAny>(data, false);
+    both::<RawClaims, String>(data, false);
+    if let Ok(session) = serde_json::from_slice::<Session>(data) {
+        let written = serde_json::to_vec(&session).expect("a session always serializes");
+        both::<IgnoredAny, IgnoredAny>(&written, true);
+        both::<RawClaims, String>(&written, true);
+    }
+}

@@ -24,6 +24,11 @@ pub enum Found {
 }
 
 impl RawClaims {
+    /// The claims' JSON text, as the record holds it.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
     #[cfg(test)]
     pub fn of(value: &serde_json::Value) -> Self {
         Self::text(&value.to_string())

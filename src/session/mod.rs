@@ -7,6 +7,7 @@
 pub mod claims;
 pub mod cookie;
 pub mod memory;
+pub mod record;
 pub mod redis;
 mod sessions;
 pub mod store;
@@ -28,39 +29,44 @@ pub use ticket::{SessionTicket, StoreKey};
 ///
 /// Stored as JSON with short field names, and absent fields left out: every byte is held per
 /// session (BENCHMARKS.md). The aliases read records written with the long names before.
+///
+/// The fields are declared in the order they are written, and the order matters: what every
+/// proxied call reads comes first, then what routes with rules add, then the rest, so that the
+/// proxy's reading ([`record::tokens`]) stops early. Keep new fields after `c` unless every call
+/// needs them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
-    pub sub: String,
-    /// The provider's session id (`sid` claim), when it sends one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-    /// Verified ID-token claims, minus protocol fields (see `oidc::user_claims`).
-    #[serde(rename = "c", alias = "claims")]
-    pub claims: serde_json::Map<String, serde_json::Value>,
-    #[serde(rename = "at", alias = "access_token")]
-    pub access_token: AccessToken,
+    /// Unix seconds: the absolute timeout; never extended. First: it marks an ordered record.
+    #[serde(rename = "ea", alias = "expires_at")]
+    pub expires_at: u64,
     /// Unix seconds; `None` when the provider said nothing about expiry.
     #[serde(rename = "ate", alias = "access_token_expires_at", skip_serializing_if = "Option::is_none")]
     pub access_token_expires_at: Option<u64>,
+    #[serde(rename = "at", alias = "access_token")]
+    pub access_token: AccessToken,
     #[serde(rename = "rt", alias = "refresh_token", skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<RefreshToken>,
-    /// The scope granted to `access_token` (space-separated), for routes' scope rules; `None`
-    /// in records from before it was kept: scope rules then admit nothing until a sign-in.
-    #[serde(rename = "sc", default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// Kept only when `oidc.logout_id_token_hint` is on.
-    #[serde(rename = "it", alias = "id_token", skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<Secret>,
     /// RFC 8707: tokens for routes naming a `resource`, by resource, obtained with the refresh
     /// token so that each API only ever sees a token meant for it.
     #[serde(rename = "rs", alias = "resource_tokens", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resource_tokens: BTreeMap<String, ResourceToken>,
+    /// The scope granted to `access_token` (space-separated), for routes' scope rules; `None`
+    /// in records from before it was kept: scope rules then admit nothing until a sign-in.
+    #[serde(rename = "sc", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Verified ID-token claims, minus protocol fields (see `oidc::user_claims`).
+    #[serde(rename = "c", alias = "claims")]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub sub: String,
+    /// The provider's session id (`sid` claim), when it sends one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Kept only when `oidc.logout_id_token_hint` is on.
+    #[serde(rename = "it", alias = "id_token", skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
     /// Unix seconds.
     #[serde(rename = "ca", alias = "created_at")]
     pub created_at: u64,
-    /// Unix seconds: the absolute timeout; never extended.
-    #[serde(rename = "ea", alias = "expires_at")]
-    pub expires_at: u64,
     /// How the user's session list names this session: random, not ticket material.
     #[serde(rename = "li", alias = "listing_id", default)]
     pub listing_id: String,
@@ -129,6 +135,11 @@ impl<C, S> SessionTokens<C, S> {
 pub trait SessionView: serde::de::DeserializeOwned {
     /// Unix seconds: the absolute timeout.
     fn expires_at(&self) -> u64;
+
+    /// Decodes an opened record's JSON text.
+    fn decode(text: &[u8]) -> Option<Self> {
+        serde_json::from_slice(text).ok()
+    }
 }
 
 impl SessionView for Session {
@@ -137,9 +148,14 @@ impl SessionView for Session {
     }
 }
 
-impl<C: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned> SessionView for SessionTokens<C, S> {
+impl<C: record::Part, S: record::Part> SessionView for SessionTokens<C, S> {
     fn expires_at(&self) -> u64 {
         self.expires_at
+    }
+
+    /// Read in place when it can be ([`record::tokens`]), decoded whole otherwise.
+    fn decode(text: &[u8]) -> Option<Self> {
+        record::tokens(text).or_else(|| serde_json::from_slice(text).ok())
     }
 }
 
@@ -338,7 +354,7 @@ impl Sealer {
     pub fn open_session_as<S: SessionView>(&self, ticket: &SessionTicket, sealed: &[u8]) -> Option<S> {
         let key = ticket.store_key();
         let plaintext = self.keys.open(Purpose::Session, ticket.secret(), key.as_bytes(), sealed).ok()?;
-        serde_json::from_slice(&plaintext).ok()
+        S::decode(&plaintext)
     }
 
     /// A pending login sealed for its login cookie, bound to its `state` (by `key`).
@@ -466,6 +482,19 @@ mod tests {
             !json.contains(":null") && !json.contains("\"rs\"") && !json.contains("\"rt\"") && !json.contains("\"sc\""),
             "{json}"
         );
+        // A record as cloakroom writes it is read in place, and reads the same as decoded whole.
+        let mut plain = session(true);
+        plain.access_token = AccessToken::new("eyJ.plain.sig".into());
+        let text = serde_json::to_vec(&plain).unwrap();
+        assert!(text.starts_with(b"{\"ea\":"), "the hot fields come first");
+        let fast: SessionTokens<claims::RawClaims, String> = record::tokens(&text).expect("read in place");
+        let whole: SessionTokens<claims::RawClaims, String> = serde_json::from_slice(&text).unwrap();
+        assert_eq!(fast.access_token.secret(), whole.access_token.secret());
+        assert_eq!((fast.expires_at, fast.access_token_expires_at), (whole.expires_at, whole.access_token_expires_at));
+        assert_eq!((fast.can_refresh(), fast.scope.as_deref()), (whole.can_refresh(), whole.scope.as_deref()));
+        assert_eq!(fast.claims.map(|c| c.json().to_string()), whole.claims.map(|c| c.json().to_string()));
+        assert_eq!(fast.resource_tokens["urn:orders"].access_token.secret(), "orders-token");
+        assert!(record::tokens::<serde::de::IgnoredAny, serde::de::IgnoredAny>(&text).is_some());
         // The same refusals as the whole session: another ticket opens nothing.
         let sealed = sealer.seal_session(&ticket, &session(true)).sealed;
         assert!(sealer.open_session_as::<SessionTokens>(&SessionTicket::generate(), &sealed).is_none());

@@ -36,12 +36,14 @@ impl fmt::Debug for StoreKey {
 pub struct SessionTicket {
     id: [u8; 32],
     secret: [u8; 32],
+    /// `SHA-256(id)`, hashed once: a call asks for it more than once (store, seal, locks).
+    key: StoreKey,
 }
 
 impl SessionTicket {
     /// A fresh ticket: 256 bits of id and 256 bits of secret from the OS CSPRNG.
     pub fn generate() -> Self {
-        Self { id: random_bytes(), secret: random_bytes() }
+        Self::new(random_bytes(), random_bytes())
     }
 
     /// Strict: exactly 86 base64url characters, nothing else. Anything else is "no session".
@@ -58,7 +60,11 @@ impl SessionTicket {
         let mut secret = [0u8; 32];
         id.copy_from_slice(&bytes[..32]);
         secret.copy_from_slice(&bytes[32..]);
-        Some(Self { id, secret })
+        Some(Self::new(id, secret))
+    }
+
+    fn new(id: [u8; 32], secret: [u8; 32]) -> Self {
+        Self { id, secret, key: StoreKey(sha256(&id)) }
     }
 
     pub fn encode(&self) -> String {
@@ -69,7 +75,7 @@ impl SessionTicket {
     }
 
     pub fn store_key(&self) -> StoreKey {
-        StoreKey(sha256(&self.id))
+        self.key
     }
 
     pub fn secret(&self) -> &[u8] {
