@@ -84,8 +84,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     let client_slots = crate::client_slots::ClientSlots::new(server.max_connections_per_client);
-    let (draining, drain) = watch::channel(false);
-    let (leaving, leave) = watch::channel(false);
+    let (phase, phases) = watch::channel(Phase::Serving);
     // Shutdown, step one: readiness turns false while new connections are still served for
     // `shutdown_delay`, so load balancers polling /readyz stop sending before the door closes.
     // Meanwhile keep-alive clients are asked to leave: `Connection: close` on HTTP/1.1 answers
@@ -94,7 +93,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     let stop_accepting = async {
         shutdown.await;
         app.begin_shutdown();
-        let _ = leaving.send(true);
+        let _ = phase.send(Phase::Leaving);
         tracing::info!(?delay, "shutting down: not ready; still accepting until the delay ends (signal again to skip)");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -130,7 +129,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
         };
         let _ = stream.set_nodelay(true);
         let connection =
-            Connection { app: app.clone(), builder: builder.clone(), peer, drain: drain.clone(), leave: leave.clone() };
+            Connection { app: app.clone(), builder: builder.clone(), peer, phase: phases.clone() };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
@@ -152,7 +151,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     // Step two: no new connections; step three: what is in flight finishes, up to the deadline.
     app.begin_shutdown();
     drop(listeners.main);
-    let _ = draining.send(true);
+    let _ = phase.send(Phase::Draining);
     let deadline = app.config.server.shutdown_timeout;
     if tokio::time::timeout(deadline, slots.acquire_many(max_connections)).await.is_err() {
         tracing::warn!(?deadline, "shutdown deadline reached with requests still in flight");
@@ -160,15 +159,27 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     admin.abort();
 }
 
+/// Where the server is in its life, as its connections see it (one channel, so that a
+/// connection waits on one thing besides its client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Shutdown has begun: HTTP/2 clients get a GOAWAY (HTTP/1.1 ones `Connection: close`).
+    Leaving,
+    /// The server drains: finish what is in flight, take nothing new.
+    Draining,
+}
+
+/// How often, per idle period, a connection looks at whether it moved bytes: it is closed
+/// between one and 1 + 1/`CHECKS_PER_IDLE_PERIOD` idle periods after it last did.
+const CHECKS_PER_IDLE_PERIOD: u32 = 4;
+
 /// One accepted connection on the main listener.
 struct Connection {
     app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     peer: SocketAddr,
-    /// Turns true when the server drains: finish what is in flight, take nothing new.
-    drain: watch::Receiver<bool>,
-    /// Turns true when shutdown begins: HTTP/2 clients get a GOAWAY.
-    leave: watch::Receiver<bool>,
+    phase: watch::Receiver<Phase>,
 }
 
 impl Connection {
@@ -193,15 +204,18 @@ impl Connection {
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
         let idle_timeout = self.app.config.server.idle_timeout;
-        let mut closing = *self.drain.borrow();
+        let mut closing = *self.phase.borrow() == Phase::Draining;
         if closing {
             connection.as_mut().graceful_shutdown();
         }
         // After an idle close is asked for, a client gets one more idle period to take its leave
         // (an HTTP/2 client must acknowledge GOAWAY); one that does not is cut off.
         let mut cut_off_at: Option<Instant> = None;
-        let mut asked_to_leave = false;
-        let mut next_check = activity.idle_deadline(idle_timeout);
+        // Idle is judged by sampling: the I/O counts what moved, and every check compares the
+        // count with the last (no clock read per read or write on the request path).
+        let check_every = (idle_timeout / CHECKS_PER_IDLE_PERIOD).max(Duration::from_millis(1));
+        let mut next_check = Instant::now() + check_every;
+        let (mut seen, mut quiet_since) = (activity.moves(), Instant::now());
         loop {
             tokio::select! {
                 result = connection.as_mut() => {
@@ -210,35 +224,37 @@ impl Connection {
                     }
                     return;
                 }
-                _ = self.drain.changed(), if !closing => {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                // An HTTP/2 client is told to go (GOAWAY) as the delay begins: in-flight streams
-                // finish, new ones go to a new connection. An HTTP/1.1 connection is left open:
-                // closing it while idle would race a request the client is sending on it.
-                _ = self.leave.changed(), if !closing && !asked_to_leave => {
-                    asked_to_leave = true;
-                    if activity.is_http2() {
+                // Draining: finish what is in flight, take nothing new. Leaving: an HTTP/2
+                // client is told to go (GOAWAY) as the delay begins: in-flight streams finish,
+                // new ones go to a new connection. An HTTP/1.1 connection is left open: closing
+                // it while idle would race a request the client is sending on it.
+                _ = self.phase.changed(), if !closing => {
+                    let phase = *self.phase.borrow_and_update();
+                    if phase == Phase::Draining || (phase == Phase::Leaving && activity.is_http2()) {
                         closing = true;
                         connection.as_mut().graceful_shutdown();
                     }
                 }
                 () = tokio::time::sleep_until(next_check), if !closing => {
-                    if activity.is_idle(idle_timeout) {
+                    let now = Instant::now();
+                    let moves = activity.moves();
+                    if moves != seen {
+                        // Bytes moved since the last check: quiet at most since now.
+                        (seen, quiet_since) = (moves, now);
+                    }
+                    let quiet_for_a_period = now.duration_since(quiet_since) >= idle_timeout;
+                    if quiet_for_a_period && activity.in_flight() == 0 {
                         tracing::debug!(%peer, "closing an idle connection");
                         closing = true;
-                        cut_off_at = Some(Instant::now() + idle_timeout);
+                        cut_off_at = Some(now + idle_timeout);
                         connection.as_mut().graceful_shutdown();
-                    } else if activity.is_stalled_writer(idle_timeout) {
+                    } else if quiet_for_a_period && activity.is_write_blocked() {
                         // An answer is waiting to be written and the client has taken nothing
                         // for a whole idle period: it holds buffers and an upstream connection.
                         tracing::debug!(%peer, "cutting off a client that stopped reading");
                         return;
-                    } else {
-                        // Busy (waiting on an upstream, or moving bytes): look again later.
-                        next_check = activity.idle_deadline(idle_timeout).max(Instant::now() + idle_timeout);
                     }
+                    next_check = now + check_every;
                 }
                 () = tokio::time::sleep_until(cut_off_at.unwrap_or_else(Instant::now)), if cut_off_at.is_some() => {
                     tracing::debug!(%peer, "cutting off an idle connection that did not close");
@@ -249,11 +265,11 @@ impl Connection {
     }
 }
 
-/// When a connection last moved bytes, how many requests it has in flight, and whether it
+/// What a connection's I/O has moved, how many requests it has in flight, and whether it
 /// speaks HTTP/2.
 struct Activity {
-    opened: Instant,
-    last_ms: AtomicU64,
+    /// Reads and writes that moved bytes, and requests finished, counted.
+    moves: AtomicU64,
     in_flight: AtomicUsize,
     http2: std::sync::atomic::AtomicBool,
     /// The last write found the client's socket full (the client is not reading).
@@ -264,7 +280,7 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.moved();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -272,17 +288,19 @@ impl Drop for InFlight {
 impl Activity {
     fn new() -> Self {
         Self {
-            opened: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             http2: std::sync::atomic::AtomicBool::new(false),
             write_blocked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn touch(&self) {
-        let elapsed = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(elapsed, Ordering::Relaxed);
+    fn moved(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Relaxed)
     }
 
     fn begin_request(self: &Arc<Self>, version: http::Version) -> InFlight {
@@ -297,31 +315,25 @@ impl Activity {
         self.http2.load(Ordering::Relaxed)
     }
 
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// An answer in flight and its last write found the client's socket full.
+    fn is_write_blocked(&self) -> bool {
+        self.in_flight() > 0 && self.write_blocked.load(Ordering::Relaxed)
+    }
+
     /// A write result: whether the client's socket took bytes or was full.
     fn wrote<T>(&self, result: &Poll<std::io::Result<T>>, progressed: bool) {
         match result {
             Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
             Poll::Ready(Ok(_)) if progressed => {
                 self.write_blocked.store(false, Ordering::Relaxed);
-                self.touch();
+                self.moved();
             }
             Poll::Ready(_) => {}
         }
-    }
-
-    /// An answer in flight, its writes blocked, and no byte moved for `idle_timeout`.
-    fn is_stalled_writer(&self, idle_timeout: Duration) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
-            && self.write_blocked.load(Ordering::Relaxed)
-            && Instant::now() >= self.idle_deadline(idle_timeout)
-    }
-
-    fn idle_deadline(&self, idle_timeout: Duration) -> Instant {
-        self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle_timeout
-    }
-
-    fn is_idle(&self, idle_timeout: Duration) -> bool {
-        self.in_flight.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle_timeout)
     }
 }
 
@@ -336,7 +348,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.moved();
         }
         result
     }

@@ -112,10 +112,23 @@ fn remove_present<const N: usize>(headers: &mut HeaderMap, names: &[HeaderName; 
 /// rewritten with cookies of the app's beside ours.
 pub fn strip_own_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
     let mut values = headers.get_all(header::COOKIE).iter();
-    match (values.next(), values.next()) {
+    let one_header = match (values.next(), values.next()) {
         (None, _) => return,
-        (Some(_), None) if !cookie::pairs(headers).any(|pair| cookies.may_hold_own(pair)) => return,
-        _ => {}
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let (mut pairs, mut own) = (0usize, 0usize);
+    for pair in cookie::pairs(headers) {
+        pairs += 1;
+        own += usize::from(cookies.may_hold_own(pair));
+    }
+    if own == 0 && one_header {
+        return;
+    }
+    if own == pairs {
+        // Only ours (the usual call from the SPA): nothing to keep, nothing to join.
+        headers.remove(header::COOKIE);
+        return;
     }
     let mut kept: Vec<u8> = Vec::new();
     for pair in cookie::pairs(headers).filter(|pair| !cookies.may_hold_own(pair)) {
