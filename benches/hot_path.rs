@@ -125,7 +125,7 @@ fn rewrite_request_headers(bencher: divan::Bencher) {
     template.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
     template.insert("accept", HeaderValue::from_static("application/json"));
     let public_host = HeaderValue::from_static("app.example");
-    let upstream: http::uri::Authority = "127.0.0.1:9000".parse().expect("an authority");
+    let upstream = HeaderValue::from_static("127.0.0.1:9000");
     bencher.with_inputs(|| template.clone()).bench_local_values(|mut headers| {
         headers::rewrite_request(
             &mut headers,
@@ -164,15 +164,30 @@ fn browser_headers(ticket: &SessionTicket) -> HeaderMap {
     headers
 }
 
+/// The cookie policy as configured by default: the session cookie's name and the one earlier
+/// versions used.
+fn default_cookies() -> CookiePolicy {
+    let session = config().session;
+    CookiePolicy::new(&session.cookie_name, session.same_site).with_legacy_names(&session.legacy_cookie_names)
+}
+
 /// Finding the session cookie's value among the request's cookies, and the ticket in it.
 #[divan::bench]
 fn find_session_cookie(bencher: divan::Bencher) {
-    let cookies = CookiePolicy::new("__Host-Http-cloakroom", cookie::SameSite::Strict);
+    let cookies = default_cookies();
     let headers = browser_headers(&SessionTicket::generate());
     bencher.bench(|| {
         let value = cookies.find_session(divan::black_box(&headers)).expect("found");
         SessionTicket::parse(std::str::from_utf8(value).expect("text")).expect("a ticket")
     });
+}
+
+/// Whether a request carries the session cookie under an earlier name (every request asks).
+#[divan::bench]
+fn cookie_migration_check(bencher: divan::Bencher) {
+    let cookies = default_cookies();
+    let headers = browser_headers(&SessionTicket::generate());
+    bencher.bench(|| assert!(cookies.migration(divan::black_box(&headers)).is_none()));
 }
 
 /// The anti-CSRF check of an API call.

@@ -54,15 +54,18 @@ impl App {
         let upstreams = config
             .routes
             .iter()
-            .map(|r| Upstream {
-                client: HttpClient::with_tls(r.connect_timeout, r.tls.clone()),
-                metrics: metrics.upstream(&r.prefix),
+            .map(|r| {
+                let client = HttpClient::with_tls(r.connect_timeout, r.tls.clone());
+                Upstream::new(client, metrics.upstream(&r.prefix), &r.upstream_authority)
             })
             .collect();
         let spa = config.spa.as_ref().map(|s| Spa::new(s.dir.clone(), s.content_security_policy.clone()));
-        let dev_server = config.spa_dev_server.as_ref().map(|_| Upstream {
-            client: HttpClient::new(std::time::Duration::from_secs(5)),
-            metrics: metrics.upstream("spa-dev-server"),
+        let dev_server = config.spa_dev_server.as_ref().map(|(_, authority)| {
+            Upstream::new(
+                HttpClient::new(std::time::Duration::from_secs(5)),
+                metrics.upstream("spa-dev-server"),
+                authority,
+            )
         });
         let csrf = CsrfGuard::new(config.csrf.header.clone(), config.server.public_origin.clone());
         Ok(Self {

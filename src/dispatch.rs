@@ -37,9 +37,10 @@ pub async fn handle(
     let request_id_text = request_id.to_str().unwrap_or_default();
     let method = request.method().clone();
     let http1 = request.version() == http::Version::HTTP_11;
-    let uri = request.uri().clone(); // shares its bytes: the access log's path, no copy
-    let path = uri.path();
-    let route = app.router.route(path);
+    let route = app.router.route(request.uri().path());
+    // The access log's path, kept only when the log is on (a clone shares the bytes).
+    let logged_uri =
+        tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| request.uri().clone());
     let refusal = refuse_malformed(&request);
     // A session cookie under the name an earlier version used moves to the current one.
     let migration = app.sessions.cookies().migration(request.headers());
@@ -66,7 +67,6 @@ pub async fn handle(
     if let Some(migration) = migration {
         migration.apply(&mut response, app.sessions.cookies());
     }
-    response.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     // Shutting down: each HTTP/1.1 keep-alive client learns it with its next answer and
     // leaves, instead of finding its pooled connection closed under a request later.
     // (HTTP/2 clients get a GOAWAY from the connection itself; an upgrade keeps its headers.)
@@ -82,16 +82,19 @@ pub async fn handle(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.request(label, status, elapsed);
-    tracing::info!(
-        target: "cloakroom::access",
-        id = %request_id_text,
-        client = %client.ip_text(),
-        method = %method,
-        path = %path,
-        route = label,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-    );
+    if let Some(uri) = logged_uri {
+        tracing::info!(
+            target: "cloakroom::access",
+            id = %request_id_text,
+            client = %client.ip_text(),
+            method = %method,
+            path = %uri.path(),
+            route = label,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+        );
+    }
+    response.headers_mut().insert(X_REQUEST_ID, request_id);
     response
 }
 

@@ -100,7 +100,8 @@ pub fn request(data: &[u8]) {
 
     let mut upstream = headers.clone();
     let forwarded = Forwarded { client_ip: client.ip, proto: client.proto, host: &fixture.public_host };
-    rewrite_request(&mut upstream, &fixture.cookies, forwarded, &fixture.upstream, true);
+    let upstream_host = HeaderValue::from_str(fixture.upstream.as_str()).expect("an authority is a header value");
+    rewrite_request(&mut upstream, &fixture.cookies, forwarded, &upstream_host, true);
     for value in upstream.get_all(http::header::COOKIE) {
         assert!(!oracle::cookie_header_holds_own(value.as_bytes()), "our cookie went upstream: {value:?}");
     }

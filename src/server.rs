@@ -128,8 +128,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection =
-            Connection { app: app.clone(), builder: builder.clone(), peer, phase: phases.clone() };
+        let connection = Connection { app: app.clone(), builder: builder.clone(), peer, phase: phases.clone() };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {

@@ -135,12 +135,10 @@ impl TokenService {
     ) -> Result<AccessToken, TokenError> {
         let now = sessions.now();
         let can_refresh = session.can_refresh();
-        let held = held(session, audience);
-        if let Some(held) = &held
-            && !self.is_due(held.expires_at, now)
-        {
-            return Ok(held.token.clone());
-        }
+        let held = match held(session, audience) {
+            Some(held) if !self.is_due(held.expires_at, now) => return Ok(held.token),
+            held => held,
+        };
         if !can_refresh {
             return self.without_refresh(sessions, ticket, held, now).await;
         }

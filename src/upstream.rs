@@ -21,6 +21,16 @@ use std::time::Duration;
 pub struct Upstream {
     pub client: HttpClient,
     pub metrics: crate::metrics::UpstreamMetrics,
+    /// The `Host` it is sent (its authority), made once rather than on every call.
+    pub host: http::HeaderValue,
+}
+
+impl Upstream {
+    pub fn new(client: HttpClient, metrics: crate::metrics::UpstreamMetrics, authority: &http::uri::Authority) -> Self {
+        // An authority is always a valid header value (its characters are a subset).
+        let host = http::HeaderValue::try_from(authority.as_str()).unwrap_or(http::HeaderValue::from_static(""));
+        Self { client, metrics, host }
+    }
 }
 
 /// Bytes of an answer buffered per connection before reading from the upstream pauses.

@@ -42,17 +42,14 @@ pub fn rewrite_request(
     headers: &mut HeaderMap,
     cookies: &CookiePolicy,
     forwarded: Forwarded<'_>,
-    upstream: &http::uri::Authority,
+    upstream_host: &HeaderValue,
     strip_authorization: bool,
 ) {
     headers.reserve(4); // what is added below (and the token after), without regrowing twice
     strip_hop_by_hop(headers);
     strip_own_cookies(headers, cookies);
     set_forwarded(headers, forwarded);
-    match HeaderValue::try_from(upstream.as_str()) {
-        Ok(host) => headers.insert(header::HOST, host),
-        Err(_) => headers.remove(header::HOST),
-    };
+    headers.insert(header::HOST, upstream_host.clone());
     if strip_authorization {
         headers.remove(header::AUTHORIZATION);
     }

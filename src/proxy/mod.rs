@@ -143,7 +143,7 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
         headers,
         app.sessions.cookies(),
         Forwarded { client_ip: relay.from.ip, proto: relay.from.proto, host: &app.config.server.public_host },
-        relay.target.authority,
+        &relay.upstream.host,
         relay.strip_authorization,
     );
     if let Some(token) = relay.token {

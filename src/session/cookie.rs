@@ -31,17 +31,21 @@ pub struct CookiePolicy {
     /// Names the session cookie had before (`session.legacy_cookie_names`): still read, still
     /// never forwarded, and renamed to `name` on the next answer ([`CookiePolicy::migration`]).
     legacy: Vec<(String, String)>,
+    /// Finds any earlier name's bytes in a header (built once: every request asks).
+    legacy_finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl CookiePolicy {
     pub fn new(name: &str, same_site: SameSite) -> Self {
-        Self { name: name.to_string(), login_prefix: format!("{name}-login-"), same_site, legacy: Vec::new() }
+        let (legacy, legacy_finders) = (Vec::new(), Vec::new());
+        Self { name: name.to_string(), login_prefix: format!("{name}-login-"), same_site, legacy, legacy_finders }
     }
 
     /// With earlier names of the session cookie (the current name among them is ignored).
     pub fn with_legacy_names(mut self, names: &[String]) -> Self {
         for name in names.iter().filter(|n| **n != self.name) {
             self.legacy.push((name.clone(), format!("{name}-login-")));
+            self.legacy_finders.push(memchr::memmem::Finder::new(name.as_bytes()).into_owned());
         }
         self
     }
@@ -65,6 +69,15 @@ impl CookiePolicy {
     /// of the earlier one. `None` when the request carries no earlier name.
     pub fn migration(&self, headers: &HeaderMap) -> Option<Migration> {
         if self.legacy.is_empty() {
+            return None;
+        }
+        // Every request asks; almost none carries an earlier name. A pair named so has the
+        // name's bytes in its header, so a header without them needs no parsing.
+        let mentioned = headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|value| self.legacy_finders.iter().any(|finder| finder.find(value.as_bytes()).is_some()));
+        if !mentioned {
             return None;
         }
         let (name, value) = self.legacy.iter().find_map(|(name, _)| Some((name, find(headers, name)?)))?;

@@ -79,11 +79,12 @@ pub fn tokens<C: Part, S: Part>(text: &[u8]) -> Option<SessionTokens<C, S>> {
             }
             ordered = Some(rank);
         }
-        let value = cursor.value()?;
+        let (value, escaped) = cursor.value()?;
         match key {
             b"ea" | b"expires_at" => expires_at = Some(integer(value)?),
             b"ate" | b"access_token_expires_at" => access_token_expires_at = Some(optional(value, integer)?),
-            b"at" | b"access_token" => access_token = Some(plain_text(value)?),
+            b"at" | b"access_token" if !escaped => access_token = Some(std::str::from_utf8(unquoted(value)?).ok()?),
+            b"at" | b"access_token" => return None,
             b"rt" | b"refresh_token" => refresh_token = Some(value != b"null"),
             b"rs" | b"resource_tokens" => {
                 resource_tokens = Some(serde_json::from_slice::<BTreeMap<String, ResourceToken>>(value).ok()?);
@@ -125,13 +126,9 @@ fn integer(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// A JSON string's text when it has no escape (tokens never do); `None` otherwise.
-fn plain_text(value: &[u8]) -> Option<&str> {
-    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if inner.contains(&b'\\') {
-        return None;
-    }
-    std::str::from_utf8(inner).ok()
+/// A string value's text between its quotes.
+fn unquoted(value: &[u8]) -> Option<&[u8]> {
+    value.strip_prefix(b"\"")?.strip_suffix(b"\"")
 }
 
 struct Cursor<'a> {
@@ -164,28 +161,34 @@ impl<'a> Cursor<'a> {
     /// A string without escapes (a key), its text between the quotes.
     fn plain_string(&mut self) -> Option<&'a [u8]> {
         self.skip_whitespace();
-        plain_text(self.string()?).map(str::as_bytes)
+        match self.string()? {
+            (text, false) => Some(&text[1..text.len() - 1]),
+            (_, true) => None,
+        }
     }
 
-    /// A string at the cursor, quotes included; escapes are stepped over, not read.
-    fn string(&mut self) -> Option<&'a [u8]> {
+    /// A string at the cursor, quotes included, and whether it has an escape (stepped over,
+    /// not read).
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
         let start = self.at;
         (self.bytes.get(self.at) == Some(&b'"')).then_some(())?;
         let mut at = self.at + 1;
+        let mut escaped = false;
         loop {
             at += memchr::memchr2(b'"', b'\\', self.bytes.get(at..)?)?;
             if self.bytes[at] == b'\\' {
+                escaped = true;
                 at += 2;
             } else {
                 self.at = at + 1;
-                return self.bytes.get(start..self.at);
+                return Some((self.bytes.get(start..self.at)?, escaped));
             }
         }
     }
 
     /// Any value's text: a string, an object or array (to its matching end, strings stepped
-    /// over), or a scalar (to the next `,`, `}` or `]`).
-    fn value(&mut self) -> Option<&'a [u8]> {
+    /// over), or a scalar (to the next `,`, `}` or `]`); and whether it is a string with an escape.
+    fn value(&mut self) -> Option<(&'a [u8], bool)> {
         self.skip_whitespace();
         let start = self.at;
         match *self.bytes.get(self.at)? {
@@ -203,7 +206,7 @@ impl<'a> Cursor<'a> {
                             depth -= 1;
                             if depth == 0 {
                                 self.at += 1;
-                                return self.bytes.get(start..self.at);
+                                return Some((self.bytes.get(start..self.at)?, false));
                             }
                         }
                         _ => {}
@@ -215,7 +218,7 @@ impl<'a> Cursor<'a> {
                 let rest = self.bytes.get(self.at..)?;
                 let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']')).unwrap_or(rest.len());
                 self.at += len;
-                Some(self.bytes.get(start..self.at)?.trim_ascii_end())
+                Some((self.bytes.get(start..self.at)?.trim_ascii_end(), false))
             }
         }
     }
