@@ -11,8 +11,9 @@ pub const LIMITS: StoreLimits = StoreLimits {
     login_timeout: Duration::from_secs(600),
 };
 
-/// Now, in unix seconds: moka also expires entries on its own real-time clock, so the suite's
-/// timeline starts at the real present and moves forward from there.
+/// Now, in unix seconds: stores also expire entries on their own real-time clock (Redis's TTLs,
+/// the memory store's sweeps and index checks), so the suite's timeline starts at the real
+/// present and moves forward from there.
 fn t0() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -1,13 +1,15 @@
-//! The default store: in process memory, on moka.
+//! The default store: in process memory.
 //!
-//! Expiry is enforced twice: against the caller's clock on every read (exact, testable), and by
-//! moka's own idle timer, so abandoned sessions are reclaimed without anyone reading them.
+//! Sessions live in sharded maps of their own ([`table`]: the cap's LRU eviction, the idle
+//! sweep); expiry is enforced against the caller's clock on every read (exact, testable), and
+//! ended sessions are swept without anyone reading them.
 //!
-//! The user and provider-session indexes are not in moka: an index entry is a few dozen bytes
-//! and moka's per-entry bookkeeping about 340 (measured), twice per session. They live in
-//! sharded maps, swept as they are written (see [`Index`]).
+//! The user and provider-session indexes live in sharded maps too, swept as they are written
+//! (see [`Index`]). Only the finished sign-ins held against replay stay in a moka cache (one
+//! entry per sign-in, for `login_timeout`).
 
 mod members;
+mod table;
 
 use super::{Lease, Sealed, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 use bytes::Bytes;
@@ -43,6 +45,11 @@ impl Entry {
     fn last_seen(&self) -> u64 {
         u64::from(self.last_seen.load(Ordering::Relaxed))
     }
+
+    /// Neither past its absolute timeout nor idle for `idle_secs` at `now`.
+    fn is_live(&self, now: u64, idle_secs: u64) -> bool {
+        now < self.expires_at() && now.saturating_sub(self.last_seen()) < idle_secs
+    }
 }
 
 /// Unix seconds in the 32 bits an [`Entry`] keeps.
@@ -52,7 +59,7 @@ fn seconds32(unix: u64) -> u32 {
 
 #[derive(Clone)]
 pub struct MemoryStore {
-    sessions: Cache<StoreKey, Arc<Entry>>,
+    sessions: Arc<table::Table>,
     /// Finished sign-ins (their `state`'s key), so that a callback works once.
     claimed_logins: Cache<StoreKey, ()>,
     index: Arc<Index>,
@@ -103,17 +110,8 @@ fn unix_now() -> u64 {
 
 impl MemoryStore {
     pub fn new(limits: StoreLimits) -> Self {
-        let sessions = Cache::builder()
-            .name("sessions")
-            .max_capacity(limits.max_sessions)
-            // At the cap the least recently used session goes, predictably; moka's default
-            // (TinyLFU) may instead refuse to admit a new one, and a fresh sign-in would vanish.
-            .eviction_policy(EvictionPolicy::lru())
-            // The backstop reclaims a session nobody reads once it has idled out. (Not capped by
-            // the absolute timeout: a per-entry expiry costs a timer-wheel move and a clock read
-            // on every read, and about 50 bytes per session; reads refuse it exactly anyway.)
-            .time_to_idle(limits.idle_timeout)
-            .build();
+        let idle_secs = limits.idle_timeout.as_secs().max(1);
+        let sessions = Arc::new(table::Table::new(limits.max_sessions, idle_secs));
         // Only finished sign-ins are held (pending ones live in the browser's login cookie), for
         // as long as their login cookie could be replayed; capped all the same.
         let claimed_logins = Cache::builder()
@@ -123,13 +121,7 @@ impl MemoryStore {
             .time_to_live(limits.login_timeout)
             .build();
         let index = Index { shards: Default::default(), ttl_secs: limits.absolute_timeout.as_secs() };
-        Self {
-            sessions,
-            claimed_logins,
-            index: Arc::new(index),
-            idle_secs: limits.idle_timeout.as_secs().max(1),
-            leases: Arc::default(),
-        }
+        Self { sessions, claimed_logins, index: Arc::new(index), idle_secs, leases: Arc::default() }
     }
 
     /// Finished sign-ins held against replay (approximate, like [`MemoryStore::session_count`]).
@@ -137,24 +129,25 @@ impl MemoryStore {
         self.claimed_logins.entry_count()
     }
 
-    /// Live sessions (approximate: moka counts lazily). For metrics and tests.
+    /// Sessions held (ended ones count until swept: [`MemoryStore::sync`]). For metrics and tests.
     pub fn session_count(&self) -> u64 {
-        self.sessions.entry_count()
+        self.sessions.len()
     }
 
+    /// Sweeps ended sessions and finished sign-ins past their time.
     pub async fn sync(&self) {
-        self.sessions.run_pending_tasks().await;
+        self.sessions.sweep(unix_now());
         self.claimed_logins.run_pending_tasks().await;
     }
 }
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
-        let Some(entry) = self.sessions.get(key).await else {
+        let Some(entry) = self.sessions.get(key) else {
             return Ok(None);
         };
-        if now >= entry.expires_at() || now.saturating_sub(entry.last_seen()) >= self.idle_secs {
-            self.sessions.invalidate(key).await;
+        if !entry.is_live(now, self.idle_secs) {
+            self.sessions.remove(key);
             return Ok(None);
         }
         entry.last_seen.fetch_max(seconds32(now), Ordering::Relaxed);
@@ -162,25 +155,23 @@ impl SessionStore for MemoryStore {
     }
 
     async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
-        // moka's own timer (a backstop) moves on a read; the idle deadline is `last_seen`'s,
-        // which a peek leaves alone.
-        let Some(entry) = self.sessions.get(key).await else { return Ok(None) };
-        let live = now < entry.expires_at() && now.saturating_sub(entry.last_seen()) < self.idle_secs;
-        Ok(live.then_some(Sealed::Held(entry)))
+        // The idle deadline is `last_seen`'s, which a peek leaves alone.
+        let Some(entry) = self.sessions.get(key) else { return Ok(None) };
+        Ok(entry.is_live(now, self.idle_secs).then_some(Sealed::Held(entry)))
     }
 
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
         let sealed = Vec::from(record.sealed).into_boxed_slice(); // the sealer's own buffer, exact
         let (expires_at, last_seen) = (seconds32(record.expires_at), AtomicU32::new(seconds32(now)));
         let entry = Entry { sealed, expires_at, last_seen };
-        self.sessions.insert(key, Arc::new(entry)).await;
+        self.sessions.insert(key, Arc::new(entry), now);
         Ok(())
     }
 
     async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
         // Callers hold the session's refresh lock; only a concurrent end can race this, and an
         // end that lands between the check and the insert is the same as one just after it.
-        if !self.sessions.contains_key(&key) {
+        if !self.sessions.contains_live(&key, now) {
             return Ok(false);
         }
         self.save(key, record, now).await?;
@@ -188,7 +179,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.sessions.invalidate(key).await;
+        self.sessions.remove(key);
         Ok(())
     }
 
@@ -205,7 +196,7 @@ impl SessionStore for MemoryStore {
         max_members: usize,
     ) -> Result<Vec<StoreKey>, StoreError> {
         let now = unix_now();
-        let live = |m: &StoreKey| self.sessions.contains_key(m);
+        let live = |m: &StoreKey| self.sessions.contains_live(m, now);
         let mut guard = self.index.shard(&index);
         let shard = &mut *guard;
         if shard.entries.len() >= shard.sweep_at.max(64) {
@@ -248,7 +239,7 @@ impl SessionStore for MemoryStore {
             shard.entries.remove(index);
             return Ok(Vec::new());
         }
-        entry.members.retain(|m| self.sessions.contains_key(m));
+        entry.members.retain(|m| self.sessions.contains_live(m, now));
         Ok(entry.members.to_vec())
     }
 
@@ -260,7 +251,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
-        Ok(self.sessions.get(key).await.map(|entry| entry.last_seen()))
+        Ok(self.sessions.get(key).map(|entry| entry.last_seen()))
     }
 
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
