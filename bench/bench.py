@@ -481,18 +481,35 @@ def measure(target, upstream, args):
 
 
 def sign_in_many(count, start_url, issuer, callback_prefix, workers=8):
-    """Signs in `count` distinct users (`bench-<n>`), each in a fresh browser; returns the cookies."""
+    """Signs in `count` distinct users (`bench-<n>`), each in a fresh browser; returns the cookies.
+
+    The test provider keeps its interactions in oidc-provider's development adapter, an LRU of
+    bounded size: under thousands of sign-ins one may lose an interaction between the login form
+    and the consent step and answer `invalid_request` on its own interaction page, before
+    cloakroom is involved again. Such a sign-in is started over once, and counted."""
+    restarted = []
+
+    def one(browser, i):
+        for attempt in (1, 2):
+            browser.forget_cookies()
+            try:
+                return browser.sign_in(start_url, issuer, f"bench-{i}", callback_prefix)
+            except RuntimeError as e:
+                lost = "/interaction/" in str(e) and "invalid_request" in str(e)
+                if attempt == 2 or not lost:
+                    raise
+                restarted.append(i)
+
     def batch(indices):
         browser = Browser()
-        cookies = []
-        for i in indices:
-            browser.forget_cookies()
-            cookies.append(browser.sign_in(start_url, issuer, f"bench-{i}", callback_prefix))
-        return cookies
+        return [one(browser, i) for i in indices]
 
     shards = [range(w, count, workers) for w in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
-        return [cookie for shard in pool.map(batch, shards) for cookie in shard]
+        cookies = [cookie for shard in pool.map(batch, shards) for cookie in shard]
+    if restarted:
+        log(f"  {len(restarted)} sign-in(s) started over after the provider lost its interaction")
+    return cookies
 
 
 def group_cpu_seconds(pgid):
