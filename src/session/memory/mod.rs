@@ -134,9 +134,14 @@ impl MemoryStore {
         self.sessions.len()
     }
 
-    /// Sweeps ended sessions and finished sign-ins past their time.
+    /// Sweeps ended sessions (each shard whose sweep is due, yielding between shards so that
+    /// calls go on meanwhile) and finished sign-ins past their time.
     pub async fn sync(&self) {
-        self.sessions.sweep(unix_now());
+        let now = unix_now();
+        for index in 0..self.sessions.shard_count() {
+            self.sessions.sweep_if_due(index, now);
+            tokio::task::yield_now().await;
+        }
         self.claimed_logins.run_pending_tasks().await;
     }
 }

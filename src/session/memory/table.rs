@@ -18,8 +18,8 @@
 //!   once per batch of sign-ins): predictable, and a fresh sign-in is never the one refused.
 //! - **Idle and absolute expiry**: exact on every read (the caller's clock); ended entries are
 //!   reclaimed by a sweep of a shard when a sign-in lands in it and its last sweep is a quarter
-//!   of the idle timeout old, and of every shard by [`Table::sweep`] (each metrics scrape and
-//!   `sync`).
+//!   of the idle timeout old, and of every such shard, one at a time, at each metrics scrape
+//!   ([`Table::sweep_if_due`]).
 
 use super::Entry;
 use crate::session::StoreKey;
@@ -146,11 +146,24 @@ impl Table {
         self.shards.iter().map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).map.len() as u64).sum()
     }
 
-    /// Drops every ended session.
-    pub fn sweep(&self, now: u64) {
-        for shard in &self.shards {
-            self.sweep_shard(&mut shard.write().unwrap_or_else(PoisonError::into_inner), now);
+    /// Drops the ended sessions of shard `index` if its last sweep is a quarter idle period
+    /// old. One shard at a time, so that a caller sweeping them all can let other work run in
+    /// between ([`super::MemoryStore::sync`]): a shard is at most 1/64 of the sessions.
+    pub fn sweep_if_due(&self, index: usize, now: u64) {
+        let Some(shard) = self.shards.get(index) else { return };
+        let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+        if now >= shard.next_sweep {
+            self.sweep_shard(&mut shard, now);
         }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    #[cfg(test)]
+    fn sweep(&self, now: u64) {
+        (0..self.shard_count()).for_each(|index| self.sweep_if_due(index, now));
     }
 
     fn sweep_shard(&self, shard: &mut Shard, now: u64) {
@@ -159,11 +172,6 @@ impl Table {
             shard.map.shrink_to_fit();
         }
         shard.next_sweep = now.saturating_add((self.idle_secs / 4).max(1));
-    }
-
-    #[cfg(test)]
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
     }
 }
 
