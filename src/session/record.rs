@@ -46,15 +46,37 @@ fn rank(key: &[u8]) -> Option<usize> {
     ORDER.iter().position(|name| name.as_bytes() == key)
 }
 
+/// `name`'s place in [`ORDER`], at compile time (a name not there does not compile).
+const fn rank_of(name: &str) -> usize {
+    let mut i = 0;
+    while i < ORDER.len() {
+        let known = ORDER[i].as_bytes();
+        if known.len() == name.len() {
+            let mut j = 0;
+            while j < known.len() && known[j] == name.as_bytes()[j] {
+                j += 1;
+            }
+            if j == known.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("a field not in ORDER")
+}
+
 /// The view's fields read in place; `None`: the caller decodes the whole record instead.
 pub fn tokens<C: Part, S: Part>(text: &[u8]) -> Option<SessionTokens<C, S>> {
     // The last field the view reads, by rank: `rs`, or `sc`, or `c`.
+    const RS_RANK: usize = rank_of("rs");
+    const SC_RANK: usize = rank_of("sc");
+    const C_RANK: usize = rank_of("c");
     let last_wanted = if C::WANTED {
-        6
+        C_RANK
     } else if S::WANTED {
-        5
+        SC_RANK
     } else {
-        4
+        RS_RANK
     };
     let mut cursor = Cursor { bytes: text, at: 0 };
     cursor.eat(b'{')?;

@@ -63,7 +63,6 @@ pub struct MemoryStore {
     /// Finished sign-ins (their `state`'s key), so that a callback works once.
     claimed_logins: Cache<StoreKey, ()>,
     index: Arc<Index>,
-    idle_secs: u64,
     /// Refresh leases: token and deadline. Within one process the token service's own lock
     /// already serialises refreshes; this keeps the store's contract the same as Redis's.
     leases: Arc<Mutex<HashMap<StoreKey, (String, Instant)>>>,
@@ -121,7 +120,7 @@ impl MemoryStore {
             .time_to_live(limits.login_timeout)
             .build();
         let index = Index { shards: Default::default(), ttl_secs: limits.absolute_timeout.as_secs() };
-        Self { sessions, claimed_logins, index: Arc::new(index), idle_secs, leases: Arc::default() }
+        Self { sessions, claimed_logins, index: Arc::new(index), leases: Arc::default() }
     }
 
     /// Finished sign-ins held against replay (approximate, like [`MemoryStore::session_count`]).
@@ -148,21 +147,16 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
-        let Some(entry) = self.sessions.get(key) else {
+        let Some(entry) = self.sessions.get_live(key, now) else {
             return Ok(None);
         };
-        if !entry.is_live(now, self.idle_secs) {
-            self.sessions.remove(key);
-            return Ok(None);
-        }
         entry.last_seen.fetch_max(seconds32(now), Ordering::Relaxed);
         Ok(Some(Sealed::Held(entry)))
     }
 
     async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
         // The idle deadline is `last_seen`'s, which a peek leaves alone.
-        let Some(entry) = self.sessions.get(key) else { return Ok(None) };
-        Ok(entry.is_live(now, self.idle_secs).then_some(Sealed::Held(entry)))
+        Ok(self.sessions.get_live(key, now).map(Sealed::Held))
     }
 
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {

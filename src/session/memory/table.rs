@@ -91,8 +91,23 @@ impl Table {
         self.shard(key).write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The entry under `key`, ended or not.
     pub fn get(&self, key: &StoreKey) -> Option<Arc<Entry>> {
         self.read(key).map.get(key).cloned()
+    }
+
+    /// The entry under `key` if its session has not ended by `now`; an ended one is dropped
+    /// (unless a new entry took its place meanwhile).
+    pub fn get_live(&self, key: &StoreKey, now: u64) -> Option<Arc<Entry>> {
+        let entry = self.get(key)?;
+        if entry.is_live(now, self.idle_secs) {
+            return Some(entry);
+        }
+        let mut shard = self.write(key);
+        if shard.map.get(key).is_some_and(|held| Arc::ptr_eq(held, &entry)) {
+            shard.map.remove(key);
+        }
+        None
     }
 
     /// Whether `key` holds a session that has not ended by `now`.
