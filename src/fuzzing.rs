@@ -158,9 +158,16 @@ fn request_fixture() -> &'static RequestFixture {
 mod oracle {
     use super::OWN_COOKIE;
 
+    /// Case set aside and anything but name characters dropped (readers that ignore case, or
+    /// trim Unicode whitespace).
     fn is_own(name: &[u8]) -> bool {
-        let own = OWN_COOKIE.as_bytes();
-        name == own || name.strip_prefix(own).is_some_and(|rest| rest.starts_with(b"-login-"))
+        let folded: Vec<u8> = name
+            .iter()
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let own = OWN_COOKIE.to_ascii_lowercase().into_bytes();
+        folded == own || folded.strip_prefix(&own[..]).is_some_and(|rest| rest.starts_with(b"-login-"))
     }
 
     /// Some reader splits cookies on `;`, another on `,` too; each trims whitespace; a piece
@@ -184,9 +191,10 @@ mod oracle {
         }
     }
 
-    /// Percent-decodes up to four times; a segment that at any level is, once its `;`
-    /// parameters, whitespace and control characters are set aside, one or more dots alone, or
-    /// a level that holds a backslash or NUL, could take the request elsewhere.
+    /// Percent-decodes up to four times; a segment that at any level is, cut at `;`, `?` or
+    /// `#` and with everything but ASCII letters, digits and non-ASCII bytes set aside, one or
+    /// more dots alone, or a level that holds a backslash or NUL, could take the request
+    /// elsewhere.
     pub fn path_escapes(path: &str) -> bool {
         let mut level = path.as_bytes().to_vec();
         for _ in 0..5 {
@@ -194,9 +202,9 @@ mod oracle {
                 return true;
             }
             for segment in level.split(|&b| b == b'/') {
-                let core = segment.split(|&b| b == b';').next().unwrap_or_default();
+                let core = segment.split(|&b| matches!(b, b';' | b'?' | b'#')).next().unwrap_or_default();
                 let kept: Vec<u8> =
-                    core.iter().copied().filter(|b| !(b.is_ascii_whitespace() || b.is_ascii_control())).collect();
+                    core.iter().copied().filter(|b| b.is_ascii_alphanumeric() || *b == b'.' || !b.is_ascii()).collect();
                 if !kept.is_empty() && kept.iter().all(|&b| b == b'.') {
                     return true;
                 }

@@ -79,8 +79,11 @@ impl Router {
 /// - dots plain, `%2e`, IIS's `%u002e`, and the compatibility dots NFKC folds to `.`
 ///   (`．` U+FF0E, `﹒` U+FE52, `․` U+2024);
 /// - path parameters (`..;x`, `..%3b`: servlet containers cut a segment at `;`);
-/// - whitespace and control characters around or between the dots (`..%09`, `..%20`: trimmed
-///   by some servers);
+/// - path parameters, queries and fragments once decoded (`..%3f`, `..%23`);
+/// - anything that is not a letter or digit around or between the dots: whitespace and control
+///   characters (`..%09`, `..%20`: trimmed by some servers), zero-width and replacement
+///   characters and bytes that are not UTF-8 (`..%e2%80%8b`, `..%ff`: dropped by lax decoders),
+///   punctuation (`..:`, `..,`);
 /// - overlong UTF-8 (`%c0%ae`), never valid and decoded to `.` by lax decoders;
 /// - `/`, `\` and NUL once decoded (`%2f`, `%5c`, `%252f`), their compatibility forms, and raw
 ///   `\` and NUL;
@@ -104,17 +107,21 @@ fn segment_is_safe(segment: &[u8], decodings: u8) -> bool {
     if segment.iter().any(|&b| b == b'\\' || b == 0 || (decodings > 0 && b == b'/')) || has_overlong_utf8(segment) {
         return false;
     }
+    // A segment is taken for a dot segment when, up to where some server cuts it, it holds a
+    // dot and nothing a name is made of (no letter or digit): whatever else stands beside the
+    // dots (spaces, controls, zero-width or replacement characters, punctuation) is something
+    // some server trims, drops or ignores.
     let mut dots = 0;
     for c in chars(segment) {
         match c {
             '\u{FF0F}' | '\u{FF3C}' | '\u{FE68}' | '\u{2215}' => return false,
-            ';' | '\u{FF1B}' => break,
+            ';' | '\u{FF1B}' | '?' | '#' => break,
             '.' | '\u{FF0E}' | '\u{FE52}' | '\u{2024}' => dots += 1,
-            c if c.is_whitespace() || c.is_control() || c == '\u{FEFF}' => {}
-            _ => {
+            c if c.is_alphanumeric() => {
                 dots = 0;
                 break;
             }
+            _ => {}
         }
     }
     if dots > 0 {
@@ -127,12 +134,13 @@ fn segment_is_safe(segment: &[u8], decodings: u8) -> bool {
     }
 }
 
-/// The characters of a segment: UTF-8 when it is, otherwise each byte as Latin-1 (what a server
-/// that does not expect UTF-8 sees).
+/// The characters of a segment as a UTF-8 server reads it: a byte that is not UTF-8 is the
+/// replacement character (which lax decoders drop), never a letter.
 fn chars(segment: &[u8]) -> impl Iterator<Item = char> + '_ {
-    let text = std::str::from_utf8(segment).ok();
-    let latin1 = text.is_none().then(|| segment.iter().map(|&b| char::from(b))).into_iter().flatten();
-    text.into_iter().flat_map(str::chars).chain(latin1)
+    segment.utf8_chunks().flat_map(|chunk| {
+        let invalid = (!chunk.invalid().is_empty()).then_some(char::REPLACEMENT_CHARACTER);
+        chunk.valid().chars().chain(invalid)
+    })
 }
 
 /// An overlong UTF-8 sequence: never valid, and lax decoders turn `%c0%ae` into `.`.
@@ -317,6 +325,17 @@ mod tests {
             "/api/...",
             "/api/..%ef%bb%bf/x",
             "/api/%2e%2e%a0/x",
+            "/api/..%3f/x",
+            "/api/..%23/x",
+            "/api/..%ff/x",
+            "/api/..%e2%80%8b/x",
+            "/api/%e2%80%8b../x",
+            "/api/..%c2%ad/x",
+            "/api/..:/x",
+            "/api/..%3a/x",
+            "/api/..,/x",
+            "/api/.-./x",
+            "/api/%2e%2e%3f/x",
         ] {
             assert_eq!(r.route(path), Route::BadPath, "{path}");
         }
@@ -331,6 +350,10 @@ mod tests {
             "/api/a%20b",
             "/api/.x;y",
             "/api/x%3b..",
+            "/api/%3b../x",
+            "/api/..a/x",
+            "/api/caf%e9/x",
+            "/api/\u{e9}../x",
         ] {
             assert_eq!(r.route(path), Route::Api(0), "{path}");
         }

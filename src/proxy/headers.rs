@@ -17,7 +17,6 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// RFC 9110 §7.6.1 and the historical ones.
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -32,7 +31,49 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-const FORWARDED: [HeaderName; 5] = [header::FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP];
+/// Whether a request header is one some server reads as the client's address, scheme, port,
+/// host or path: the client's own would let it choose them, so each goes, whoever sent it
+/// (cloakroom writes `X-Forwarded-For`, `-Proto` and `-Host` itself). `X-Forwarded-*` by
+/// prefix (`-Port`, `-Prefix`, `-Ssl`, `-Scheme`, `-Server`, `-Uri` and whatever comes next);
+/// the others by name: client-address headers of CDNs and load balancers, Microsoft's scheme
+/// and IIS's path overrides.
+fn is_forwarding_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-real-ip"
+                | "x-client-ip"
+                | "client-ip"
+                | "true-client-ip"
+                | "cf-connecting-ip"
+                | "fastly-client-ip"
+                | "x-cluster-client-ip"
+                | "x-original-forwarded-for"
+                | "front-end-https"
+                | "x-url-scheme"
+                | "x-host"
+                | "x-original-host"
+                | "x-original-url"
+                | "x-original-uri"
+                | "x-rewrite-url"
+        )
+}
+
+/// Removes every header [`is_forwarding_header`] names. One pass over the names; nothing is
+/// allocated unless the request carries one.
+fn remove_forwarding(headers: &mut HeaderMap) {
+    let mut found: Vec<HeaderName> = Vec::new();
+    for key in headers.keys() {
+        if is_forwarding_header(key) {
+            found.push(key.clone());
+        }
+    }
+    for name in found {
+        headers.remove(name);
+    }
+}
 
 /// Everything done to a request's headers on the way upstream (pure, so that the fuzz target
 /// drives exactly this): hop-by-hop headers out, cloakroom's cookies out, the forwarding headers
@@ -154,7 +195,7 @@ pub struct Forwarded<'a> {
 
 /// Replaces whatever the client claimed with what cloakroom saw.
 pub fn set_forwarded(headers: &mut HeaderMap, forwarded: Forwarded) {
-    remove_present(headers, &FORWARDED);
+    remove_forwarding(headers);
     let client = match forwarded.client_ip {
         Some(ip) => ip_value(ip),
         None => HeaderValue::from_static("unknown"),
@@ -189,7 +230,7 @@ pub fn strip_own_set_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
         match pair.iter().position(|&b| b == b'=') {
             Some(at) => {
                 let name = pair[..at].trim_ascii();
-                name.is_empty() || cookies.is_own(name)
+                name.is_empty() || cookies.may_be_own_name(name)
             }
             None => true,
         }
@@ -299,6 +340,16 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-ssl", "on"),
+            ("x-forwarded-scheme", "https"),
+            ("true-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("front-end-https", "on"),
+            ("accept", "*/*"),
         ]);
         set_forwarded(
             &mut headers,
@@ -320,7 +371,9 @@ mod tests {
         assert_eq!(v6["x-forwarded-for"], "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "app.example");
-        assert!(!headers.contains_key("forwarded") && !headers.contains_key("x-real-ip"));
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]);
     }
 
     #[test]
@@ -333,6 +386,8 @@ mod tests {
             ("set-cookie", " =__Host-cloakroom=planted"),
             ("set-cookie", "__Host-cloakroom; Path=/"),
             ("set-cookie", "\t__Host-cloakroom\t=planted"),
+            ("set-cookie", "__HOST-CLOAKROOM=planted"),
+            ("set-cookie", "__Host%2Dcloakroom=planted"),
         ]);
         strip_own_set_cookies(&mut headers, &policy());
         let values: Vec<&str> = headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();

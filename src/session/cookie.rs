@@ -33,12 +33,23 @@ pub struct CookiePolicy {
     legacy: Vec<(String, String)>,
     /// Finds any earlier name's bytes in a header (built once: every request asks).
     legacy_finders: Vec<memchr::memmem::Finder<'static>>,
+    /// Every name above as a loose reader folds it ([`loose_name`]): what a cookie name must
+    /// not contain to go upstream.
+    loose: Vec<Vec<u8>>,
 }
 
 impl CookiePolicy {
     pub fn new(name: &str, same_site: SameSite) -> Self {
         let (legacy, legacy_finders) = (Vec::new(), Vec::new());
-        Self { name: name.to_string(), login_prefix: format!("{name}-login-"), same_site, legacy, legacy_finders }
+        let loose = vec![fold(name.as_bytes())];
+        Self {
+            name: name.to_string(),
+            login_prefix: format!("{name}-login-"),
+            same_site,
+            legacy,
+            legacy_finders,
+            loose,
+        }
     }
 
     /// With earlier names of the session cookie (the current name among them is ignored).
@@ -46,6 +57,7 @@ impl CookiePolicy {
         for name in names.iter().filter(|n| **n != self.name) {
             self.legacy.push((name.clone(), format!("{name}-login-")));
             self.legacy_finders.push(memchr::memmem::Finder::new(name.as_bytes()).into_owned());
+            self.loose.push(fold(name.as_bytes()));
         }
         self
     }
@@ -139,11 +151,29 @@ impl CookiePolicy {
         own(&self.name, &self.login_prefix) || self.legacy.iter().any(|(name, prefix)| own(name, prefix))
     }
 
+    /// Whether a cookie name may be taken for one of cloakroom's by a server that reads names
+    /// loosely: folded as [`loose_name`] does (case, percent-escapes, and any byte that is not
+    /// a name character, such as a no-break space that a Unicode `trim()` removes), it contains
+    /// one of the names. Wider than [`CookiePolicy::is_own`] on purpose: an app cookie whose
+    /// name contains cloakroom's is not forwarded either, which is the safe side.
+    pub fn may_be_own_name(&self, cookie_name: &[u8]) -> bool {
+        if self.is_own(cookie_name) {
+            return true;
+        }
+        let mut buffer = [0u8; LOOSE_NAME_MAX];
+        match loose_name(cookie_name, &mut buffer) {
+            Some(folded) => self.loose.iter().any(|name| memchr::memmem::find(folded, name).is_some()),
+            // Longer than any name a browser app sets: not worth the risk.
+            None => true,
+        }
+    }
+
     /// Whether a `Cookie` pair may carry one of cloakroom's cookies to a server that reads it
-    /// loosely: its name, or the name of any comma-separated piece of it (RFC 2965 servers
-    /// split on `,` too), or the whole pair when it has no `=`.
+    /// loosely: its name ([`CookiePolicy::may_be_own_name`]), or the name of any
+    /// comma-separated piece of it (RFC 2965 servers split on `,` too), or the whole pair when
+    /// it has no `=`.
     pub fn may_hold_own(&self, pair: &[u8]) -> bool {
-        pair.split(|&b| b == b',').any(|piece| self.is_own(split_pair(piece).0))
+        pair.split(|&b| b == b',').any(|piece| self.may_be_own_name(split_pair(piece).0))
     }
 
     fn base(&self, name: String, value: String, same_site: SameSite) -> Cookie<'static> {
@@ -188,6 +218,40 @@ fn header(cookie: &Cookie<'_>) -> HeaderValue {
         tracing::error!("a cookie of cloakroom's own did not make a header value; not set");
         HeaderValue::from_static("")
     })
+}
+
+/// The longest folded cookie name [`loose_name`] works on (on the stack).
+const LOOSE_NAME_MAX: usize = 256;
+
+/// A name as the loosest reader could see it: one level of `%XX` decoded (PHP decodes names),
+/// ASCII letters lower-cased (ASP.NET Core reads names without case), and every byte that is
+/// not a letter, digit, `-` or `_` left out (trimmed as Unicode whitespace, or dropped as
+/// undecodable, by some reader). `None` when the result does not fit in `buffer`.
+fn loose_name<'b>(name: &[u8], buffer: &'b mut [u8; LOOSE_NAME_MAX]) -> Option<&'b [u8]> {
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let (mut len, mut i) = (0, 0);
+    while let Some(&b) = name.get(i) {
+        let byte = match (b, name.get(i + 1).copied().and_then(hex), name.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                i += 3;
+                high * 16 + low
+            }
+            _ => {
+                i += 1;
+                b
+            }
+        };
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            *buffer.get_mut(len)? = byte.to_ascii_lowercase();
+            len += 1;
+        }
+    }
+    buffer.get(..len)
+}
+
+/// A configured name, folded as [`loose_name`] folds what requests carry.
+fn fold(name: &[u8]) -> Vec<u8> {
+    name.iter().filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')).map(u8::to_ascii_lowercase).collect()
 }
 
 /// Every `name=value` pair of the request's `Cookie` header(s), as bytes, trimmed, empty ones
@@ -331,8 +395,39 @@ mod tests {
         ] {
             assert!(p.may_hold_own(pair), "{pair:?}");
         }
-        for pair in [&b"theme=__Host-cloakroom"[..], b"__Host-cloakroomx=1", b"x=1,y=2"] {
+        for pair in [&b"theme=__Host-cloakroom"[..], b"x=1,y=2", b"__Host-cloak=1", b"lang=fr"] {
             assert!(!p.may_hold_own(pair), "{pair:?}");
         }
+    }
+
+    #[test]
+    fn names_a_loose_reader_could_fold_into_ours_are_ours_to_strip() {
+        // Servers that read names without case (ASP.NET Core), decode them (PHP), or trim
+        // Unicode whitespace (JavaScript's trim() on a Latin-1 decoded header) would hand the
+        // ticket to the app under these names: they never go upstream.
+        let p = policy().with_legacy_names(&["__Host-old".to_string()]);
+        for name in [
+            &b"__host-cloakroom"[..],
+            b"__HOST-CLOAKROOM",
+            b"__Host%2Dcloakroom",
+            b"%5f_Host-cloakroom",
+            b"\xa0__Host-cloakroom",
+            b"__Host-cloakroom\xc2\xa0",
+            b"\xef\xbb\xbf__Host-cloakroom",
+            b"__Host-cloakroom-LOGIN-abc",
+            b"__HOST-OLD",
+            b"x__Host-cloakroomx",
+        ] {
+            assert!(p.may_be_own_name(name), "{name:?}");
+            assert!(p.may_hold_own(&[name, &b"=T"[..]].concat()), "{name:?}");
+        }
+        assert!(p.may_be_own_name(&[b'a'; LOOSE_NAME_MAX + 1]), "too long to read: not forwarded");
+        for name in [&b"__Host-cloak"[..], b"session", b"cloakroom", b"__Host-", b""] {
+            assert!(!p.may_be_own_name(name), "{name:?}");
+        }
+        // Finding the session stays exact: only the name cloakroom set opens it.
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("__HOST-CLOAKROOM=T"));
+        assert_eq!(p.find_session(&headers), None);
     }
 }

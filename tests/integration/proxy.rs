@@ -408,9 +408,29 @@ async fn a_routes_method_allowlist_refuses_the_rest_with_405() {
         assert_eq!((reply.status, reply.json()["error"].as_str()), (405, Some("method_not_allowed")), "{method}");
         assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method}");
     }
+    // A method-override header (Express, Spring, ASP.NET read it as the real method) cannot
+    // smuggle a refused method past the allowlist, in any case or spelling.
+    for (name, value) in [
+        ("x-http-method-override", "DELETE"),
+        ("x-http-method", "put"),
+        ("x-method-override", " Patch "),
+        ("x-http-method-override", "TRACE"),
+        ("x-http-method-override", "not a method"),
+    ] {
+        let reply = http_call(Method::GET, &bff.url("/ro/x"), None, &[CSRF, (name, value)]).await;
+        assert_eq!((reply.status, reply.header("allow")), (405, Some("GET, HEAD")), "{name}: {value}");
+    }
     assert_eq!(bff.upstream.count(), count, "a refused method reached the upstream");
-    // Other routes keep every method.
+    let reply = http_call(Method::GET, &bff.url("/ro/x"), None, &[CSRF, ("x-http-method-override", "head")]).await;
+    assert_eq!(reply.status, 200, "an allowed override passes");
+    // Other routes keep every method, but none overrides to one no route forwards.
     assert_eq!(http_call(Method::DELETE, &bff.url("/api/x"), None, &[CSRF]).await.status, 401);
+    let count = bff.upstream.count();
+    for value in ["TRACE", "connect", "Track"] {
+        let reply = http_call(Method::POST, &bff.url("/api/x"), None, &[CSRF, ("x-http-method-override", value)]).await;
+        assert_eq!((reply.status, reply.header("allow")), (405, None), "{value}");
+    }
+    assert_eq!(bff.upstream.count(), count, "a TRACE override reached the upstream");
 }
 
 /// A route's rules on the signed-in user's claims (issue 16, item 1): a user they refuse gets
