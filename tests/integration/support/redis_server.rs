@@ -21,6 +21,21 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port whose cluster bus port (10,000 above) is a port number and free too: Redis
+/// refuses to start a cluster node on a port above 55535.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// How many fresh ports a start tries: a free port can be taken by another test's process
+/// between the check and redis-server's own bind.
+const START_ATTEMPTS: usize = 5;
+
 impl RedisServer {
     pub fn start() -> RedisServer {
         Self::start_with(&[])
@@ -28,47 +43,68 @@ impl RedisServer {
 
     /// With extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
-        Self::start_on(free_port(), args.iter().map(|a| a.to_string()).collect(), Vec::new())
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let cluster = args.iter().any(|a| a == "--cluster-enabled");
+        Self::start_retrying(|| {
+            let port = if cluster { free_cluster_port() } else { free_port() };
+            (port, args.clone(), Vec::new())
+        })
     }
 
     /// Serving TLS only (`--port 0`) on its port, with `cert` and the CA; with `require_client_cert`,
     /// clients must present a certificate of that CA.
     pub fn start_tls(cert: &super::IssuedCert, ca_file: &std::path::Path, require_client_cert: bool) -> RedisServer {
-        let port = free_port();
         let client = super::pki().issue("redis-cli", true);
-        let path = |p: &std::path::Path| p.display().to_string();
-        let args = vec![
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            path(&cert.cert_file),
-            "--tls-key-file".into(),
-            path(&cert.key_file),
-            "--tls-ca-cert-file".into(),
-            path(ca_file),
-            "--tls-auth-clients".into(),
-            if require_client_cert { "yes" } else { "no" }.into(),
-        ];
-        let tls_cli = vec![
-            "--tls".into(),
-            "--cacert".into(),
-            path(ca_file),
-            "--cert".into(),
-            path(&client.cert_file),
-            "--key".into(),
-            path(&client.key_file),
-        ];
-        Self::start_on(port, args, tls_cli)
+        Self::start_retrying(|| {
+            let port = free_port();
+            let path = |p: &std::path::Path| p.display().to_string();
+            let args = vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path(&cert.cert_file),
+                "--tls-key-file".into(),
+                path(&cert.key_file),
+                "--tls-ca-cert-file".into(),
+                path(ca_file),
+                "--tls-auth-clients".into(),
+                if require_client_cert { "yes" } else { "no" }.into(),
+            ];
+            let tls_cli = vec![
+                "--tls".into(),
+                "--cacert".into(),
+                path(ca_file),
+                "--cert".into(),
+                path(&client.cert_file),
+                "--key".into(),
+                path(&client.key_file),
+            ];
+            (port, args, tls_cli)
+        })
     }
 
-    fn start_on(port: u16, args: Vec<String>, tls_cli: Vec<String>) -> RedisServer {
-        let dir = std::env::temp_dir().join(format!("cloakroom-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { port, dir, child: None, args, tls_cli };
+    /// Starts on the port (and with the arguments) `choose` gives, choosing again when the
+    /// server exits at once (its port was taken meanwhile).
+    fn start_retrying(mut choose: impl FnMut() -> (u16, Vec<String>, Vec<String>)) -> RedisServer {
+        for _ in 1..START_ATTEMPTS {
+            let (port, args, tls_cli) = choose();
+            let mut server = Self::prepare(port, args, tls_cli);
+            if server.try_resume() {
+                return server;
+            }
+        }
+        let (port, args, tls_cli) = choose();
+        let mut server = Self::prepare(port, args, tls_cli);
         server.resume();
         server
+    }
+
+    fn prepare(port: u16, args: Vec<String>, tls_cli: Vec<String>) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("cloakroom-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        RedisServer { port, dir, child: None, args, tls_cli }
     }
 
     pub fn addr(&self) -> String {
@@ -81,6 +117,11 @@ impl RedisServer {
 
     /// Starts the server (again) on its port with its data.
     pub fn resume(&mut self) {
+        assert!(self.try_resume(), "redis-server did not start on port {}", self.port);
+    }
+
+    /// Starts the server; `false` when it exited without answering (its port was not free).
+    fn try_resume(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
@@ -94,9 +135,15 @@ impl RedisServer {
         self.child = Some(child);
         let started = Instant::now();
         while !self.answers() {
+            let exited = self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return false;
+            }
             assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     /// Stops the server cleanly (it writes its data first); the port then refuses connections.
