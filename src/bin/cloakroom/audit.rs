@@ -12,7 +12,7 @@
 //!
 //! It also probes the classes of hostile input an outside review found (issue 13), as far as
 //! they can be seen from outside: `..;`-style and encoded dot segments under the API prefix,
-//! `TRACE`, a repeated `Host`, a foreign `Host` steering the login's `redirect_uri`, control
+//! `TRACE` (and `TRACK`, lower case, a method-override header), a repeated `Host`, a foreign `Host` steering the login's `redirect_uri`, control
 //! bytes in the callback's parameters, and (with a session) a non-ASCII cookie beside the
 //! session cookie, which must neither hide the session nor keep logout from ending it.
 
@@ -418,7 +418,19 @@ async fn hostile_input_checks(a: &mut Auditor, report: &mut Report) -> Result<()
     let csrf: (&str, &[u8]) = (header.as_str(), b"1");
     let api = a.options.api_path.trim_end_matches('/').to_string();
     let mut forwarded = Vec::new();
-    for escape in ["..;/x", "%2e%2e;/x", "..%3b/x", "..%09/x", "%252e%252e/x", "%c0%ae%c0%ae/x", "%u002e%u002e/x"] {
+    let escapes = [
+        "..;/x",
+        "%2e%2e;/x",
+        "..%3b/x",
+        "..%09/x",
+        "%252e%252e/x",
+        "%c0%ae%c0%ae/x",
+        "%u002e%u002e/x",
+        "..%3f/x",
+        "..%ff/x",
+        "..%e2%80%8b/x",
+    ];
+    for escape in escapes {
         let path = format!("{api}/{escape}");
         let answer = a.call_raw(Method::GET, &path, &[csrf]).await?;
         if answer.status != StatusCode::BAD_REQUEST {
@@ -429,18 +441,37 @@ async fn hostile_input_checks(a: &mut Auditor, report: &mut Report) -> Result<()
         "paths.dot_segments",
         forwarded.is_empty(),
         if forwarded.is_empty() {
-            "7 spellings of a dot segment (path parameters, whitespace, double and overlong encodings) refused with 400"
-                .into()
+            format!(
+                "{} spellings of a dot segment (path parameters, whitespace, double and overlong encodings, \
+                 bytes lax decoders drop) refused with 400",
+                escapes.len()
+            )
         } else {
             format!("not refused: {}", forwarded.join("; "))
         },
     );
 
-    let trace = a.call_raw(Method::TRACE, &format!("{api}/x"), &[csrf]).await?;
+    let mut echoed = Vec::new();
+    for method in ["TRACE", "TRACK", "trace"] {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let answer = a.call_raw(method.clone(), &format!("{api}/x"), &[csrf]).await?;
+        if answer.status != StatusCode::METHOD_NOT_ALLOWED {
+            echoed.push(format!("{method} answered {}", answer.status.as_u16()));
+        }
+    }
+    let overridden =
+        a.call_raw(Method::POST, &format!("{api}/x"), &[csrf, ("x-http-method-override", b"TRACE")]).await?;
+    if overridden.status != StatusCode::METHOD_NOT_ALLOWED {
+        echoed.push(format!("POST with X-HTTP-Method-Override: TRACE answered {}", overridden.status.as_u16()));
+    }
     report.record(
         "methods.trace_refused",
-        trace.status == StatusCode::METHOD_NOT_ALLOWED,
-        format!("TRACE {api}/x answered {}", trace.status.as_u16()),
+        echoed.is_empty(),
+        if echoed.is_empty() {
+            format!("TRACE, TRACK, trace and a TRACE method override under {api}/ answered 405")
+        } else {
+            echoed.join("; ")
+        },
     );
 
     let authority = a.options.base.authority().to_string();
