@@ -40,8 +40,11 @@ pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, Str
         if name == "prompt" {
             params.silent = value == "none";
         }
+        let mut value = value;
         if name == "max_age" {
+            // The provider gets the number as it is compared at the callback (`05` is `5`).
             params.max_age = value.parse().ok();
+            value = params.max_age.unwrap_or_default().to_string();
         }
         if name == "acr_values" {
             params.acr_values = Some(value.clone());
@@ -110,6 +113,8 @@ mod tests {
         assert_eq!(parsed.max_age, Some(300));
         assert_eq!(parsed.pairs.len(), 3);
         assert_eq!(parse(Some("returnUrl=%2F"), &[]).unwrap(), LoginParams::default());
+        let padded = parse(Some("max_age=0300"), &all).unwrap();
+        assert_eq!(padded.pairs, [("max_age", "300".to_string())], "the provider gets the number compared later");
         for (query, names) in [
             ("prompt=login", &[][..]),
             ("prompt=none%20login", &["prompt"][..]),
