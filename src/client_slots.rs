@@ -1,6 +1,8 @@
-//! A cap on one client's concurrent connections (`server.max_connections_per_client`): one
-//! address cannot hold the whole `max_connections` (each connection also holds buffers while
-//! its client reads slowly). A trusted proxy's address is exempt: it carries many clients.
+//! A cap on one client's concurrent connections and HTTP/2 requests
+//! (`server.max_connections_per_client`): one address cannot hold the whole `max_connections`,
+//! nor multiply it by HTTP/2's streams (each connection or stream also holds buffers and an
+//! upstream connection while its client reads slowly). A trusted proxy's address is exempt: it
+//! carries many clients.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,6 +39,41 @@ impl ClientSlots {
         }
         *count += 1;
         Some(Some(ClientSlot { ip, held: self.held.clone() }))
+    }
+}
+
+/// A response body that keeps its request's slot until it is sent or dropped: a stream's
+/// buffers live as long as its body, not its head.
+struct Holding {
+    inner: crate::respond::Body,
+    _slot: ClientSlot,
+}
+
+impl hyper::body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = crate::respond::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl ClientSlot {
+    /// `body`, holding this slot until it has been sent.
+    pub fn hold(self, body: crate::respond::Body) -> crate::respond::Body {
+        use http_body_util::BodyExt;
+        Holding { inner: body, _slot: self }.boxed()
     }
 }
 

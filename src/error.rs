@@ -38,6 +38,9 @@ pub enum ApiError {
     PayloadTooLarge,
     NotFound,
     MethodNotAllowed,
+    /// The client's address holds `server.max_connections_per_client` connections and HTTP/2
+    /// requests in flight already.
+    TooManyRequests,
     ProviderUnavailable,
     ProviderError,
     StoreUnavailable,
@@ -69,6 +72,9 @@ impl ApiError {
             }
             NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"),
+            TooManyRequests => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "this client has too many requests in flight")
+            }
             ProviderUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "the identity provider cannot be reached")
             }
@@ -264,6 +270,7 @@ mod tests {
             (PayloadTooLarge, 413, "payload_too_large"),
             (NotFound, 404, "not_found"),
             (MethodNotAllowed, 405, "method_not_allowed"),
+            (TooManyRequests, 429, "too_many_requests"),
             (ProviderUnavailable, 503, "provider_unavailable"),
             (ProviderError, 502, "provider_error"),
             (StoreUnavailable, 503, "store_unavailable"),

@@ -135,6 +135,7 @@ pub struct Metrics {
     step_up_required: Family<RoutePrefixLabels, Counter>,
     store: StoreMetrics,
     connections_refused: Counter,
+    streams_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -217,10 +218,17 @@ impl Metrics {
             "Connections closed at once: their address held server.max_connections_per_client already",
             connections_refused.clone(),
         );
+        let streams_refused = Counter::default();
+        registry.register(
+            "streams_refused",
+            "HTTP/2 requests answered 429 at once: their address held server.max_connections_per_client already",
+            streams_refused.clone(),
+        );
         Self {
             registry,
             store,
             connections_refused,
+            streams_refused,
             forbidden,
             step_up_required,
             requests,
@@ -250,6 +258,11 @@ impl Metrics {
     /// A connection closed at once for its address's cap.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// An HTTP/2 request answered 429 for its address's cap.
+    pub fn stream_refused(&self) {
+        self.streams_refused.inc();
     }
 
     /// The store's counters, for the store to count into.

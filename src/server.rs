@@ -128,7 +128,10 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection { app: app.clone(), builder: builder.clone(), peer, phase: phases.clone() };
+        // HTTP/2 multiplexes: each request in flight on it takes a slot of the address too.
+        let streams = (!exempt).then(|| client_slots.clone());
+        let connection =
+            Connection { app: app.clone(), builder: builder.clone(), peer, phase: phases.clone(), streams };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
@@ -179,6 +182,8 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     peer: SocketAddr,
     phase: watch::Receiver<Phase>,
+    /// Where an HTTP/2 request takes its slot of the client's address (`None`: exempt).
+    streams: Option<crate::client_slots::ClientSlots>,
 }
 
 impl Connection {
@@ -189,12 +194,27 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let (app, peer, tracked) = (self.app.clone(), self.peer, activity.clone());
+        let (app, peer, tracked, streams) = (self.app.clone(), self.peer, activity.clone(), self.streams.clone());
         let service = service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
             let in_flight = tracked.begin_request(request.version());
+            // One address's connections and HTTP/2 streams share its cap: without this, each
+            // of its connections could carry a couple of hundred streams, each holding buffers
+            // and an upstream connection while its client reads slowly.
+            let stream_slot = match &streams {
+                Some(slots) if request.version() == http::Version::HTTP_2 => slots.take(peer.ip(), false),
+                _ => Some(None),
+            };
             async move {
-                let response = crate::dispatch::handle(&app, request, peer, proto).await;
+                let response = match stream_slot {
+                    Some(None) => crate::dispatch::handle(&app, request, peer, proto).await,
+                    Some(Some(slot)) => crate::dispatch::handle(&app, request, peer, proto).await.map(|b| slot.hold(b)),
+                    None => {
+                        tracing::debug!(%peer, "request refused: server.max_connections_per_client reached");
+                        app.metrics.stream_refused();
+                        crate::error::ApiError::TooManyRequests.response()
+                    }
+                };
                 drop(in_flight);
                 Ok::<_, Infallible>(response)
             }

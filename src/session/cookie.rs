@@ -35,7 +35,7 @@ pub struct CookiePolicy {
     legacy_finders: Vec<memchr::memmem::Finder<'static>>,
     /// Every name above as a loose reader folds it ([`loose_name`]): what a cookie name must
     /// not contain to go upstream.
-    loose: Vec<Vec<u8>>,
+    loose: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl CookiePolicy {
@@ -162,7 +162,7 @@ impl CookiePolicy {
         }
         let mut buffer = [0u8; LOOSE_NAME_MAX];
         match loose_name(cookie_name, &mut buffer) {
-            Some(folded) => self.loose.iter().any(|name| memchr::memmem::find(folded, name).is_some()),
+            Some(folded) => self.loose.iter().any(|name| name.find(folded).is_some()),
             // Longer than any name a browser app sets: not worth the risk.
             None => true,
         }
@@ -249,9 +249,14 @@ fn loose_name<'b>(name: &[u8], buffer: &'b mut [u8; LOOSE_NAME_MAX]) -> Option<&
     buffer.get(..len)
 }
 
-/// A configured name, folded as [`loose_name`] folds what requests carry.
-fn fold(name: &[u8]) -> Vec<u8> {
-    name.iter().filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')).map(u8::to_ascii_lowercase).collect()
+/// A finder of a configured name, folded as [`loose_name`] folds what requests carry.
+fn fold(name: &[u8]) -> memchr::memmem::Finder<'static> {
+    let folded: Vec<u8> = name
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    memchr::memmem::Finder::new(&folded).into_owned()
 }
 
 /// Every `name=value` pair of the request's `Cookie` header(s), as bytes, trimmed, empty ones

@@ -239,3 +239,56 @@ async fn one_user_signing_in_again_and_again_ends_only_their_own_oldest_sessions
     let sessions = alices[7].get(&bff.url("/bff/sessions"), &[CSRF]).await;
     assert_eq!(sessions.json()["sessions"].as_array().map(Vec::len), Some(3), "{}", sessions.text());
 }
+
+/// HTTP/2 multiplies a connection by its streams: each request in flight on one takes a slot of
+/// the address's `max_connections_per_client` too, held until its answer has been sent (a
+/// body the client does not read keeps it), so one client cannot hold hundreds of upstream
+/// connections and their buffers through a few connections. Past the cap: `429
+/// too_many_requests` at once, nothing forwarded, counted.
+#[tokio::test]
+async fn http2_streams_count_against_the_clients_share() {
+    let bff = Bff::start_with(BffOptions {
+        server_toml: "max_connections_per_client = 3".into(),
+        extra_routes: "[[routes]]\nprefix = \"/open/\"\nupstream = \"{upstream}/open/\"\ntoken = \"none\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let send = |path: &str| {
+        let mut sender = sender.clone();
+        let request = http::Request::builder()
+            .uri(bff.url(path))
+            .version(http::Version::HTTP_2)
+            .header("x-csrf", "1")
+            .body(cloakroom::respond::empty())
+            .unwrap();
+        async move { sender.send_request(request).await.unwrap() }
+    };
+    // The connection holds one slot; a slow call and an unread 64 MiB download hold the others.
+    let slow = tokio::spawn(send("/open/slow"));
+    let download = send("/open/download?bytes=67108864").await;
+    assert_eq!(download.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let count = bff.upstream.count();
+    let refused = send("/open/x").await;
+    assert_eq!(refused.status(), 429);
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("too_many_requests"), "{body:?}");
+    assert_eq!(bff.upstream.count(), count, "a refused stream reached the upstream");
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_streams_refused_total 1"), "{metrics}");
+    // The slow answer comes; its slot is back. Dropping the unread download gives back the other.
+    assert_eq!(slow.await.unwrap().status(), 200);
+    assert_eq!(send("/open/x").await.status(), 200, "the slow call's slot did not come back");
+    drop(download);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (first, second) = tokio::join!(send("/open/a"), send("/open/b"));
+    assert_eq!((first.status(), second.status()), (http::StatusCode::OK, http::StatusCode::OK), "the download's slot");
+}
