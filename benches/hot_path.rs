@@ -274,3 +274,13 @@ fn request_id_and_metrics(bencher: divan::Bencher) {
         id
     });
 }
+
+/// The method check of an API call: the route's allowlist (none here) and the method-override
+/// headers some frameworks honour.
+#[divan::bench]
+fn method_check(bencher: divan::Bencher) {
+    let headers = browser_headers(&SessionTicket::generate());
+    bencher.bench(|| {
+        assert!(!cloakroom::proxy::method_refused(&http::Method::GET, divan::black_box(&headers), None));
+    });
+}

@@ -42,7 +42,7 @@ const METHOD_OVERRIDES: [http::HeaderName; 3] = [
 /// route does not forward: outside its allowlist, or one no route forwards (`CONNECT`, `TRACE`,
 /// `TRACK`, which `dispatch` refuses as request methods). Overrides are read without case, as
 /// the frameworks do; one that is not a method name at all is refused.
-fn method_refused(
+pub fn method_refused(
     method: &http::Method,
     headers: &http::HeaderMap,
     allowed: Option<&crate::config::MethodAllowlist>,
