@@ -14,6 +14,7 @@ use http::header::{HeaderValue, LOCATION, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if request.method() != Method::POST {
@@ -33,13 +34,22 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         if let Some(signed_in_with) = app.providers.get(session.provider.as_deref()) {
             provider = signed_in_with.clone();
         }
-        if let Some(refresh_token) = &session.refresh_token
-            && provider.has_revocation()
-            && let Err(e) = provider.revoke_refresh_token(refresh_token).await
-        {
-            tracing::warn!(error = %e, "refresh token revocation failed; the session ends anyway");
+        // The revocation runs as a task of its own, and the session ends while it does: a
+        // provider that hangs, or a browser that gives up on the answer (which drops this
+        // handler), can neither keep the session alive nor cancel the revocation.
+        let revocation = session.refresh_token.clone().filter(|_| provider.has_revocation()).map(|token| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.revoke_refresh_token(&token).await }.in_current_span())
+        });
+        let ended = app.sessions.end_open(&ticket, &session).await;
+        if let Some(revocation) = revocation {
+            match revocation.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "refresh token revocation failed; the session ends anyway"),
+                Err(e) => tracing::error!(error = %e, "the refresh token revocation task failed"),
+            }
         }
-        app.sessions.end_open(&ticket, &session).await?;
+        ended?;
         app.metrics.logouts(1);
         id_token_hint = session.id_token.clone();
     }

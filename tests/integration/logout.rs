@@ -89,3 +89,45 @@ async fn clear_site_data_can_be_turned_off_for_shared_domains() {
     assert!(session_cookie(&browser).is_none(), "the session cookie must still be cleared");
     assert_eq!(bff.user(&mut browser).await.status, 401);
 }
+
+/// A provider that hangs at logout (a GC pause, a stuck pod) and a browser that gives up on the
+/// answer: the session has ended anyway (the copied ticket opens nothing), and the refresh
+/// token's revocation, which was under way, still reaches the provider when it resumes.
+#[tokio::test]
+async fn a_hung_provider_and_an_abandoned_logout_still_end_the_session_and_revoke() {
+    let provider = start_provider(&[]);
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(provider.issuer.clone()),
+        oidc_toml: "timeout = \"5s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
+    let refresh_token = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().expect("a refresh token");
+    assert_eq!(bff.session_count().await, 1);
+
+    provider.signal("STOP");
+    let url = bff.url("/bff/logout");
+    let (header, ticket) = (CSRF, cookie.clone());
+    let logout = tokio::spawn(async move { http_call(Method::POST, &url, None, &[header, ("cookie", &ticket)]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    logout.abort(); // the browser gives up while the provider hangs
+    let _ = logout.await;
+    assert_eq!(bff.session_count().await, 0, "an abandoned logout left the session alive");
+    let mut thief = Browser::new();
+    thief.set_cookie("__Host-Http-cloakroom", cookie.split_once('=').unwrap().1);
+    assert_eq!(thief.get(&bff.url("/api/x"), &[CSRF]).await.status, 401, "the ticket still opens a session");
+
+    provider.signal("CONT");
+    let mut revoked = false;
+    for _ in 0..100 {
+        if !introspect(&bff.issuer, &bff.client, &refresh_token).await {
+            revoked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(revoked, "the abandoned logout's revocation never reached the provider");
+}
