@@ -217,7 +217,8 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
 
 /// Drops `Set-Cookie` headers that would set or clear one of cloakroom's cookies, read as bytes
 /// the way browsers read them (RFC 6265bis §5.6): the name is what precedes the first `=` of
-/// the part before the first `;`, trimmed. A cookie without a name (`=__Host-x=1`, or no `=` at
+/// the part before the first `;`, trimmed, and compared loosely
+/// ([`CookiePolicy::may_hold_own`]). A cookie without a name (`=__Host-x=1`, or no `=` at
 /// all) is sent back by browsers as its bare value, which would read as a cookie of ours: such
 /// cookies are dropped too.
 pub fn strip_own_set_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
@@ -228,10 +229,10 @@ pub fn strip_own_set_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
         let bytes = value.as_bytes();
         let pair = bytes.split(|&b| b == b';').next().unwrap_or_default();
         match pair.iter().position(|&b| b == b'=') {
-            Some(at) => {
-                let name = pair[..at].trim_ascii();
-                name.is_empty() || cookies.may_be_own_name(name)
-            }
+            // A named one goes when its name, or that of any comma-separated piece (where
+            // something between here and the browser folds or splits `Set-Cookie` on commas),
+            // may be read as ours.
+            Some(at) => pair[..at].trim_ascii().is_empty() || cookies.may_hold_own(pair),
             None => true,
         }
     };
@@ -388,9 +389,11 @@ mod tests {
             ("set-cookie", "\t__Host-cloakroom\t=planted"),
             ("set-cookie", "__HOST-CLOAKROOM=planted"),
             ("set-cookie", "__Host%2Dcloakroom=planted"),
+            ("set-cookie", "a=1, __Host-cloakroom=planted; Path=/"),
+            ("set-cookie", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT"),
         ]);
         strip_own_set_cookies(&mut headers, &policy());
         let values: Vec<&str> = headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
-        assert_eq!(values, ["app=1; Path=/"]);
+        assert_eq!(values, ["app=1; Path=/", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT"]);
     }
 }
