@@ -62,9 +62,11 @@ impl ApiError {
             StepUpRequired => {
                 (StatusCode::UNAUTHORIZED, "step_up_required", "this call needs a stronger or more recent sign-in")
             }
-            BadPath => {
-                (StatusCode::BAD_REQUEST, "bad_path", "the path has dot segments, encoded separators or backslashes")
-            }
+            BadPath => (
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                "the path has dot segments, encoded separators or backslashes, or could be read as another route's",
+            ),
             BadHost => (StatusCode::BAD_REQUEST, "bad_host", "exactly one Host header is required"),
             BadBody => (StatusCode::BAD_REQUEST, "bad_body", "the request body is malformed or was cut off"),
             PayloadTooLarge => {

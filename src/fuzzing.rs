@@ -83,8 +83,12 @@ pub fn request(data: &[u8]) {
 
     let _ = crate::dispatch::refuse_malformed(&request);
     let path = request.uri().path();
-    if fixture.router.route(path) != crate::router::Route::BadPath {
+    let route = fixture.router.route(path);
+    if route != crate::router::Route::BadPath {
         assert!(!oracle::path_escapes(path), "routed a path that escapes its prefix: {path:?}");
+    }
+    if route == crate::router::Route::Api(0) {
+        assert!(!oracle::reads_as(path, "/api/admin"), "routed past the nested route: {path:?}");
     }
     let peer = std::net::SocketAddr::from(([192, 0, 2, if shape & 2 != 0 { 1 } else { 9 }], 40000));
     let mode = if shape & 4 != 0 { ForwardingHeader::Forwarded } else { ForwardingHeader::XForwardedFor };
@@ -142,7 +146,8 @@ fn request_fixture() -> &'static RequestFixture {
     FIXTURE.get_or_init(|| {
         let text = "[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"app\"\nclient_secret = \"s\"\n\
                     [[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9/v1/\"\n\
-                    [[routes]]\nprefix = \"/open/\"\nupstream = \"http://127.0.0.1:9/\"\ntoken = \"none\"\n";
+                    [[routes]]\nprefix = \"/open/\"\nupstream = \"http://127.0.0.1:9/\"\ntoken = \"none\"\n\
+                    [[routes]]\nprefix = \"/api/admin/\"\nupstream = \"http://127.0.0.1:9/v1/admin/\"\n";
         let config = Config::from_toml(text, Vec::new()).expect("a valid config");
         RequestFixture {
             router: crate::router::Router::new(&config.routes),
@@ -189,6 +194,23 @@ mod oracle {
             Some(rest) => is_own(name) || (name.is_empty() && is_own(rest.trim_ascii())),
             None => is_own(name),
         }
+    }
+
+    /// Whether a server that decodes (four times over), ignores case, cuts `;` parameters,
+    /// merges slashes and drops spaces could read `path` as `prefix` or inside it.
+    pub fn reads_as(path: &str, prefix: &str) -> bool {
+        let mut level = path.as_bytes().to_vec();
+        for _ in 0..4 {
+            level = percent_encoding::percent_decode(&level).collect();
+        }
+        let text = String::from_utf8_lossy(&level).to_lowercase();
+        let segments: Vec<String> = text
+            .split('/')
+            .map(|segment| segment.split(';').next().unwrap_or_default().replace(' ', ""))
+            .filter(|segment| !segment.is_empty())
+            .collect();
+        let read = format!("/{}/", segments.join("/"));
+        read.starts_with(&format!("{prefix}/"))
     }
 
     /// Percent-decodes up to four times; a segment that at any level is, cut at `;`, `?` or

@@ -31,6 +31,9 @@ pub enum Route {
 pub struct Router {
     /// (prefix, index into config routes), longest prefix first.
     prefixes: Vec<(String, usize)>,
+    /// By route index: the [`loose`] prefixes of the routes nested in that route's space
+    /// (`/api/admin/` in `/api/`). Empty for most routes, which then need no second look.
+    nested: Vec<Vec<String>>,
 }
 
 impl Router {
@@ -38,7 +41,16 @@ impl Router {
         let mut prefixes: Vec<(String, usize)> =
             routes.iter().enumerate().map(|(i, r)| (r.prefix.clone(), i)).collect();
         prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        Self { prefixes }
+        let folded: Vec<String> = routes.iter().map(|r| loose(&r.prefix)).collect();
+        let nested = folded
+            .iter()
+            .map(|outer| {
+                let inner =
+                    folded.iter().filter(|inner| inner.len() > outer.len() && inner.starts_with(outer.as_str()));
+                inner.cloned().collect()
+            })
+            .collect();
+        Self { prefixes, nested }
     }
 
     pub fn route(&self, path: &str) -> Route {
@@ -65,11 +77,85 @@ impl Router {
         }
         for (prefix, index) in &self.prefixes {
             if path.starts_with(prefix.as_str()) {
+                let nested = self.nested.get(*index).map_or(&[][..], Vec::as_slice);
+                if !nested.is_empty() && reads_as_nested(path, nested) {
+                    return Route::BadPath;
+                }
                 return Route::Api(*index);
             }
         }
         Route::NotFound
     }
+}
+
+/// Whether some server behind cloakroom could read `path`, which matched an outer route, as
+/// inside a route nested in it (whose rules, method allowlist or step-up it would then skip):
+/// `/api/%61dmin/x`, `/api//admin/x`, `/api/ADMIN/x`, `/api/admin;x/x`, `/api/admin./x`, or
+/// the nested prefix without its trailing slash (`/api/admin`, which many servers route like
+/// `/api/admin/`). Plain lower-case paths are compared as they are; others are folded first.
+fn reads_as_nested(path: &str, nested: &[String]) -> bool {
+    let inside = |folded: &str| {
+        nested
+            .iter()
+            .any(|n| folded.starts_with(n.as_str()) || n.strip_suffix('/') == Some(folded.trim_end_matches('/')))
+    };
+    if is_plain(path) { inside(path) } else { inside(&loose(path)) }
+}
+
+/// A path whose [`loose`] form is itself (give or take a trailing `/`): lower-case ASCII
+/// letters, digits, `-`, `_`, `~`, and `.` inside segments, no empty segment.
+fn is_plain(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let plain_bytes = bytes.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'/' | b'.'));
+    plain_bytes
+        && !bytes.windows(2).any(|pair| matches!(pair, [b'/', b'/'] | [b'.', b'/']))
+        && bytes.last() != Some(&b'.')
+}
+
+/// A path as the loosest server could read it, for comparing routes: percent-decoded (up to
+/// `MAX_DECODINGS` + 1 levels, `%uXXXX` included), each segment cut at `;`, `?` or `#`, stripped
+/// of whitespace, control and format characters and of trailing dots (IIS), fullwidth forms
+/// folded to ASCII, lower-cased, empty segments left out (`//` merged), ending in `/`.
+fn loose(path: &str) -> String {
+    let mut bytes = path.as_bytes().to_vec();
+    for _ in 0..=MAX_DECODINGS {
+        match percent_decode(&bytes) {
+            Some(decoded) => bytes = decoded,
+            None => break,
+        }
+    }
+    let mut out = String::with_capacity(bytes.len() + 1);
+    for segment in chars_of(&bytes).split(['/', '\\']) {
+        let kept: String = segment
+            .split([';', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .map(|c| match c {
+                '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+                c => c,
+            })
+            .filter(|c| !(c.is_whitespace() || c.is_control() || is_format(*c)))
+            .collect();
+        let kept = kept.trim_end_matches('.');
+        if !kept.is_empty() {
+            out.push('/');
+            out.extend(kept.chars().flat_map(char::to_lowercase));
+        }
+    }
+    out.push('/');
+    out
+}
+
+/// Invisible characters some servers drop: zero-width ones, the byte-order mark, soft hyphen,
+/// and the replacement character a lax decoder leaves for a byte it could not read.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{FFFD}')
+}
+
+/// Bytes as text, a byte that is not UTF-8 as the replacement character.
+fn chars_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Refuses what some server behind cloakroom might normalise into another place, so that a
@@ -239,6 +325,41 @@ mod tests {
             step_up: None,
         };
         Router::new(&[route("/api/"), route("/api/public/"), route("/other/")])
+    }
+
+    #[test]
+    fn a_path_some_server_reads_as_a_nested_route_is_refused() {
+        // A route nested in another (rules, methods or step-up of its own): spellings that
+        // match the outer route here but that an upstream would serve from the nested one's
+        // space are refused, never forwarded past the nested route's checks.
+        let r = router();
+        for path in [
+            "/api/%70ublic/x",
+            "/api/%2570ublic/x",
+            "/api//public/x",
+            "/api///public/x",
+            "/api/PUBLIC/x",
+            "/api/Public/x",
+            "/api/public;jsessionid=1/x",
+            "/api/public%3bx/x",
+            "/api/public./x",
+            "/api/public%20/x",
+            "/api/%20public/x",
+            "/api/pub%00lic/x",
+            "/api/public%e2%80%8b/x",
+            "/api/%ef%bd%90ublic/x",
+            "/api/public",
+            "/api/Public",
+            "/api/public%2e",
+        ] {
+            assert_eq!(r.route(path), Route::BadPath, "{path}");
+        }
+        for path in ["/api/publicity", "/api/x/public/y", "/api/pub/lic", "/api/Users/ABC", "/api/caf%C3%A9", "/api/"] {
+            assert_eq!(r.route(path), Route::Api(0), "{path}");
+        }
+        assert_eq!(r.route("/api/public/x"), Route::Api(1));
+        assert_eq!(r.route("/api/public/X%2e"), Route::Api(1), "inside the nested route: its own");
+        assert_eq!(r.route("/other/PUBLIC"), Route::Api(2), "no route nested in it");
     }
 
     #[test]

@@ -494,3 +494,43 @@ async fn scope_rules_admit_only_sessions_granted_the_scope() {
     assert!(metrics.contains("cloakroom_forbidden_total{route=\"/writer/\"} 1"), "{metrics}");
     assert!(!metrics.contains("cloakroom_forbidden_total{route=\"/reader/\"}"), "{metrics}");
 }
+
+/// A ruled route nested in an open one (`/api/admin/` inside `/api/`, both to one upstream): a
+/// path that matches the outer route here but that the upstream would serve from the nested
+/// one's space (decoded, merged slashes, another case, path parameters, trailing dots, the
+/// prefix without its slash) is refused as `bad_path`, never forwarded past the nested
+/// route's rules; plain paths route as before.
+#[tokio::test]
+async fn a_nested_routes_rules_cannot_be_skipped_through_the_outer_route() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/api/admin/\"\nupstream = \"{upstream}/api/admin/\"\n\
+                       [[routes.rules]]\nclaim = \"groups\"\ncontains_any = [\"admins\"]\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let mut bob = Browser::new();
+    bff.login(&mut bob, "bob", "/").await;
+    assert_eq!(bob.get(&bff.url("/api/admin/users"), &[CSRF]).await.status, 403);
+    let count = bff.upstream.count();
+    for path in [
+        "/api/%61dmin/users",
+        "/api/%2561dmin/users",
+        "/api//admin/users",
+        "/api/ADMIN/users",
+        "/api/Admin/users",
+        "/api/admin;x=1/users",
+        "/api/admin%3Bx/users",
+        "/api/admin./users",
+        "/api/admin%20/users",
+        "/api/%ef%bd%81dmin/users",
+        "/api/admin",
+    ] {
+        let reply = bob.get(&bff.url(path), &[CSRF]).await;
+        assert_eq!((reply.status, reply.json()["error"].as_str()), (400, Some("bad_path")), "{path}");
+    }
+    assert_eq!(bff.upstream.count(), count, "a path read as the nested route's went past its rules");
+    for path in ["/api/x", "/api/administrators", "/api/Users/42", "/api/x/admin/y"] {
+        assert_eq!(bob.get(&bff.url(path), &[CSRF]).await.status, 200, "{path}");
+    }
+}
