@@ -284,3 +284,14 @@ fn method_check(bencher: divan::Bencher) {
         assert!(!cloakroom::proxy::method_refused(&http::Method::GET, divan::black_box(&headers), None));
     });
 }
+
+/// Routing on a route with another nested in it (`/api/admin/` in `/api/`): a plain path is
+/// compared as it is, one with capitals or escapes is folded first.
+#[divan::bench(args = ["/api/v1/items/42", "/api/v1/Items/ABC42"])]
+fn route_with_a_nested_route(bencher: divan::Bencher, path: &str) {
+    let text = "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n\
+                [[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9101/\"\n\
+                [[routes]]\nprefix = \"/api/admin/\"\nupstream = \"http://127.0.0.1:9101/admin/\"\n";
+    let router = Router::new(&Config::from_toml(text, Vec::new()).expect("a valid config").routes);
+    bencher.bench(|| router.route(divan::black_box(path)));
+}
