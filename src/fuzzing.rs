@@ -42,7 +42,8 @@ pub fn cookie_header(data: &[u8]) {
 /// address, CSRF guard, session-cookie lookup, and the header rewriting both ways, and the
 /// invariants are checked by oracles written apart from the code they check:
 /// - no panic anywhere;
-/// - a path that some server could read as leaving its prefix is never routed;
+/// - a path that some server could read as leaving its prefix, or as inside a route nested
+///   in the one it matched, is never routed;
 /// - no cookie pair of the upstream request could be read as one of cloakroom's, whatever the
 ///   reader's splitting rules;
 /// - the forwarding headers upstream are exactly cloakroom's own (one of each, the client as
