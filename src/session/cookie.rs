@@ -173,7 +173,10 @@ impl CookiePolicy {
     /// comma-separated piece of it (RFC 2965 servers split on `,` too), or the whole pair when
     /// it has no `=`.
     pub fn may_hold_own(&self, pair: &[u8]) -> bool {
-        pair.split(|&b| b == b',').any(|piece| self.may_be_own_name(split_pair(piece).0))
+        // The whole name first (a reader that drops the commas in it, with the other bytes
+        // it does not read), then each comma-separated piece's.
+        self.may_be_own_name(split_pair(pair).0)
+            || pair.split(|&b| b == b',').any(|piece| self.may_be_own_name(split_pair(piece).0))
     }
 
     fn base(&self, name: String, value: String, same_site: SameSite) -> Cookie<'static> {
@@ -422,6 +425,7 @@ mod tests {
             b"__Host-cloakroom-LOGIN-abc",
             b"__HOST-OLD",
             b"x__Host-cloakroomx",
+            b", __host-cloa\xa4\xa4,\xa4kroom",
         ] {
             assert!(p.may_be_own_name(name), "{name:?}");
             assert!(p.may_hold_own(&[name, &b"=T"[..]].concat()), "{name:?}");
