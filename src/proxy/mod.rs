@@ -297,7 +297,9 @@ where
         return Err(ApiError::Forbidden);
     }
     if let Some(step_up) = &route.step_up
-        && !claims.is_some_and(|claims| step_up::satisfied(step_up, claims, app.sessions.now()))
+        && !claims.is_some_and(|claims| {
+            step_up::satisfied(step_up, claims, app.sessions.now(), app.config.oidc.clock_skew.as_secs())
+        })
     {
         tracing::info!(route = %route.prefix, "the route needs a stronger or more recent sign-in");
         app.metrics.step_up_required(&route.prefix);

@@ -11,9 +11,12 @@ use http::Response;
 use http::header::{HeaderMap, WWW_AUTHENTICATE};
 
 /// Whether the session's claims meet the route's requirement at `now` (unix seconds): `acr` a
-/// string in the set, `auth_time` an integer at most `max_age` ago. Read in place, allocating
-/// nothing.
-pub fn satisfied(step_up: &StepUp, claims: &RawClaims, now: u64) -> bool {
+/// string in the set, `auth_time` an integer at most `max_age` ago. The provider's clock may be
+/// `skew` seconds off ours either way, as the callback allows: an `auth_time` up to `skew`
+/// ahead is now, and up to `max_age + skew` behind is recent (else a sign-in the callback took
+/// as fresh could be refused here, and the user asked to step up again and again). Read in
+/// place, allocating nothing.
+pub fn satisfied(step_up: &StepUp, claims: &RawClaims, now: u64, skew: u64) -> bool {
     const ACR: usize = 0;
     const AUTH_TIME: usize = 1;
     let (mut acr_ok, mut auth_time) = (false, None);
@@ -35,7 +38,10 @@ pub fn satisfied(step_up: &StepUp, claims: &RawClaims, now: u64) -> bool {
         },
     );
     let acr_ok = step_up.acr_values.is_empty() || acr_ok;
-    let age_ok = step_up.max_age.is_none_or(|max_age| auth_time.is_some_and(|at| at <= now && now - at <= max_age));
+    let age_ok = step_up.max_age.is_none_or(|max_age| {
+        auth_time
+            .is_some_and(|at| at <= now.saturating_add(skew) && now.saturating_sub(at) <= max_age.saturating_add(skew))
+    });
     readable && acr_ok && age_ok
 }
 
@@ -190,24 +196,29 @@ mod tests {
     fn acr_and_auth_time_are_checked_against_the_route() {
         let both = StepUp { acr_values: vec!["mfa".into(), "hwk".into()], max_age: Some(300) };
         let now = 10_000;
-        assert!(satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 300})), now));
-        assert!(satisfied(&both, &claims(json!({"acr": "hwk", "auth_time": now})), now));
-        assert!(!satisfied(&both, &claims(json!({"acr": "pwd", "auth_time": now})), now), "a weaker acr");
-        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 301})), now), "too old");
-        assert!(!satisfied(&both, &claims(json!({"acr": "mfa"})), now), "no auth_time");
-        assert!(!satisfied(&both, &claims(json!({"auth_time": now})), now), "no acr");
-        assert!(!satisfied(&both, &claims(json!({"acr": ["mfa"], "auth_time": now})), now), "acr is a string");
-        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now + 5})), now), "from the future");
+        assert!(satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 300})), now, 0));
+        assert!(satisfied(&both, &claims(json!({"acr": "hwk", "auth_time": now})), now, 0));
+        assert!(!satisfied(&both, &claims(json!({"acr": "pwd", "auth_time": now})), now, 0), "a weaker acr");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 301})), now, 0), "too old");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa"})), now, 0), "no auth_time");
+        assert!(!satisfied(&both, &claims(json!({"auth_time": now})), now, 0), "no acr");
+        assert!(!satisfied(&both, &claims(json!({"acr": ["mfa"], "auth_time": now})), now, 0), "acr is a string");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now + 5})), now, 0), "from the future");
+        // The provider's clock a little off ours, as the callback allows (`oidc.clock_skew`).
+        assert!(satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now + 5})), now, 60), "5 s ahead");
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now + 61})), now, 60), "past the skew");
+        assert!(satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 360})), now, 60));
+        assert!(!satisfied(&both, &claims(json!({"acr": "mfa", "auth_time": now - 361})), now, 60), "too old");
         let acr_only = StepUp { acr_values: vec!["mfa".into()], max_age: None };
-        assert!(satisfied(&acr_only, &claims(json!({"acr": "mfa"})), now));
+        assert!(satisfied(&acr_only, &claims(json!({"acr": "mfa"})), now, 0));
         let age_only = StepUp { acr_values: vec![], max_age: Some(60) };
-        assert!(satisfied(&age_only, &claims(json!({"auth_time": now - 10})), now));
-        assert!(!satisfied(&age_only, &claims(json!({"auth_time": (now - 10) as f64 + 0.5})), now), "an integer");
-        assert!(!satisfied(&age_only, &claims(json!({"auth_time": [now - 10]})), now), "not in an array");
-        assert!(!satisfied(&age_only, &claims(json!([{"auth_time": now - 10}])), now), "claims are an object");
+        assert!(satisfied(&age_only, &claims(json!({"auth_time": now - 10})), now, 0));
+        assert!(!satisfied(&age_only, &claims(json!({"auth_time": (now - 10) as f64 + 0.5})), now, 0), "an integer");
+        assert!(!satisfied(&age_only, &claims(json!({"auth_time": [now - 10]})), now, 0), "not in an array");
+        assert!(!satisfied(&age_only, &claims(json!([{"auth_time": now - 10}])), now, 0), "claims are an object");
         let many = claims(json!({"acr": "mfa", "auth_time": now, "groups": ["a", "b"], "name": "A \"B\""}));
         let mut met = false;
-        let counted = allocation_counter::measure(|| met = satisfied(&both, &many, now));
+        let counted = allocation_counter::measure(|| met = satisfied(&both, &many, now, 0));
         assert!(met);
         assert_eq!(counted.count_total, 0, "the check runs on every call: {counted:?}");
     }
