@@ -275,13 +275,14 @@ fn request_id_and_metrics(bencher: divan::Bencher) {
     });
 }
 
-/// The method check of an API call: the route's allowlist (none here) and the method-override
-/// headers some frameworks honour.
-#[divan::bench]
-fn method_check(bencher: divan::Bencher) {
+/// The method check of an API call: the route's allowlist (none here) and the method overrides
+/// some frameworks honour, in headers and in the query string (none, and a query naming no method).
+#[divan::bench(args = [None, Some("page=2&sort=name")])]
+fn method_check(bencher: divan::Bencher, query: Option<&str>) {
     let headers = browser_headers(&SessionTicket::generate());
     bencher.bench(|| {
-        assert!(!cloakroom::proxy::method_refused(&http::Method::GET, divan::black_box(&headers), None));
+        let refused = cloakroom::proxy::method::refused(&http::Method::GET, divan::black_box(&headers), query, None);
+        assert!(!refused);
     });
 }
 

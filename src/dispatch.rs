@@ -42,8 +42,12 @@ pub async fn handle(
     let logged_uri =
         tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| request.uri().clone());
     let refusal = refuse_malformed(&request);
-    // A session cookie under the name an earlier version used moves to the current one.
-    let migration = app.sessions.cookies().migration(request.headers());
+    // A session cookie under the name an earlier version used moves to the current one, on an
+    // answer cloakroom makes itself (`/bff/*`, a page of the SPA), never on a proxied one.
+    let migration = match route {
+        Route::Bff(_) | Route::NotFound => app.sessions.cookies().migration(request.headers()),
+        _ => None,
+    };
     let span = tracing::info_span!("request", id = %request_id_text);
     let response = async {
         if let Some(error) = refusal {
@@ -64,9 +68,12 @@ pub async fn handle(
     .instrument(span)
     .await;
     let mut response = response;
-    if let Some(migration) = migration {
+    if let Some(migration) = migration
+        && (matches!(route, Route::Bff(_)) || app.spa.is_some() && is_page(&response))
+    {
         migration.apply(&mut response, app.sessions.cookies());
     }
+    no_store_when_setting_own(response.headers_mut(), app.sessions.cookies());
     // Shutting down: each HTTP/1.1 keep-alive client learns it with its next answer and
     // leaves, instead of finding its pooled connection closed under a request later.
     // (HTTP/2 clients get a GOAWAY from the connection itself; an upgrade keeps its headers.)
@@ -123,6 +130,20 @@ async fn pass_to_dev_server(
         from: client,
     };
     proxy::relay(app, request, relay).await
+}
+
+/// Whatever made it, an answer that sets one of cloakroom's cookies is never stored by a cache
+/// (RFC 9111 lets a shared cache keep answers that carry `Set-Cookie`): `Cache-Control:
+/// no-store`, whatever it said before.
+pub(crate) fn no_store_when_setting_own(headers: &mut http::HeaderMap, cookies: &crate::session::cookie::CookiePolicy) {
+    if headers.contains_key(http::header::SET_COOKIE) && cookies.sets_own(headers) {
+        headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    }
+}
+
+/// An HTML page (the SPA's entry a browser navigated to), not a script, style or other asset.
+fn is_page<B>(response: &Response<B>) -> bool {
+    response.headers().get(http::header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/html"))
 }
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");

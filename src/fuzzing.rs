@@ -91,6 +91,9 @@ pub fn request(data: &[u8]) {
     if route == crate::router::Route::Api(0) {
         assert!(!oracle::reads_as(path, "/api/admin"), "routed past the nested route: {path:?}");
     }
+    if route == crate::router::Route::Api(1) {
+        assert!(!oracle::reads_as(path, "/open/v1/admin"), "routed past the nested route: {path:?}");
+    }
     let peer = std::net::SocketAddr::from(([192, 0, 2, if shape & 2 != 0 { 1 } else { 9 }], 40000));
     let mode = if shape & 4 != 0 { ForwardingHeader::Forwarded } else { ForwardingHeader::XForwardedFor };
     let client = client_addr(peer, "http", headers, &fixture.trusted, mode);
@@ -103,7 +106,18 @@ pub fn request(data: &[u8]) {
         let _ = std::str::from_utf8(value).ok().and_then(SessionTicket::parse);
     }
 
+    // A method override in a header or the query string, on a route that forwards POST only.
+    let query = request.uri().query();
+    if oracle::overrides_post(query) {
+        assert!(
+            crate::proxy::method::refused(&Method::POST, headers, query, Some(&fixture.post_only)),
+            "a method override in the query string passed: {query:?}"
+        );
+    }
+
     let mut upstream = headers.clone();
+    // What `dispatch` sets before the proxy runs: the client's `Connection` list cannot remove it.
+    upstream.insert("x-request-id", HeaderValue::from_static("cloakroom-made"));
     let forwarded = Forwarded { client_ip: client.ip, proto: client.proto, host: &fixture.public_host };
     let upstream_host = HeaderValue::from_str(fixture.upstream.as_str()).expect("an authority is a header value");
     rewrite_request(&mut upstream, &fixture.cookies, forwarded, &upstream_host, true);
@@ -121,6 +135,7 @@ pub fn request(data: &[u8]) {
     assert_eq!(one("x-forwarded-host"), b"app.example");
     assert_eq!(one("x-forwarded-proto"), client.proto.as_bytes());
     assert_eq!(one("host"), fixture.upstream.as_str().as_bytes());
+    assert_eq!(one("x-request-id"), b"cloakroom-made");
     assert!(!upstream.contains_key("forwarded") && !upstream.contains_key("x-real-ip"));
     assert!(!upstream.contains_key(http::header::AUTHORIZATION));
 
@@ -129,6 +144,13 @@ pub fn request(data: &[u8]) {
     rewrite_response(&mut response, &fixture.cookies, true);
     for value in response.get_all(http::header::SET_COOKIE) {
         assert!(!oracle::set_cookie_plants_own(value.as_bytes()), "a Set-Cookie of ours passed: {value:?}");
+    }
+    // The same bytes as an answer cloakroom makes: one that sets a cookie of ours is never stored.
+    let mut answer = headers.clone();
+    crate::dispatch::no_store_when_setting_own(&mut answer, &fixture.cookies);
+    if answer.get_all(http::header::SET_COOKIE).iter().any(|v| oracle::set_cookie_plants_own(v.as_bytes())) {
+        let cache: Vec<_> = answer.get_all(http::header::CACHE_CONTROL).iter().collect();
+        assert_eq!(cache, [&HeaderValue::from_static("no-store")], "a cookie of ours on a storable answer");
     }
 }
 
@@ -140,6 +162,7 @@ struct RequestFixture {
     trusted: Vec<crate::forwarded::Cidr>,
     public_host: HeaderValue,
     upstream: http::uri::Authority,
+    post_only: crate::config::MethodAllowlist,
 }
 
 fn request_fixture() -> &'static RequestFixture {
@@ -148,7 +171,8 @@ fn request_fixture() -> &'static RequestFixture {
         let text = "[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"app\"\nclient_secret = \"s\"\n\
                     [[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9/v1/\"\n\
                     [[routes]]\nprefix = \"/open/\"\nupstream = \"http://127.0.0.1:9/\"\ntoken = \"none\"\n\
-                    [[routes]]\nprefix = \"/api/admin/\"\nupstream = \"http://127.0.0.1:9/v1/admin/\"\n";
+                    [[routes]]\nprefix = \"/api/admin/\"\nupstream = \"http://127.0.0.1:9/v1/admin/\"\n\
+                    [[routes]]\nprefix = \"/open/v1/admin/\"\nupstream = \"http://127.0.0.1:9/admin/\"\n";
         let config = Config::from_toml(text, Vec::new()).expect("a valid config");
         RequestFixture {
             router: crate::router::Router::new(&config.routes),
@@ -156,12 +180,16 @@ fn request_fixture() -> &'static RequestFixture {
             trusted: vec!["192.0.2.1/32".parse().expect("a CIDR")],
             public_host: HeaderValue::from_static("app.example"),
             upstream: "127.0.0.1:9".parse().expect("an authority"),
+            post_only: crate::config::MethodAllowlist {
+                methods: vec![http::Method::POST],
+                allow: HeaderValue::from_static("POST"),
+            },
         }
     })
 }
 
 /// The invariants' oracles: deliberately simple, written apart from the code they check.
-mod oracle {
+pub mod oracle {
     use super::OWN_COOKIE;
 
     /// Case set aside and anything but name characters dropped (readers that ignore case, or
@@ -197,21 +225,152 @@ mod oracle {
         }
     }
 
-    /// Whether a server that decodes (four times over), ignores case, cuts `;` parameters,
-    /// merges slashes and drops spaces could read `path` as `prefix` or inside it.
+    /// Whether a query string asks a framework for another method than `POST`: a pair whose
+    /// key, decoded (any number of times) and with `+`, space, `.`, `-` and `[` read as `_`, is
+    /// `_method` without case, and whose decoded value is not `POST`.
+    pub fn overrides_post(query: Option<&str>) -> bool {
+        let decode = |bytes: &[u8]| {
+            let mut level = bytes.to_vec();
+            for _ in 0..4 {
+                level = percent_encoding::percent_decode(&level).collect();
+            }
+            String::from_utf8_lossy(&level).into_owned()
+        };
+        query.unwrap_or_default().split(['&', ';']).any(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key: String =
+                decode(key.as_bytes()).chars().map(|c| if " +.-[".contains(c) { '_' } else { c }).collect();
+            let value = decode(value.replace('+', " ").as_bytes());
+            key.eq_ignore_ascii_case("_method") && !value.trim().eq_ignore_ascii_case("post")
+        })
+    }
+
+    /// Whether some server could read `path` as `prefix` (`/api/admin`, no trailing slash) or
+    /// as inside it. The readers modelled, each at every level of percent-decoding (up to four,
+    /// IIS's `%uXXXX` too): a character read as itself, under Unicode's full or simple lower- or
+    /// upper-case mapping, one after the other (Python's `upper()`, Java's `equalsIgnoreCase`,
+    /// Go's `EqualFold`, case folding), or under NFKC and then those mappings; whitespace,
+    /// control and format characters dropped (lax decoders, `trim`); a segment cut at `;` (path
+    /// parameters), `:` (NTFS streams, `::$DATA`), `?` or `#` once decoded, or at any `.` (format
+    /// suffixes: Rails' `.:format`, Spring's suffix match; IIS's trailing dots); a segment read as
+    /// nothing skipped (merged slashes).
     pub fn reads_as(path: &str, prefix: &str) -> bool {
+        let target: Vec<Vec<char>> =
+            prefix.split('/').filter(|s| !s.is_empty()).map(|s| s.to_lowercase().chars().collect()).collect();
         let mut level = path.as_bytes().to_vec();
-        for _ in 0..4 {
-            level = percent_encoding::percent_decode(&level).collect();
+        for _ in 0..5 {
+            if segments_read_as(&String::from_utf8_lossy(&level), &target) {
+                return true;
+            }
+            let decoded = decode_once(&level);
+            if decoded == level {
+                break;
+            }
+            level = decoded;
         }
-        let text = String::from_utf8_lossy(&level).to_lowercase();
-        let segments: Vec<String> = text
-            .split('/')
-            .map(|segment| segment.split(';').next().unwrap_or_default().replace(' ', ""))
-            .filter(|segment| !segment.is_empty())
-            .collect();
-        let read = format!("/{}/", segments.join("/"));
-        read.starts_with(&format!("{prefix}/"))
+        false
+    }
+
+    /// `%XX` and `%uXXXX`, once.
+    fn decode_once(bytes: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(bytes);
+        let mut out = Vec::new();
+        let mut rest = &text[..];
+        while let Some(at) = rest.find(['%']) {
+            out.extend_from_slice(&rest.as_bytes()[..at]);
+            rest = &rest[at..];
+            let wide = rest.get(1..2).is_some_and(|u| u.eq_ignore_ascii_case("u"));
+            let (digits, len) = if wide { (rest.get(2..6), 6) } else { (rest.get(1..3), 3) };
+            match digits
+                .and_then(|d| u32::from_str_radix(d, 16).ok().filter(|_| d.bytes().all(|b| b.is_ascii_hexdigit())))
+            {
+                Some(code) if !wide => {
+                    out.push(code as u8);
+                    rest = &rest[len..];
+                }
+                Some(code) if char::from_u32(code).is_some() => {
+                    let c = char::from_u32(code).unwrap_or_default();
+                    out.extend_from_slice(c.to_string().as_bytes());
+                    rest = &rest[len..];
+                }
+                _ => {
+                    out.push(b'%');
+                    rest = &rest[1..];
+                }
+            }
+        }
+        out.extend_from_slice(rest.as_bytes());
+        out
+    }
+
+    /// The path's segments against the target's, a segment read as nothing being skipped.
+    fn segments_read_as(text: &str, target: &[Vec<char>]) -> bool {
+        let mut reached = vec![true];
+        reached.resize(target.len() + 1, false);
+        for segment in text.split('/') {
+            let chars: Vec<char> = segment.chars().collect();
+            let mut next = vec![false; target.len() + 1];
+            for (j, name) in target.iter().enumerate() {
+                if reached[j] {
+                    next[j] |= segment_reads_as(&chars, &[]);
+                    next[j + 1] |= segment_reads_as(&chars, name);
+                }
+            }
+            if next[target.len()] {
+                return true;
+            }
+            reached = next;
+        }
+        false
+    }
+
+    /// What each reader may make of one character, lower-cased for comparison.
+    pub fn readings(c: char) -> Vec<String> {
+        use unicode_normalization::UnicodeNormalization;
+        let mut forms = vec![c.to_string(), c.to_string().nfkc().collect::<String>()];
+        for form in forms.clone() {
+            let upper = form.to_uppercase();
+            let lower = form.to_lowercase();
+            forms.extend([upper.to_lowercase(), lower.to_uppercase(), upper, lower]);
+        }
+        // Simple mappings: one character for one (`İ` → `i`, not `i̇`).
+        let simple: Vec<String> = forms.iter().filter_map(|f| f.chars().next()).map(String::from).collect();
+        forms.extend(simple);
+        if c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{FFFD}')
+        {
+            forms.push(String::new());
+        }
+        let mut forms: Vec<String> = forms.iter().map(|f| f.to_lowercase()).collect();
+        forms.sort();
+        forms.dedup();
+        forms
+    }
+
+    /// One segment against one name (empty: the segment read as nothing).
+    fn segment_reads_as(segment: &[char], name: &[char]) -> bool {
+        // Positions in `name` some reading of the characters so far reaches.
+        let mut reached = vec![false; name.len() + 1];
+        reached[0] = true;
+        for &c in segment {
+            let forms = readings(c);
+            let cuts = forms.iter().any(|f| f.starts_with(['.', ';', ':', '?', '#']));
+            if cuts && reached[name.len()] {
+                return true;
+            }
+            let mut next = vec![false; name.len() + 1];
+            for j in (0..=name.len()).filter(|&j| reached[j]) {
+                for form in &forms {
+                    let form: Vec<char> = form.chars().collect();
+                    if name[j..].starts_with(&form) {
+                        next[j + form.len()] = true;
+                    }
+                }
+            }
+            reached = next;
+        }
+        reached[name.len()]
     }
 
     /// Percent-decodes up to four times; a segment that at any level is, cut at `;`, `?` or

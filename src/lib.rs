@@ -45,7 +45,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod forwarded;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod metrics;
 pub mod oidc;

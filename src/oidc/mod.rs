@@ -288,7 +288,7 @@ impl Provider {
 
     /// Makes the provider ready without a network: fixed metadata and one Ed25519 key (`kid`
     /// "fuzz"), so fuzzing reaches token verification.
-    #[cfg(feature = "fuzzing")]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn install_keys_for_fuzzing(&self) {
         use base64::Engine;
         let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&[1; 32]).expect("a fixed seed");

@@ -87,7 +87,11 @@ pub fn rewrite_request(
     strip_authorization: bool,
 ) {
     headers.reserve(4); // what is added below (and the token after), without regrowing twice
-    strip_hop_by_hop(headers);
+    // The client's `Connection` list names its own hop-by-hop headers, never one cloakroom is
+    // responsible for: the request id `dispatch` set stays; the forwarding headers, `Host` and
+    // the token are set after this.
+    strip_listed(headers, Some(&X_REQUEST_ID));
+    remove_present(headers, &HOP_BY_HOP);
     strip_own_cookies(headers, cookies);
     set_forwarded(headers, forwarded);
     headers.insert(header::HOST, upstream_host.clone());
@@ -109,6 +113,15 @@ pub fn rewrite_response(headers: &mut HeaderMap, cookies: &CookiePolicy, carried
 }
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_listed(headers, None);
+    remove_present(headers, &HOP_BY_HOP);
+}
+
+/// The request id cloakroom sets on every request (`dispatch`), the one the logs show.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes the headers a `Connection` header lists, but `keep`.
+fn strip_listed(headers: &mut HeaderMap, keep: Option<&HeaderName>) {
     if headers.contains_key(header::CONNECTION) {
         // As bytes: a name listed beside a non-ASCII byte is still a hop-by-hop name.
         let listed: Vec<HeaderName> = headers
@@ -116,12 +129,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+            .filter(|name| Some(name) != keep)
             .collect();
         for name in listed {
             headers.remove(name);
         }
     }
-    remove_present(headers, &HOP_BY_HOP);
 }
 
 /// Removes those of `names` that are present. One pass over the request's (few) names instead
@@ -332,6 +345,27 @@ mod tests {
             assert_eq!(left, expected.into_iter().collect::<Vec<_>>(), "{values:?}");
             assert!(!left.iter().any(|v| v.windows(6).any(|w| w == b"TICKET")), "{values:?}");
         }
+    }
+
+    #[test]
+    fn the_clients_connection_list_removes_none_of_cloakrooms_headers() {
+        // Issue 26, item 4: `Connection: keep-alive, x-request-id` left the upstream without the
+        // request id the logs show; a listed forwarding header or `Host` is set again after.
+        let mut headers = map(&[
+            ("connection", "keep-alive, x-request-id, x-forwarded-for, host, authorization, x-app"),
+            ("x-request-id", "cloakroom-made"),
+            ("x-app", "1"),
+            ("x-kept", "1"),
+        ]);
+        let cookies = CookiePolicy::new("__Host-Http-cloakroom", ::cookie::SameSite::Strict);
+        let forwarded =
+            Forwarded { client_ip: Some([127, 0, 0, 1].into()), proto: "http", host: &HeaderValue::from_static("app") };
+        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true);
+        assert_eq!(headers["x-request-id"], "cloakroom-made");
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(headers["host"], "upstream:1");
+        assert!(!headers.contains_key("x-app") && !headers.contains_key("connection"), "the client's own go");
+        assert_eq!(headers["x-kept"], "1");
     }
 
     #[test]

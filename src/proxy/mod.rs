@@ -5,6 +5,7 @@
 //! 100 MB upload streams with bounded memory). Connections to upstreams are pooled keep-alive.
 
 pub mod headers;
+pub mod method;
 pub mod rules;
 pub mod step_up;
 mod websocket;
@@ -29,47 +30,11 @@ use openidconnect::AccessToken;
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
 pub use websocket::is_upgrade as is_websocket_upgrade;
 
-/// Headers some frameworks take for the request's real method (Express's method-override,
-/// Spring, ASP.NET, Google's APIs): a `POST` carrying `X-HTTP-Method-Override: DELETE` is a
-/// `DELETE` there.
-const METHOD_OVERRIDES: [http::HeaderName; 3] = [
-    http::HeaderName::from_static("x-http-method-override"),
-    http::HeaderName::from_static("x-http-method"),
-    http::HeaderName::from_static("x-method-override"),
-];
-
-/// Whether a call's method, or any method a header asks an upstream to use instead, is one the
-/// route does not forward: outside its allowlist, or one no route forwards (`CONNECT`, `TRACE`,
-/// `TRACK`, which `dispatch` refuses as request methods). Overrides are read without case, as
-/// the frameworks do; one that is not a method name at all is refused.
-pub fn method_refused(
-    method: &http::Method,
-    headers: &http::HeaderMap,
-    allowed: Option<&crate::config::MethodAllowlist>,
-) -> bool {
-    if allowed.is_some_and(|allowed| !allowed.permits(method)) {
-        return true;
-    }
-    METHOD_OVERRIDES.iter().flat_map(|name| headers.get_all(name)).any(|value| {
-        let mut upper = [0u8; 32];
-        let name = value.as_bytes().trim_ascii();
-        let Some(upper) = upper.get_mut(..name.len()) else { return true };
-        for (to, from) in upper.iter_mut().zip(name) {
-            *to = from.to_ascii_uppercase();
-        }
-        match http::Method::from_bytes(upper) {
-            Ok(method) if matches!(method.as_str(), "CONNECT" | "TRACE" | "TRACK") => true,
-            Ok(method) => allowed.is_some_and(|allowed| !allowed.permits(&method)),
-            Err(_) => true,
-        }
-    })
-}
-
 pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
     let Some(route) = app.config.routes.get(route_index) else { return ApiError::NotFound.response() };
-    // A method the route does not forward, asked for directly or through a method-override
-    // header: 405 naming the ones it does, before anything else.
-    if method_refused(request.method(), request.headers(), route.methods.as_ref()) {
+    // A method the route does not forward, asked for directly or through a method override in
+    // a header or the query string: 405 naming the ones it does, before anything else.
+    if method::refused(request.method(), request.headers(), request.uri().query(), route.methods.as_ref()) {
         let mut response = ApiError::MethodNotAllowed.response();
         if let Some(allowed) = &route.methods {
             response.headers_mut().insert(http::header::ALLOW, allowed.allow.clone());

@@ -151,6 +151,17 @@ impl CookiePolicy {
         own(&self.name, &self.login_prefix) || self.legacy.iter().any(|(name, prefix)| own(name, prefix))
     }
 
+    /// Whether an answer sets or clears one of cloakroom's cookies, or one a loose reader could
+    /// take for one (such an answer must be `Cache-Control: no-store`: RFC 9111 lets a shared
+    /// cache keep answers with `Set-Cookie`).
+    pub fn sets_own(&self, headers: &HeaderMap) -> bool {
+        headers.get_all(http::header::SET_COOKIE).iter().any(|value| {
+            let pair = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+            self.may_hold_own(pair)
+                || pair.trim_ascii().first() == Some(&b'=') && self.may_hold_own(&pair.trim_ascii()[1..])
+        })
+    }
+
     /// Whether a cookie name may be taken for one of cloakroom's by a server that reads names
     /// loosely: folded as [`loose_name`] does (case, percent-escapes, and any byte that is not
     /// a name character, such as a no-break space that a Unicode `trim()` removes), it contains

@@ -478,3 +478,76 @@ async fn every_endpoint_answers_hostile_bytes_with_a_clear_4xx() {
         assert!(!contains(&cookie_of(&seen), b"__Host-Http-cloakroom"), "{seen:?}");
     }
 }
+
+/// Issue 26, item 1: with `/rec/admin/` (rules: admins only, GET only) and `/rec/secure/` (rules
+/// of its own) nested in `/rec/`, spellings an upstream folds into those names (Unicode case
+/// mappings, NFKC, format suffixes, raw UTF-8, IIS's `%u`) reached them past their rules with
+/// bob's Bearer token. Each is now refused (`400 bad_path`) over HTTP/1.1 and h2c, and the
+/// upstream sees none of them.
+#[tokio::test]
+async fn edges_3_item_1_a_nested_route_is_decided_on_one_reading_over_h1_and_h2c() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: r#"
+[[routes]]
+prefix = "/rec/"
+upstream = "{upstream}/api/"
+[[routes]]
+prefix = "/rec/admin/"
+upstream = "{upstream}/api/admin/"
+methods = ["GET"]
+[[routes.rules]]
+claim = "groups"
+contains_any = ["admins"]
+[[routes]]
+prefix = "/rec/secure/"
+upstream = "{upstream}/api/secure/"
+[[routes.rules]]
+claim = "groups"
+contains_any = ["admins"]
+"#
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let mut bob = Browser::new();
+    bff.login(&mut bob, "bob", "/").await;
+    let cookie = format!("{}={}", bff.cookie_name(), session_cookie(&bob).unwrap());
+    assert_eq!(bob.get(&bff.url("/rec/admin/x"), &[CSRF]).await.status, 403, "bob is no admin");
+    let count = bff.upstream.count();
+    let paths: &[&[u8]] = &[
+        b"/rec/adm%C4%B1n/x",
+        b"/rec/ADM%C4%B0N/x",
+        b"/rec/%E1%B5%83dmin/x",
+        b"/rec/admi%E2%81%BF/x",
+        b"/rec/%F0%9D%90%9Admin/x",
+        b"/rec/%E2%93%90dmin/x",
+        "/rec/adm\u{131}n/x".as_bytes(),
+        "/rec/\u{1d41a}dmin/x".as_bytes(),
+        b"/rec/adm%u0131n/x",
+        b"/rec/admin.json",
+        b"/rec/Admin.json",
+        b"/rec/admin.html",
+        b"/rec/%C5%BFecure/x",
+        "/rec/\u{17f}ecure/x".as_bytes(),
+        b"/rec/secure.json",
+        b"/rec/%E2%84%AAdmin/x",
+    ];
+    for path in paths {
+        let shown = String::from_utf8_lossy(path);
+        let mut request = b"GET ".to_vec();
+        request.extend_from_slice(path);
+        request.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let answer = raw(&bff, &request, Duration::from_secs(5)).await;
+        assert_eq!(status_of(&answer), 400, "HTTP/1.1 {shown}: {}", String::from_utf8_lossy(&answer));
+        if path.is_ascii() {
+            let (status, body) = h2c(&bff, &shown, &[("x-csrf", b"1"), ("cookie", cookie.as_bytes())]).await;
+            assert_eq!(status, 400, "h2c {shown}: {}", String::from_utf8_lossy(&body));
+        }
+    }
+    assert_eq!(bff.upstream.count(), count, "a spelling of a nested route went past its rules");
+    for path in ["/rec/x", "/rec/administrators", "/rec/caf%C3%A9", "/rec/x.json"] {
+        assert_eq!(bob.get(&bff.url(path), &[CSRF]).await.status, 200, "{path}");
+    }
+}

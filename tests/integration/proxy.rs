@@ -431,6 +431,25 @@ async fn a_routes_method_allowlist_refuses_the_rest_with_405() {
         assert_eq!((reply.status, reply.header("allow")), (405, None), "{value}");
     }
     assert_eq!(bff.upstream.count(), count, "a TRACE override reached the upstream");
+
+    // Issue 26, item 2: the same override in the query string (Laravel, Symfony, Express's
+    // `method-override('_method')`, Spring's hidden-method filter read `_method` there).
+    let count = bff.upstream.count();
+    for query in
+        ["_method=DELETE", "a=1&_METHOD=put", "%5Fmethod=PATCH", ".method=DELETE", "x-http-method-override=POST"]
+    {
+        let reply = http_call(Method::GET, &bff.url(&format!("/ro/x?{query}")), None, &[CSRF]).await;
+        assert_eq!((reply.status, reply.header("allow")), (405, Some("GET, HEAD")), "{query}");
+    }
+    for query in ["_method=TRACE", "_method=track"] {
+        let reply = http_call(Method::POST, &bff.url(&format!("/api/x?{query}")), None, &[CSRF]).await;
+        assert_eq!(reply.status, 405, "{query}");
+    }
+    assert_eq!(bff.upstream.count(), count, "a query-string override reached the upstream");
+    for query in ["_method=GET", "method=card&page=2"] {
+        let reply = http_call(Method::GET, &bff.url(&format!("/ro/x?{query}")), None, &[CSRF]).await;
+        assert_eq!(reply.status, 200, "{query}");
+    }
 }
 
 /// A route's rules on the signed-in user's claims (issue 16, item 1): a user they refuse gets

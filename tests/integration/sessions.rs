@@ -276,6 +276,15 @@ async fn a_session_under_the_previous_cookie_name_is_kept_and_renamed() {
     assert_eq!(api.status, 200);
     let open = http_call(Method::GET, &bff.url("/open/x"), None, &[CSRF, ("cookie", &format!("a=1; {old}"))]).await;
     assert_eq!(open.status, 200);
+    // Issue 26, item 3: the rename rides only on answers cloakroom makes itself; a proxied answer
+    // a shared cache may keep (`public, max-age=600`) carries no ticket, and keeps its caching.
+    for path in ["/open/public", "/api/public"] {
+        let public = http_call(Method::GET, &bff.url(path), None, &[CSRF, ("cookie", &old)]).await;
+        assert_eq!(public.status, 200, "{path}");
+        assert_eq!(public.header("cache-control"), Some("public, max-age=600"), "{path}");
+        assert!(public.set_cookies().iter().all(|c| !c.contains("cloakroom")), "{path}: {:?}", public.set_cookies());
+    }
+    assert_eq!(user.header("cache-control"), Some("no-store"), "the answer that renames is never stored");
     for seen in bff.upstream.requests() {
         let cookie = seen.headers.get("cookie").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         assert!(!cookie.contains("cloakroom"), "the earlier cookie went upstream: {cookie}");

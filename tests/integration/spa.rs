@@ -154,3 +154,29 @@ async fn a_bad_spa_directory_is_a_config_error() {
         assert_eq!(errors.0[0].key, expected, "{errors}");
     }
 }
+
+/// Issue 26, item 3: a session cookie under an earlier name moves to the current one on a page
+/// the browser navigated to, which is then `no-store`; never on a static asset a shared cache
+/// may keep a year (`public, immutable`), which keeps its caching and sets no cookie.
+#[tokio::test]
+async fn the_cookie_rename_rides_on_pages_never_on_cacheable_files() {
+    let site = Site::new();
+    let bff = site.bff().await;
+    let ticket = "A".repeat(86);
+    let old = format!("__Host-cloakroom={ticket}");
+
+    let asset = http_call(Method::GET, &bff.url("/assets/app.3f9a2c1d.js"), None, &[FETCH, ("cookie", &old)]).await;
+    assert_eq!(asset.status, 200);
+    assert_eq!(asset.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert!(asset.set_cookies().is_empty(), "a cookie on a cacheable file: {:?}", asset.set_cookies());
+
+    let page = http_call(Method::GET, &bff.url("/orders/42"), None, &[NAVIGATION, ("cookie", &old)]).await;
+    assert_eq!(page.status, 200);
+    let set = page.set_cookies();
+    assert!(set.iter().any(|c| c.starts_with(&format!("__Host-Http-cloakroom={ticket};"))), "{set:?}");
+    assert!(set.iter().any(|c| c.starts_with("__Host-cloakroom=;") && c.contains("Max-Age=0")), "{set:?}");
+    assert_eq!(page.header("cache-control"), Some("no-store"), "a page that sets the ticket may be stored");
+
+    let plain = http_call(Method::GET, &bff.url("/orders/42"), None, &[NAVIGATION]).await;
+    assert_eq!(plain.header("cache-control"), Some("no-cache"), "pages without a cookie keep their caching");
+}

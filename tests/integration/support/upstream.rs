@@ -66,6 +66,12 @@ async fn upstream_answer(mut request: Request<Incoming>, record: Arc<Mutex<Vec<R
             tokio::time::sleep(Duration::from_secs(3)).await;
             Response::new(full("late"))
         }
+        p if p.ends_with("/public") => {
+            // What an upstream marks as shareable: a shared cache may keep it for ten minutes.
+            let mut r = Response::new(full("{\"public\":true}"));
+            r.headers_mut().insert("cache-control", "public, max-age=600".parse().unwrap());
+            r
+        }
         p if p.ends_with("/set-cookie") => {
             let mut r = Response::new(full("{}"));
             r.headers_mut()
