@@ -56,6 +56,11 @@ struct RoutePrefixLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -107,8 +112,11 @@ pub enum RefreshOutcome {
     Ok,
     /// The provider said no (`invalid_grant` and the like): the session ends.
     InvalidGrant,
-    /// Unreachable, 5xx, or refused cloakroom's client authentication: the session stays.
+    /// Unreachable or 5xx: the session stays.
     ProviderError,
+    /// `invalid_client` or `unauthorized_client`: cloakroom's own credential refused, which the
+    /// operator must fix; the session stays.
+    ClientRefused,
 }
 
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
@@ -133,6 +141,7 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     forbidden: Family<RoutePrefixLabels, Counter>,
     step_up_required: Family<RoutePrefixLabels, Counter>,
+    provider_revocation: Family<ProviderLabels, Gauge>,
     store: StoreMetrics,
     connections_refused: Counter,
     streams_refused: Counter,
@@ -205,6 +214,12 @@ impl Metrics {
             "Calls refused for a stronger or more recent sign-in (the route's or its upstream's), by route prefix",
             step_up_required.clone(),
         );
+        let provider_revocation = Family::default();
+        registry.register(
+            "provider_revocation",
+            "1 when the provider offers token revocation (logout revokes the refresh token there), 0 when it does not (the refresh token stays valid at the provider after a logout), by provider id",
+            provider_revocation.clone(),
+        );
         let store = StoreMetrics::default();
         registry.register("store_errors", "Session store commands that failed, by kind", store.errors.clone());
         registry.register(
@@ -231,6 +246,7 @@ impl Metrics {
             streams_refused,
             forbidden,
             step_up_required,
+            provider_revocation,
             requests,
             request_seconds,
             active_sessions,
@@ -251,6 +267,13 @@ impl Metrics {
 
     /// A call the route's rules refused (`route`: its prefix; refusals are rare, so the label
     /// is made here).
+    /// Whether a provider, as discovered, offers revocation.
+    pub fn provider_revocation(&self, provider: &str, offered: bool) {
+        self.provider_revocation
+            .get_or_create(&ProviderLabels { provider: provider.to_string() })
+            .set(i64::from(offered));
+    }
+
     pub fn forbidden(&self, route: &str) {
         self.forbidden.get_or_create(&RoutePrefixLabels { route: route.to_string() }).inc();
     }
@@ -288,6 +311,7 @@ impl Metrics {
             RefreshOutcome::Ok => "ok",
             RefreshOutcome::InvalidGrant => "invalid_grant",
             RefreshOutcome::ProviderError => "provider_error",
+            RefreshOutcome::ClientRefused => "client_refused",
         };
         self.refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
     }

@@ -276,8 +276,10 @@ impl TokenService {
                 Err(TokenError::SessionExpired)
             }
             Err(OidcError::ClientRejected(code)) => {
-                self.metrics.refresh(RefreshOutcome::ProviderError);
-                tracing::error!(error = %code, "the provider refused cloakroom's client authentication at a refresh; check [oidc] client_auth and its credential; the session is kept");
+                // `invalid_client`: cloakroom's own credential, which the operator fixes; every
+                // session resumes then. Meanwhile each serves while its access token is valid.
+                self.metrics.refresh(RefreshOutcome::ClientRefused);
+                tracing::error!(provider = %provider.config().id, error = %code, "the provider refused cloakroom's client authentication at a refresh; check the provider's client_auth and its credential; the session is kept");
                 still_valid(held, now).ok_or(TokenError::ClientRejected)
             }
             Err(OidcError::InDoubt(e)) => {

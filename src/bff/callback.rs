@@ -11,8 +11,9 @@ use super::{add_cookie, login_params, query_param};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
 use crate::forwarded::ClientAddr;
+use crate::oidc::authentication;
 use crate::respond::{Body, escape_html, html, page};
-use crate::session::{Lookup, NewSession};
+use crate::session::{Lookup, NewSession, SessionTicket};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -78,13 +79,9 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     // max_age asked: the provider must show an authentication at least that recent.
     if let Some(max_age) = pending.max_age {
         let skew = provider.config().clock_skew.as_secs();
-        let recent = tokens
-            .claims
-            .get("auth_time")
-            .and_then(serde_json::Value::as_u64)
-            .is_some_and(|at| app.sessions.now().saturating_sub(at) <= max_age.saturating_add(skew));
-        if !recent {
-            tracing::warn!(max_age, "the ID token's auth_time is missing or older than max_age");
+        let auth_time = tokens.claims.get("auth_time").and_then(serde_json::Value::as_u64);
+        if !authentication::recent_enough(auth_time, max_age, app.sessions.now(), skew) {
+            tracing::warn!(max_age, "the ID token's auth_time is missing, older than max_age or in the future");
             return fail(LoginError::AuthenticationTooOld);
         }
     }
@@ -92,7 +89,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     // silently, and the browser keeps the session it had.
     if let Some(asked) = pending.acr_values.as_deref().filter(|_| provider.config().enforce_acr_values) {
         let acr = tokens.claims.get("acr").and_then(serde_json::Value::as_str);
-        if !acr.is_some_and(|acr| asked.split(' ').any(|a| a == acr)) {
+        if !authentication::acr_is_one_of(acr, asked.split(' ')) {
             tracing::warn!(asked, returned = acr.unwrap_or("none"), "the ID token's acr is not one that was asked for");
             return fail(LoginError::AuthenticationTooWeak);
         }
@@ -112,11 +109,26 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
             }
         }
     }
-    // Rotation at login: whatever session this browser had ends here.
-    if let Ok(Lookup::Found(old, _)) = app.sessions.lookup(request.headers()).await
-        && let Err(e) = app.sessions.end(&old).await
+    // Rotation at login: whatever session this browser had ends here: the one `/bff/login` saw
+    // (the provider's redirect here is cross-site and, under `SameSite=Strict`, carries no
+    // session cookie), and the one this request carries, if any. Its refresh token is not
+    // revoked: providers tie it to the grant the new sign-in shares (oidc-provider revokes the
+    // whole grant), and the new session would end with it.
+    let seen_at_login = pending.replaces.as_ref().and_then(|t| SessionTicket::parse(t.expose()));
+    let mut replaced: Vec<SessionTicket> = seen_at_login.into_iter().collect();
+    if let Some(Some(here)) = app.sessions.ticket_of(request.headers())
+        && replaced.iter().all(|t| t.store_key() != here.store_key())
     {
-        tracing::warn!(error = %e, "could not end the previous session");
+        replaced.push(here);
+    }
+    for ticket in replaced {
+        if let Ok(Lookup::Found(old, session)) = app.sessions.open(ticket).await {
+            if let Err(e) = app.sessions.end_open(&old, &session).await {
+                tracing::warn!(error = %e, "could not end the session this sign-in replaces");
+            } else {
+                tracing::info!(session = %old.store_key().log_id(), "the session this sign-in replaces ended");
+            }
+        }
     }
     let user_agent = request.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let device = super::sessions::describe_device(user_agent);

@@ -81,6 +81,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         max_age: params.max_age,
         acr_values: params.acr_values,
         provider: recorded.clone(),
+        // The session this sign-in replaces (a step-up, a re-login): the callback ends it.
+        replaces: app.sessions.ticket_of(request.headers()).flatten().map(|ticket| Secret::new(ticket.encode())),
     };
     // A return path whose sealed login cookie would be too large for browsers (quotes escape
     // to twice their size) falls back to `/`, like any other unusable return path.

@@ -23,8 +23,10 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
         app.sessions.store().last_seen(&ticket.store_key()).await?.unwrap_or_else(|| app.sessions.now())
     };
     let idle_expires_at = last_use + app.config.session.idle_timeout.as_secs();
-    // `oidc.user_claims`: the page sees only the claims it needs (empty: all of them).
-    let allowed = &app.config.oidc.user_claims;
+    // `user_claims` of the provider the session signed in with (`[oidc]` or its
+    // `[[providers]]` table): the page sees only the claims it needs (empty: all of them).
+    let provider = app.providers.get(session.provider.as_deref());
+    let allowed = provider.map_or(&app.config.oidc.user_claims, |p| &p.config().user_claims);
     let mut claims = session.claims;
     if !allowed.is_empty() {
         claims.retain(|name, _| allowed.iter().any(|a| a == name));

@@ -55,6 +55,7 @@ pub struct RawServer {
     #[serde(deserialize_with = "flexible::u64")]
     pub max_connections_per_client: u64,
     pub header_read_timeout: String,
+    #[serde(deserialize_with = "flexible::string_list")]
     pub trusted_proxies: Vec<String>,
     pub trusted_proxy_header: String,
     pub tls_cert_file: Option<String>,
@@ -103,6 +104,7 @@ pub struct RawOidc {
     pub private_key_cert_file: Option<String>,
     pub client_assertion_audience: super::AssertionAudience,
     pub ca_file: Option<String>,
+    #[serde(deserialize_with = "flexible::string_list")]
     pub scopes: Vec<String>,
     pub extra_auth_params: BTreeMap<String, String>,
     pub post_logout_redirect_uri: Option<String>,
@@ -358,19 +360,27 @@ mod flexible {
         }
     }
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrText {
-        List(Vec<String>),
-        Text(String),
-    }
-
-    /// A list, or one string of comma- or whitespace-separated items (handy for an env variable).
+    /// A list, or one string of comma- or whitespace-separated items (handy for an env variable):
+    /// every list key of the configuration reads both, and an error shows both forms.
     pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        Ok(match ListOrText::deserialize(d)? {
-            ListOrText::List(items) => items,
-            ListOrText::Text(text) => split_list(&text),
-        })
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a list of strings, like ["a", "b"], or one string "a, b" (how an environment variable gives it)"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+                Ok(split_list(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(items)
+            }
+        }
+        d.deserialize_any(Items)
     }
 
     pub fn split_list(text: &str) -> Vec<String> {

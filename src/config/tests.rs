@@ -164,6 +164,27 @@ fn environment_overrides_every_key() {
     assert_eq!(config.routes[0].policy, TokenPolicy::User);
 }
 
+/// Issue 26, item 6: `oidc.scopes` and `server.trusted_proxies` refused the comma- or
+/// space-separated form every other list key takes from the environment. One rule for every
+/// list key; an error shows both accepted forms.
+#[test]
+fn every_list_key_takes_the_separated_form_from_the_environment() {
+    let config = Config::from_toml(
+        MINIMAL,
+        env(&[
+            ("CLOAKROOM_OIDC__SCOPES", "openid, profile email"),
+            ("CLOAKROOM_SERVER__TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1/32"),
+            ("CLOAKROOM_OIDC__USER_CLAIMS", "name email"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.oidc.scopes, ["openid", "profile", "email"]);
+    assert_eq!(config.server.trusted_proxies.len(), 2);
+    let errors = Config::from_toml(&format!("{MINIMAL}scopes = 3\n"), env(&[])).unwrap_err();
+    let message = &errors.0.iter().find(|e| e.key == "oidc.scopes").expect("the key is named").message;
+    assert!(message.contains(r#"["a", "b"]"#) && message.contains(r#""a, b""#), "{message}");
+}
+
 #[test]
 fn secrets_and_keys_come_from_files() {
     let dir = std::env::temp_dir().join(format!("cloakroom-config-test-{}", std::process::id()));

@@ -170,8 +170,33 @@ impl Provider {
 
 /// Classifies a token-endpoint failure: only a definite refusal is [`OidcError::Rejected`];
 /// anything that says "the provider is in trouble" is [`OidcError::Unreachable`].
-pub(super) fn token_error<RE: std::error::Error + 'static>(
-    error: RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+type TokenRequestError<RE> =
+    RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>;
+
+/// What a failed token request means, for the code exchange and the client-credentials grant:
+/// a 401 without an error code is about the client (RFC 6749 §5.2).
+pub(super) fn token_error<RE: std::error::Error + 'static>(error: TokenRequestError<RE>) -> OidcError {
+    token_error_at(error, true)
+}
+
+/// The status of a refusal that came without an OAuth error code (a bare 4xx).
+pub(super) fn bare_refusal<RE: std::error::Error + 'static>(error: &TokenRequestError<RE>) -> Option<http::StatusCode> {
+    use super::http::ProviderHttpError;
+    match error {
+        RequestTokenError::Request(e) => match (e as &dyn std::error::Error).downcast_ref::<ProviderHttpError>() {
+            Some(ProviderHttpError::Refused(status)) => Some(*status),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// [`token_error`], saying whether a 401 without an error code is read as the client's
+/// (`false` at a refresh: some providers answer a refused refresh token so, and a refusal ends
+/// the session as any other bare 4xx does).
+pub(super) fn token_error_at<RE: std::error::Error + 'static>(
+    error: TokenRequestError<RE>,
+    bare_401_is_the_clients: bool,
 ) -> OidcError {
     match error {
         RequestTokenError::ServerResponse(response) => match response.error().as_ref() {
@@ -183,7 +208,9 @@ pub(super) fn token_error<RE: std::error::Error + 'static>(
             use super::http::ProviderHttpError;
             match (&e as &dyn std::error::Error).downcast_ref::<ProviderHttpError>() {
                 // 401 from the token endpoint is about the client (RFC 6749 §5.2).
-                Some(ProviderHttpError::Refused(status)) if *status == http::StatusCode::UNAUTHORIZED => {
+                Some(ProviderHttpError::Refused(status))
+                    if *status == http::StatusCode::UNAUTHORIZED && bare_401_is_the_clients =>
+                {
                     OidcError::ClientRejected(format!("HTTP {status} without an error code"))
                 }
                 Some(ProviderHttpError::Refused(status)) => {

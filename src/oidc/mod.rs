@@ -5,6 +5,7 @@
 //! clock, and the policy choices: asymmetric signature algorithms only, `iat` not in the future,
 //! `at_hash` checked when present, and one JWKS refetch (rate-limited) on an unknown `kid`.
 
+pub mod authentication;
 mod backchannel;
 mod client_credentials;
 mod exchange;
@@ -153,12 +154,14 @@ pub struct Provider {
     last_jwks_fetch: Mutex<Option<tokio::time::Instant>>,
     /// Logout-token `jti`s seen recently (replay protection).
     logout_jtis: moka::sync::Cache<String, ()>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Provider {
     pub fn new(config: OidcConfig, clock: SharedClock, metrics: Arc<crate::metrics::Metrics>) -> Self {
         let http = ProviderHttp::new(config.timeout, config.timeout, config.tls.clone(), metrics.clone());
-        let refresh_http = ProviderHttp::new(config.timeout, config.refresh_timeout, config.tls.clone(), metrics);
+        let refresh_http =
+            ProviderHttp::new(config.timeout, config.refresh_timeout, config.tls.clone(), metrics.clone());
         let logout_jtis =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build();
         Self {
@@ -169,6 +172,7 @@ impl Provider {
             discovered: RwLock::new(None),
             last_jwks_fetch: Mutex::new(None),
             logout_jtis,
+            metrics,
         }
     }
 
@@ -218,7 +222,12 @@ impl Provider {
             other => OidcError::BadResponse(error_chain(&other)),
         })?;
         let discovered = self.build(metadata)?;
-        *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(discovered));
+        let revocation = discovered.revocation_endpoint.is_some();
+        self.metrics.provider_revocation(&self.config.id, revocation);
+        let first = self.discovered.write().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(discovered)).is_none();
+        if first && !revocation {
+            tracing::warn!(provider = %self.config.id, issuer = %self.config.issuer, "the provider offers no revocation endpoint: a logout ends the session here, but its refresh token stays valid at the provider until it expires");
+        }
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The refresh-token grant.
 
-use super::exchange::{token_error, user_claims};
+use super::exchange::{bare_refusal, token_error_at, user_claims};
 use super::{OidcError, Provider};
 use crate::config::Audience;
 use crate::secret::Secret;
@@ -39,7 +39,12 @@ impl Provider {
         for (name, value) in self.client_assertion(&discovered)? {
             request = request.add_extra_param(name, value);
         }
-        let response = request.request_async(&self.refresh_http).await.map_err(token_error)?;
+        let response = request.request_async(&self.refresh_http).await.map_err(|e| {
+            if bare_refusal(&e) == Some(::http::StatusCode::UNAUTHORIZED) {
+                tracing::error!(provider = %self.config.id, "the token endpoint refused a refresh with a bare 401: the refresh token, or cloakroom's own client credential (check client_auth and its secret or key); the session ends, as for any refusal");
+            }
+            token_error_at(e, false)
+        })?;
         let (id_token, claims) = match response.id_token() {
             None => (None, None),
             Some(id_token) => {

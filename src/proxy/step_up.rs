@@ -5,17 +5,16 @@
 
 use crate::config::{MAX_AGE_LIMIT, StepUp, acr_values_ok};
 use crate::error::ApiError;
+use crate::oidc::authentication;
 use crate::respond::{Body, json};
 use crate::session::claims::{Found, RawClaims};
 use http::Response;
 use http::header::{HeaderMap, WWW_AUTHENTICATE};
 
 /// Whether the session's claims meet the route's requirement at `now` (unix seconds): `acr` a
-/// string in the set, `auth_time` an integer at most `max_age` ago. The provider's clock may be
-/// `skew` seconds off ours either way, as the callback allows: an `auth_time` up to `skew`
-/// ahead is now, and up to `max_age + skew` behind is recent (else a sign-in the callback took
-/// as fresh could be refused here, and the user asked to step up again and again). Read in
-/// place, allocating nothing.
+/// string in the set, `auth_time` an integer at most `max_age` ago, by the one rule the callback
+/// uses too ([`authentication`]: else a sign-in the callback took as fresh could be refused
+/// here, and the user asked to step up again and again). Read in place, allocating nothing.
 pub fn satisfied(step_up: &StepUp, claims: &RawClaims, now: u64, skew: u64) -> bool {
     const ACR: usize = 0;
     const AUTH_TIME: usize = 1;
@@ -31,17 +30,14 @@ pub fn satisfied(step_up: &StepUp, claims: &RawClaims, now: u64, skew: u64) -> b
             // text between its quotes is the value itself.
             (ACR, json, Found::Value) => {
                 let acr = json.strip_prefix('"').and_then(|j| j.strip_suffix('"'));
-                acr_ok = acr.is_some_and(|acr| step_up.acr_values.iter().any(|a| a == acr));
+                acr_ok = authentication::acr_is_one_of(acr, step_up.acr_values.iter().map(String::as_str));
             }
             (AUTH_TIME, json, Found::Value) => auth_time = json.parse::<u64>().ok(),
             _ => {}
         },
     );
     let acr_ok = step_up.acr_values.is_empty() || acr_ok;
-    let age_ok = step_up.max_age.is_none_or(|max_age| {
-        auth_time
-            .is_some_and(|at| at <= now.saturating_add(skew) && now.saturating_sub(at) <= max_age.saturating_add(skew))
-    });
+    let age_ok = step_up.max_age.is_none_or(|max_age| authentication::recent_enough(auth_time, max_age, now, skew));
     readable && acr_ok && age_ok
 }
 

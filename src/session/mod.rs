@@ -207,6 +207,12 @@ pub struct PendingLogin {
     /// with that provider and no other (mix-up defence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The ticket of the session this browser had when the sign-in started (`/bff/login` is a
+    /// same-site navigation and carries the cookie; the provider's redirect to the callback is
+    /// cross-site and, under `SameSite=Strict`, does not): the callback ends that session.
+    /// Sealed with the rest of the pending login; the browser cannot read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Secret>,
 }
 
 /// A sealed record as a store hands it back: the memory store's own entry, shared (a reference

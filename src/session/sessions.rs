@@ -110,13 +110,31 @@ impl Sessions {
         self.lookup_as(headers, true).await
     }
 
+    /// The ticket in a request's session cookie: `None` without one, `Some(None)` for a value
+    /// that is no ticket.
+    pub fn ticket_of(&self, headers: &HeaderMap) -> Option<Option<SessionTicket>> {
+        let value = self.cookies.find_session(headers)?;
+        Some(std::str::from_utf8(value).ok().and_then(SessionTicket::parse))
+    }
+
+    /// The whole session a ticket opens, without counting the look as a use of it.
+    pub async fn open(&self, ticket: SessionTicket) -> Result<Lookup, StoreError> {
+        Ok(match self.open_as::<Session>(ticket, false).await? {
+            Lookup::Found(ticket, session) => Lookup::Found(ticket, Box::new(session)),
+            Lookup::Stale => Lookup::Stale,
+            Lookup::None => Lookup::None,
+        })
+    }
+
     async fn lookup_as<S: SessionView>(&self, headers: &HeaderMap, slide: bool) -> Result<Lookup<S>, StoreError> {
-        let Some(value) = self.cookies.find_session(headers) else {
-            return Ok(Lookup::None);
-        };
-        let Some(ticket) = std::str::from_utf8(value).ok().and_then(SessionTicket::parse) else {
-            return Ok(Lookup::Stale);
-        };
+        match self.ticket_of(headers) {
+            None => Ok(Lookup::None),
+            Some(None) => Ok(Lookup::Stale),
+            Some(Some(ticket)) => self.open_as(ticket, slide).await,
+        }
+    }
+
+    async fn open_as<S: SessionView>(&self, ticket: SessionTicket, slide: bool) -> Result<Lookup<S>, StoreError> {
         let now = self.clock.now();
         let key = ticket.store_key();
         let sealed = if slide { self.store.load(&key, now).await? } else { self.store.peek(&key, now).await? };

@@ -12,6 +12,7 @@ use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use cloakroom::respond::{Body, full};
+use http::Method;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -222,6 +223,32 @@ async fn a_well_formed_id_token_signs_in() {
     let (reply, mut browser) = h.login_with(|_, _, _| {}).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(h.bff.user(&mut browser).await.json()["claims"]["email"], "alice@example.com");
+}
+
+/// Issue 26, item 6: a provider without a revocation endpoint (this one) made logout skip the
+/// revocation silently. Operators now see it: a WARN at start-up naming the provider, and
+/// `cloakroom_provider_revocation{provider="default"} 0`; the real provider of the other tests
+/// shows 1. Logout still ends the session here.
+#[tokio::test]
+async fn a_provider_without_revocation_is_named_at_start_up_and_in_the_metrics() {
+    let h = Harness::start().await;
+    let (_, mut browser) = h.login_with(|_, _, _| {}).await;
+    let metrics = http_call(Method::GET, &format!("{}/metrics", h.bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_provider_revocation{provider=\"default\"} 0"), "{metrics}");
+    let issuer = &h.issuer.url;
+    assert!(
+        logs()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("no revocation endpoint") && l.contains(issuer.as_str())),
+        "no WARN naming the provider"
+    );
+    let logout = browser.request(Method::POST, &h.bff.url("/bff/logout"), None, &[CSRF]).await;
+    assert_eq!(logout.status, 200);
+    assert_eq!(h.bff.user(&mut browser).await.status, 401, "the session outlived the logout");
+
+    let revoking = Bff::start().await;
+    let metrics = http_call(Method::GET, &format!("{}/metrics", revoking.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_provider_revocation{provider=\"default\"} 1"), "{metrics}");
 }
 
 /// A userinfo answer naming another user than the ID token (issue 15): the sign-in is refused

@@ -161,3 +161,23 @@ async fn a_back_channel_logout_ends_only_its_providers_sessions() {
     }
     assert_eq!(bff.user(&mut at_default).await.status, 200, "another provider's session ended");
 }
+
+/// Issue 26, item 6: `user_claims` in a `[[providers]]` table was accepted and ignored
+/// (`/bff/user` applied `[oidc].user_claims` to every session). Each provider's own list now
+/// applies to the sessions signed in with it.
+#[tokio::test]
+async fn each_providers_user_claims_apply_to_its_own_sessions() {
+    let glewlwyd = glewlwyd().await;
+    let _turn = glewlwyd.turn().await;
+    let (bff, _) = two_providers("user_claims = [\"sub\"]").await;
+    let mut at_glewlwyd = Browser::new();
+    assert_eq!(sign_in_at_glewlwyd(&bff, &mut at_glewlwyd, "alice").await.status, 200);
+    let shown = bff.user(&mut at_glewlwyd).await.json();
+    let names: Vec<String> = shown["claims"].as_object().unwrap().keys().cloned().collect();
+    assert!(names.iter().all(|n| n == "sub"), "glewlwyd's user_claims were ignored: {names:?}");
+    let mut at_default = Browser::new();
+    bff.login(&mut at_default, "alice", "/").await;
+    let shown = bff.user(&mut at_default).await.json();
+    let names: Vec<String> = shown["claims"].as_object().unwrap().keys().cloned().collect();
+    assert!(names.iter().any(|n| n != "sub"), "the default provider's sessions keep every claim: {names:?}");
+}

@@ -155,6 +155,8 @@ async fn a_refused_client_credential_is_the_operators_problem_not_a_logout() {
     assert_eq!((reply.status, reply.json()["error"].as_str()), (502, Some("provider_error")));
     assert_eq!(bff.user(&mut browser).await.status, 200, "the session is kept");
     assert!(logs().lines().any(|l| l.contains("ERROR") && l.contains("client authentication at a refresh")));
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_token_refreshes_total{outcome=\"client_refused\"} 1"), "{metrics}");
     // Fixed at the provider: the same session refreshes and carries on.
     set_token_failure(&bff.issuer, &bff.client, None).await;
     assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
@@ -176,6 +178,31 @@ async fn a_bare_refusal_of_a_refresh_ends_the_session() {
     assert_eq!(bff.user(&mut browser).await.status, 401);
     assert_eq!(bff.upstream.count(), 0);
     set_token_failure(&bff.issuer, &bff.client, None).await;
+}
+
+/// Issue 26, item 6: a refresh refused with a bare 401 (no body, so no `invalid_client` to say
+/// it is about the client) kept the session, answering 502 on every call until its timeouts,
+/// while the docs said any 4xx but 429 ends it. It ends now, as any bare refusal does, and the
+/// operator sees it: an ERROR log naming the provider and the refusal counted.
+#[tokio::test]
+async fn a_bare_401_at_a_refresh_ends_the_session_and_tells_the_operator() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    set_token_failure(&bff.issuer, &bff.client, Some("empty-401")).await;
+    bff.clock.advance(310);
+    let reply = browser.get(&bff.url("/api/x"), &[CSRF]).await;
+    set_token_failure(&bff.issuer, &bff.client, None).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")), "{}", reply.text());
+    assert_eq!(bff.user(&mut browser).await.status, 401, "a session that can only fail lives on");
+    assert_eq!(bff.upstream.count(), 0);
+    assert!(
+        logs().lines().any(|l| l.contains("ERROR") && l.contains("bare 401") && l.contains("provider=default")),
+        "no ERROR naming the provider"
+    );
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert!(metrics.contains("cloakroom_token_refreshes_total{outcome=\"invalid_grant\"} 1"), "{metrics}");
+    assert!(metrics.contains("cloakroom_provider_errors_total{kind=\"refused\"}"), "{metrics}");
 }
 
 #[tokio::test]

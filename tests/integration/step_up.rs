@@ -69,6 +69,39 @@ async fn a_route_needing_mfa_refuses_a_password_session_until_the_step_up() {
     assert!(metrics.contains("cloakroom_step_up_required_total{route=\"/pay/\"} 1"), "{metrics}");
 }
 
+/// Issue 26, item 5: with the provider on another site (every real deployment), the provider's
+/// redirect to the callback is cross-site and carries no `SameSite=Strict` session cookie. The
+/// weaker session still ends at the step-up (and at a plain re-login): `/bff/login`, a same-site
+/// navigation, saw it, and the pending login remembers it. Two step-ups leave one session.
+#[tokio::test]
+async fn a_step_up_through_a_provider_on_another_site_ends_the_weaker_session() {
+    let bff = Bff::start_with(options()).await;
+    let mut alice = Browser::new();
+    bff.login(&mut alice, "alice", "/").await;
+    let mut tickets = vec![session_cookie(&alice).unwrap()];
+    for round in 0..2 {
+        let refused = alice.get(&bff.url("/pay/transfer"), &[CSRF]).await;
+        let login = if round == 0 { step_up_login(&refused, "/pay-page") } else { "/bff/login?returnUrl=%2F".into() };
+        let callback = bff.authorize_from(&mut alice, "alice&mfa=1", &login).await;
+        // The provider's redirect back is cross-site: the Strict session cookie stays home.
+        alice.forget(bff.cookie_name());
+        let landed = alice.get(&callback, &[]).await;
+        assert_eq!(landed.status, 200, "{}", landed.text());
+        let ticket = session_cookie(&alice).unwrap();
+        assert!(!tickets.contains(&ticket), "a new ticket at each sign-in");
+        tickets.push(ticket);
+        assert_eq!(bff.session_count().await, 1, "round {round}: the session the sign-in replaced lives on");
+    }
+    for old in &tickets[..2] {
+        let cookie = format!("{}={old}", bff.cookie_name());
+        let reply = http_call(Method::GET, &bff.url("/api/x"), None, &[CSRF, ("cookie", &cookie)]).await;
+        assert_eq!(reply.status, 401, "a replaced session still answers");
+    }
+    assert_eq!(alice.get(&bff.url("/api/x"), &[CSRF]).await.status, 200, "the latest session works");
+    let sessions = alice.get(&bff.url("/bff/sessions"), &[CSRF]).await;
+    assert_eq!(sessions.json()["sessions"].as_array().map(Vec::len), Some(1), "{}", sessions.text());
+}
+
 /// The provider is free to answer a weaker `acr` than asked (it is a voluntary claim): that
 /// sign-in does not succeed, and the browser keeps the session it had.
 #[tokio::test]

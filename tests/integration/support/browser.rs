@@ -32,6 +32,12 @@ impl Browser {
         self.jar.push(JarCookie { name: name.into(), value: value.into(), path: "/".into() });
     }
 
+    /// Leaves a cookie out of the jar: what a browser does for a `SameSite=Strict` cookie on a
+    /// cross-site request (the provider's redirect back, where the provider is on another site).
+    pub fn forget(&mut self, name: &str) {
+        self.jar.retain(|c| c.name != name);
+    }
+
     pub fn cookie_names(&self) -> Vec<String> {
         self.jar.iter().map(|c| c.name.clone()).collect()
     }
