@@ -83,10 +83,6 @@ pub struct TokenService {
 /// A client token whose lifetime the provider did not state is renewed this often.
 const CLIENT_TOKEN_DEFAULT_LIFETIME: u64 = 300;
 
-/// How long a call that holds a still-valid (but due) token waits for a refresh before it goes
-/// on with the token it has; the refresh carries on without it.
-const VALID_TOKEN_WAIT: Duration = Duration::from_secs(1);
-
 /// How [`TokenService`] times its refreshes.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshTiming {
@@ -118,14 +114,15 @@ impl TokenService {
         }
     }
 
-    /// The session's access token for `audience` (the sign-in's own when `None`), obtained or
-    /// refreshed first if it is missing or due.
+    /// The session's access token for `audience` (the sign-in's own when `None`), refreshed when
+    /// it is missing or due.
     ///
     /// The refresh runs in a task of its own, holding the session's lock: a caller that stops
     /// waiting (its bound passed, its client left) does not abandon it halfway, with the
     /// provider's answer (and the rotated refresh token in it) lost. A caller whose token is
-    /// still valid waits at most [`VALID_TOKEN_WAIT`], then goes on with it; one without waits
-    /// up to `lock_wait`. The clock is read again after every wait.
+    /// still valid never waits for the provider: it starts the refresh (unless one is under way)
+    /// and goes on at once with the token it has; the next calls get the refreshed one. Only a
+    /// caller without a valid token waits, up to `lock_wait`, and the clock is read again after.
     pub async fn access_token<C, S>(
         self: &Arc<Self>,
         sessions: &Arc<Sessions>,
@@ -146,37 +143,51 @@ impl TokenService {
         if self.backing_off(&key, now) {
             return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
         }
-        let wait = if still_valid(held.clone(), now).is_some() { VALID_TOKEN_WAIT } else { self.lock_wait };
-        let deadline = tokio::time::Instant::now() + wait;
         let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
+        if let Some(valid) = still_valid(held.clone(), now) {
+            match lock.try_lock_owned() {
+                Ok(guard) => drop(self.spawn_refresh(sessions, ticket, audience, guard)),
+                Err(_) => tracing::debug!(session = %key.log_id(), "a refresh is in progress; going on without it"),
+            }
+            return Ok(valid);
+        }
+        let deadline = tokio::time::Instant::now() + self.lock_wait;
         let Ok(guard) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
-            tracing::debug!(session = %key.log_id(), "a refresh is in progress; going on without it");
+            tracing::debug!(session = %key.log_id(), "a refresh is in progress and did not end in time");
             return still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable);
         };
-        let span = tracing::info_span!("refresh", session = %key.log_id(), resource = audience.and_then(|a| a.resource.as_deref()));
-        let refresh = {
-            let (service, sessions, ticket, audience) =
-                (self.clone(), sessions.clone(), ticket.clone(), audience.cloned());
-            tokio::spawn(
-                async move {
-                    let result = service.refresh_leased(&sessions, &ticket, audience.as_ref()).await;
-                    drop(guard);
-                    result
-                }
-                .instrument(span),
-            )
-        };
-        match tokio::time::timeout_at(deadline, refresh).await {
+        match tokio::time::timeout_at(deadline, self.spawn_refresh(sessions, ticket, audience, guard)).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the refresh task failed");
                 still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable)
             }
             Err(_) => {
-                tracing::debug!(session = %key.log_id(), "the refresh goes on; this call uses the token it has");
+                tracing::debug!(session = %key.log_id(), "the refresh goes on; this call did not wait for it");
                 still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable)
             }
         }
+    }
+
+    /// Starts a refresh in a task of its own, which holds the session's lock (`guard`) until done.
+    fn spawn_refresh(
+        self: &Arc<Self>,
+        sessions: &Arc<Sessions>,
+        ticket: &SessionTicket,
+        audience: Option<&Audience>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> tokio::task::JoinHandle<Result<AccessToken, TokenError>> {
+        let key = ticket.store_key();
+        let span = tracing::info_span!("refresh", session = %key.log_id(), resource = audience.and_then(|a| a.resource.as_deref()));
+        let (service, sessions, ticket, audience) = (self.clone(), sessions.clone(), ticket.clone(), audience.cloned());
+        tokio::spawn(
+            async move {
+                let result = service.refresh_leased(&sessions, &ticket, audience.as_ref()).await;
+                drop(guard);
+                result
+            }
+            .instrument(span),
+        )
     }
 
     /// Whether an unanswered refresh keeps this session's refresh token from being sent now.

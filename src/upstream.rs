@@ -33,8 +33,14 @@ impl Upstream {
     }
 }
 
-/// Bytes of an answer buffered per connection before reading from the upstream pauses.
-const READ_BUFFER: usize = 64 * 1024;
+/// Bytes of an answer buffered per HTTP/1.1 connection before reading from the upstream pauses
+/// (nginx's default proxy buffer size): with the gate on the client's side, what a slow reader
+/// holds of cloakroom's memory is mostly this and the gate's window.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// An HTTP/2 upstream's window per stream: smaller windows would cost a round trip per window
+/// on a reading client; a stalled one holds up to this much.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -125,7 +131,7 @@ impl HttpClient {
             // default grows to 400 KB): with a small buffer, reading from the upstream pauses
             // sooner, and a slow reader holds little.
             .http1_max_buf_size(READ_BUFFER)
-            .http2_initial_stream_window_size(READ_BUFFER as u32)
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

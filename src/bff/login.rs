@@ -18,6 +18,10 @@ use openidconnect::PkceCodeChallenge;
 
 const MAX_RETURN_PATH: usize = 2048;
 
+/// The longest the start of a sign-in waits for the provider to take a pushed authorization
+/// request (RFC 9126).
+const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return ApiError::MethodNotAllowed.response();
@@ -56,8 +60,17 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         }
     };
     // RFC 9126: the request goes to the provider directly; the browser carries only its handle.
+    // A person looks at a blank page meanwhile: a provider that does not answer within
+    // `PUSH_WAIT` (or `oidc.timeout`, if shorter) gets the browser a readable page, not a hang.
     let url = if provider.uses_par() {
-        match provider.push_authorization(url).await {
+        let wait = provider.config().timeout.min(PUSH_WAIT);
+        let pushed = tokio::time::timeout(wait, provider.push_authorization(url)).await.unwrap_or_else(|_| {
+            Err(OidcError::Unreachable(format!(
+                "no answer from the PAR endpoint within {}",
+                humantime::format_duration(wait)
+            )))
+        });
+        match pushed {
             Ok(url) => url,
             Err(e) => {
                 tracing::warn!(error = %e, "the provider did not take the pushed authorization request");

@@ -62,7 +62,7 @@ async fn private_key_jwt_signs_in_refreshes_and_revokes_without_a_secret() {
     assert_eq!(grants(&bff.issuer, &bff.client, "authorization_code").await, 1);
 
     // A refresh authenticates the same way.
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     let call = browser.request(Method::GET, &bff.url("/api/data"), None, &[CSRF]).await;
     assert_eq!(call.status, 200, "{}", call.text());
     assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1);

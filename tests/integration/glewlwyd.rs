@@ -62,7 +62,7 @@ async fn sign_in_user_api_refresh_and_logout_against_glewlwyd() {
 
     // Past the access token's five minutes: one refresh, a new token; the rotated-out refresh
     // token is disabled at glewlwyd (one-time use), the new one enabled.
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     assert_eq!(browser.get(&bff.url("/api/orders"), &[CSRF]).await.status, 200);
     let second = bearer(&bff);
     assert_ne!(first, second, "no refresh happened");
@@ -93,7 +93,7 @@ async fn a_refresh_token_revoked_at_glewlwyd_ends_the_session_cleanly() {
     for (hash, _) in tokens {
         glewlwyd.revoke_refresh_token(&mut browser, &hash).await;
     }
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     let reply = browser.get(&bff.url("/api/orders"), &[CSRF]).await;
     assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")), "{}", reply.text());
     assert_eq!(bff.user(&mut browser).await.status, 401, "the session outlived its refused refresh");

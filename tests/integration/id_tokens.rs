@@ -452,8 +452,9 @@ async fn a_refreshed_id_token_updates_the_claims_and_must_name_the_same_user() {
     assert_eq!(reply.status, 200);
     assert_eq!(h.bff.user(&mut browser).await.json()["claims"]["email"], "alice@example.com");
 
-    // The provider's next answer (a refresh) carries an ID token with a changed email.
-    h.bff.clock.advance(280);
+    // The provider's next answer (a refresh) carries an ID token with a changed email. Expired:
+    // the call waits for that refresh.
+    h.bff.clock.advance(310);
     let mut claims = h.claims("unused");
     claims.as_object_mut().unwrap().remove("nonce");
     claims["email"] = json!("alice@new.example");
@@ -470,6 +471,16 @@ async fn a_refreshed_id_token_updates_the_claims_and_must_name_the_same_user() {
     claims["email"] = json!("mallory@example.com");
     h.issuer.issue(h.key.sign(&h.header(), &claims));
     let _ = browser.get(&h.bff.url("/api/x"), &[CSRF]).await;
+    // Due but valid: the refresh runs beside the call; wait until it has been refused.
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = http_call(Method::GET, &format!("{}/metrics", h.bff.admin), None, &[]).await.text();
+        if metrics.contains("cloakroom_token_refreshes_total{outcome=\"provider_error\"} 1") {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the refresh never came back: {metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let user = h.bff.user(&mut browser).await.json();
     assert_eq!(user["sub"], "alice");
     assert_eq!(user["claims"]["email"], "alice@new.example");

@@ -40,7 +40,7 @@ async fn metrics_count_requests_sign_ins_refreshes_logouts_and_dependencies() {
     assert_eq!(browser.get(&bff.url("/api/one"), &[CSRF]).await.status, 200);
     let before_logout = scrape(&bff).await;
     assert_eq!(before_logout["cloakroom_active_sessions"], 1.0);
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     assert_eq!(browser.get(&bff.url("/api/two"), &[CSRF]).await.status, 200);
     assert_eq!(browser.get(&bff.url("/dead/x"), &[CSRF]).await.status, 502);
     assert_eq!(browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await.status, 200);
@@ -91,7 +91,7 @@ async fn a_login_refresh_and_logout_at_trace_level_log_no_token_cookie_or_secret
     assert_eq!(browser.get(&callback, &[]).await.status, 200);
     let ticket = session_cookie(&browser).unwrap();
     assert_eq!(browser.get(&bff.url("/api/before"), &[CSRF]).await.status, 200);
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     assert_eq!(browser.get(&bff.url("/api/after"), &[CSRF]).await.status, 200);
     assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1);
     assert_eq!(browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await.status, 200);

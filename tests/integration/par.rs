@@ -77,3 +77,25 @@ async fn par_required_without_a_par_endpoint_is_not_ready() {
     let start = browser.get(&bff.url("/bff/login?returnUrl=%2F"), &[]).await;
     assert!(start.status >= 500 && start.location().is_none(), "{}", start.status);
 }
+
+/// Issue 27, item 3: with PAR offered, the sign-in first pushes its request to the provider; a
+/// provider that hangs (frozen with SIGSTOP) held the browser's `/bff/login` with no answer for
+/// as long as `oidc.timeout`. It now gets a readable error page within a few seconds, with a
+/// way to try again, and the sign-in works once the provider is back.
+#[tokio::test]
+async fn a_hung_provider_gets_the_browser_a_readable_page_in_a_few_seconds() {
+    let provider = start_provider(&[]);
+    let bff = Bff::start_with(BffOptions { issuer: Some(provider.issuer.clone()), ..Default::default() }).await;
+    let mut browser = Browser::new();
+    assert_eq!(browser.get(&bff.url("/bff/login?returnUrl=%2F"), &[]).await.status, 302, "PAR works");
+    provider.signal("STOP");
+    let started = std::time::Instant::now();
+    let page = browser.get(&bff.url("/bff/login?returnUrl=%2Fapp"), &[("accept", "text/html")]).await;
+    let waited = started.elapsed();
+    provider.signal("CONT");
+    assert!(page.status >= 500, "{} {}", page.status, page.text());
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")), "not a page");
+    assert!(page.text().contains("/bff/login?returnUrl=%2Fapp"), "no way to try again: {}", page.text());
+    assert!(waited < std::time::Duration::from_secs(8), "the browser waited {waited:?}");
+    assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200, "the provider is back");
+}

@@ -68,7 +68,7 @@ async fn each_session_stays_with_the_provider_it_signed_in_with() {
     assert_eq!(at_default.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
     assert_eq!(issuer_of_last_token(&bff), bff.issuer);
 
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: the call waits for the refresh
     assert_eq!(at_glewlwyd.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
     assert_eq!(issuer_of_last_token(&bff), glewlwyd.issuer, "the refresh went elsewhere");
     let tokens = glewlwyd.refresh_tokens(&mut at_glewlwyd, &client).await;

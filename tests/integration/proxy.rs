@@ -553,3 +553,18 @@ async fn a_nested_routes_rules_cannot_be_skipped_through_the_outer_route() {
         assert_eq!(bob.get(&bff.url(path), &[CSRF]).await.status, 200, "{path}");
     }
 }
+
+/// An upstream answer head over 8 KiB (the buffer a slow reader's answer streams through, as
+/// nginx's default `proxy_buffer_size`) is a clean 502, as docs/deployment.md says; the next
+/// call works.
+#[tokio::test]
+async fn an_upstream_answer_head_over_8_kib_is_a_502() {
+    let bff = Bff::start_with(BffOptions {
+        extra_routes: "[[routes]]\nprefix = \"/open/\"\nupstream = \"{upstream}/api/\"\ntoken = \"none\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let reply = http_call(Method::GET, &bff.url("/open/big-head"), None, &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (502, Some("upstream_unreachable")), "{}", reply.text());
+    assert_eq!(http_call(Method::GET, &bff.url("/open/x"), None, &[CSRF]).await.status, 200);
+}

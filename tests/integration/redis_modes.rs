@@ -140,8 +140,9 @@ async fn sentinel_follows_the_promoted_primary_and_the_session_survives() {
     }
 
     // A refresh storm across both replicas right after the failover: one refresh.
-    a.clock.advance(290);
-    b.clock.advance(290);
+    // Past the access token's expiry: every call of the storm needs the refresh.
+    a.clock.advance(310);
+    b.clock.advance(310);
     let cookie = Arc::new(cookie);
     let calls: Vec<_> = (0..60)
         .map(|_| {

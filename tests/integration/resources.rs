@@ -77,7 +77,7 @@ async fn each_route_gets_a_token_for_its_own_resource() {
     assert_eq!(last_audience(&bff), BILLING_API);
 
     // When due, each audience is refreshed on its own, and the rotated refresh token is shared.
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     assert_eq!(browser.get(&bff.url("/orders/again"), &[CSRF]).await.status, 200);
     assert_eq!(last_audience(&bff), ORDERS_API);
     assert_eq!(browser.get(&bff.url("/api/again"), &[CSRF]).await.status, 200);

@@ -50,7 +50,7 @@ async fn with_userinfo_its_claims_join_the_session_and_the_page_sees_only_the_al
     assert_eq!(names, ["name", "sub"], "{claims}");
     assert_eq!(claims["name"], "Alice Example", "the name came from userinfo");
     // A refresh keeps them (the refreshed ID token does not repeat them).
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     assert_eq!(browser.get(&bff.url("/admin/x"), &[CSRF]).await.status, 200, "the groups were lost on refresh");
 }
 
@@ -64,13 +64,13 @@ async fn a_refresh_fetches_userinfo_again_only_after_the_interval() {
     assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200);
     assert_eq!(userinfo_answers(&issuer, &bff.client).await, 1, "fetched at sign-in");
     // A refresh (the access token lives 300 s) within the interval: no new fetch.
-    bff.clock.advance(290);
+    bff.clock.advance(310); // expired: this call waits for the refresh
     assert_eq!(browser.get(&bff.url("/admin/x"), &[CSRF]).await.status, 200);
     assert_eq!(refreshes_granted(&issuer, &bff.client).await, 1);
     assert_eq!(userinfo_answers(&issuer, &bff.client).await, 1, "fetched again within the interval");
     // Refreshes until the interval has passed: then exactly one more fetch, and the groups stay.
     for _ in 0..4 {
-        bff.clock.advance(290);
+        bff.clock.advance(310); // expired: this call waits for the refresh
         assert_eq!(browser.get(&bff.url("/admin/x"), &[CSRF]).await.status, 200);
     }
     assert_eq!(refreshes_granted(&issuer, &bff.client).await, 5);

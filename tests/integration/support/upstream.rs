@@ -66,6 +66,12 @@ async fn upstream_answer(mut request: Request<Incoming>, record: Arc<Mutex<Vec<R
             tokio::time::sleep(Duration::from_secs(3)).await;
             Response::new(full("late"))
         }
+        p if p.ends_with("/big-head") => {
+            // An answer head larger than cloakroom reads from an upstream (8 KiB).
+            let mut r = Response::new(full("{}"));
+            r.headers_mut().insert("x-padding", "p".repeat(10 * 1024).parse().unwrap());
+            r
+        }
         p if p.ends_with("/public") => {
             // What an upstream marks as shareable: a shared cache may keep it for ten minutes.
             let mut r = Response::new(full("{\"public\":true}"));

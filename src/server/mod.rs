@@ -2,8 +2,11 @@
 //! builder, one task per connection, idle connections closed) and the admin one (`/healthz`,
 //! `/readyz`), plus graceful shutdown.
 
+mod activity;
+
 use crate::app::App;
 use crate::respond::{Body, full};
+use activity::{Activity, ActivityIo};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -12,12 +15,9 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -48,7 +48,7 @@ struct Limits {
 
 /// Bytes an HTTP/2 stream buffers towards a client that is not reading (HTTP/1.1 connections
 /// buffer at most `max_header_bytes`, their buffer size).
-const MAX_SEND_BUFFER: usize = 64 * 1024;
+const MAX_SEND_BUFFER: usize = 16 * 1024;
 
 const SIDE_LISTENER: Limits = Limits { max_header_bytes: 64 * 1024, header_read_timeout: Duration::from_secs(30) };
 
@@ -198,6 +198,8 @@ impl Connection {
         let service = service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
             let in_flight = tracked.begin_request(request.version());
+            let tracked = tracked.clone();
+            let http1 = request.version() != http::Version::HTTP_2;
             // One address's connections and HTTP/2 streams share its cap: without this, each
             // of its connections could carry a couple of hundred streams, each holding buffers
             // and an upstream connection while its client reads slowly.
@@ -206,7 +208,7 @@ impl Connection {
                 _ => Some(None),
             };
             async move {
-                let response = match stream_slot {
+                let response: Response<Body> = match stream_slot {
                     Some(None) => crate::dispatch::handle(&app, request, peer, proto).await,
                     Some(Some(slot)) => crate::dispatch::handle(&app, request, peer, proto).await.map(|b| slot.hold(b)),
                     None => {
@@ -216,6 +218,8 @@ impl Connection {
                     }
                 };
                 drop(in_flight);
+                // A client that stops reading holds one chunk, not buffers' worth (HTTP/1.1).
+                let response = if http1 { response.map(|body| tracked.gate(body)) } else { response };
                 Ok::<_, Infallible>(response)
             }
         });
@@ -262,16 +266,17 @@ impl Connection {
                         (seen, quiet_since) = (moves, now);
                     }
                     let quiet_for_a_period = now.duration_since(quiet_since) >= idle_timeout;
-                    if quiet_for_a_period && activity.in_flight() == 0 {
+                    if quiet_for_a_period && activity.is_write_blocked() {
+                        // An answer is waiting to be written and the client has taken nothing
+                        // for a whole idle period: it holds buffers and an upstream connection.
+                        // Cut now (a graceful close would wait for that answer another period).
+                        tracing::debug!(%peer, "cutting off a client that stopped reading");
+                        return;
+                    } else if quiet_for_a_period && activity.in_flight() == 0 {
                         tracing::debug!(%peer, "closing an idle connection");
                         closing = true;
                         cut_off_at = Some(now + idle_timeout);
                         connection.as_mut().graceful_shutdown();
-                    } else if quiet_for_a_period && activity.is_write_blocked() {
-                        // An answer is waiting to be written and the client has taken nothing
-                        // for a whole idle period: it holds buffers and an upstream connection.
-                        tracing::debug!(%peer, "cutting off a client that stopped reading");
-                        return;
                     }
                     next_check = now + check_every;
                 }
@@ -281,129 +286,6 @@ impl Connection {
                 }
             }
         }
-    }
-}
-
-/// What a connection's I/O has moved, how many requests it has in flight, and whether it
-/// speaks HTTP/2.
-struct Activity {
-    /// Reads and writes that moved bytes, and requests finished, counted.
-    moves: AtomicU64,
-    in_flight: AtomicUsize,
-    http2: std::sync::atomic::AtomicBool,
-    /// The last write found the client's socket full (the client is not reading).
-    write_blocked: std::sync::atomic::AtomicBool,
-}
-
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.moved();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            moves: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            http2: std::sync::atomic::AtomicBool::new(false),
-            write_blocked: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    fn moved(&self) {
-        self.moves.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn moves(&self) -> u64 {
-        self.moves.load(Ordering::Relaxed)
-    }
-
-    fn begin_request(self: &Arc<Self>, version: http::Version) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        if version == http::Version::HTTP_2 {
-            self.http2.store(true, Ordering::Relaxed);
-        }
-        InFlight(self.clone())
-    }
-
-    fn is_http2(&self) -> bool {
-        self.http2.load(Ordering::Relaxed)
-    }
-
-    fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// An answer in flight and its last write found the client's socket full.
-    fn is_write_blocked(&self) -> bool {
-        self.in_flight() > 0 && self.write_blocked.load(Ordering::Relaxed)
-    }
-
-    /// A write result: whether the client's socket took bytes or was full.
-    fn wrote<T>(&self, result: &Poll<std::io::Result<T>>, progressed: bool) {
-        match result {
-            Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
-            Poll::Ready(Ok(_)) if progressed => {
-                self.write_blocked.store(false, Ordering::Relaxed);
-                self.moved();
-            }
-            Poll::Ready(_) => {}
-        }
-    }
-}
-
-/// The connection's byte stream, noting activity on every read and write.
-struct ActivityIo<IO> {
-    inner: IO,
-    activity: Arc<Activity>,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for ActivityIo<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.moved();
-        }
-        result
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for ActivityIo<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        let progressed = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        self.activity.wrote(&result, progressed);
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        let progressed = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        self.activity.wrote(&result, progressed);
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.activity.wrote(&result, false);
-        result
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
