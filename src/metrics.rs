@@ -56,6 +56,12 @@ struct RoutePrefixLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteOutcomeLabels {
+    route: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
 }
@@ -142,6 +148,7 @@ pub struct Metrics {
     forbidden: Family<RoutePrefixLabels, Counter>,
     step_up_required: Family<RoutePrefixLabels, Counter>,
     provider_revocation: Family<ProviderLabels, Gauge>,
+    token_rejected: Family<RouteOutcomeLabels, Counter>,
     store: StoreMetrics,
     connections_refused: Counter,
     streams_refused: Counter,
@@ -220,6 +227,12 @@ impl Metrics {
             "1 when the provider offers token revocation (logout revokes the refresh token there), 0 when it does not (the refresh token stays valid at the provider after a logout), by provider id",
             provider_revocation.clone(),
         );
+        let token_rejected = Family::default();
+        registry.register(
+            "upstream_token_rejected",
+            "Upstream 401s with invalid_token on a call carrying the user's token, by route prefix and what followed: retried (a fresh token, the call once more), refreshed (a call with a body: the answer passed on, the next call has the fresh token), session_ended (the refresh was refused), refresh_failed (the provider could not be reached)",
+            token_rejected.clone(),
+        );
         let store = StoreMetrics::default();
         registry.register("store_errors", "Session store commands that failed, by kind", store.errors.clone());
         registry.register(
@@ -247,6 +260,7 @@ impl Metrics {
             forbidden,
             step_up_required,
             provider_revocation,
+            token_rejected,
             requests,
             request_seconds,
             active_sessions,
@@ -267,6 +281,11 @@ impl Metrics {
 
     /// A call the route's rules refused (`route`: its prefix; refusals are rare, so the label
     /// is made here).
+    /// An upstream rejected the user's token (`invalid_token`), and what followed.
+    pub fn token_rejected(&self, route: &str, outcome: &'static str) {
+        self.token_rejected.get_or_create(&RouteOutcomeLabels { route: route.to_string(), outcome }).inc();
+    }
+
     /// Whether a provider, as discovered, offers revocation.
     pub fn provider_revocation(&self, provider: &str, offered: bool) {
         self.provider_revocation

@@ -146,7 +146,7 @@ impl TokenService {
         let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
         if let Some(valid) = still_valid(held.clone(), now) {
             match lock.try_lock_owned() {
-                Ok(guard) => drop(self.spawn_refresh(sessions, ticket, audience, guard)),
+                Ok(guard) => drop(self.spawn_refresh(sessions, ticket, audience, None, guard)),
                 Err(_) => tracing::debug!(session = %key.log_id(), "a refresh is in progress; going on without it"),
             }
             return Ok(valid);
@@ -156,7 +156,7 @@ impl TokenService {
             tracing::debug!(session = %key.log_id(), "a refresh is in progress and did not end in time");
             return still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable);
         };
-        match tokio::time::timeout_at(deadline, self.spawn_refresh(sessions, ticket, audience, guard)).await {
+        match tokio::time::timeout_at(deadline, self.spawn_refresh(sessions, ticket, audience, None, guard)).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the refresh task failed");
@@ -169,12 +169,45 @@ impl TokenService {
         }
     }
 
+    /// A fresh token for a session whose token `rejected` an upstream refused (RFC 6750
+    /// `invalid_token`: revoked at the provider, a signing key rolled over): refreshed once,
+    /// single-flight, waiting up to `lock_wait`; a call that finds the token already replaced
+    /// (by the refresh another rejected call started) takes the replacement. The rejected token
+    /// is never handed back; a refused refresh ends the session, as any refusal does.
+    pub async fn replace_rejected(
+        self: &Arc<Self>,
+        sessions: &Arc<Sessions>,
+        ticket: &SessionTicket,
+        rejected: &AccessToken,
+        audience: Option<&Audience>,
+    ) -> Result<AccessToken, TokenError> {
+        let key = ticket.store_key();
+        if self.backing_off(&key, sessions.now()) {
+            return Err(TokenError::ProviderUnavailable);
+        }
+        let deadline = tokio::time::Instant::now() + self.lock_wait;
+        let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
+        let Ok(guard) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
+            return Err(TokenError::ProviderUnavailable);
+        };
+        let refresh = self.spawn_refresh(sessions, ticket, audience, Some(rejected.clone()), guard);
+        match tokio::time::timeout_at(deadline, refresh).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the refresh task failed");
+                Err(TokenError::ProviderUnavailable)
+            }
+            Err(_) => Err(TokenError::ProviderUnavailable),
+        }
+    }
+
     /// Starts a refresh in a task of its own, which holds the session's lock (`guard`) until done.
     fn spawn_refresh(
         self: &Arc<Self>,
         sessions: &Arc<Sessions>,
         ticket: &SessionTicket,
         audience: Option<&Audience>,
+        rejected: Option<AccessToken>,
         guard: tokio::sync::OwnedMutexGuard<()>,
     ) -> tokio::task::JoinHandle<Result<AccessToken, TokenError>> {
         let key = ticket.store_key();
@@ -182,7 +215,7 @@ impl TokenService {
         let (service, sessions, ticket, audience) = (self.clone(), sessions.clone(), ticket.clone(), audience.cloned());
         tokio::spawn(
             async move {
-                let result = service.refresh_leased(&sessions, &ticket, audience.as_ref()).await;
+                let result = service.refresh_leased(&sessions, &ticket, audience.as_ref(), rejected.as_ref()).await;
                 drop(guard);
                 result
             }
@@ -202,6 +235,7 @@ impl TokenService {
         sessions: &Sessions,
         ticket: &SessionTicket,
         audience: Option<&Audience>,
+        rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, TokenError> {
         let key = ticket.store_key();
         let Some(lease) = self.lease(sessions.store(), &key).await? else {
@@ -209,7 +243,7 @@ impl TokenService {
             let current = sessions.reload(ticket).await?.ok_or(TokenError::SessionExpired)?;
             return still_valid(held_in(&current, audience), sessions.now()).ok_or(TokenError::ProviderUnavailable);
         };
-        let result = self.refresh_locked(sessions, ticket, audience).await;
+        let result = self.refresh_locked(sessions, ticket, audience, rejected).await;
         // An unanswered refresh keeps a shared store's lease until it expires: other replicas,
         // too, wait before sending a refresh token that may be spent (this one has `in_doubt`).
         let keep = self.in_doubt.contains_key(&key) && sessions.store().is_shared();
@@ -241,11 +275,13 @@ impl TokenService {
         sessions: &Sessions,
         ticket: &SessionTicket,
         audience: Option<&Audience>,
+        rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, TokenError> {
-        // Look again: a request ahead of us may have refreshed (or ended) the session.
+        // Look again: a request ahead of us may have refreshed (or ended) the session. A token an
+        // upstream rejected counts as none, whatever its expiry says.
         let Some(mut current) = sessions.reload(ticket).await? else { return Err(TokenError::SessionExpired) };
         let now = sessions.now();
-        let held = held_in(&current, audience);
+        let held = held_in(&current, audience).filter(|h| rejected.is_none_or(|r| r.secret() != h.token.secret()));
         if let Some(held) = &held
             && !self.is_due(held.expires_at, now)
         {

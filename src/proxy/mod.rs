@@ -75,6 +75,12 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         path.push('?');
         path.push_str(query);
     }
+    // Kept for one more try with a fresh token, should the upstream reject this one: only a call
+    // without a body (there is nothing to replay), never an upgrade.
+    let replay = (chosen.of_user
+        && hyper::body::Body::is_end_stream(request.body())
+        && !websocket::is_upgrade(request.headers()))
+    .then(|| Replay { method: request.method().clone(), headers: request.headers().clone(), path: path.clone() });
     let target = Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path };
     let relayed = Relay {
         target,
@@ -87,6 +93,14 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         from: client,
     };
     let response = relay(app, request, relayed).await;
+    // The upstream rejects the user's token itself (RFC 6750 `invalid_token`): one fresh token,
+    // and the call once more when it had no body.
+    if chosen.of_user
+        && response.status() == http::StatusCode::UNAUTHORIZED
+        && step_up::rejects_token(response.headers())
+    {
+        return after_rejected_token(app, route_index, client, chosen, replay, response).await;
+    }
     // The upstream asks for a stronger sign-in itself (RFC 9470): the SPA gets the same answer
     // as from a route's own step-up.
     if chosen.of_user
@@ -98,6 +112,62 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         return challenge.response(&app.config.oidc.login_params);
     }
     if chosen.stale_cookie { app.sessions.cookies().cleared(response) } else { response }
+}
+
+/// What a call without a body needs to be sent again.
+struct Replay {
+    method: http::Method,
+    headers: http::HeaderMap,
+    path: String,
+}
+
+/// An upstream rejected the user's token (`invalid_token`: revoked at the provider, a signing
+/// key rolled over, expired early). The session gets one fresh token (single-flight with every
+/// other call rejected meanwhile); a call without a body goes once more with it, and whatever
+/// the upstream answers then is the answer (never a loop). A refused refresh ends the session
+/// (`401 session_expired`); a provider that cannot be reached is a `503`, the session kept.
+async fn after_rejected_token(
+    app: &App,
+    route_index: usize,
+    client: ClientAddr,
+    chosen: Chosen,
+    replay: Option<Replay>,
+    rejected_answer: Response<Body>,
+) -> Response<Body> {
+    let Some(route) = app.config.routes.get(route_index) else { return rejected_answer };
+    let (Some(ticket), Some(rejected)) = (chosen.ticket.as_ref(), chosen.token.as_ref()) else {
+        return rejected_answer;
+    };
+    tracing::info!(route = %route.prefix, "the upstream rejected the session's token; getting a fresh one");
+    let fresh = app.tokens.replace_rejected(&app.sessions, ticket, rejected, route.audience.as_ref()).await;
+    let (fresh, replay) = match (fresh, replay) {
+        (Ok(fresh), Some(replay)) => (fresh, replay),
+        (Ok(_), None) => {
+            app.metrics.token_rejected(&route.prefix, "refreshed");
+            return rejected_answer;
+        }
+        (Err(e), _) => {
+            let ended = matches!(e, crate::tokens::TokenError::SessionExpired);
+            app.metrics.token_rejected(&route.prefix, if ended { "session_ended" } else { "refresh_failed" });
+            return ApiError::from(e).answer(app.sessions.cookies());
+        }
+    };
+    drop(rejected_answer);
+    app.metrics.token_rejected(&route.prefix, "retried");
+    let mut request = Request::new(crate::respond::empty());
+    *request.method_mut() = replay.method;
+    *request.headers_mut() = replay.headers;
+    let (parts, body) = request.into_parts();
+    let relayed = Relay {
+        target: Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path: replay.path },
+        token: Some(&fresh),
+        strip_authorization: true,
+        upstream: &app.upstreams[route_index],
+        timeout: route.timeout,
+        max_body: Some(route.max_body),
+        from: client,
+    };
+    send(app, parts, body, relayed, None).await
 }
 
 /// Where a request goes: scheme and authority of the upstream, and the path (with query) there.
@@ -125,9 +195,25 @@ pub struct Relay<'a> {
 /// handshake that the upstream accepts becomes a byte tunnel between the two connections.
 pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
     let upgrade = websocket::is_upgrade(request.headers()).then(|| websocket::take(&mut request));
-    // The upstream sees the same X-Request-Id as our logs: `App::handle` has set it on the
-    // request (traceparent passes through as is).
-    let (mut parts, body) = request.into_parts();
+    // The upstream sees the same X-Request-Id as our logs: `dispatch` has set it on the request
+    // (traceparent passes through as is).
+    let (parts, body) = request.into_parts();
+    let body = body.map_err(ClientBodyError);
+    let body = match relay.max_body {
+        Some(max) => http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
+    send(app, parts, body, relay, upgrade).await
+}
+
+/// [`relay`], from the request's parts and its body as it goes upstream.
+async fn send(
+    app: &App,
+    mut parts: http::request::Parts,
+    body: Body,
+    relay: Relay<'_>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
     let Ok(path_and_query) = PathAndQuery::try_from(relay.target.path) else {
         return ApiError::BadPath.response();
     };
@@ -163,11 +249,6 @@ pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) 
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let body = body.map_err(ClientBodyError);
-    let body = match relay.max_body {
-        Some(max) => http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed(),
-        None => body.map_err(Into::into).boxed(),
-    };
     let upstream_request = Request::from_parts(parts, body);
 
     let sent = std::time::Instant::now();
@@ -207,12 +288,14 @@ struct Chosen {
     token: Option<AccessToken>,
     of_user: bool,
     stale_cookie: bool,
+    /// The session's ticket, when the token is the user's.
+    ticket: Option<crate::session::SessionTicket>,
 }
 
 /// The token a route attaches, per its policy; `Err` is why the call is refused instead.
 async fn token_for(app: &App, route: &RouteConfig, headers: &http::HeaderMap) -> Result<Chosen, ApiError> {
     let (policy, audience) = (route.policy, route.audience.as_ref());
-    let neither = |stale_cookie| Chosen { token: None, of_user: false, stale_cookie };
+    let neither = |stale_cookie| Chosen { token: None, of_user: false, stale_cookie, ticket: None };
     if policy == TokenPolicy::None {
         return Ok(neither(false));
     }
@@ -227,7 +310,9 @@ async fn token_for(app: &App, route: &RouteConfig, headers: &http::HeaderMap) ->
         user_token(app, route, app.sessions.lookup_tokens(headers).await?).await?
     };
     let stale = match user {
-        Ok(token) => return Ok(Chosen { token: Some(token), of_user: true, stale_cookie: false }),
+        Ok((ticket, token)) => {
+            return Ok(Chosen { token: Some(token), of_user: true, stale_cookie: false, ticket: Some(ticket) });
+        }
         Err(stale) => stale,
     };
     match policy {
@@ -238,13 +323,13 @@ async fn token_for(app: &App, route: &RouteConfig, headers: &http::HeaderMap) ->
     }
 }
 
-/// The signed-in user's token, once the route's rules and step-up admit the session; `Ok(Err)`
-/// when there is no session (`true`: the cookie opened nothing).
+/// The signed-in user's ticket and token, once the route's rules and step-up admit the session;
+/// `Ok(Err)` when there is no session (`true`: the cookie opened nothing).
 async fn user_token<C, S>(
     app: &App,
     route: &RouteConfig,
     lookup: Lookup<SessionTokens<C, S>>,
-) -> Result<Result<AccessToken, bool>, ApiError>
+) -> Result<Result<(crate::session::SessionTicket, AccessToken), bool>, ApiError>
 where
     SessionTokens<C, S>: RuleInputs,
 {
@@ -270,7 +355,8 @@ where
         app.metrics.step_up_required(&route.prefix);
         return Err(ApiError::StepUpRequired);
     }
-    Ok(Ok(app.tokens.access_token(&app.sessions, &ticket, session, route.audience.as_ref()).await?))
+    let token = app.tokens.access_token(&app.sessions, &ticket, session, route.audience.as_ref()).await?;
+    Ok(Ok((ticket, token)))
 }
 
 /// What a session lookup decoded for a route's rules and step-up: nothing, for the routes that

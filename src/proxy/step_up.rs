@@ -111,6 +111,17 @@ impl Challenge {
 /// The auth-params of the `Bearer` challenge in one `WWW-Authenticate` value (RFC 9110 §11.6.1:
 /// challenges separated by commas, each a scheme then `name=token` or `name="quoted"` pairs).
 /// `None` when there is no Bearer challenge or the value does not parse.
+/// Whether an upstream's `401` says the token itself is no good (RFC 6750 `invalid_token`:
+/// revoked, expired early, signed with a key the upstream no longer trusts), as opposed to a
+/// step-up or any other refusal.
+pub fn rejects_token(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| bearer_params(v.as_bytes()))
+        .any(|params| params.iter().any(|(n, v)| n.eq_ignore_ascii_case("error") && v == "invalid_token"))
+}
+
 fn bearer_params(value: &[u8]) -> Option<Vec<(String, String)>> {
     let mut at = 0;
     let mut in_bearer = false;

@@ -421,3 +421,77 @@ async fn an_answer_given_up_on_is_not_replayed_before_the_backoff_and_then_ends_
     assert!(session_cookie(&browser).is_none());
     assert_eq!(bff.upstream.count(), 0, "a dead token was forwarded");
 }
+
+fn rejected_metric(metrics: &str, outcome: &str) -> u64 {
+    let line = format!("cloakroom_upstream_token_rejected_total{{route=\"/api/\",outcome=\"{outcome}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.parse().unwrap())
+}
+
+/// Issue 27, item 6: an upstream that answers `401` with `WWW-Authenticate: Bearer
+/// error="invalid_token"` (a token revoked at the provider, a key rollover) used to be passed
+/// through while the session went on with the dead token until it expired. The session now gets
+/// one fresh token; a call without a body is sent once more with it; a storm of rejected calls
+/// makes one refresh; a call with a body gets the upstream's answer and the next call the fresh
+/// token; a refused refresh ends the session; and a token rejected again is not chased (no loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_rejecting_the_token_gets_one_fresh_token_and_the_call_once_more() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    let first = bearer(&bff);
+    bff.upstream.reject(first.trim_start_matches("Bearer "));
+
+    // A storm of calls, each rejected: one refresh, each sent again with the fresh token.
+    let cookie = format!("__Host-Http-cloakroom={}", session_cookie(&browser).unwrap());
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let (url, cookie) = (bff.url(&format!("/api/storm/{i}")), cookie.clone());
+            tokio::spawn(async move { http_call(http::Method::GET, &url, None, &[CSRF, ("cookie", &cookie)]).await })
+        })
+        .collect();
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1, "one refresh for the storm");
+    let second = bearer(&bff);
+    assert_ne!(second, first);
+    // Every call the upstream rejected went once more (calls that began after the refresh carried
+    // the fresh token from the start).
+    let with_first = bff.upstream.requests().iter().filter(|r| r.headers["authorization"] == first.as_str()).count();
+    let rejected = with_first as u64 - 1; // the first call, before the rejection, was answered
+    assert!(rejected >= 1, "no call was rejected");
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert_eq!(rejected_metric(&metrics, "retried"), rejected, "{metrics}");
+
+    // A call with a body is not replayed: the upstream's answer, and the next call is fine.
+    bff.upstream.reject(second.trim_start_matches("Bearer "));
+    let posted = browser
+        .request(http::Method::POST, &bff.url("/api/orders"), Some(("application/json", "{}".into())), &[CSRF])
+        .await;
+    assert_eq!(posted.status, 401, "{}", posted.text());
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 2);
+    assert_eq!(browser.get(&bff.url("/api/after"), &[CSRF]).await.status, 200);
+    assert_ne!(bearer(&bff), second);
+
+    // Rejected again after the fresh token: the second answer is the answer, one refresh, no loop.
+    bff.upstream.reject("*");
+    let before = bff.upstream.count();
+    let reply = browser.get(&bff.url("/api/again"), &[CSRF]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(bff.upstream.count(), before + 2, "sent more than twice");
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 3);
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert_eq!(rejected_metric(&metrics, "refreshed"), 1, "{metrics}");
+
+    // A refused refresh ends the session.
+    let latest = refresh_tokens_issued(&bff.issuer, &bff.client).await.pop().unwrap();
+    revoke_at_provider(&bff.issuer, &bff.client, &latest).await;
+    let reply = browser.get(&bff.url("/api/last"), &[CSRF]).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (401, Some("session_expired")), "{}", reply.text());
+    assert!(session_cookie(&browser).is_none(), "the cookie was not cleared");
+    assert_eq!(bff.session_count().await, 0);
+    let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
+    assert_eq!(rejected_metric(&metrics, "session_ended"), 1, "{metrics}");
+}

@@ -13,6 +13,9 @@ pub struct Recorded {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Recorded>>>,
+    /// Bearer tokens this upstream answers `401 invalid_token` (as an API does once a token is
+    /// revoked or its signing key rotated out).
+    pub rejected: Arc<Mutex<Vec<String>>>,
 }
 
 impl Upstream {
@@ -21,16 +24,38 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let record = seen.clone();
+        let rejected: Arc<Mutex<Vec<String>>> = Arc::default();
+        let rejecting = rejected.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let record = record.clone();
+                let (record, rejecting) = (record.clone(), rejecting.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let record = record.clone();
-                        async move { Ok::<_, std::convert::Infallible>(upstream_answer(request, record).await) }
+                        let (record, rejecting) = (record.clone(), rejecting.clone());
+                        async move {
+                            let bearer = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+                            let refused = bearer.is_some_and(|b| {
+                                let rejecting = rejecting.lock().unwrap();
+                                rejecting.iter().any(|t| t == "*" || b == format!("Bearer {t}"))
+                            });
+                            if refused {
+                                let (parts, _) = request.into_parts();
+                                record.lock().unwrap().push(Recorded {
+                                    method: parts.method.to_string(),
+                                    uri: parts.uri.to_string(),
+                                    headers: parts.headers,
+                                });
+                                let mut r = Response::new(full("{\"error\":\"invalid_token\"}"));
+                                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                                let challenge = "Bearer error=\"invalid_token\", error_description=\"revoked\"";
+                                r.headers_mut().insert("www-authenticate", challenge.parse().unwrap());
+                                return Ok::<_, std::convert::Infallible>(r);
+                            }
+                            Ok::<_, std::convert::Infallible>(upstream_answer(request, record).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -38,11 +63,16 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen }
+        Upstream { addr, seen, rejected }
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// From now on, answer a call bearing `token` (`"*"`: any token) `401 invalid_token`.
+    pub fn reject(&self, token: &str) {
+        self.rejected.lock().unwrap().push(token.to_string());
     }
 
     pub fn count(&self) -> usize {
