@@ -197,3 +197,86 @@ async fn sighup_reloads_the_tls_certificate() {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }
+
+/// One raw HTTP/1.1 exchange: `Ok(close)` when an answer came (`close`: the server asked to
+/// close), `Err` when the request went out and no answer came back.
+fn exchange(stream: &mut std::net::TcpStream) -> Result<bool, ()> {
+    use std::io::{Read, Write};
+    stream.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n").map_err(|_| ())?;
+    let (mut buffer, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).ok_or(())?;
+    while buffer.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(head.contains("connection: close"))
+}
+
+/// Issue 27, item 5, with a real SIGTERM: a keep-alive load from clients that do not watch
+/// `/readyz` and retry only a refused connection loses no request across the shutdown.
+#[test]
+fn sigterm_under_a_keep_alive_load_loses_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (mut child, path) = start_binary_with("term-load.toml", "shutdown_delay = \"300ms\"", "", Stdio::null());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let listen = text.lines().find_map(|l| l.strip_prefix("listen = ")).unwrap().trim_matches('"').to_string();
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let (answered, lost) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (answered, lost) = (answered.clone(), lost.clone());
+            std::thread::spawn(move || {
+                let mut refused_since: Option<Instant> = None;
+                loop {
+                    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+                        if refused_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    refused_since = None;
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    loop {
+                        match exchange(&mut stream) {
+                            Ok(false) => answered.fetch_add(1, Ordering::SeqCst),
+                            Ok(true) => {
+                                answered.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                            Err(()) => {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                        };
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let (answered, lost) = (answered.load(Ordering::SeqCst), lost.load(Ordering::SeqCst));
+    println!("across SIGTERM: {answered} answered, {lost} lost");
+    assert!(answered > 200, "too little load to mean anything: {answered}");
+    assert_eq!(lost, 0, "{lost} requests went out and got no answer ({answered} answered)");
+}

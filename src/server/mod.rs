@@ -3,6 +3,7 @@
 //! `/readyz`), plus graceful shutdown.
 
 mod activity;
+mod closing;
 
 use crate::app::App;
 use crate::respond::{Body, full};
@@ -120,45 +121,73 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
                 continue;
             }
         };
-        let exempt = app.config.server.trusted_proxies.iter().any(|cidr| cidr.contains(peer.ip()));
-        let Some(client_slot) = client_slots.take(peer.ip(), exempt) else {
-            // Closed before a byte is read: this address holds its share of connections already.
-            tracing::debug!(%peer, "connection refused: server.max_connections_per_client reached");
-            app.metrics.connection_refused();
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        // HTTP/2 multiplexes: each request in flight on it takes a slot of the address too.
-        let streams = (!exempt).then(|| client_slots.clone());
-        let connection =
-            Connection { app: app.clone(), builder: builder.clone(), peer, phase: phases.clone(), streams };
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            match acceptor {
-                None => connection.serve(stream, "http").await,
-                // The handshake is part of the request head for the slow-loris deadline.
-                Some(acceptor) => {
-                    let deadline = connection.app.config.server.header_read_timeout;
-                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection.serve(stream, "https").await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-            drop(client_slot);
-            drop(slot);
-        });
+        spawn_connection(&app, &builder, &acceptor, &client_slots, phases.clone(), (stream, peer), Some(slot));
     }
-    // Step two: no new connections; step three: what is in flight finishes, up to the deadline.
+    // Step two: no new connections, and none lost: the kernel starts no more handshakes, and
+    // each connection waiting to be accepted is accepted and its first request answered (with
+    // `Connection: close`) before the listener closes ([`closing`]); after that a client is
+    // refused, which it can retry elsewhere.
     app.begin_shutdown();
+    closing::refuse_new_handshakes(&listeners.main);
+    tokio::time::sleep(closing::HANDSHAKES_SETTLE).await;
+    let mut swept = 0;
+    while let Some(accepted) = futures_util::FutureExt::now_or_never(listeners.main.accept()) {
+        let Ok(accepted) = accepted else { break };
+        let slot = slots.clone().try_acquire_owned().ok();
+        spawn_connection(&app, &builder, &acceptor, &client_slots, phases.clone(), accepted, slot);
+        swept += 1;
+    }
+    if swept > 0 {
+        tracing::info!(connections = swept, "answering the connections that were waiting to be accepted");
+    }
     drop(listeners.main);
+    // Step three: what is in flight finishes, up to the deadline.
     let _ = phase.send(Phase::Draining);
     let deadline = app.config.server.shutdown_timeout;
     if tokio::time::timeout(deadline, slots.acquire_many(max_connections)).await.is_err() {
         tracing::warn!(?deadline, "shutdown deadline reached with requests still in flight");
     }
     admin.abort();
+}
+
+/// Serves one accepted connection in a task of its own, holding its slots while it lives.
+fn spawn_connection(
+    app: &Arc<App>,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    acceptor: &Option<tokio_rustls::TlsAcceptor>,
+    client_slots: &crate::client_slots::ClientSlots,
+    phase: watch::Receiver<Phase>,
+    (stream, peer): (tokio::net::TcpStream, SocketAddr),
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let exempt = app.config.server.trusted_proxies.iter().any(|cidr| cidr.contains(peer.ip()));
+    let Some(client_slot) = client_slots.take(peer.ip(), exempt) else {
+        // Closed before a byte is read: this address holds its share of connections already.
+        tracing::debug!(%peer, "connection refused: server.max_connections_per_client reached");
+        app.metrics.connection_refused();
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    // HTTP/2 multiplexes: each request in flight on it takes a slot of the address too.
+    let streams = (!exempt).then(|| client_slots.clone());
+    let connection = Connection { app: app.clone(), builder: builder.clone(), peer, phase, streams };
+    let acceptor = acceptor.clone();
+    tokio::spawn(async move {
+        match acceptor {
+            None => connection.serve(stream, "http").await,
+            // The handshake is part of the request head for the slow-loris deadline.
+            Some(acceptor) => {
+                let deadline = connection.app.config.server.header_read_timeout;
+                match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection.serve(stream, "https").await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+        }
+        drop(client_slot);
+        drop(slot);
+    });
 }
 
 /// Where the server is in its life, as its connections see it (one channel, so that a
@@ -227,10 +256,10 @@ impl Connection {
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
         let idle_timeout = self.app.config.server.idle_timeout;
-        let mut closing = *self.phase.borrow() == Phase::Draining;
-        if closing {
-            connection.as_mut().graceful_shutdown();
-        }
+        // A connection that has not moved a byte yet is not closed by the drain: its client may
+        // have sent a request already, which would be lost; its first answer closes it instead
+        // (`Connection: close` while shutting down), or the header deadline does.
+        let mut closing = false;
         // After an idle close is asked for, a client gets one more idle period to take its leave
         // (an HTTP/2 client must acknowledge GOAWAY); one that does not is cut off.
         let mut cut_off_at: Option<Instant> = None;
@@ -251,9 +280,11 @@ impl Connection {
                 // client is told to go (GOAWAY) as the delay begins: in-flight streams finish,
                 // new ones go to a new connection. An HTTP/1.1 connection is left open: closing
                 // it while idle would race a request the client is sending on it.
-                _ = self.phase.changed(), if !closing => {
-                    let phase = *self.phase.borrow_and_update();
-                    if phase == Phase::Draining || (phase == Phase::Leaving && activity.is_http2()) {
+                changed = self.phase.changed(), if !closing => {
+                    // The server's side gone: nothing more will come, drain.
+                    let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Draining };
+                    let fresh = activity.moves() == 0;
+                    if (phase == Phase::Draining && !fresh) || (phase == Phase::Leaving && activity.is_http2()) {
                         closing = true;
                         connection.as_mut().graceful_shutdown();
                     }

@@ -568,3 +568,93 @@ async fn an_upstream_answer_head_over_8_kib_is_a_502() {
     assert_eq!((reply.status, reply.json()["error"].as_str()), (502, Some("upstream_unreachable")), "{}", reply.text());
     assert_eq!(http_call(Method::GET, &bff.url("/open/x"), None, &[CSRF]).await.status, 200);
 }
+
+/// One raw HTTP/1.1 exchange on `stream`: `Ok(close)` when an answer came (`close`: the server
+/// asked to close), `Err` when the request went out and no answer came back (lost).
+async fn exchange(stream: &mut tokio::net::TcpStream) -> Result<bool, ()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(b"GET /open/fast HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\n\r\n").await.map_err(|_| ())?;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).ok_or(())?;
+    while buffer.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    if !head.starts_with("http/1.1 200") {
+        return Err(());
+    }
+    Ok(head.contains("connection: close"))
+}
+
+/// Issue 27, item 5: a plain keep-alive client that does not watch `/readyz` and retries only a
+/// refused connection (as wrk does, and many load generators) lost requests across a shutdown:
+/// connections the kernel had completed but cloakroom had not yet accepted were reset with the
+/// listener, their requests already sent. None is lost now: every completed connection is
+/// accepted and answered (`Connection: close`) before the listener closes; after that, a
+/// connection is refused, which the client retries elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_loses_no_request_of_a_client_that_only_retries_refused_connections() {
+    let bff = Bff::start_with(BffOptions {
+        server_toml: "shutdown_delay = \"300ms\"".into(),
+        extra_routes: "[[routes]]\nprefix = \"/open/\"\nupstream = \"{upstream}/open/\"\ntoken = \"none\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let addr = bff.server.addr;
+    let (answered, lost) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (answered, lost) = (answered.clone(), lost.clone());
+        workers.push(tokio::spawn(async move {
+            let mut refused_since: Option<std::time::Instant> = None;
+            loop {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                    // Refused: the server is gone; give up once it has been for a while.
+                    let since = *refused_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > Duration::from_millis(500) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                refused_since = None;
+                loop {
+                    match exchange(&mut stream).await {
+                        Ok(false) => answered.fetch_add(1, Ordering::SeqCst),
+                        Ok(true) => {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(()) => {
+                            lost.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                    };
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bff.server.stop().await;
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let (answered, lost) = (answered.load(Ordering::SeqCst), lost.load(Ordering::SeqCst));
+    println!("across the shutdown: {answered} answered, {lost} lost");
+    assert!(answered > 200, "too little load to mean anything: {answered}");
+    assert_eq!(lost, 0, "{lost} requests went out and got no answer ({answered} answered)");
+}
