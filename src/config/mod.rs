@@ -5,6 +5,7 @@
 //! durations, keys and policies, with no `Option` left where a value is required. Every problem
 //! is reported at once, each naming its key, so an operator fixes a broken file in one go.
 
+mod check;
 mod env;
 mod raw;
 mod sections;
