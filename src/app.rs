@@ -29,6 +29,8 @@ pub struct App {
     pub dev_server: Option<Upstream>,
     /// The anti-CSRF guard as configured.
     pub csrf: CsrfGuard,
+    /// The one clock every part reads (injected: tests move it without sleeping).
+    clock: SharedClock,
     shutting_down: AtomicBool,
     /// Wakes the shutdown delay early (a second signal).
     hurry: tokio::sync::Notify,
@@ -79,9 +81,15 @@ impl App {
             metrics,
             dev_server,
             csrf,
+            clock,
             shutting_down: AtomicBool::new(false),
             hurry: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Now, in unix seconds, by the injected clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn lower_layers_map_by_who_caused_it() {
         use crate::upstream::SendError;
-        let store = || StoreError("down".into());
+        let store = || StoreError::Unreachable("down".into());
         assert_eq!(ApiError::from(store()), ApiError::StoreUnavailable);
         for (error, expected) in [
             (TokenError::SessionExpired, ApiError::SessionExpired),

@@ -80,7 +80,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     if let Some(max_age) = pending.max_age {
         let skew = provider.config().clock_skew.as_secs();
         let auth_time = tokens.claims.get("auth_time").and_then(serde_json::Value::as_u64);
-        if !authentication::recent_enough(auth_time, max_age, app.sessions.now(), skew) {
+        if !authentication::recent_enough(auth_time, max_age, app.now(), skew) {
             tracing::warn!(max_age, "the ID token's auth_time is missing, older than max_age or in the future");
             return fail(LoginError::AuthenticationTooOld);
         }
@@ -101,7 +101,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         match provider.userinfo(&tokens.access_token, &tokens.sub).await {
             Ok(claims) => {
                 crate::oidc::merge_userinfo(&mut tokens.claims, claims);
-                userinfo_at = Some(app.sessions.now());
+                userinfo_at = Some(app.now());
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the userinfo endpoint did not answer for this sign-in");

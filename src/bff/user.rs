@@ -18,9 +18,9 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
     let slide = super::query_param(request.uri().query(), "slide").ok().flatten().as_deref() != Some("false");
     let (ticket, session) = super::signed_in_sliding(app, request.headers(), slide).await?;
     let last_use = if slide {
-        app.sessions.now()
+        app.now()
     } else {
-        app.sessions.store().last_seen(&ticket.store_key()).await?.unwrap_or_else(|| app.sessions.now())
+        app.sessions.store().last_seen(&ticket.store_key()).await?.unwrap_or_else(|| app.now())
     };
     let idle_expires_at = last_use + app.config.session.idle_timeout.as_secs();
     // `user_claims` of the provider the session signed in with (`[oidc]` or its

@@ -1,6 +1,6 @@
 //! The client-credentials grant: a token for cloakroom itself, for `client` routes.
 
-use super::exchange::token_error;
+use super::code_exchange::token_error;
 use super::{OidcError, Provider};
 use crate::config::Audience;
 use openidconnect::{AccessToken, OAuth2TokenResponse};

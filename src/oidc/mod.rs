@@ -8,7 +8,7 @@
 pub mod authentication;
 mod backchannel;
 mod client_credentials;
-mod exchange;
+mod code_exchange;
 mod form;
 pub mod http;
 pub mod jws;
@@ -35,7 +35,7 @@ use url::Url;
 
 pub use crate::crypto::client_key::{ClientKey, KeyError};
 pub use backchannel::{LogoutSubject, LogoutTokenError};
-pub use exchange::TokenSet;
+pub use code_exchange::TokenSet;
 pub use providers::Providers;
 pub use refresh::Refreshed;
 pub use userinfo::merge_userinfo;

@@ -1,6 +1,6 @@
 //! The refresh-token grant.
 
-use super::exchange::{bare_refusal, token_error_at, user_claims};
+use super::code_exchange::{bare_refusal, token_error_at, user_claims};
 use super::{OidcError, Provider};
 use crate::config::Audience;
 use crate::secret::Secret;

@@ -347,9 +347,8 @@ where
         return Err(ApiError::Forbidden);
     }
     if let Some(step_up) = &route.step_up
-        && !claims.is_some_and(|claims| {
-            step_up::satisfied(step_up, claims, app.sessions.now(), app.config.oidc.clock_skew.as_secs())
-        })
+        && !claims
+            .is_some_and(|claims| step_up::satisfied(step_up, claims, app.now(), app.config.oidc.clock_skew.as_secs()))
     {
         tracing::info!(route = %route.prefix, "the route needs a stronger or more recent sign-in");
         app.metrics.step_up_required(&route.prefix);
@@ -387,5 +386,5 @@ impl RuleInputs for SessionTokens<RawClaims, String> {
 }
 
 async fn client_token(app: &App, audience: Option<&Audience>) -> Result<AccessToken, TokenError> {
-    app.tokens.client_token(app.sessions.now(), audience).await
+    app.tokens.client_token(app.now(), audience).await
 }

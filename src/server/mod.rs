@@ -89,7 +89,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     // Shutdown, step one: readiness turns false while new connections are still served for
     // `shutdown_delay`, so load balancers polling /readyz stop sending before the door closes.
     // Meanwhile keep-alive clients are asked to leave: `Connection: close` on HTTP/1.1 answers
-    // (`App::handle`), a GOAWAY on HTTP/2 connections.
+    // (`dispatch`), a GOAWAY on HTTP/2 connections.
     let delay = server.shutdown_delay;
     let stop_accepting = async {
         shutdown.await;

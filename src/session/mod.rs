@@ -9,19 +9,22 @@ pub mod cookie;
 pub mod memory;
 pub mod record;
 pub mod redis;
+mod sealer;
 mod sessions;
 pub mod store;
 pub mod ticket;
 
 pub use crate::crypto::random_token;
-use crate::crypto::seal::{KeyRing, Purpose};
+
 use crate::secret::Secret;
 use bytes::Bytes;
 use openidconnect::{AccessToken, RefreshToken};
+pub use sealer::Sealer;
 use serde::{Deserialize, Serialize};
 pub use sessions::{Claims, ListedSession, Lookup, Sessions};
 use std::collections::BTreeMap;
-use std::future::Future;
+pub use store::{Lease, SealedRecord, SessionStore, StoreError, StoreLimits};
+
 use std::time::Duration;
 pub use ticket::{SessionTicket, StoreKey};
 
@@ -240,167 +243,6 @@ impl PartialEq for Sealed {
     }
 }
 
-/// A sealed record and the metadata the store needs to expire it without opening it.
-#[derive(Debug, Clone)]
-pub struct SealedRecord {
-    pub sealed: Bytes,
-    /// Unix seconds: the record is gone at this time whatever happens.
-    pub expires_at: u64,
-}
-
-/// The store could not be reached or answered nonsense: a server-side fault, never "no session".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "session store: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-/// Where sealed records live. Small on purpose: every store (memory, Redis) passes the same suite.
-///
-/// Stores see only [`StoreKey`]s and ciphertext. They enforce expiry with the caller's `now`
-/// (unix seconds) so tests drive time with an injected clock instead of sleeping.
-pub trait SessionStore: Send + Sync + 'static {
-    /// The session's sealed record, sliding its idle deadline; `None` when absent, idle for too
-    /// long, or past its absolute expiry.
-    fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Sealed>, StoreError>> + Send;
-    /// Like `load`, without counting it as a use: the idle deadline does not slide (an SPA
-    /// polling "am I still signed in?" must still idle out).
-    fn peek(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Sealed>, StoreError>> + Send;
-    fn save(
-        &self,
-        key: StoreKey,
-        record: SealedRecord,
-        now: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Like `save`, but only while the session exists: a refresh finishing after a logout (on
-    /// this replica or another) must not bring the session back. `false` when it had ended.
-    fn replace(
-        &self,
-        key: StoreKey,
-        record: SealedRecord,
-        now: u64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    fn remove(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Marks the pending login `key` (a hash of its `state`) as finished, until `expires_at`:
-    /// `true` the first time, `false` if it was claimed before. The pending login itself lives
-    /// sealed in the browser's login cookie; only finishing it writes here, so no flood of
-    /// `/bff/login` can touch the store.
-    fn claim_login(&self, key: StoreKey, expires_at: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records that session `member` belongs under `index` (a keyed hash of a `sub` or `sid`),
-    /// with an opaque (sealed) `payload`, for back-channel logout and session lists. Entries
-    /// outlive no session: they expire with the absolute timeout, and members whose session has
-    /// ended are dropped here, so an entry holds only live sessions. At most `max_members` stay:
-    /// the oldest beyond that are dropped and returned, for the caller to end. The work is
-    /// bounded by `max_members`, not by how often the user signed in.
-    fn index_add(
-        &self,
-        index: StoreKey,
-        member: StoreKey,
-        payload: Bytes,
-        max_members: usize,
-    ) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
-    /// Removes `index` and returns the sessions it listed.
-    fn index_take(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
-    /// The sessions `index` lists, with their payloads (pruned of sessions that have ended).
-    fn index_list(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<(StoreKey, Bytes)>, StoreError>> + Send;
-    fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// When the session was last used (unix seconds), without counting this as a use; `None`
-    /// when it has ended.
-    fn last_seen(&self, key: &StoreKey) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
-    /// Takes the lease on `key` (a session's refresh) for `ttl` if nobody holds it: what makes a
-    /// refresh single-flight across every process sharing the store. The lease outlives the work
-    /// it guards, so a process that dies holding it only delays the next.
-    fn try_lease(
-        &self,
-        key: &StoreKey,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
-    /// Releases a lease, unless it expired and someone else holds the key now.
-    fn release_lease(&self, key: &StoreKey, lease: Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// A held lease ([`SessionStore::try_lease`]): a random token only its holder knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease(pub(crate) String);
-
-/// The per-record secret of pending logins: they live in the browser's cookie, sealed under the
-/// master key and bound to their `state`; there is no second secret to keep elsewhere.
-const PENDING_SECRET: &[u8] = b"cloakroom/login-cookie";
-
-/// Seals and opens [`Session`]s and [`PendingLogin`]s; the only code that sees both keys and plaintext.
-#[derive(Clone, Debug)]
-pub struct Sealer {
-    keys: KeyRing,
-}
-
-impl Sealer {
-    pub fn new(keys: KeyRing) -> Self {
-        Self { keys }
-    }
-
-    pub fn seal_session(&self, ticket: &SessionTicket, session: &Session) -> SealedRecord {
-        let plaintext = serde_json::to_vec(session).expect("a session always serializes");
-        let key = ticket.store_key();
-        SealedRecord {
-            sealed: self.keys.seal(Purpose::Session, ticket.secret(), key.as_bytes(), &plaintext).into(),
-            expires_at: session.expires_at,
-        }
-    }
-
-    pub fn open_session(&self, ticket: &SessionTicket, sealed: &[u8]) -> Option<Session> {
-        self.open_session_as(ticket, sealed)
-    }
-
-    /// Opens a session record as the whole [`Session`] or a [`SessionView`] of part of it.
-    pub fn open_session_as<S: SessionView>(&self, ticket: &SessionTicket, sealed: &[u8]) -> Option<S> {
-        let key = ticket.store_key();
-        let plaintext = self.keys.open(Purpose::Session, ticket.secret(), key.as_bytes(), sealed).ok()?;
-        S::decode(&plaintext)
-    }
-
-    /// A pending login sealed for its login cookie, bound to its `state` (by `key`).
-    pub fn seal_pending(&self, key: &StoreKey, login: &PendingLogin) -> Vec<u8> {
-        let plaintext = serde_json::to_vec(login).expect("a pending login always serializes");
-        self.keys.seal(Purpose::PendingLogin, PENDING_SECRET, key.as_bytes(), &plaintext)
-    }
-
-    pub fn seal_listing(&self, sub: &str, member: &StoreKey, listing: &SessionListing) -> Bytes {
-        let plaintext = serde_json::to_vec(listing).expect("a listing always serializes");
-        self.keys.seal(Purpose::Listing, sub.as_bytes(), member.as_bytes(), &plaintext).into()
-    }
-
-    pub fn open_listing(&self, sub: &str, member: &StoreKey, sealed: &[u8]) -> Option<SessionListing> {
-        let plaintext = self.keys.open(Purpose::Listing, sub.as_bytes(), member.as_bytes(), sealed).ok()?;
-        serde_json::from_slice(&plaintext).ok()
-    }
-
-    /// Index keys for a user (`sub`) or a provider session (`sid`), under every configured key.
-    pub fn index_keys(&self, kind: &str, value: &str) -> Vec<StoreKey> {
-        let label = format!("{kind}:{value}");
-        self.keys.index_keys(label.as_bytes()).into_iter().map(StoreKey).collect()
-    }
-
-    pub fn open_pending(&self, key: &StoreKey, sealed: &[u8]) -> Option<PendingLogin> {
-        let plaintext = self.keys.open(Purpose::PendingLogin, PENDING_SECRET, key.as_bytes(), sealed).ok()?;
-        serde_json::from_slice(&plaintext).ok()
-    }
-}
-
-/// Store settings every implementation needs.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreLimits {
-    pub idle_timeout: Duration,
-    pub absolute_timeout: Duration,
-    pub max_sessions: u64,
-    pub max_pending_logins: u64,
-    pub login_timeout: Duration,
-}
-
 /// The behaviour every store passes; public so `tests/` can run it against real Redis servers.
 #[doc(hidden)]
 pub mod store_suite;
@@ -408,6 +250,7 @@ pub mod store_suite;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::seal::{KeyRing, Purpose};
 
     fn sealer() -> Sealer {
         Sealer::new(KeyRing::new(vec![crate::crypto::seal::MasterKey::from_bytes([7; 32])]).unwrap())

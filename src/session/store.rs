@@ -1,11 +1,115 @@
-//! The configured store, memory or Redis, behind one type so the rest of the code (and its
-//! tests) need not be generic over it.
+//! The store's contract and the configured store: [`SessionStore`], the trait every store
+//! implements (and one shared suite checks), what it trades in ([`SealedRecord`], [`Lease`],
+//! [`StoreError`], [`StoreLimits`]), and [`Store`], memory or Redis behind one type so the rest
+//! of the code (and its tests) need not be generic over it.
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::{Lease, Sealed, SealedRecord, SessionStore, StoreError, StoreKey};
+use super::{Sealed, StoreKey};
 use bytes::Bytes;
+use std::future::Future;
 use std::time::Duration;
+
+/// A sealed record and the metadata the store needs to expire it without opening it.
+#[derive(Debug, Clone)]
+pub struct SealedRecord {
+    pub sealed: Bytes,
+    /// Unix seconds: the record is gone at this time whatever happens.
+    pub expires_at: u64,
+}
+
+/// Why the store could not serve a call: a server-side fault, never "no session". Every kind is
+/// answered `503 store_unavailable` ([`crate::error`]); they are told apart for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be made (refused, DNS, TLS, the connect timeout).
+    #[error("session store unreachable: {0}")]
+    Unreachable(String),
+    /// Connected, but no answer within the command timeout.
+    #[error("session store did not answer in time")]
+    TimedOut,
+    /// The store answered with an error (a failover under way, out of memory, a broken connection).
+    #[error("session store refused the command: {0}")]
+    Refused(String),
+}
+
+/// Where sealed records live. Small on purpose: every store (memory, Redis) passes the same suite.
+///
+/// Stores see only [`StoreKey`]s and ciphertext. They enforce expiry with the caller's `now`
+/// (unix seconds) so tests drive time with an injected clock instead of sleeping.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session's sealed record, sliding its idle deadline; `None` when absent, idle for too
+    /// long, or past its absolute expiry.
+    fn load(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Sealed>, StoreError>> + Send;
+    /// Like `load`, without counting it as a use: the idle deadline does not slide (an SPA
+    /// polling "am I still signed in?" must still idle out).
+    fn peek(&self, key: &StoreKey, now: u64) -> impl Future<Output = Result<Option<Sealed>, StoreError>> + Send;
+    fn save(
+        &self,
+        key: StoreKey,
+        record: SealedRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Like `save`, but only while the session exists: a refresh finishing after a logout (on
+    /// this replica or another) must not bring the session back. `false` when it had ended.
+    fn replace(
+        &self,
+        key: StoreKey,
+        record: SealedRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn remove(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks the pending login `key` (a hash of its `state`) as finished, until `expires_at`:
+    /// `true` the first time, `false` if it was claimed before. The pending login itself lives
+    /// sealed in the browser's login cookie; only finishing it writes here, so no flood of
+    /// `/bff/login` can touch the store.
+    fn claim_login(&self, key: StoreKey, expires_at: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records that session `member` belongs under `index` (a keyed hash of a `sub` or `sid`),
+    /// with an opaque (sealed) `payload`, for back-channel logout and session lists. Entries
+    /// outlive no session: they expire with the absolute timeout, and members whose session has
+    /// ended are dropped here, so an entry holds only live sessions. At most `max_members` stay:
+    /// the oldest beyond that are dropped and returned, for the caller to end. The work is
+    /// bounded by `max_members`, not by how often the user signed in.
+    fn index_add(
+        &self,
+        index: StoreKey,
+        member: StoreKey,
+        payload: Bytes,
+        max_members: usize,
+    ) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
+    /// Removes `index` and returns the sessions it listed.
+    fn index_take(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<StoreKey>, StoreError>> + Send;
+    /// The sessions `index` lists, with their payloads (pruned of sessions that have ended).
+    fn index_list(&self, index: &StoreKey) -> impl Future<Output = Result<Vec<(StoreKey, Bytes)>, StoreError>> + Send;
+    fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// When the session was last used (unix seconds), without counting this as a use; `None`
+    /// when it has ended.
+    fn last_seen(&self, key: &StoreKey) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Takes the lease on `key` (a session's refresh) for `ttl` if nobody holds it: what makes a
+    /// refresh single-flight across every process sharing the store. The lease outlives the work
+    /// it guards, so a process that dies holding it only delays the next.
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+    /// Releases a lease, unless it expired and someone else holds the key now.
+    fn release_lease(&self, key: &StoreKey, lease: Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A held lease ([`SessionStore::try_lease`]): a random token only its holder knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease(pub(crate) String);
+
+/// Store settings every implementation needs.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub max_sessions: u64,
+    pub max_pending_logins: u64,
+    pub login_timeout: Duration,
+}
 
 // One per process: the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]

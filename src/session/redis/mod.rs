@@ -142,8 +142,13 @@ fn error_kind(error: &redis::RedisError) -> &'static str {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("redis: {e}"))
+/// A command Redis did not carry out: the connection broke (unreachable), or it answered an error.
+fn refused(e: &redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        StoreError::Unreachable(format!("redis: {e}"))
+    } else {
+        StoreError::Refused(format!("redis: {e}"))
+    }
 }
 
 impl RedisStore {
@@ -236,11 +241,11 @@ impl RedisStore {
             .await
             .map_err(|_| {
                 self.inner.metrics.error("timeout");
-                unavailable("connect timed out")
+                StoreError::Unreachable("redis: connect timed out".into())
             })?
             .map_err(|e| {
                 self.inner.metrics.error(error_kind(&e));
-                unavailable(e)
+                StoreError::Unreachable(format!("redis: {e}"))
             })?;
         if self.inner.connected_once.swap(true, Ordering::Relaxed) {
             self.inner.metrics.reconnect();
@@ -261,11 +266,11 @@ impl RedisStore {
             Ok(conn) => match tokio::time::timeout(self.inner.settings.command_timeout * 2, operation(conn)).await {
                 Ok(result) => result.map_err(|e| {
                     self.inner.metrics.error(error_kind(&e));
-                    unavailable(e)
+                    refused(&e)
                 }),
                 Err(_) => {
                     self.inner.metrics.error("timeout");
-                    Err(unavailable("command timed out"))
+                    Err(StoreError::TimedOut)
                 }
             },
             Err(e) => Err(e),
