@@ -50,14 +50,7 @@ fn status_of(answer: &[u8]) -> u16 {
 /// A request over h2c (HTTP/2 with prior knowledge), its header fields as given (repeats kept).
 async fn h2c(bff: &Bff, path: &str, fields: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
     use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = h2c_connect(bff.server.addr).await;
     let mut request = http::Request::builder().uri(bff.url(path)).version(http::Version::HTTP_2);
     for (name, value) in fields {
         request = request.header(*name, http::HeaderValue::from_bytes(value).unwrap());

@@ -253,14 +253,7 @@ async fn http2_streams_count_against_the_clients_share() {
         ..Default::default()
     })
     .await;
-    let stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (sender, _connection) = h2c_connect(bff.server.addr).await;
     let send = |path: &str| {
         let mut sender = sender.clone();
         let request = http::Request::builder()

@@ -173,18 +173,9 @@ async fn methods_bodies_and_queries_pass_through() {
 async fn the_listener_speaks_h2c() {
     use http_body_util::BodyExt;
     let bff = Bff::start().await;
-    let stream = tokio::net::TcpStream::connect(bff.server.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::get(bff.url("/bff/user"))
-        .header("x-csrf", "1")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let (mut sender, _connection) = h2c_connect(bff.server.addr).await;
+    let request =
+        http::Request::get(bff.url("/bff/user")).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), 401);
@@ -359,14 +350,7 @@ async fn during_the_shutdown_delay_keep_alive_clients_are_asked_to_leave() {
     let n = h1.read(&mut buffer).await.unwrap();
     let first = String::from_utf8_lossy(&buffer[..n]).to_ascii_lowercase();
     assert!(first.starts_with("http/1.1 401") && !first.contains("connection: close"), "{first}");
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut h2, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let h2_open = tokio::spawn(connection);
+    let (mut h2, h2_open) = h2c_connect(addr).await;
     let call =
         http::Request::get(bff.url("/bff/user")).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
     assert_eq!(h2.send_request(call).await.unwrap().status(), 401);

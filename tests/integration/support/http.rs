@@ -54,3 +54,17 @@ pub async fn send(request: Request<Body>) -> Reply {
     let body = body.collect().await.expect("body read").to_bytes();
     Reply { status: parts.status.as_u16(), headers: parts.headers, body }
 }
+
+/// An HTTP/2 connection with prior knowledge (h2c) to `addr`, its driver running in a task.
+pub async fn h2c_connect(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<Body>, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(connection))
+}
