@@ -8,19 +8,27 @@
 //! ## The path of a request
 //!
 //! ```text
-//! server        accept, HTTP/1.1 or h2c, one task per connection      (server.rs)
+//! server        accept, HTTP/1.1 or h2c, one task per connection      (server/)
 //!   dispatch    client address, request id, refusals, access log      (dispatch.rs, forwarded.rs)
 //!   router      path → Bff(endpoint) | Api(route) | BadPath | NotFound (router.rs)
 //!   ├─ bff/     login → callback → user → logout → sessions           (bff/*.rs)
 //!   │             pending logins (in the login cookie) and sessions   (session/)
 //!   │             the identity provider                               (oidc/)
-//!   ├─ proxy/   CSRF check → cookie → session → Bearer → upstream    (proxy/, csrf.rs)
+//!   ├─ proxy/   in phases: admit (method, CSRF, size)                 (proxy/admit.rs, csrf.rs)
+//!   │             → credential (session, rules, step-up, token)       (proxy/credential.rs)
+//!   │             → upstream request (hygiene, forwarding, Bearer)    (proxy/upstream_request.rs)
+//!   │             → upstream answer (step-up asked, token rejected)   (proxy/upstream_answer.rs)
 //!   └─ spa      static files, index.html for client-side routes        (spa.rs)
 //!                 session/: cookie.rs → ticket.rs → store (memory/, redis/); claims.rs
 //!                 tokens.rs: refresh when due, one at a time per session (the store's lease)
 //!                 upstream.rs: the one HTTP client, for upstreams and the provider alike
 //! crypto/       the leaf: sealing (AEAD), random, hashing, the client's signing key
 //! ```
+//!
+//! Where the next concerns go: token exchange per route and a DPoP key in the proxy's
+//! `credential` phase; DPoP proofs and identity headers in its `upstream_request` phase, beside
+//! the token; a trace span around each phase in `proxy::forward` and around the sign-in in
+//! `bff/callback.rs`.
 //!
 //! Handlers get the shared state ([`app::App`]) and never call back up into [`dispatch`].
 //! Errors become HTTP in one table ([`error`]), with every lower layer's error converted there;

@@ -1,0 +1,165 @@
+//! Phase 3, the upstream request: where the call goes (the route's upstream and path, the query
+//! kept), the header hygiene and forwarding headers ([`super::headers`]), the credential
+//! attached, and the send, bodies streaming both ways; a WebSocket handshake the upstream
+//! accepts becomes a byte tunnel. Identity headers and DPoP proofs are set here, beside the
+//! token, after the hygiene.
+
+use super::headers::{self, Forwarded};
+use super::websocket;
+use crate::app::App;
+use crate::config::RouteConfig;
+use crate::error::ApiError;
+use crate::forwarded::ClientAddr;
+use crate::respond::Body;
+use crate::upstream::{ClientBodyError, SendError, Upstream};
+use http::header::{AUTHORIZATION, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use openidconnect::AccessToken;
+
+/// The path (with query) a call takes at the route's upstream: the route's upstream base path,
+/// then the rest of the request's path after the route's prefix.
+pub fn target_path(route: &RouteConfig, uri: &Uri) -> String {
+    let rest = uri.path().get(route.prefix.len()..).unwrap_or_default();
+    let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1 + uri.query().map_or(0, str::len));
+    path.push_str(&route.upstream_path);
+    path.push_str(rest);
+    if let Some(query) = uri.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    path
+}
+
+/// What a call without a body needs to be sent again (phase 4 does, once, with a fresh token).
+pub struct Replay {
+    pub(super) method: http::Method,
+    pub(super) headers: http::HeaderMap,
+    pub(super) path: String,
+}
+
+impl Replay {
+    /// The call's copy, when it can be sent again: no body (there is nothing to replay), no upgrade.
+    pub fn of(request: &Request<Incoming>, path: &str) -> Option<Replay> {
+        let bodiless = hyper::body::Body::is_end_stream(request.body());
+        (bodiless && !websocket::is_upgrade(request.headers())).then(|| Replay {
+            method: request.method().clone(),
+            headers: request.headers().clone(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Where a request goes: scheme and authority of the upstream, and the path (with query) there.
+pub struct Target<'a> {
+    pub scheme: &'a http::uri::Scheme,
+    pub authority: &'a http::uri::Authority,
+    pub path: String,
+}
+
+/// How to send one request on.
+pub struct Relay<'a> {
+    pub target: Target<'a>,
+    pub token: Option<&'a AccessToken>,
+    pub strip_authorization: bool,
+    /// The client to send with and the metrics to record in.
+    pub upstream: &'a Upstream,
+    pub timeout: std::time::Duration,
+    /// Bodies past this many bytes are cut off and answered 413 (undeclared lengths included).
+    pub max_body: Option<u64>,
+    /// The browser, as far as cloakroom believes (see [`crate::forwarded`]).
+    pub from: ClientAddr,
+}
+
+/// Sends a request upstream with header hygiene both ways, streaming bodies; a WebSocket
+/// handshake that the upstream accepts becomes a byte tunnel between the two connections.
+pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
+    let upgrade = websocket::is_upgrade(request.headers()).then(|| websocket::take(&mut request));
+    // The upstream sees the same X-Request-Id as our logs: `dispatch` has set it on the request
+    // (traceparent passes through as is).
+    let (parts, body) = request.into_parts();
+    let body = body.map_err(ClientBodyError);
+    let body = match relay.max_body {
+        Some(max) => http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
+    send(app, parts, body, relay, upgrade).await
+}
+
+/// [`relay`], from the request's parts and its body as it goes upstream.
+pub(super) async fn send(
+    app: &App,
+    mut parts: http::request::Parts,
+    body: Body,
+    relay: Relay<'_>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    let Ok(path_and_query) = PathAndQuery::try_from(relay.target.path) else {
+        return ApiError::BadPath.response();
+    };
+    let Ok(uri) = Uri::builder()
+        .scheme(relay.target.scheme.clone())
+        .authority(relay.target.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+    else {
+        return ApiError::BadPath.response();
+    };
+
+    let headers = &mut parts.headers;
+    headers::rewrite_request(
+        headers,
+        app.sessions.cookies(),
+        Forwarded { client_ip: relay.from.ip, proto: relay.from.proto, host: &app.config.server.public_host },
+        &relay.upstream.host,
+        relay.strip_authorization,
+    );
+    if let Some(token) = relay.token {
+        let mut value = String::with_capacity(7 + token.secret().len());
+        value.push_str("Bearer ");
+        value.push_str(token.secret());
+        let Ok(mut bearer) = HeaderValue::try_from(value) else {
+            return ApiError::Internal.response();
+        };
+        bearer.set_sensitive(true);
+        headers.insert(AUTHORIZATION, bearer);
+    }
+    if upgrade.is_some() {
+        websocket::mark_upgrade(headers);
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let upstream_request = Request::from_parts(parts, body);
+
+    let sent = std::time::Instant::now();
+    let mut response = match relay.upstream.client.send(upstream_request, relay.timeout).await {
+        Ok(response) => {
+            relay.upstream.metrics.record(sent.elapsed(), None);
+            response
+        }
+        Err(SendError::ClientBody) => {
+            tracing::info!(upstream = %relay.target.authority, "the client's request body was malformed or cut off");
+            return ApiError::BadBody.response();
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %relay.target.authority, error = %e, "upstream call failed");
+            relay.upstream.metrics.record(sent.elapsed(), Some(e.kind()));
+            return ApiError::from(e).response();
+        }
+    };
+    let tunnel = match upgrade {
+        Some(client_side) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            Some(websocket::tunnel(client_side, hyper::upgrade::on(&mut response)))
+        }
+        _ => None,
+    };
+    let (mut parts, body) = response.into_parts();
+    headers::rewrite_response(&mut parts.headers, app.sessions.cookies(), relay.token.is_some());
+    if tunnel.is_some() {
+        websocket::mark_upgrade(&mut parts.headers);
+        return Response::from_parts(parts, crate::respond::empty());
+    }
+    Response::from_parts(parts, body.map_err(Into::into).boxed())
+}
