@@ -4,7 +4,7 @@
 //! store and opened only with the secret in this browser's login cookie, which binds `state` to
 //! the browser that started it. Several tabs may log in at once: each has its own cookie.
 
-use super::{add_cookie, query_param};
+use super::{add_cookie, query_param, retry_href};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
 use crate::oidc::OidcError;
@@ -118,16 +118,6 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     };
     add_cookie(&mut response, cookie);
     response
-}
-
-/// Where "try again" leads: a new login with the same return path (and provider, when it was
-/// not the default one; ids are validated configuration, never request bytes).
-pub fn retry_href(return_to: &str, provider: Option<&str>) -> String {
-    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    match provider {
-        Some(id) => format!("/bff/login?provider={id}&returnUrl={encoded}"),
-        None => format!("/bff/login?returnUrl={encoded}"),
-    }
 }
 
 /// The return path after login: a same-origin relative path, or `/`.

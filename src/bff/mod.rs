@@ -72,6 +72,52 @@ pub(crate) fn redirect(target: &str) -> Response<Body> {
     response
 }
 
+/// Where "try again" leads: a new login with the same return path (and provider, when it was
+/// not the default one; ids are validated configuration, never request bytes).
+pub fn retry_href(return_to: &str, provider: Option<&str>) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    match provider {
+        Some(id) => format!("/bff/login?provider={id}&returnUrl={encoded}"),
+        None => format!("/bff/login?returnUrl={encoded}"),
+    }
+}
+
+/// A short, human description of a browser from its User-Agent ("Firefox on Linux").
+pub fn describe_device(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else { return "Unknown device".into() };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chromium/", "Chromium"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(marker, _)| ua.contains(marker))
+    .map(|(_, name)| *name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("CrOS", "ChromeOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Macintosh", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(marker, _)| ua.contains(marker))
+    .map(|(_, name)| *name);
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_string(),
+        (None, Some(o)) => format!("Browser on {o}"),
+        (None, None) => "Unknown device".into(),
+    }
+}
+
 /// Adds a `Set-Cookie` (responses may carry several).
 pub(crate) fn add_cookie(response: &mut Response<Body>, cookie: HeaderValue) {
     response.headers_mut().append(SET_COOKIE, cookie);

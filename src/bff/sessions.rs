@@ -41,45 +41,9 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
     }
 }
 
-/// A short, human description of a browser from its User-Agent ("Firefox on Linux").
-pub fn describe_device(user_agent: Option<&str>) -> String {
-    let Some(ua) = user_agent else { return "Unknown device".into() };
-    let browser = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("Chromium/", "Chromium"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-    ]
-    .iter()
-    .find(|(marker, _)| ua.contains(marker))
-    .map(|(_, name)| *name);
-    let os = [
-        ("Android", "Android"),
-        ("iPhone", "iOS"),
-        ("iPad", "iPadOS"),
-        ("CrOS", "ChromeOS"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("Macintosh", "macOS"),
-        ("Linux", "Linux"),
-    ]
-    .iter()
-    .find(|(marker, _)| ua.contains(marker))
-    .map(|(_, name)| *name);
-    match (browser, os) {
-        (Some(b), Some(o)) => format!("{b} on {o}"),
-        (Some(b), None) => b.to_string(),
-        (None, Some(o)) => format!("Browser on {o}"),
-        (None, None) => "Unknown device".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::describe_device;
+    use crate::bff::describe_device;
 
     #[test]
     fn names_common_browsers_and_systems() {

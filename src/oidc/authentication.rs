@@ -16,6 +16,39 @@ pub fn acr_is_one_of<'a>(acr: Option<&str>, asked: impl IntoIterator<Item = &'a 
     acr.is_some_and(|acr| asked.into_iter().any(|a| a == acr))
 }
 
+/// Where a sign-in fell short of what it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortfall {
+    /// `max_age` was asked and `auth_time` is missing, older, or in the future.
+    TooOld,
+    /// `acr_values` was asked and the `acr` is none of them.
+    TooWeak,
+}
+
+/// Whether a sign-in's ID-token claims meet what it asked the provider for: an `auth_time`
+/// within `max_age` (by [`recent_enough`]) and an `acr` among the space-separated `acr_values`.
+pub fn meets_request(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    max_age: Option<u64>,
+    acr_values: Option<&str>,
+    now: u64,
+    skew: u64,
+) -> Result<(), Shortfall> {
+    if let Some(max_age) = max_age {
+        let auth_time = claims.get("auth_time").and_then(serde_json::Value::as_u64);
+        if !recent_enough(auth_time, max_age, now, skew) {
+            return Err(Shortfall::TooOld);
+        }
+    }
+    if let Some(asked) = acr_values {
+        let acr = claims.get("acr").and_then(serde_json::Value::as_str);
+        if !acr_is_one_of(acr, asked.split(' ')) {
+            return Err(Shortfall::TooWeak);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +72,19 @@ mod tests {
         assert!(!acr_is_one_of(Some("pwd"), "mfa hwk".split(' ')));
         assert!(!acr_is_one_of(None, ["mfa"]));
         assert!(!acr_is_one_of(Some("mf"), ["mfa"]));
+    }
+
+    #[test]
+    fn a_sign_in_meets_what_it_asked_for_or_says_where_it_fell_short() {
+        let now = 1_800_000_000;
+        let claims = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let fresh_mfa = claims(serde_json::json!({"acr": "mfa", "auth_time": now - 10}));
+        assert_eq!(meets_request(&fresh_mfa, Some(300), Some("mfa hwk"), now, 60), Ok(()));
+        assert_eq!(meets_request(&fresh_mfa, None, None, now, 60), Ok(()), "nothing asked");
+        let old_pwd = claims(serde_json::json!({"acr": "pwd", "auth_time": now - 1000}));
+        assert_eq!(meets_request(&old_pwd, Some(300), None, now, 60), Err(Shortfall::TooOld));
+        assert_eq!(meets_request(&old_pwd, None, Some("mfa"), now, 60), Err(Shortfall::TooWeak));
+        let future = claims(serde_json::json!({"auth_time": now + 3600}));
+        assert_eq!(meets_request(&future, Some(300), None, now, 60), Err(Shortfall::TooOld), "from the future");
     }
 }

@@ -24,8 +24,11 @@ pub struct TokenSet {
     pub id_token: Secret,
     pub sub: String,
     pub sid: Option<String>,
-    /// Verified claims for `/bff/user`, without protocol fields.
+    /// Verified claims for `/bff/user`, without protocol fields (and the userinfo endpoint's,
+    /// with `oidc.userinfo`).
     pub claims: Map<String, Value>,
+    /// Unix seconds, when `claims` include the userinfo endpoint's.
+    pub userinfo_at: Option<u64>,
 }
 
 /// Claims that are protocol plumbing rather than facts about the user.
@@ -37,12 +40,26 @@ pub(super) enum Failure {
 }
 
 impl Provider {
-    pub async fn exchange_code(
+    /// What a sign-in gets from the provider: the authorization code exchanged (PKCE, the
+    /// `nonce`, the ID token validated), and, with `oidc.userinfo`, the userinfo endpoint's
+    /// claims joined to the ID token's. A userinfo endpoint that does not answer fails the
+    /// sign-in (its claims may be what the routes' rules need).
+    pub async fn sign_in_tokens(
         &self,
         code: String,
         pkce_verifier: &Secret,
         nonce: &Secret,
     ) -> Result<TokenSet, OidcError> {
+        let mut tokens = self.exchange_code(code, pkce_verifier, nonce).await?;
+        if self.config.userinfo {
+            let claims = self.userinfo(&tokens.access_token, &tokens.sub).await?;
+            super::merge_userinfo(&mut tokens.claims, claims);
+            tokens.userinfo_at = Some(self.clock.now());
+        }
+        Ok(tokens)
+    }
+
+    async fn exchange_code(&self, code: String, pkce_verifier: &Secret, nonce: &Secret) -> Result<TokenSet, OidcError> {
         let discovered = self.ready()?;
         let mut request = discovered
             .client
@@ -75,6 +92,7 @@ impl Provider {
             sub,
             sid,
             claims: user_claims(claims),
+            userinfo_at: None,
         })
     }
 

@@ -101,6 +101,24 @@ pub struct NewSession {
     pub provider: Option<String>,
 }
 
+/// A sign-in's tokens, as a new session of the default provider (set `provider` otherwise).
+impl From<crate::oidc::TokenSet> for NewSession {
+    fn from(tokens: crate::oidc::TokenSet) -> Self {
+        NewSession {
+            sub: tokens.sub,
+            sid: tokens.sid,
+            claims: tokens.claims,
+            access_token: tokens.access_token,
+            access_token_expires_at: tokens.access_token_expires_at,
+            refresh_token: tokens.refresh_token,
+            scope: tokens.scope,
+            id_token: tokens.id_token,
+            userinfo_at: tokens.userinfo_at,
+            provider: None,
+        }
+    }
+}
+
 /// What the API proxy needs of a session on every call, decoded from the same sealed record
 /// as [`Session`] but without building the claims, ID token and the rest: the per-request cost
 /// of a session is mostly that decoding.
