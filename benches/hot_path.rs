@@ -286,6 +286,16 @@ fn method_check(bencher: divan::Bencher, query: Option<&str>) {
     });
 }
 
+/// What a bodiless call carrying the user's token keeps for its one retry with a fresh token,
+/// should the upstream reject the token (issue 27, item 6): the method, the headers, the path.
+#[divan::bench]
+fn replay_copy(bencher: divan::Bencher) {
+    let mut request =
+        http::Request::get("/api/v1/items/42").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    *request.headers_mut() = browser_headers(&SessionTicket::generate());
+    bencher.bench(|| cloakroom::proxy::Replay::of(divan::black_box(&request), "/v1/items/42"));
+}
+
 /// Routing on a route with another nested in it (`/api/admin/` in `/api/`): a plain path is
 /// compared as it is, one with capitals or escapes is folded first.
 #[divan::bench(args = ["/api/v1/items/42", "/api/v1/Items/ABC42"])]

@@ -38,7 +38,7 @@ use crate::respond::Body;
 use http::{Request, Response};
 use hyper::body::Incoming;
 pub use refusal::Refusal;
-use upstream_request::Replay;
+pub use upstream_request::Replay;
 
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
 pub use upstream_request::{Relay, Target, relay, target_path};

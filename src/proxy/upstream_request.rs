@@ -42,7 +42,7 @@ pub struct Replay {
 
 impl Replay {
     /// The call's copy, when it can be sent again: no body (there is nothing to replay), no upgrade.
-    pub fn of(request: &Request<Incoming>, path: &str) -> Option<Replay> {
+    pub fn of<B: hyper::body::Body>(request: &Request<B>, path: &str) -> Option<Replay> {
         let bodiless = hyper::body::Body::is_end_stream(request.body());
         (bodiless && !websocket::is_upgrade(request.headers())).then(|| Replay {
             method: request.method().clone(),
