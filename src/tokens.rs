@@ -151,22 +151,8 @@ impl TokenService {
             }
             return Ok(valid);
         }
-        let deadline = tokio::time::Instant::now() + self.lock_wait;
-        let Ok(guard) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
-            tracing::debug!(session = %key.log_id(), "a refresh is in progress and did not end in time");
-            return still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable);
-        };
-        match tokio::time::timeout_at(deadline, self.spawn_refresh(sessions, ticket, audience, None, guard)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "the refresh task failed");
-                still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable)
-            }
-            Err(_) => {
-                tracing::debug!(session = %key.log_id(), "the refresh goes on; this call did not wait for it");
-                still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable)
-            }
-        }
+        // No valid token (none held, or expired, and time only moves on): wait for the refresh.
+        self.refreshed(sessions, ticket, audience, None, &lock).await
     }
 
     /// A fresh token for a session whose token `rejected` an upstream refused (RFC 6750
@@ -185,19 +171,37 @@ impl TokenService {
         if self.backing_off(&key, sessions.now()) {
             return Err(TokenError::ProviderUnavailable);
         }
-        let deadline = tokio::time::Instant::now() + self.lock_wait;
         let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
-        let Ok(guard) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
+        self.refreshed(sessions, ticket, audience, Some(rejected.clone()), &lock).await
+    }
+
+    /// Takes the session's lock and waits for a refresh, both within `lock_wait`: the token it
+    /// brings, or `ProviderUnavailable` when the lock or the answer did not come in time (the
+    /// refresh goes on in its own task, holding the lock, whoever stopped waiting).
+    async fn refreshed(
+        self: &Arc<Self>,
+        sessions: &Arc<Sessions>,
+        ticket: &SessionTicket,
+        audience: Option<&Audience>,
+        rejected: Option<AccessToken>,
+        lock: &Arc<Mutex<()>>,
+    ) -> Result<AccessToken, TokenError> {
+        let key = ticket.store_key();
+        let deadline = tokio::time::Instant::now() + self.lock_wait;
+        let Ok(guard) = tokio::time::timeout_at(deadline, lock.clone().lock_owned()).await else {
+            tracing::debug!(session = %key.log_id(), "a refresh is in progress and did not end in time");
             return Err(TokenError::ProviderUnavailable);
         };
-        let refresh = self.spawn_refresh(sessions, ticket, audience, Some(rejected.clone()), guard);
-        match tokio::time::timeout_at(deadline, refresh).await {
+        match tokio::time::timeout_at(deadline, self.spawn_refresh(sessions, ticket, audience, rejected, guard)).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the refresh task failed");
                 Err(TokenError::ProviderUnavailable)
             }
-            Err(_) => Err(TokenError::ProviderUnavailable),
+            Err(_) => {
+                tracing::debug!(session = %key.log_id(), "the refresh goes on; this call did not wait for it");
+                Err(TokenError::ProviderUnavailable)
+            }
         }
     }
 

@@ -31,7 +31,6 @@ pub mod upstream_request;
 mod websocket;
 
 use crate::app::App;
-use crate::config::TokenPolicy;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::respond::Body;
@@ -57,15 +56,8 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     let path = target_path(route, request.uri());
     // Kept for one more try with a fresh token, should the upstream reject the user's.
     let replay = credential.is_users().then(|| Replay::of(&request, &path)).flatten();
-    let relayed = Relay {
-        target: Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path },
-        token: credential.token.as_ref(),
-        // On token routes the browser never chooses the credential.
-        strip_authorization: route.policy != TokenPolicy::None,
-        upstream: &app.upstreams[route_index],
-        timeout: route.timeout,
-        max_body: Some(route.max_body),
-        from: client,
+    let Some(relayed) = Relay::for_route(app, route_index, path, credential.token.as_ref(), client) else {
+        return ApiError::NotFound.response();
     };
     let response = relay(app, request, relayed).await;
     upstream_answer::answer(app, route_index, client, credential, replay, response).await

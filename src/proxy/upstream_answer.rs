@@ -7,7 +7,7 @@
 use super::credential::Credential;
 use super::refusal::Refusal;
 use super::step_up;
-use super::upstream_request::{Relay, Replay, Target, send};
+use super::upstream_request::{Relay, Replay, send};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
@@ -73,14 +73,8 @@ async fn after_rejected_token(
     *request.method_mut() = replay.method;
     *request.headers_mut() = replay.headers;
     let (parts, body) = request.into_parts();
-    let relayed = Relay {
-        target: Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path: replay.path },
-        token: Some(&fresh),
-        strip_authorization: true,
-        upstream: &app.upstreams[route_index],
-        timeout: route.timeout,
-        max_body: Some(route.max_body),
-        from: client,
+    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(&fresh), client) else {
+        return ApiError::NotFound.response();
     };
     send(app, parts, body, relayed, None).await
 }

@@ -73,6 +73,29 @@ pub struct Relay<'a> {
     pub from: ClientAddr,
 }
 
+impl<'a> Relay<'a> {
+    /// How a call on API route `route_index` goes: to its upstream at `path`, carrying `token`;
+    /// on token routes the browser never chooses the credential.
+    pub fn for_route(
+        app: &'a App,
+        route_index: usize,
+        path: String,
+        token: Option<&'a AccessToken>,
+        from: ClientAddr,
+    ) -> Option<Self> {
+        let route = app.config.routes.get(route_index)?;
+        Some(Relay {
+            target: Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path },
+            token,
+            strip_authorization: route.policy != crate::config::TokenPolicy::None,
+            upstream: app.upstreams.get(route_index)?,
+            timeout: route.timeout,
+            max_body: Some(route.max_body),
+            from,
+        })
+    }
+}
+
 /// Sends a request upstream with header hygiene both ways, streaming bodies; a WebSocket
 /// handshake that the upstream accepts becomes a byte tunnel between the two connections.
 pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
