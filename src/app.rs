@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::oidc::{Provider, Providers};
 use crate::router::Router;
 use crate::session::Sessions;
+use crate::session::redis::RedisSetupError;
 use crate::spa::Spa;
 use crate::tokens::{RefreshTiming, TokenService};
 use crate::upstream::{HttpClient, Upstream};
@@ -38,7 +39,7 @@ pub struct App {
 
 impl App {
     /// Fails only when the session store cannot be set up (an unusable Redis URL).
-    pub fn new(config: Config, clock: SharedClock) -> Result<Self, String> {
+    pub fn new(config: Config, clock: SharedClock) -> Result<Self, RedisSetupError> {
         let router = Router::new(&config.routes);
         let metrics = Arc::new(Metrics::new());
         let sessions = Arc::new(Sessions::new(&config.session, clock.clone(), metrics.store())?);

@@ -62,15 +62,28 @@ pub enum ForwardingHeader {
 }
 
 impl FromStr for ForwardingHeader {
-    type Err = String;
+    type Err = ForwardingParseError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.trim().to_ascii_lowercase().as_str() {
             "x-forwarded-for" => Ok(Self::XForwardedFor),
             "forwarded" => Ok(Self::Forwarded),
-            _ => Err(format!("{text:?}: must be \"x-forwarded-for\" or \"forwarded\"")),
+            _ => Err(ForwardingParseError::Header(text.into())),
         }
     }
+}
+
+/// A `trusted_proxy_header` or `trusted_proxies` entry that cannot be used, quoting it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardingParseError {
+    #[error("{0:?}: must be \"x-forwarded-for\" or \"forwarded\"")]
+    Header(String),
+    #[error("{0:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")")]
+    NotAnAddress(String),
+    #[error("{text:?}: the prefix length must be 0 to {max}")]
+    PrefixLength { text: String, max: u8 },
+    #[error("{text:?} has host bits set; did you mean {network}/{prefix}?")]
+    HostBits { text: String, network: IpAddr, prefix: u8 },
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is one host).
@@ -81,25 +94,24 @@ pub struct Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = ForwardingParseError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (address, prefix) = match text.trim().split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text.trim(), None),
         };
-        let network: IpAddr =
-            address.parse().map_err(|_| format!("{text:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))?;
+        let network: IpAddr = address.parse().map_err(|_| ForwardingParseError::NotAnAddress(text.into()))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             Some(p) => match p.parse::<u8>() {
                 Ok(p) if p <= max => p,
-                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
+                _ => return Err(ForwardingParseError::PrefixLength { text: text.into(), max }),
             },
         };
         if mask(network, prefix) != network {
-            return Err(format!("{text:?} has host bits set; did you mean {}/{prefix}?", mask(network, prefix)));
+            return Err(ForwardingParseError::HostBits { text: text.into(), network: mask(network, prefix), prefix });
         }
         Ok(Cidr { network, prefix })
     }
@@ -259,7 +271,7 @@ mod tests {
         assert!(v6.contains("fd12::1".parse().unwrap()) && !v6.contains("10.0.0.1".parse().unwrap()));
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
-        assert!("10.0.0.1/8".parse::<Cidr>().unwrap_err().contains("did you mean 10.0.0.0/8"));
+        assert!("10.0.0.1/8".parse::<Cidr>().unwrap_err().to_string().contains("did you mean 10.0.0.0/8"));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("proxy.internal".parse::<Cidr>().is_err());
     }

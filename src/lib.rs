@@ -112,7 +112,7 @@ impl Server {
 
     /// Reloads the serving certificate from its files (what SIGHUP does). Handshakes from now on
     /// get the new one; open connections are left alone. On error the old one stays.
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), tls::TlsFileError> {
         reload_tls(&self.app)
     }
 
@@ -208,7 +208,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-fn reload_tls(app: &App) -> Result<(), String> {
+fn reload_tls(app: &App) -> Result<(), tls::TlsFileError> {
     let Some(tls) = &app.config.server.tls else { return Ok(()) };
     match tls.reload() {
         Ok(()) => {
@@ -224,7 +224,7 @@ fn reload_tls(app: &App) -> Result<(), String> {
 
 /// Probes a running cloakroom's `/healthz` on its admin listener (`cloakroom healthcheck`, for
 /// containers without a shell). A wildcard admin address is probed on loopback.
-pub async fn healthcheck(admin: SocketAddr) -> Result<(), String> {
+pub async fn healthcheck(admin: SocketAddr) -> Result<(), HealthcheckError> {
     install_crypto_provider();
     let target = match admin.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], admin.port())),
@@ -232,13 +232,22 @@ pub async fn healthcheck(admin: SocketAddr) -> Result<(), String> {
         _ => admin,
     };
     let url = format!("http://{target}/healthz");
-    let request = http::Request::get(&url).body(respond::empty()).map_err(|e| e.to_string())?;
+    let request = http::Request::get(&url).body(respond::empty()).expect("a socket address makes a valid URI");
     let client = upstream::HttpClient::new(std::time::Duration::from_secs(3));
     match client.send(request, std::time::Duration::from_secs(3)).await {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("{url} answered {}", response.status())),
-        Err(e) => Err(format!("{url}: {e}")),
+        Ok(response) => Err(HealthcheckError::Unhealthy { url, status: response.status() }),
+        Err(e) => Err(HealthcheckError::Unreachable { url, reason: e.to_string() }),
     }
+}
+
+/// Why `cloakroom healthcheck` failed: nothing answered, or it answered that it is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("{url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} answered {status}")]
+    Unhealthy { url: String, status: http::StatusCode },
 }
 
 async fn shutdown_signal() {

@@ -20,8 +20,8 @@ use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::prelude::*;
 
 /// `"info"`, or a filter like `"info,cloakroom=debug"`.
-pub fn parse_filter(level: &str) -> Result<Targets, String> {
-    Targets::from_str(level.trim()).map_err(|e| e.to_string())
+pub fn parse_filter(level: &str) -> Result<Targets, tracing_subscriber::filter::ParseError> {
+    Targets::from_str(level.trim())
 }
 
 /// Installs the global subscriber once; later calls (tests) keep the first.

@@ -35,11 +35,11 @@ impl ResolvesServerCert for SwappableCert {
 }
 
 impl ServerTls {
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, TlsFileError> {
         let resolver = Arc::new(SwappableCert(RwLock::new(Arc::new(certified_key(cert_file, key_file)?))));
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .expect("aws-lc-rs's default provider supports TLS 1.2 and 1.3")
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -52,29 +52,48 @@ impl ServerTls {
 
     /// Reads the files again and, if they make a valid pair, serves the new certificate from the
     /// next handshake on. On error the current certificate stays.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), TlsFileError> {
         let key = certified_key(&self.cert_file, &self.key_file)?;
         *self.resolver.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
         Ok(())
     }
 }
 
-/// A chain and its key, checked to belong together.
-fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
-    let chain = read_certs(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("{}: no PEM private key ({e})", key_file.display()))?;
-    CertifiedKey::from_der(chain, key, &aws_lc_rs::default_provider())
-        .map_err(|e| format!("{} and {}: {e}", cert_file.display(), key_file.display()))
+/// Why a certificate or key file cannot be used; each message names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsFileError {
+    #[error("{}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{}: no PEM certificate found", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: no PEM private key ({reason})", path.display())]
+    NoKey { path: PathBuf, reason: String },
+    #[error("{} and {}: {reason}", cert.display(), key.display())]
+    Mismatch { cert: PathBuf, key: PathBuf, reason: String },
 }
 
-fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("{}: {e}", file.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+/// A chain and its key, checked to belong together.
+fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsFileError> {
+    let chain = read_certs(cert_file)?;
+    let key = read_key(key_file)?;
+    CertifiedKey::from_der(chain, key, &aws_lc_rs::default_provider()).map_err(|e| mismatch(cert_file, key_file, e))
+}
+
+fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
+    PrivateKeyDer::from_pem_file(file).map_err(|e| TlsFileError::NoKey { path: file.into(), reason: e.to_string() })
+}
+
+fn mismatch(cert: &Path, key: &Path, e: rustls::Error) -> TlsFileError {
+    TlsFileError::Mismatch { cert: cert.into(), key: key.into(), reason: e.to_string() }
+}
+
+fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+    let unreadable =
+        |e: rustls::pki_types::pem::Error| TlsFileError::Unreadable { path: file.into(), reason: e.to_string() };
+    let certs: Vec<_> =
+        CertificateDer::pem_file_iter(file).map_err(unreadable)?.collect::<Result<_, _>>().map_err(unreadable)?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", file.display()));
+        return Err(TlsFileError::NoCertificate { path: file.into() });
     }
     Ok(certs)
 }
@@ -95,7 +114,9 @@ pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>
         Some(file) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in read_certs(file).map_err(ClientTlsError::CaFile)? {
-                roots.add(cert).map_err(|e| ClientTlsError::CaFile(format!("{}: {e}", file.display())))?;
+                roots.add(cert).map_err(|e| {
+                    ClientTlsError::CaFile(TlsFileError::Unreadable { path: file.clone(), reason: e.to_string() })
+                })?;
             }
             Arc::new(roots)
         }
@@ -108,11 +129,10 @@ pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>
     let config = match &files.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert_file, key_file)) => {
-            let key = PrivateKeyDer::from_pem_file(key_file)
-                .map_err(|e| ClientTlsError::ClientCert(format!("{}: no PEM private key ({e})", key_file.display())))?;
-            builder.with_client_auth_cert(read_certs(cert_file).map_err(ClientTlsError::ClientCert)?, key).map_err(
-                |e| ClientTlsError::ClientCert(format!("{} and {}: {e}", cert_file.display(), key_file.display())),
-            )?
+            let key = read_key(key_file).map_err(ClientTlsError::ClientCert)?;
+            builder
+                .with_client_auth_cert(read_certs(cert_file).map_err(ClientTlsError::ClientCert)?, key)
+                .map_err(|e| ClientTlsError::ClientCert(mismatch(cert_file, key_file, e)))?
         }
     };
     Ok(Arc::new(config))
@@ -120,18 +140,12 @@ pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>
 
 /// Why outgoing TLS settings cannot be used: the CA file, or the client certificate and key (so
 /// that configuration errors name `ca_file` or `client_cert_file`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientTlsError {
-    CaFile(String),
-    ClientCert(String),
-}
-
-impl std::fmt::Display for ClientTlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientTlsError::CaFile(message) | ClientTlsError::ClientCert(message) => f.write_str(message),
-        }
-    }
+    #[error(transparent)]
+    CaFile(TlsFileError),
+    #[error(transparent)]
+    ClientCert(TlsFileError),
 }
 
 /// The default for every destination without its own TLS settings: the system's trust store.

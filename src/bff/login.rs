@@ -46,7 +46,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         Ok(params) => params,
         Err(reason) => {
             tracing::info!(%reason, "sign-in parameters refused");
-            return LoginError::BadRequest(reason).response(&retry_href(&return_to, recorded.as_deref()));
+            return LoginError::BadRequest(reason.to_string()).response(&retry_href(&return_to, recorded.as_deref()));
         }
     };
     let state = random_token();

@@ -19,13 +19,13 @@ pub struct LoginParams {
 
 /// Reads the allowed parameters from the query; a parameter not allowed, repeated, or with a
 /// value the provider must not be sent is an error naming it.
-pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, String> {
+pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, LoginParamError> {
     let mut params = LoginParams::default();
     for name in NAMES {
-        let value = query_param(query, name).map_err(|()| format!("{name} is repeated"))?;
+        let value = query_param(query, name).map_err(|()| LoginParamError::Repeated(name))?;
         let Some(value) = value else { continue };
         if !allowed.iter().any(|a| a == name) {
-            return Err(format!("{name} is not accepted here"));
+            return Err(LoginParamError::NotAccepted(name));
         }
         let valid = match name {
             "prompt" => valid_prompt(&value),
@@ -35,7 +35,7 @@ pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, Str
             _ => !value.is_empty() && value.len() <= 256 && !value.chars().any(char::is_control),
         };
         if !valid {
-            return Err(format!("{name} has a value that cannot be sent to the provider"));
+            return Err(LoginParamError::Unsendable(name));
         }
         if name == "prompt" {
             params.silent = value == "none";
@@ -52,6 +52,17 @@ pub fn parse(query: Option<&str>, allowed: &[String]) -> Result<LoginParams, Str
         params.pairs.push((name, value));
     }
     Ok(params)
+}
+
+/// A sign-in parameter refused, by name (the value is not echoed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginParamError {
+    #[error("{0} is repeated")]
+    Repeated(&'static str),
+    #[error("{0} is not accepted here")]
+    NotAccepted(&'static str),
+    #[error("{0} has a value that cannot be sent to the provider")]
+    Unsendable(&'static str),
 }
 
 /// `none` alone, or a set of `login`, `consent`, `select_account` (OpenID Connect Core §3.1.2.1).

@@ -42,8 +42,21 @@ fn parse_value(raw: &str) -> Value {
     Value::String(raw.to_string())
 }
 
-fn set_path(table: &mut Table, segments: &[String], value: Value) -> Result<(), String> {
-    let (first, rest) = segments.split_first().ok_or("empty key")?;
+/// Why a variable's path cannot be set in the configuration's table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PathError {
+    #[error("empty key")]
+    Empty,
+    #[error("{0:?} is not an array index")]
+    NotAnIndex(String),
+    #[error("index {index} skips entries (the list has {len})")]
+    SkipsEntries { index: usize, len: usize },
+    #[error("cannot set a key inside a value that is not a table")]
+    NotATable,
+}
+
+fn set_path(table: &mut Table, segments: &[String], value: Value) -> Result<(), PathError> {
+    let (first, rest) = segments.split_first().ok_or(PathError::Empty)?;
     if rest.is_empty() {
         table.insert(first.clone(), value);
         return Ok(());
@@ -54,13 +67,13 @@ fn set_path(table: &mut Table, segments: &[String], value: Value) -> Result<(), 
     set_in_value(child, rest, value)
 }
 
-fn set_in_value(node: &mut Value, segments: &[String], value: Value) -> Result<(), String> {
+fn set_in_value(node: &mut Value, segments: &[String], value: Value) -> Result<(), PathError> {
     match node {
         Value::Table(table) => set_path(table, segments, value),
         Value::Array(items) => {
-            let index: usize = segments[0].parse().map_err(|_| format!("{:?} is not an array index", segments[0]))?;
+            let index: usize = segments[0].parse().map_err(|_| PathError::NotAnIndex(segments[0].clone()))?;
             if index > items.len() {
-                return Err(format!("index {index} skips entries (the list has {})", items.len()));
+                return Err(PathError::SkipsEntries { index, len: items.len() });
             }
             if index == items.len() {
                 items.push(Value::Table(Table::new()));
@@ -73,7 +86,7 @@ fn set_in_value(node: &mut Value, segments: &[String], value: Value) -> Result<(
                 set_in_value(&mut items[index], rest, value)
             }
         }
-        _ => Err("cannot set a key inside a value that is not a table".into()),
+        _ => Err(PathError::NotATable),
     }
 }
 

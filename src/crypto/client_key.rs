@@ -48,18 +48,18 @@ impl std::fmt::Debug for ClientKey {
 
 /// Why a private key cannot be used: the key file itself, or the algorithm asked of it (so that
 /// configuration errors name `private_key_file` or `private_key_alg`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    #[error("{0}")]
     Key(String),
+    #[error("{0}")]
     Algorithm(String),
-}
-
-impl std::fmt::Display for KeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyError::Key(message) | KeyError::Algorithm(message) => f.write_str(message),
-        }
-    }
+    /// The certificate whose thumbprints the assertions carry.
+    #[error("no PEM certificate found ({0})")]
+    Certificate(String),
+    /// The signature itself failed (the system's random source).
+    #[error("signing the client assertion failed")]
+    Signing,
 }
 
 impl ClientKey {
@@ -108,9 +108,9 @@ impl ClientKey {
     }
 
     /// Adds the `x5t` and `x5t#S256` headers of the key's certificate (the first in a PEM file).
-    pub fn with_certificate(mut self, pem: &[u8]) -> Result<Self, String> {
+    pub fn with_certificate(mut self, pem: &[u8]) -> Result<Self, KeyError> {
         use rustls::pki_types::CertificateDer;
-        let cert = CertificateDer::from_pem_slice(pem).map_err(|e| format!("no PEM certificate found ({e})"))?;
+        let cert = CertificateDer::from_pem_slice(pem).map_err(|e| KeyError::Certificate(e.to_string()))?;
         let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
         let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref());
         self.thumbprints = Some((URL_SAFE_NO_PAD.encode(sha1), URL_SAFE_NO_PAD.encode(sha256)));
@@ -123,7 +123,7 @@ impl ClientKey {
 
     /// A client assertion for one token-endpoint request: `iss` = `sub` = the client id, `aud`
     /// as the provider expects it, a 60-second lifetime from `now` (unix seconds), a random `jti`.
-    pub fn assertion(&self, client_id: &str, audience: &str, now: u64) -> Result<String, String> {
+    pub fn assertion(&self, client_id: &str, audience: &str, now: u64) -> Result<String, KeyError> {
         let mut header = json!({ "alg": self.alg, "typ": "JWT" });
         if let Some(kid) = &self.kid {
             header["kid"] = json!(kid);
@@ -146,8 +146,8 @@ impl ClientKey {
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let failed = |_| "signing the client assertion failed".to_string();
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let failed = |_| KeyError::Signing;
         match &self.signer {
             Signer::Rsa(pair, encoding) => {
                 let mut out = vec![0; pair.public_modulus_len()];

@@ -105,15 +105,13 @@ impl MasterKey {
     }
 
     /// Accepts standard or URL-safe base64, padded or not, of exactly 32 bytes.
-    pub fn from_base64(text: &str) -> Result<Self, String> {
+    pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
         let text = text.trim();
         let decoded = STANDARD
             .decode(text)
             .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
-            .map_err(|_| "is not base64 (generate one with: openssl rand -base64 32)".to_string())?;
-        let bytes: [u8; 32] = decoded
-            .try_into()
-            .map_err(|v: Vec<u8>| format!("decodes to {} bytes; a key must be exactly 32 bytes", v.len()))?;
+            .map_err(|_| MasterKeyError::NotBase64)?;
+        let bytes: [u8; 32] = decoded.try_into().map_err(|v: Vec<u8>| MasterKeyError::Length(v.len()))?;
         Ok(Self::from_bytes(bytes))
     }
 
@@ -125,6 +123,15 @@ impl MasterKey {
     pub fn id_hex(&self) -> String {
         super::hex(&self.id)
     }
+}
+
+/// Why a configured session key cannot be used (never its value: keys are not echoed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("is not base64 (generate one with: openssl rand -base64 32)")]
+    NotBase64,
+    #[error("decodes to {0} bytes; a key must be exactly 32 bytes")]
+    Length(usize),
 }
 
 impl fmt::Debug for MasterKey {
@@ -359,8 +366,9 @@ mod tests {
     fn keys_parse_from_base64_and_never_print() {
         let key = MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap();
         assert!(MasterKey::from_base64(&URL_SAFE_NO_PAD.encode([9u8; 32])).is_ok());
-        assert!(MasterKey::from_base64(&STANDARD.encode([9u8; 16])).unwrap_err().contains("16 bytes"));
-        assert!(MasterKey::from_base64("not base64!").is_err());
+        assert_eq!(MasterKey::from_base64(&STANDARD.encode([9u8; 16])).unwrap_err(), MasterKeyError::Length(16));
+        assert!(MasterKey::from_base64(&STANDARD.encode([9u8; 16])).unwrap_err().to_string().contains("16 bytes"));
+        assert_eq!(MasterKey::from_base64("not base64!").unwrap_err(), MasterKeyError::NotBase64);
         let printed = format!("{key:?}");
         assert!(!printed.contains(&STANDARD.encode([9u8; 32])) && printed.contains("redacted"));
         assert!(KeyRing::new(vec![key.clone(), key]).is_none(), "duplicate keys accepted");

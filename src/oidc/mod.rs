@@ -417,8 +417,9 @@ impl Provider {
             AssertionAudience::Issuer => self.config.issuer.as_str(),
             AssertionAudience::TokenEndpoint => discovered.token_uri.as_str(),
         };
-        let assertion =
-            key.assertion(&self.config.client_id, audience, self.clock.now()).map_err(OidcError::BadResponse)?;
+        let assertion = key
+            .assertion(&self.config.client_id, audience, self.clock.now())
+            .map_err(|e| OidcError::BadResponse(e.to_string()))?;
         Ok(vec![
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()),
             ("client_assertion", assertion),

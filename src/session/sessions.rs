@@ -3,7 +3,7 @@
 use super::claims::RawClaims;
 use super::cookie::CookiePolicy;
 use super::memory::MemoryStore;
-use super::redis::RedisStore;
+use super::redis::{RedisSetupError, RedisStore};
 use super::store::Store;
 use super::*;
 use crate::clock::SharedClock;
@@ -47,7 +47,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// Fails only on a Redis URL that redis-rs cannot use (validation checked it already).
-    pub fn new(config: &SessionConfig, clock: SharedClock, metrics: StoreMetrics) -> Result<Self, String> {
+    pub fn new(config: &SessionConfig, clock: SharedClock, metrics: StoreMetrics) -> Result<Self, RedisSetupError> {
         let limits = StoreLimits {
             idle_timeout: config.idle_timeout,
             absolute_timeout: config.absolute_timeout,

@@ -145,7 +145,7 @@ async fn a_certificate_reload_serves_the_new_one_and_keeps_open_connections() {
     // A key that does not belong to the certificate, likewise.
     std::fs::copy(&first.key_file, &live.key_file).unwrap();
     let error = bff.server.reload_tls().unwrap_err();
-    assert!(error.contains("live"), "{error}");
+    assert!(error.to_string().contains("live"), "{error}");
     let (_, presented) = connect_h1(bff.server.addr).await;
     assert_eq!(presented, second.der);
 }
@@ -241,6 +241,11 @@ fn tls_settings_are_checked_at_start_up_naming_the_key() {
     assert_eq!(
         errors(&format!("[server]\ntls_cert_file = \"/nonexistent.pem\"\ntls_key_file = {:?}", cert.key_file)),
         ["server.tls_cert_file"]
+    );
+    assert_eq!(
+        errors(&format!("[server]\ntls_cert_file = {:?}\ntls_key_file = \"/nonexistent-key.pem\"", cert.cert_file)),
+        ["server.tls_key_file"],
+        "a key file that cannot be read is the key's setting"
     );
     let other = pki().issue("other", false);
     assert_eq!(

@@ -196,7 +196,8 @@ fn client_auth(check: &mut Check, oidc: &RawOidc) -> Option<ClientAuth> {
                 (key, _) => key.map_err(|e| {
                     let key = match e {
                         KeyError::Algorithm(_) => "oidc.private_key_alg",
-                        KeyError::Key(_) => "oidc.private_key_file",
+                        KeyError::Key(_) | KeyError::Signing => "oidc.private_key_file",
+                        KeyError::Certificate(_) => "oidc.private_key_cert_file",
                     };
                     check.fail(key, format!("{path}: {e}"));
                 }),

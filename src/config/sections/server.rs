@@ -18,13 +18,13 @@ pub(in crate::config) fn server(check: &mut Check, raw: &RawServer) -> (ServerCo
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
         match text.parse::<crate::forwarded::Cidr>() {
             Ok(cidr) => trusted_proxies.push(cidr),
-            Err(e) => check.fail(format!("server.trusted_proxies[{i}]"), e),
+            Err(e) => check.fail(format!("server.trusted_proxies[{i}]"), e.to_string()),
         }
     }
     let trusted_proxy_header = raw
         .trusted_proxy_header
         .parse::<crate::forwarded::ForwardingHeader>()
-        .map_err(|e| check.fail("server.trusted_proxy_header", e))
+        .map_err(|e| check.fail("server.trusted_proxy_header", e.to_string()))
         .unwrap_or_default();
     let tls = match (raw.tls_cert_file.as_deref(), raw.tls_key_file.as_deref()) {
         (None, None) => None,
@@ -39,7 +39,13 @@ pub(in crate::config) fn server(check: &mut Check, raw: &RawServer) -> (ServerCo
         (Some(cert), Some(key)) => match crate::tls::ServerTls::load(Path::new(cert), Path::new(key)) {
             Ok(tls) => Some(Arc::new(tls)),
             Err(e) => {
-                check.fail("server.tls_cert_file", e);
+                // A key that cannot be read is the key's setting; the rest (an unreadable
+                // certificate, a pair that does not belong together) the certificate's.
+                let key = match e {
+                    crate::tls::TlsFileError::NoKey { .. } => "server.tls_key_file",
+                    _ => "server.tls_cert_file",
+                };
+                check.fail(key, e.to_string());
                 None
             }
         },

@@ -152,7 +152,7 @@ pub(in crate::config) fn session(check: &mut Check, raw: &RawSession) -> Option<
     for (index, text) in key_texts.iter().enumerate() {
         match MasterKey::from_base64(text) {
             Ok(key) => master_keys.push(key),
-            Err(message) => check.fail(format!("session.keys[{index}]"), message),
+            Err(e) => check.fail(format!("session.keys[{index}]"), e.to_string()),
         }
     }
     let ephemeral_keys = key_texts.is_empty();

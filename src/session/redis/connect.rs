@@ -60,7 +60,7 @@ impl ConnectionLike for Conn {
 
 impl Connector {
     /// Checks the addresses; connects at the first command.
-    pub fn new(settings: &RedisSettings) -> Result<Self, String> {
+    pub fn new(settings: &RedisSettings) -> Result<Self, RedisSetupError> {
         let certificates = settings.tls.as_ref().map(certificates);
         match &settings.topology {
             RedisTopology::Standalone { url } => {
@@ -68,12 +68,12 @@ impl Connector {
                     Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
                     None => redis::Client::open(url.as_str()),
                 };
-                client.map(Connector::Standalone).map_err(|e| format!("session.redis_url: {e}"))
+                client.map(Connector::Standalone).map_err(RedisSetupError::Url)
             }
             RedisTopology::Sentinel { sentinels, master_name, auth } => {
                 sentinel(sentinels, master_name, auth, certificates)
                     .map(|client| Connector::Sentinel(tokio::sync::Mutex::new(client)))
-                    .map_err(|e| format!("session.redis_nodes: {e}"))
+                    .map_err(RedisSetupError::Nodes)
             }
             RedisTopology::Cluster { nodes, auth } => {
                 let tls = nodes.first().is_some_and(|n| n.starts_with("rediss://"));
@@ -94,7 +94,7 @@ impl Connector {
                 if let Some(certs) = certificates {
                     builder = builder.certs(certs);
                 }
-                builder.build().map(Connector::Cluster).map_err(|e| format!("session.redis_nodes: {e}"))
+                builder.build().map(Connector::Cluster).map_err(RedisSetupError::Nodes)
             }
         }
     }
@@ -132,6 +132,15 @@ impl Connector {
             Connector::Cluster(_) => "cluster",
         }
     }
+}
+
+/// Addresses redis-rs cannot use, naming the setting they came from.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    #[error("session.redis_url: {0}")]
+    Url(redis::RedisError),
+    #[error("session.redis_nodes: {0}")]
+    Nodes(redis::RedisError),
 }
 
 fn certificates(tls: &RedisTls) -> TlsCertificates {

@@ -27,6 +27,7 @@ use super::{Lease, Sealed, SealedRecord, SessionStore, StoreError, StoreKey, Sto
 pub use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 use bytes::Bytes;
+pub use connect::RedisSetupError;
 use connect::{Conn, Connector};
 use redis::{AsyncCommands, Script};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,7 +154,7 @@ fn refused(e: &redis::RedisError) -> StoreError {
 
 impl RedisStore {
     /// Checks the URL; connects at the first command.
-    pub fn new(settings: RedisSettings, limits: StoreLimits) -> Result<Self, String> {
+    pub fn new(settings: RedisSettings, limits: StoreLimits) -> Result<Self, RedisSetupError> {
         let connector = Connector::new(&settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
