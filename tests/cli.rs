@@ -160,8 +160,7 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
-#[path = "integration/support/pki.rs"]
-mod pki;
+use cloakroom_test_support as pki;
 
 /// The certificate a TLS handshake with `addr` presents.
 async fn presented_certificate(addr: &str) -> Vec<u8> {

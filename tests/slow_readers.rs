@@ -5,9 +5,7 @@
 //! Its own test binary, and cloakroom as its own process, so that the memory measured is
 //! cloakroom's alone (the upstream here buffers on its side too).
 
-#[path = "integration/support/mod.rs"]
-mod support;
-
+use cloakroom_test_support as support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;

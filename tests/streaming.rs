@@ -5,10 +5,8 @@
 //! through cloakroom, and the peak may grow by far less than one body. A proxy that buffered
 //! whole bodies would exceed it.
 
-#[path = "integration/support/mod.rs"]
-mod support;
-
 use cloakroom::upstream::HttpClient;
+use cloakroom_test_support as support;
 use http_body_util::BodyExt;
 use std::time::Duration;
 use support::*;

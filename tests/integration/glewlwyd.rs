@@ -1,6 +1,6 @@
 //! The second real provider, glewlwyd (issue 15): the whole flow as against `oidc-provider`,
 //! and the defects only a second implementation showed. Its setup lives in
-//! `support/glewlwyd.rs`.
+//! `tests/support/src/glewlwyd.rs`.
 
 use crate::support::*;
 use http::Method;

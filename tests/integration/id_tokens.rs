@@ -203,13 +203,6 @@ impl Harness {
     }
 }
 
-impl Bff {
-    fn clock_now(&self) -> u64 {
-        use cloakroom::clock::Clock;
-        self.clock.now()
-    }
-}
-
 async fn assert_refused(h: &Harness, reply: &Reply, browser: &Browser, case: &str) {
     assert_eq!(reply.status, 400, "{case}: {}", reply.text());
     assert!(reply.text().contains("failed verification"), "{case}: {}", reply.text());

@@ -28,7 +28,8 @@ mod resources;
 mod sessions;
 mod spa;
 mod step_up;
-mod support;
 mod tls;
 mod userinfo;
 mod websocket;
+
+use cloakroom_test_support as support;

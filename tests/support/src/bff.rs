@@ -72,6 +72,12 @@ impl Default for BffOptions {
 pub const CSRF: (&str, &str) = ("x-csrf", "1");
 
 impl Bff {
+    /// Now, by the test's clock.
+    pub fn clock_now(&self) -> u64 {
+        use cloakroom::clock::Clock;
+        self.clock.now()
+    }
+
     pub async fn start() -> Bff {
         Self::start_with(BffOptions::default()).await
     }

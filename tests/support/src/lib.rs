@@ -3,7 +3,7 @@
 //! in-process on ephemeral ports, captured logs, a round-robin balancer, a real redis-server
 //! and a test PKI.
 
-#![allow(dead_code, unused_imports)]
+#![allow(unused_imports)]
 
 mod balancer;
 mod bff;

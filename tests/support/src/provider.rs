@@ -32,7 +32,7 @@ pub fn provider() -> &'static ProviderProcess {
 
 /// A provider of its own, for tests that need special settings (e.g. short token lifetimes).
 pub fn start_provider(env: &[(&str, &str)]) -> ProviderProcess {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/provider");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../provider");
     assert!(
         std::path::Path::new(dir).join("node_modules/oidc-provider").exists(),
         "the test provider is not installed: run `npm ci` in tests/provider (./scripts/test does it)"

@@ -3,7 +3,7 @@
 
 use super::*;
 
-async fn login_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+pub(super) async fn login_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
     let login = a.call(Method::GET, "/bff/login", &[]).await?;
     let location = login.header(LOCATION.as_str()).and_then(|l| a.options.base.join(l).ok());
     let Some(location) = location.filter(|_| login.status.is_redirection()) else {
@@ -64,7 +64,7 @@ async fn login_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String
     Ok(())
 }
 
-async fn refusal_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+pub(super) async fn refusal_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
     let header = a.options.csrf_header.clone();
     let csrf = (header.as_str(), "1");
     let user = a.call(Method::GET, "/bff/user", &[csrf]).await?;
@@ -103,7 +103,7 @@ async fn refusal_checks(a: &mut Auditor, report: &mut Report) -> Result<(), Stri
     Ok(())
 }
 
-async fn spa_and_tls_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+pub(super) async fn spa_and_tls_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
     // As a browser navigation asks for it.
     let page = a.call(Method::GET, "/", &[("accept", "text/html"), ("sec-fetch-mode", "navigate")]).await?;
     if page.status == StatusCode::NOT_FOUND {
@@ -162,7 +162,7 @@ async fn spa_and_tls_checks(a: &mut Auditor, report: &mut Report) -> Result<(), 
     Ok(())
 }
 
-async fn session_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+pub(super) async fn session_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
     let Some(given) = a.options.cookie.clone() else {
         for name in
             ["session.cookie_name", "session.user_token_free", "logout.cookie_attributes", "logout.ends_session"]

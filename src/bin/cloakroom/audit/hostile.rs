@@ -3,7 +3,7 @@
 
 use super::*;
 
-async fn hostile_input_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+pub(super) async fn hostile_input_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
     let header = a.options.csrf_header.clone();
     let csrf: (&str, &[u8]) = (header.as_str(), b"1");
     let api = a.options.api_path.trim_end_matches('/').to_string();
