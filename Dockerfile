@@ -9,6 +9,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The test harness crate is a workspace member: its manifest and sources must be here for Cargo
+# to read the workspace, though the release build does not compile it.
+COPY tests/support ./tests/support
 COPY scripts/build-release ./scripts/build-release
 # The production build: without the `demo` feature, so no development issuer or demo API.
 RUN ./scripts/build-release
