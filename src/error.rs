@@ -10,7 +10,7 @@ use crate::session::StoreError;
 use crate::session::cookie::CookiePolicy;
 use crate::tokens::TokenError;
 use crate::upstream::SendError;
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 /// An error answered as JSON `{"error": code, "error_description": …}`.
@@ -242,12 +242,66 @@ impl LoginError {
 
     pub fn response(&self, retry_href: &str) -> Response<Body> {
         let (status, message) = self.parts();
+        let said = match self {
+            LoginError::ProviderDenied { .. } => {
+                format!("<p>The identity provider answered <code>{}</code>.</p>", escape_html(self.code()))
+            }
+            _ => String::new(),
+        };
         let body = format!(
-            "<h1>Sign-in did not complete</h1><p>{}</p><p><a href=\"{}\">Try again</a></p>",
+            "<h1>Sign-in did not complete</h1><p>{}</p>{said}<p><a href=\"{}\">Sign in again</a></p>",
             escape_html(message),
             escape_html(retry_href)
         );
         html(status, page("Sign-in did not complete", &body, ""))
+    }
+
+    /// The answer for who asked: a page for a navigation, JSON for a script's `fetch` (its
+    /// `Sec-Fetch-Mode` is not `navigate`, or, from a browser without Fetch Metadata, it does
+    /// not accept HTML), with the same code and the link to sign in again.
+    pub fn answer(&self, retry_href: &str, headers: &HeaderMap) -> Response<Body> {
+        if !wants_json(headers) {
+            return self.response(retry_href);
+        }
+        let (status, message) = self.parts();
+        json(status, &json!({ "error": self.code(), "error_description": message, "login_url": retry_href }))
+    }
+
+    /// The error code an answer carries: the provider's own for [`LoginError::ProviderDenied`]
+    /// when it is a plain code (`access_denied`, `login_required`; letters, digits, `_`, `-`,
+    /// `.`, at most 64), `provider_error` otherwise; never the provider's description.
+    pub fn code(&self) -> &str {
+        use LoginError::*;
+        match self {
+            ProviderDenied { error } => {
+                let plain = !error.is_empty()
+                    && error.len() <= 64
+                    && error.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if plain { error } else { "provider_error" }
+            }
+            UnknownState => "stale_sign_in",
+            BadCallback(_) => "bad_callback",
+            BadRequest(_) => "bad_request",
+            AuthenticationTooOld => "authentication_too_old",
+            AuthenticationTooWeak => "authentication_too_weak",
+            IssuerMismatch => "issuer_mismatch",
+            CodeRejected => "code_rejected",
+            InvalidIdToken => "invalid_id_token",
+            ProviderUnavailable => "provider_unavailable",
+            ClientRejected | RequestRefused => "provider_refused_client",
+            StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// Whether a request wants JSON rather than a page: a script's request by Fetch Metadata, or,
+/// without it, one that does not accept HTML.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-mode") {
+        Some(mode) => mode.as_bytes() != b"navigate",
+        None => headers
+            .get(http::header::ACCEPT)
+            .is_some_and(|accept| !accept.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html"))),
     }
 }
 

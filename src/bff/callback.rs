@@ -21,17 +21,33 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     if request.method() != Method::GET {
         return ApiError::MethodNotAllowed.response();
     }
-    let answer = match Answer::read(request.uri().query()) {
+    let query = request.uri().query();
+    let headers = request.headers();
+    // The same-origin second look of a stale callback is never a sign-in's answer.
+    if super::stale::is_resume(query) {
+        let state = query_param(query, "state").ok().flatten().filter(|s| !s.is_empty());
+        return super::stale::answer(app, headers, state.as_deref(), None, true).await;
+    }
+    let answer = match Answer::read(query) {
         Ok(answer) => answer,
-        Err(error) => return failure(error, None, app),
+        Err(LoginError::UnknownState) => {
+            let error = query_param(query, "error").ok().flatten();
+            return super::stale::answer(app, headers, None, error, false).await;
+        }
+        Err(error) => return failure(error, None, app, headers),
     };
     let state = answer.state.clone();
-    let pending = match app.sessions.take_login(&state, request.headers()).await {
+    let pending = match app.sessions.take_login(&state, headers).await {
         Ok(Some(pending)) => pending,
-        Ok(None) => return failure(LoginError::UnknownState, Some(&state), app),
+        Ok(None) => {
+            app.metrics.login(false);
+            let mut response = super::stale::answer(app, headers, Some(&state), answer.error, false).await;
+            clear_login_cookie(&mut response, app, &state);
+            return response;
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read pending logins");
-            return failure(LoginError::StoreUnavailable, Some(&state), app);
+            return failure(LoginError::StoreUnavailable, Some(&state), app, headers);
         }
     };
     let mut response = match sign_in(app, answer, &pending, request.headers(), client).await {
@@ -50,7 +66,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         Err(SignInError::Failed(error)) => {
             tracing::info!(reason = ?error, "sign-in failed");
             app.metrics.login(false);
-            error.response(&super::retry_href(&pending.return_to, pending.provider.as_deref()))
+            error.answer(&super::retry_href(&pending.return_to, pending.provider.as_deref()), headers)
         }
     };
     clear_login_cookie(&mut response, app, &state);
@@ -184,10 +200,10 @@ fn signed_in_page(return_to: &str) -> Response<Body> {
     html(StatusCode::OK, page("Signed in", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")))
 }
 
-fn failure(error: LoginError, state: Option<&str>, app: &App) -> Response<Body> {
+fn failure(error: LoginError, state: Option<&str>, app: &App, headers: &http::HeaderMap) -> Response<Body> {
     tracing::info!(reason = ?error, "callback refused");
     app.metrics.login(false);
-    let mut response = error.response("/bff/login");
+    let mut response = error.answer("/bff/login", headers);
     if let Some(state) = state {
         clear_login_cookie(&mut response, app, state);
     }

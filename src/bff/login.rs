@@ -49,7 +49,10 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             return LoginError::BadRequest(reason.to_string()).response(&retry_href(&return_to, recorded.as_deref()));
         }
     };
-    let state = random_token();
+    // `restart=1`: the one fresh sign-in a stale callback starts; its `state` is marked so that
+    // a stale return of it gets a page instead of another sign-in (`super::stale`).
+    let restart = query_param(request.uri().query(), "restart").is_ok_and(|v| v.as_deref() == Some("1"));
+    let state = if restart { format!("{}{}", random_token(), super::stale::RESTART_MARK) } else { random_token() };
     let nonce = Secret::new(random_token());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let url = match provider.authorization_url(&state, &nonce, challenge, &params.pairs) {

@@ -9,6 +9,7 @@ pub(crate) mod login_params;
 mod logout;
 mod providers;
 pub mod sessions;
+pub(crate) mod stale;
 mod user;
 
 use crate::app::App;

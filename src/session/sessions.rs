@@ -342,6 +342,14 @@ impl Sessions {
         Ok(Some(login))
     }
 
+    /// The pending login `state` names, from this browser's login cookie, opened without
+    /// claiming it and whether or not it has expired: where a stale callback should return to.
+    /// Never a sign-in: only [`Sessions::take_login`] gives a login that may finish.
+    pub fn peek_login(&self, state: &str, headers: &HeaderMap) -> Option<PendingLogin> {
+        let sealed = URL_SAFE_NO_PAD.decode(self.cookies.find_login(headers, state)?).ok()?;
+        self.sealer.open_pending(&pending_key(state), &sealed)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -215,3 +215,30 @@ async fn in_a_real_browser_against_glewlwyd_no_token_reaches_the_page() {
     let cookies_after = record["cookiesAfter"].as_array().unwrap();
     assert!(!cookies_after.iter().any(|c| c["name"] == "__Host-Http-cloakroom"), "the cookie outlived sign-out");
 }
+
+/// Stale sign-in answers in Chromium (issue 29, item 3): the used callback opened again from
+/// another site (no `SameSite=Strict` cookie on that navigation) and the back button land on the
+/// app signed in; without a session the same link starts one fresh sign-in, and the stale
+/// answer itself signs nobody in.
+#[tokio::test]
+async fn in_a_real_browser_a_stale_sign_in_answer_leads_to_the_app_not_an_error_page() {
+    let bff = Bff::start_with(BffOptions { extra_toml: format!("[spa]\ndir = {SPA:?}\n"), ..Default::default() }).await;
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let output = std::env::temp_dir().join(format!("cloakroom-stale-{}.json", std::process::id()));
+    let status = tokio::process::Command::new("node")
+        .arg("stale.mjs")
+        .arg(&bff.origin)
+        .arg(&output)
+        .current_dir(browser_dir)
+        .status()
+        .await
+        .expect("node runs");
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&output);
+    assert!(status.success(), "{}", record);
+    assert_eq!(record["afterCrossSite"], format!("{}/", bff.origin), "{record}");
+    let back = record["afterBackText"].as_str().unwrap();
+    assert!(!back.contains("did not complete") && !back.contains("Sign in again"), "{record}");
+    // Two sign-ins, two sessions: the stale answers created none.
+    assert_eq!(bff.session_count().await, 2);
+}

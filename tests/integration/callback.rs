@@ -22,7 +22,7 @@ async fn assert_refused(bff: &Bff, browser: &Browser, reply: &Reply, status: u16
     assert_eq!(reply.status, status, "{}", reply.text());
     assert!(reply.header("content-type").unwrap().starts_with("text/html"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
-    assert!(reply.text().contains("Try again") && reply.text().contains("/bff/login"), "{}", reply.text());
+    assert!(reply.text().contains("Sign in again") && reply.text().contains("/bff/login"), "{}", reply.text());
     assert!(!reply.set_cookies().iter().any(|c| c.starts_with("__Host-Http-cloakroom=") && !c.contains("Max-Age=0")));
     assert!(session_cookie(browser).is_none(), "a session cookie was set");
     assert_eq!(bff.session_count().await, 0, "a session was stored");
@@ -68,18 +68,104 @@ async fn return_urls_leaving_the_origin_fall_back_to_root() {
     }
 }
 
+/// A stale callback's first answer: a same-origin page that looks again (`resume=1`), and
+/// nothing signed in, stored or set.
+async fn assert_looks_again(bff: &Bff, browser: &Browser, reply: &Reply) -> String {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert!(reply.header("content-type").unwrap().starts_with("text/html"));
+    let text = reply.text();
+    let start = text.find("url=/bff/callback?resume=1").expect("a page that looks again") + 4;
+    let target = text[start..].split('"').next().unwrap().replace("&amp;", "&");
+    assert!(session_cookie(browser).is_none(), "a session cookie was set");
+    assert_eq!(bff.session_count().await, 0, "a session was stored");
+    target
+}
+
 #[tokio::test]
-async fn a_callback_without_state_or_with_an_unknown_one_is_refused() {
-    let bff = Bff::start().await;
+async fn a_stale_callback_signs_nobody_in_and_starts_at_most_one_fresh_sign_in() {
+    let bff = params_in_the_url().await;
+    for stale in ["/bff/callback?code=abc", "/bff/callback?code=abc&state=made-up", "/bff/callback"] {
+        let mut browser = Browser::new();
+        let reply = browser.get(&bff.url(stale), &[]).await;
+        let again = assert_looks_again(&bff, &browser, &reply).await;
+        // The second look (same-origin, so a Strict cookie would be here): still no session,
+        // so one fresh sign-in, marked.
+        let reply = browser.get(&bff.url(&again), &[]).await;
+        assert_eq!(reply.status, 302, "{stale}: {}", reply.text());
+        assert_eq!(reply.location(), Some("/bff/login?returnUrl=%2F&restart=1"), "{stale}");
+        let start = browser.get(&bff.url(reply.location().unwrap()), &[]).await;
+        let state = query(start.location().unwrap())["state"].clone();
+        assert!(state.ends_with("_restart"), "{state}");
+        // That sign-in, stale in turn (its login cookie gone: another browser, or cleared),
+        // gets a page to sign in again, never a second sign-in.
+        let mut elsewhere = Browser::new();
+        let stale_again = format!("/bff/callback?code=abc&state={state}");
+        let reply = elsewhere.get(&bff.url(&stale_again), &[]).await;
+        let again = assert_looks_again(&bff, &elsewhere, &reply).await;
+        let reply = elsewhere.get(&bff.url(&again), &[]).await;
+        assert_refused(&bff, &elsewhere, &reply, 400).await;
+        assert!(reply.text().contains("already used"), "{}", reply.text());
+        // A script's request gets the same as JSON.
+        let fetched = elsewhere.get(&bff.url(&again), &[("sec-fetch-mode", "cors")]).await;
+        assert_eq!(fetched.status, 400);
+        assert_eq!(fetched.json()["error"], "stale_sign_in");
+        assert_eq!(fetched.json()["login_url"], "/bff/login?returnUrl=%2F");
+    }
     let mut browser = Browser::new();
-    let reply = browser.get(&bff.url("/bff/callback?code=abc"), &[]).await;
-    assert_refused(&bff, &browser, &reply, 400).await;
-    let reply = browser.get(&bff.url("/bff/callback?code=abc&state=made-up"), &[]).await;
-    assert_refused(&bff, &browser, &reply, 400).await;
-    let reply = browser.get(&bff.url("/bff/callback"), &[]).await;
-    assert_refused(&bff, &browser, &reply, 400).await;
     let reply = browser.request(Method::POST, &bff.url("/bff/callback?code=abc&state=x"), None, &[]).await;
     assert_eq!(reply.status, 405);
+}
+
+#[tokio::test]
+async fn a_stale_callback_from_a_browser_with_a_session_goes_on_to_the_app() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    let callback = bff.authorize(&mut browser, "alice", "/app/page").await;
+    // Two submits of the same answer: the second finds its state claimed.
+    let login_cookie =
+        browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-Http-cloakroom-login-")).unwrap();
+    let login_secret = browser.cookie(&login_cookie).unwrap();
+    assert_eq!(browser.get(&callback, &[]).await.status, 200);
+    let ticket = session_cookie(&browser).unwrap();
+    browser.set_cookie(&login_cookie, &login_secret);
+    let reply = browser.get(&callback, &[]).await;
+    assert_eq!(reply.status, 302, "{}", reply.text());
+    assert_eq!(reply.location(), Some("/app/page"), "the return path, read from the login cookie");
+    // The back button later (the login cookie long gone): on to `/`.
+    let reply = browser.get(&callback, &[]).await;
+    assert_eq!((reply.status, reply.location()), (302, Some("/")));
+    assert_eq!(session_cookie(&browser), Some(ticket), "the stale callback touched the session");
+    assert_eq!(bff.session_count().await, 1);
+    assert_eq!(bff.user(&mut browser).await.json()["sub"], "alice");
+}
+
+#[tokio::test]
+async fn the_providers_error_is_a_page_with_its_code_or_json_for_a_script_never_its_description() {
+    let bff = params_in_the_url().await;
+    let mut browser = Browser::new();
+    let start = browser.get(&bff.url("/bff/login?returnUrl=%2Fa"), &[]).await;
+    let state = query(start.location().unwrap())["state"].clone();
+    let denied = format!(
+        "/bff/callback?state={state}&error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+    );
+    let page = browser.get(&bff.url(&denied), &[]).await;
+    assert_refused(&bff, &browser, &page, 403).await;
+    assert!(page.text().contains("<code>access_denied</code>"), "{}", page.text());
+    assert!(!page.text().contains("<script") && !page.text().contains("alert"), "{}", page.text());
+    // The same answer, stale now (its state used), asked by a script: JSON, and no new sign-in.
+    let fetched = browser.get(&bff.url(&denied), &[("sec-fetch-mode", "cors")]).await;
+    assert_eq!(fetched.status, 403, "{}", fetched.text());
+    assert_eq!(fetched.json()["error"], "access_denied");
+    assert!(!fetched.text().contains("<script") && !fetched.text().contains("alert"), "{}", fetched.text());
+    // A silent sign-in's answer on a stale state (prompt=none): its code, never a new sign-in.
+    let page = browser.get(&bff.url("/bff/callback?state=gone&error=login_required"), &[]).await;
+    assert_eq!(page.status, 400, "{}", page.text());
+    assert!(page.text().contains("<code>login_required</code>"), "{}", page.text());
+    // A code that is not a plain code is not repeated.
+    let page = browser.get(&bff.url("/bff/callback?state=gone&error=%3Cb%3Ex"), &[]).await;
+    assert!(page.text().contains("<code>provider_error</code>") && !page.text().contains("<b>"), "{}", page.text());
+    assert_eq!(bff.session_count().await, 0);
 }
 
 #[tokio::test]
@@ -89,7 +175,11 @@ async fn a_callback_delivered_to_another_browser_is_refused_and_the_right_one_st
     let callback = bff.authorize(&mut victim, "alice", "/").await;
     let mut attacker = Browser::new();
     let reply = attacker.get(&callback, &[]).await;
-    assert_refused(&bff, &attacker, &reply, 400).await;
+    let again = assert_looks_again(&bff, &attacker, &reply).await;
+    let reply = attacker.get(&bff.url(&again), &[]).await;
+    assert_eq!(reply.location(), Some("/bff/login?returnUrl=%2F&restart=1"), "a sign-in of its own, not the victim's");
+    assert!(session_cookie(&attacker).is_none());
+    assert_eq!(bff.session_count().await, 0);
     // Login CSRF failed, and it did not burn the victim's own login.
     let reply = victim.get(&callback, &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -109,7 +199,7 @@ async fn a_replayed_callback_creates_nothing() {
     // Even with the login cookie put back (a captured one), the pending login was single use.
     browser.set_cookie(&login_cookie, &login_secret);
     let reply = browser.get(&callback, &[]).await;
-    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!((reply.status, reply.location()), (302, Some("/")), "{}", reply.text());
     assert_eq!(session_cookie(&browser), Some(ticket), "the replay touched the session");
     assert_eq!(bff.session_count().await, 1);
 }
@@ -203,7 +293,8 @@ async fn a_pending_login_expires() {
     let callback = bff.authorize(&mut browser, "alice", "/").await;
     bff.clock.advance(11 * 60);
     let reply = browser.get(&callback, &[]).await;
-    assert_refused(&bff, &browser, &reply, 400).await;
+    // Stale: the code is not exchanged, nothing is signed in; the browser looks again.
+    assert_looks_again(&bff, &browser, &reply).await;
 }
 
 fn with_login_params() -> BffOptions {

@@ -168,7 +168,7 @@ async fn health_and_readiness() {
     let login = browser.get(&down.url("/bff/login"), &[]).await;
     assert_eq!(login.status, 502);
     assert!(login.header("content-type").unwrap().starts_with("text/html"));
-    assert!(login.text().contains("Try again"));
+    assert!(login.text().contains("Sign in again"));
     assert!(session_cookie(&browser).is_none());
 }
 

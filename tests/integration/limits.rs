@@ -165,7 +165,7 @@ async fn a_flood_of_logins_evicts_no_ones_sign_in_and_stores_nothing() {
     assert_eq!(bff.user(&mut early).await.json()["sub"], "alice");
     // Each callback works once, even with the login cookie copied.
     let replayed = replay.get(&early_callback, &[]).await;
-    assert_eq!(replayed.status, 400, "the callback worked twice");
+    assert!(replayed.text().contains("resume=1"), "the callback worked twice: {}", replayed.text());
     assert!(session_cookie(&replay).is_none());
 }
 

@@ -49,7 +49,7 @@ async fn a_refused_push_sends_the_browser_nowhere() {
     let start = browser.get(&bff.url("/bff/login?returnUrl=%2F"), &[]).await;
     assert_eq!(start.status, 502, "{}", start.text());
     assert!(start.location().is_none());
-    assert!(start.text().contains("Try again"));
+    assert!(start.text().contains("Sign in again"));
 }
 
 /// `par = "required"` with a provider that offers no PAR: not ready, no sign-in starts.
