@@ -9,6 +9,8 @@ pub enum BffEndpoint {
     User,
     Logout,
     BackchannelLogout,
+    /// The provider's logout page, in an iframe (Front-Channel Logout 1.0).
+    FrontchannelLogout,
     /// `/bff/sessions` and `/bff/sessions/{id}`.
     Sessions,
     /// The providers a sign-in may choose from.
@@ -68,6 +70,7 @@ impl Router {
                 "user" => Route::Bff(BffEndpoint::User),
                 "logout" => Route::Bff(BffEndpoint::Logout),
                 "backchannel-logout" => Route::Bff(BffEndpoint::BackchannelLogout),
+                "frontchannel-logout" => Route::Bff(BffEndpoint::FrontchannelLogout),
                 "sessions" => Route::Bff(BffEndpoint::Sessions),
                 "providers" => Route::Bff(BffEndpoint::Providers),
                 id if id.strip_prefix("sessions/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
@@ -492,6 +495,7 @@ mod tests {
         assert_eq!(r.route("/bff/user"), Route::Bff(BffEndpoint::User));
         assert_eq!(r.route("/bff/logout"), Route::Bff(BffEndpoint::Logout));
         assert_eq!(r.route("/bff/backchannel-logout"), Route::Bff(BffEndpoint::BackchannelLogout));
+        assert_eq!(r.route("/bff/frontchannel-logout"), Route::Bff(BffEndpoint::FrontchannelLogout));
         assert_eq!(r.route("/bff/sessions"), Route::Bff(BffEndpoint::Sessions));
         assert_eq!(r.route("/bff/providers"), Route::Bff(BffEndpoint::Providers));
         assert_eq!(r.route("/bff/sessions/abc"), Route::Bff(BffEndpoint::Sessions));

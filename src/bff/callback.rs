@@ -31,6 +31,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     let answer = match Answer::read(query) {
         Ok(answer) => answer,
         Err(LoginError::UnknownState) => {
+            app.metrics.login(false);
             let error = query_param(query, "error").ok().flatten();
             return super::stale::answer(app, headers, None, error, false).await;
         }
@@ -88,7 +89,12 @@ impl Answer {
         else {
             return Err(LoginError::BadCallback("repeated parameter"));
         };
-        let state = state.filter(|s| !s.is_empty() && s.len() <= 512).ok_or(LoginError::UnknownState)?;
+        // No state at all: a stale arrival (a bookmark). A state no sign-in of ours could have
+        // made (ours are base64url tokens) is a malformed answer, not a stale one.
+        let state = state.filter(|s| !s.is_empty()).ok_or(LoginError::UnknownState)?;
+        if state.len() > 512 || !state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(LoginError::BadCallback("malformed state"));
+        }
         Ok(Answer { state, code, error, iss })
     }
 }

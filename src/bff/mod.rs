@@ -4,6 +4,7 @@
 
 mod backchannel;
 mod callback;
+mod frontchannel;
 pub(crate) mod login;
 pub(crate) mod login_params;
 mod logout;
@@ -36,6 +37,7 @@ pub async fn handle(
         BffEndpoint::User => user::handle(app, request).await,
         BffEndpoint::Logout => logout::handle(app, request).await,
         BffEndpoint::BackchannelLogout => backchannel::handle(app, request).await,
+        BffEndpoint::FrontchannelLogout => frontchannel::handle(app, request).await,
         BffEndpoint::Sessions => sessions::handle(app, request).await,
         BffEndpoint::Providers => providers::handle(app, request),
     };

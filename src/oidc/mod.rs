@@ -52,6 +52,10 @@ pub struct ExtraMetadata {
     /// RFC 9126: where to push authorization requests, and whether the provider insists.
     pub pushed_authorization_request_endpoint: Option<String>,
     pub require_pushed_authorization_requests: Option<bool>,
+    /// Front-Channel Logout 1.0: the provider loads clients' logout URLs in iframes, and (the
+    /// second) adds `iss` and `sid`, which `/bff/frontchannel-logout` needs.
+    pub frontchannel_logout_supported: Option<bool>,
+    pub frontchannel_logout_session_supported: Option<bool>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -258,6 +262,14 @@ impl Provider {
         let par_endpoint =
             parse_endpoint(&extra.pushed_authorization_request_endpoint, "pushed_authorization_request_endpoint")?;
         let par_required_by_provider = extra.require_pushed_authorization_requests == Some(true);
+        if extra.frontchannel_logout_supported == Some(true) {
+            let with_sid = extra.frontchannel_logout_session_supported == Some(true);
+            tracing::info!(
+                provider = self.id(),
+                with_sid,
+                "the provider offers front-channel logout; register /bff/frontchannel-logout as the client's frontchannel_logout_uri (with frontchannel_logout_session_required) to use it"
+            );
+        }
         if self.config.par == crate::config::ParMode::Required && par_endpoint.is_none() {
             return Err(OidcError::BadResponse(
                 "oidc.par = \"required\", but the provider advertises no pushed_authorization_request_endpoint".into(),

@@ -36,7 +36,7 @@ async fn metrics_count_requests_sign_ins_refreshes_logouts_and_dependencies() {
     let mut browser = Browser::new();
     assert_eq!(bff.login(&mut browser, "alice", "/").await.status, 200);
     let forged = Browser::new().get(&bff.url("/bff/callback?code=x&state=forged"), &[]).await;
-    assert_eq!(forged.status, 400);
+    assert!(forged.status == 200 && forged.text().contains("resume=1"), "a stale sign-in: {}", forged.text());
     assert_eq!(browser.get(&bff.url("/api/one"), &[CSRF]).await.status, 200);
     let before_logout = scrape(&bff).await;
     assert_eq!(before_logout["cloakroom_active_sessions"], 1.0);

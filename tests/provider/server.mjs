@@ -229,6 +229,14 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       res.writeHead(error === 'invalid_client' ? 401 : 503, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ error, error_description: 'simulated by the test' }));
     }
+    // Test-only: a page of the provider's origin that frames a client's front-channel logout
+    // URL, as a provider's logout page does (Front-Channel Logout 1.0).
+    if (req.url.startsWith('/__test/frame?')) {
+      const src = new URL(req.url, issuer).searchParams.get('src') || '';
+      const attr = src.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end(`<!doctype html><title>Signed out at the provider</title><iframe id="rp" src="${attr}"></iframe>`);
+    }
     if (req.url === '/__test/events') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify(events));
