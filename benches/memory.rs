@@ -36,6 +36,7 @@ fn tokens(i: usize) -> NewSession {
         access_token: AccessToken::new(access),
         access_token_expires_at: Some(4_102_444_800), // 2100-01-01: ten digits, like a real one
         refresh_token: Some(RefreshToken::new(format!("{i:043}"))),
+        refresh_token_expires_at: None,
         scope: "openid profile email offline_access".into(),
         id_token: cloakroom::secret::Secret::new(String::new()),
         sub: format!("user-{i:08}"),

@@ -308,6 +308,10 @@ impl TokenService {
         let now = sessions.now();
         match outcome {
             Ok(refreshed) => {
+                if let Some(end) = refreshed.refresh_token_expires_at {
+                    // The refresh token's new end moves the session's, within its absolute timeout.
+                    current.expires_at = sessions.session_end(current.created_at, Some(end));
+                }
                 let token = apply(&mut current, audience, refreshed);
                 refresh_userinfo(&provider, &mut current, audience, &token, now).await;
                 // Saved before the lock is released: the next in line reads the new tokens.

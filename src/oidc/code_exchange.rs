@@ -18,6 +18,9 @@ pub struct TokenSet {
     /// Unix seconds, from `expires_in` or else the access token's own `exp` (when it is a JWT).
     pub access_token_expires_at: Option<u64>,
     pub refresh_token: Option<RefreshToken>,
+    /// Unix seconds when the refresh token stops working, when the provider says
+    /// ([`super::refresh_lifetime`]): the session ends then at the latest.
+    pub refresh_token_expires_at: Option<u64>,
     /// The scope granted to `access_token` (space-separated): the response's `scope`, or what
     /// was asked for when it has none (RFC 6749 §5.1: then it is the same).
     pub scope: String,
@@ -84,6 +87,10 @@ impl Provider {
             access_token: response.access_token().clone(),
             access_token_expires_at,
             refresh_token: response.refresh_token().cloned(),
+            refresh_token_expires_at: response
+                .extra_fields()
+                .extra_fields()
+                .expires_at(response.refresh_token().map(|t| t.secret().as_str()), self.clock.now()),
             scope: match response.scopes() {
                 Some(granted) => join_scopes(granted),
                 None => self.asked_scope(),

@@ -16,6 +16,7 @@ mod logout;
 mod par;
 mod providers;
 mod refresh;
+mod refresh_lifetime;
 mod userinfo;
 
 use crate::clock::SharedClock;
@@ -38,6 +39,7 @@ pub use backchannel::{LogoutSubject, LogoutTokenError};
 pub use code_exchange::TokenSet;
 pub use providers::Providers;
 pub use refresh::Refreshed;
+use refresh_lifetime::RefreshLifetime;
 pub use userinfo::merge_userinfo;
 
 /// Discovery fields beyond OpenID Connect Discovery 1.0 core that cloakroom uses.
@@ -75,8 +77,37 @@ pub type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-type OidcClient =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet>;
+/// The token response as cloakroom reads it: the core fields and the refresh token's lifetime.
+pub type TokenAnswer = openidconnect::StandardTokenResponse<
+    openidconnect::IdTokenFields<
+        openidconnect::EmptyAdditionalClaims,
+        RefreshLifetime,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+
+type OidcClient = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<CoreErrorResponseType>,
+    TokenAnswer,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+    EndpointMaybeSet,
+>;
 
 /// Signature algorithms accepted on ID tokens: asymmetric only. Never `none`; never HMAC (a
 /// confidential client's secret must not become a way to mint ID tokens).
@@ -280,7 +311,7 @@ impl Provider {
         }
         let jwks = metadata.jwks().clone();
         let jwks_uri = metadata.jwks_uri().clone();
-        let client = CoreClient::from_provider_metadata(
+        let client: OidcClient = openidconnect::Client::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
             self.config.client_auth.secret().cloned(),

@@ -14,6 +14,9 @@ pub struct Refreshed {
     pub access_token_expires_at: Option<u64>,
     /// A rotated refresh token; the old one is then dead at the provider.
     pub refresh_token: Option<RefreshToken>,
+    /// Unix seconds when the refresh token (the rotated one, or the one kept) stops working,
+    /// when the provider says.
+    pub refresh_token_expires_at: Option<u64>,
     /// The scope the response says it granted; `None`: the same as before (RFC 6749 §5.1).
     pub scope: Option<String>,
     pub id_token: Option<Secret>,
@@ -59,6 +62,10 @@ impl Provider {
             access_token: response.access_token().clone(),
             access_token_expires_at: self.access_token_expiry(response.expires_in(), response.access_token()),
             refresh_token: response.refresh_token().cloned(),
+            refresh_token_expires_at: response.extra_fields().extra_fields().expires_at(
+                Some(response.refresh_token().unwrap_or(refresh_token).secret().as_str()),
+                self.clock.now(),
+            ),
             scope: response.scopes().map(|granted| super::join_scopes(granted)),
             id_token,
             claims,

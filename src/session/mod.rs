@@ -39,7 +39,9 @@ pub use ticket::{SessionTicket, StoreKey};
 /// needs them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
-    /// Unix seconds: the absolute timeout; never extended. First: it marks an ordered record.
+    /// Unix seconds: the session's end: its absolute timeout after `created_at`, or sooner when
+    /// the provider says the refresh token ends sooner (moved with each refresh that says so,
+    /// never past the absolute timeout). First: it marks an ordered record.
     #[serde(rename = "ea", alias = "expires_at")]
     pub expires_at: u64,
     /// Unix seconds; `None` when the provider said nothing about expiry.
@@ -92,6 +94,9 @@ pub struct NewSession {
     /// Unix seconds, when known.
     pub access_token_expires_at: Option<u64>,
     pub refresh_token: Option<RefreshToken>,
+    /// Unix seconds when the refresh token stops working, when the provider says: the session
+    /// ends then, if that is before its absolute timeout.
+    pub refresh_token_expires_at: Option<u64>,
     /// The scope granted to `access_token` (space-separated).
     pub scope: String,
     pub id_token: Secret,
@@ -111,6 +116,7 @@ impl From<crate::oidc::TokenSet> for NewSession {
             access_token: tokens.access_token,
             access_token_expires_at: tokens.access_token_expires_at,
             refresh_token: tokens.refresh_token,
+            refresh_token_expires_at: tokens.refresh_token_expires_at,
             scope: tokens.scope,
             id_token: tokens.id_token,
             userinfo_at: tokens.userinfo_at,

@@ -74,6 +74,14 @@ impl Sessions {
         })
     }
 
+    /// When a session created at `created_at` ends: its absolute timeout later, or when its
+    /// refresh token stops working, if the provider said so and that comes sooner (RFC 10017
+    /// §6.1.2.2: the session should not outlive the refresh token).
+    pub fn session_end(&self, created_at: u64, refresh_token_expires_at: Option<u64>) -> u64 {
+        let absolute = created_at.saturating_add(self.absolute_timeout);
+        refresh_token_expires_at.map_or(absolute, |end| end.min(absolute))
+    }
+
     pub fn cookies(&self) -> &CookiePolicy {
         &self.cookies
     }
@@ -164,6 +172,7 @@ impl Sessions {
         ip: String,
     ) -> Result<(SessionTicket, HeaderValue), StoreError> {
         let now = self.clock.now();
+        let refresh_token_expires_at = tokens.refresh_token.as_ref().and(tokens.refresh_token_expires_at);
         let session = Session {
             sub: tokens.sub,
             sid: tokens.sid,
@@ -175,7 +184,7 @@ impl Sessions {
             id_token: keep_id_token.then_some(tokens.id_token),
             resource_tokens: Default::default(),
             created_at: now,
-            expires_at: now.saturating_add(self.absolute_timeout),
+            expires_at: self.session_end(now, refresh_token_expires_at),
             listing_id: random_listing_id(),
             userinfo_at: tokens.userinfo_at,
             provider: tokens.provider,
@@ -196,7 +205,8 @@ impl Sessions {
             self.store.index_add(sid_index, member, Bytes::new(), self.max_sessions_per_user).await?;
         }
         tracing::info!(session = %ticket.store_key().log_id(), "session created");
-        let lifetime = (remember && self.allow_remember).then(|| Duration::from_secs(self.absolute_timeout));
+        let lifetime = (remember && self.allow_remember)
+            .then(|| Duration::from_secs(session.expires_at.saturating_sub(now).min(self.absolute_timeout)));
         let cookie = self.cookies.session(&ticket, lifetime);
         Ok((ticket, cookie))
     }

@@ -495,3 +495,50 @@ async fn an_upstream_rejecting_the_token_gets_one_fresh_token_and_the_call_once_
     let metrics = http_call(http::Method::GET, &format!("{}/metrics", bff.admin), None, &[]).await.text();
     assert_eq!(rejected_metric(&metrics, "session_ended"), 1, "{metrics}");
 }
+
+/// Issue 29, item 2 (RFC 10017 §6.1.2.2): when the provider says how long the refresh token
+/// lives (`refresh_expires_in`, here 20 minutes against a 12-hour absolute timeout), the session
+/// ends then, at that moment and without a failing call, and `/bff/user` shows that end; each
+/// refresh that says so moves it, never past the absolute timeout.
+#[tokio::test]
+async fn the_session_ends_when_the_providers_refresh_token_does() {
+    let bff = Bff::start_with(BffOptions {
+        session_toml: "idle_timeout = \"1h\"\nabsolute_timeout = \"12h\"".into(),
+        ..Default::default()
+    })
+    .await;
+    set_refresh_lifetime(&bff.issuer, &bff.client, Some(1200)).await;
+    let mut browser = Browser::new();
+    bff.login(&mut browser, "alice", "/").await;
+    let signed_in_at = bff.clock_now();
+    let user = bff.user(&mut browser).await.json();
+    assert_eq!(user["session"]["expires_at"], signed_in_at + 1200, "{user}");
+    assert_eq!(user["session"]["idle_expires_at"], signed_in_at + 1200, "{user}");
+
+    // A refresh ten minutes in: the new refresh token lives 20 minutes from then.
+    bff.clock.advance(600);
+    assert_eq!(browser.get(&bff.url("/api/x"), &[CSRF]).await.status, 200);
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1);
+    let refreshed_at = bff.clock_now();
+    assert_eq!(bff.user(&mut browser).await.json()["session"]["expires_at"], refreshed_at + 1200);
+
+    // Then nothing for 20 minutes: the session is gone at that moment, without a refresh tried.
+    bff.clock.advance(1199);
+    assert_eq!(bff.user(&mut browser).await.status, 200, "ended early");
+    bff.clock.advance(1);
+    let ended = bff.user(&mut browser).await;
+    assert_eq!(ended.status, 401, "{}", ended.text());
+    assert_eq!(refreshes_granted(&bff.issuer, &bff.client).await, 1, "a refresh was tried");
+    assert_eq!(bff.session_count().await, 0);
+
+    // A provider that says more than the absolute timeout: the absolute timeout stands. One
+    // that says 0 (Keycloak's offline tokens: no limit) says nothing.
+    for (seconds, lasts) in [(100_000, 12 * 3600), (0, 12 * 3600)] {
+        set_refresh_lifetime(&bff.issuer, &bff.client, Some(seconds)).await;
+        let mut browser = Browser::new();
+        bff.login(&mut browser, "alice", "/").await;
+        let now = bff.clock_now();
+        assert_eq!(bff.user(&mut browser).await.json()["session"]["expires_at"], now + lasts, "{seconds}");
+    }
+    set_refresh_lifetime(&bff.issuer, &bff.client, None).await;
+}

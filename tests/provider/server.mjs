@@ -189,6 +189,12 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
     if (ctx.oidc?.route === 'userinfo' && ctx.status === 200) {
       events.push({ type: 'userinfo', clientId: ctx.oidc.client?.clientId });
     }
+    // Test-only: the refresh token's lifetime in token answers, per client, in the field and
+    // form some providers use (Keycloak's `refresh_expires_in`, a number).
+    const lifetime = refreshLifetime.get(ctx.oidc?.client?.clientId);
+    if (ctx.oidc?.route === 'token' && ctx.status === 200 && lifetime !== undefined && ctx.body?.refresh_token) {
+      ctx.body = { ...ctx.body, refresh_expires_in: lifetime };
+    }
   });
   const callback = provider.callback();
 
@@ -196,6 +202,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   // provider (e.g. introspect a refresh token after logout) and count token-endpoint calls.
   const events = [];
   const outage = new Map();
+  const refreshLifetime = new Map();
   provider.on('grant.success', (ctx) => events.push({
     type: 'grant.success', grant_type: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId,
     // The actual token values issued, so tests can scan what a browser received for them.
@@ -215,6 +222,13 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       const form = await readForm(req);
       if (form.get('on') === 'true') outage.set(form.get('client_id'), form.get('error') || 'server_error');
       else outage.delete(form.get('client_id'));
+      res.writeHead(204);
+      return res.end();
+    }
+    if (req.url === '/__test/refresh-lifetime' && req.method === 'POST') {
+      const form = await readForm(req);
+      if (form.get('seconds')) refreshLifetime.set(form.get('client_id'), Number(form.get('seconds')));
+      else refreshLifetime.delete(form.get('client_id'));
       res.writeHead(204);
       return res.end();
     }

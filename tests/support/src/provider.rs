@@ -217,6 +217,21 @@ pub async fn set_token_failure(issuer: &str, client: &RegisteredClient, error: O
     assert_eq!(reply.status, 204);
 }
 
+/// Makes the test provider say, in its token answers to `client`, that the refresh token lives
+/// `seconds` (`refresh_expires_in`, as Keycloak does); `None`: it says nothing again.
+pub async fn set_refresh_lifetime(issuer: &str, client: &RegisteredClient, seconds: Option<u64>) {
+    let seconds = seconds.map(|s| s.to_string()).unwrap_or_default();
+    let body = format!("client_id={}&seconds={seconds}", client.client_id);
+    let reply = http_call(
+        Method::POST,
+        &format!("{issuer}/__test/refresh-lifetime"),
+        Some(("application/x-www-form-urlencoded", body)),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+}
+
 /// Revokes a token at the provider directly (as an administrator ending a grant would).
 pub async fn revoke_at_provider(issuer: &str, client: &RegisteredClient, token: &str) {
     let (headers, form) = test_client_auth(issuer, client);
