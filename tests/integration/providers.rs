@@ -181,3 +181,24 @@ async fn each_providers_user_claims_apply_to_its_own_sessions() {
     let names: Vec<String> = shown["claims"].as_object().unwrap().keys().cloned().collect();
     assert!(names.iter().any(|n| n != "sub"), "the default provider's sessions keep every claim: {names:?}");
 }
+
+/// Issue 29, item 1: a front-channel logout naming another configured provider's `iss` ends
+/// none of this provider's sessions, even with the right `sid`.
+#[tokio::test]
+async fn a_front_channel_logout_ends_only_its_providers_sessions() {
+    let glewlwyd = glewlwyd().await;
+    let _turn = glewlwyd.turn().await;
+    let (bff, _) = two_providers("").await;
+    let mut at_default = Browser::new();
+    assert_eq!(bff.login(&mut at_default, "bob", "/").await.status, 200);
+    let sid = bff.user(&mut at_default).await.json()["claims"]["sid"].as_str().unwrap().to_string();
+    let logout = |iss: &str| {
+        let encode = |t: &str| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
+        bff.url(&format!("/bff/frontchannel-logout?iss={}&sid={}", encode(iss), encode(&sid)))
+    };
+    let other = Browser::new().get(&logout(&glewlwyd.issuer), &[]).await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(bff.user(&mut at_default).await.status, 200, "another provider's iss ended the session");
+    assert_eq!(Browser::new().get(&logout(&bff.issuer), &[]).await.status, 200);
+    assert_eq!(bff.user(&mut at_default).await.status, 401);
+}
