@@ -85,6 +85,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// When the session was last used (unix seconds), without counting this as a use; `None`
     /// when it has ended.
     fn last_seen(&self, key: &StoreKey) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Ends every session at once (the operator's kill switch): every session record and index
+    /// entry goes; pending sign-ins and leases stay. Returns how many sessions there were (a
+    /// store that cannot count cheaply counts the records it removed).
+    fn end_all(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Takes the lease on `key` (a session's refresh) for `ttl` if nobody holds it: what makes a
     /// refresh single-flight across every process sharing the store. The lease outlives the work
     /// it guards, so a process that dies holding it only delays the next.
@@ -211,6 +215,9 @@ impl SessionStore for Store {
     }
     async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
         dispatch!(self, s => s.last_seen(key))
+    }
+    async fn end_all(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.end_all())
     }
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         dispatch!(self, s => s.try_lease(key, ttl))

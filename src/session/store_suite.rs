@@ -42,6 +42,27 @@ pub async fn run_all<S: SessionStore, F: Fn() -> S>(fresh: F) {
     a_lease_is_held_by_one_until_released_or_expired(&fresh()).await;
     a_peek_is_not_a_use(&fresh()).await;
     last_seen_reports_use_without_being_use(&fresh()).await;
+    end_all_ends_every_session_and_index_and_keeps_claimed_logins(&fresh()).await;
+}
+
+async fn end_all_ends_every_session_and_index_and_keeps_claimed_logins<S: SessionStore>(s: &S) {
+    #[allow(non_snake_case)]
+    let T0 = t0();
+    for n in 1..=3 {
+        s.save(key(n), record(b"v", T0 + 3600), T0).await.unwrap();
+    }
+    s.index_add(key(40), key(1), Bytes::from_static(b"listing"), 10).await.unwrap();
+    assert!(s.claim_login(key(50), T0 + 600).await.unwrap());
+    let ended = s.end_all().await.unwrap();
+    assert!(ended >= 3, "{ended}");
+    for n in 1..=3 {
+        assert_eq!(s.load(&key(n), T0 + 1).await.unwrap(), None, "session {n} survived");
+    }
+    assert!(s.index_list(&key(40)).await.unwrap().is_empty());
+    assert!(!s.claim_login(key(50), T0 + 600).await.unwrap(), "a finished sign-in could finish again");
+    // The store works on after it.
+    s.save(key(4), record(b"after", T0 + 3600), T0 + 1).await.unwrap();
+    assert_eq!(s.load(&key(4), T0 + 2).await.unwrap().as_deref(), Some(&b"after"[..]));
 }
 
 async fn replace_never_brings_an_ended_session_back<S: SessionStore>(s: &S) {

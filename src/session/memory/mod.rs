@@ -253,6 +253,14 @@ impl SessionStore for MemoryStore {
         Ok(self.sessions.get(key).map(|entry| entry.last_seen()))
     }
 
+    async fn end_all(&self) -> Result<u64, StoreError> {
+        let ended = self.sessions.clear();
+        for shard in &self.index.shards {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).entries.clear();
+        }
+        Ok(ended)
+    }
+
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let now = Instant::now();
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());

@@ -156,6 +156,17 @@ impl Table {
         self.write(key).map.remove(key);
     }
 
+    /// Drops every session; how many there were (ended ones not yet swept included).
+    pub fn clear(&self) -> u64 {
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            dropped += shard.map.len() as u64;
+            shard.map.clear();
+        }
+        dropped
+    }
+
     /// Sessions held, ended ones not yet swept included.
     pub fn len(&self) -> u64 {
         self.shards.iter().map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).map.len() as u64).sum()

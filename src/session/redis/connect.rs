@@ -12,6 +12,7 @@ use crate::config::{RedisAuth, RedisSettings, RedisTls, RedisTopology};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates, Value};
 use std::time::Duration;
@@ -132,6 +133,68 @@ impl Connector {
             Connector::Cluster(_) => "cluster",
         }
     }
+}
+
+impl Conn {
+    /// Unlinks every key matching `pattern`, a SCAN batch at a time on each node that holds
+    /// keys (the one server, or every primary of a Cluster); how many went.
+    pub async fn unlink_matching(&self, pattern: &str) -> redis::RedisResult<u64> {
+        let nodes = match self {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(cluster) => primaries(cluster.clone()).await?.into_iter().map(Some).collect(),
+        };
+        let mut removed = 0;
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+                let (next, keys): (u64, Vec<String>) = match (self, &node) {
+                    (Conn::Cluster(cluster), Some((host, port))) => {
+                        let at = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port };
+                        redis::from_redis_value(
+                            cluster.clone().route_command(scan, RoutingInfo::SingleNode(at)).await?,
+                        )?
+                    }
+                    _ => scan.query_async(&mut self.clone()).await?,
+                };
+                // One command per key, all in flight at once: in a Cluster the keys live in
+                // different slots, which one pipeline cannot span.
+                let unlinks = keys.iter().map(|key| {
+                    let mut conn = self.clone();
+                    async move { redis::cmd("UNLINK").arg(key).query_async::<u64>(&mut conn).await }
+                });
+                for unlinked in futures_util::future::join_all(unlinks).await {
+                    removed += unlinked?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A Cluster's primaries, by address (`CLUSTER SLOTS`: each range's first node).
+async fn primaries(mut cluster: ClusterConnection) -> redis::RedisResult<Vec<(String, u16)>> {
+    let slots: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut cluster).await?;
+    let mut found = Vec::new();
+    if let redis::Value::Array(ranges) = slots {
+        for range in ranges {
+            let redis::Value::Array(parts) = range else { continue };
+            let Some(redis::Value::Array(primary)) = parts.get(2) else { continue };
+            let host = primary.first().and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+            let port = primary.get(1).and_then(|v| redis::from_redis_value_ref::<u16>(v).ok());
+            if let (Some(host), Some(port)) = (host, port)
+                && !found.contains(&(host.clone(), port))
+            {
+                found.push((host, port));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Addresses redis-rs cannot use, naming the setting they came from.

@@ -483,6 +483,17 @@ impl SessionStore for RedisStore {
         self.run(|mut conn| async move { conn.hdel::<_, _, ()>(redis_key, field).await }).await
     }
 
+    async fn end_all(&self) -> Result<u64, StoreError> {
+        let prefix = &self.inner.settings.key_prefix;
+        let (sessions, indexes) = (format!("{prefix}s:*"), format!("{prefix}i:*"));
+        self.run(|conn| async move {
+            let ended = conn.unlink_matching(&sessions).await?;
+            conn.unlink_matching(&indexes).await?;
+            Ok(ended)
+        })
+        .await
+    }
+
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let redis_key = self.key("lock", key);
         let token = super::random_token();
