@@ -222,15 +222,45 @@ fn reload_tls(app: &App) -> Result<(), tls::TlsFileError> {
     }
 }
 
+/// Calls a running cloakroom's admin listener (`cloakroom sessions …`): `method` on `target`
+/// (a path and query), with the operator's bearer token when one is configured; the status and
+/// the body. A wildcard admin address is called on loopback.
+pub async fn admin_call(
+    admin: SocketAddr,
+    token: Option<&secret::Secret>,
+    method: http::Method,
+    target: &str,
+) -> Result<(http::StatusCode, String), HealthcheckError> {
+    use http_body_util::BodyExt;
+    install_crypto_provider();
+    let url = format!("http://{}{target}", loopback_if_wildcard(admin));
+    let mut request = http::Request::builder().method(method).uri(&url);
+    if let Some(token) = token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+    }
+    let unreachable = |reason: String| HealthcheckError::Unreachable { url: url.clone(), reason };
+    let request = request.body(respond::empty()).map_err(|e| unreachable(e.to_string()))?;
+    let client = upstream::HttpClient::new(std::time::Duration::from_secs(3));
+    let response =
+        client.send(request, std::time::Duration::from_secs(60)).await.map_err(|e| unreachable(e.to_string()))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn loopback_if_wildcard(admin: SocketAddr) -> SocketAddr {
+    match admin.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], admin.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, admin.port())),
+        _ => admin,
+    }
+}
+
 /// Probes a running cloakroom's `/healthz` on its admin listener (`cloakroom healthcheck`, for
 /// containers without a shell). A wildcard admin address is probed on loopback.
 pub async fn healthcheck(admin: SocketAddr) -> Result<(), HealthcheckError> {
     install_crypto_provider();
-    let target = match admin.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], admin.port())),
-        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, admin.port())),
-        _ => admin,
-    };
+    let target = loopback_if_wildcard(admin);
     let url = format!("http://{target}/healthz");
     let request = http::Request::get(&url).body(respond::empty()).expect("a socket address makes a valid URI");
     let client = upstream::HttpClient::new(std::time::Duration::from_secs(3));

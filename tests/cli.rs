@@ -279,3 +279,32 @@ fn sigterm_under_a_keep_alive_load_loses_no_request() {
     assert!(answered > 200, "too little load to mean anything: {answered}");
     assert_eq!(lost, 0, "{lost} requests went out and got no answer ({answered} answered)");
 }
+
+/// `cloakroom sessions …` (issue 29, item 4) calls the running binary's admin listener with the
+/// token from the configuration; the same call without the token is refused, and says so.
+#[test]
+fn the_sessions_command_uses_the_configured_admin_token_and_is_refused_without_it() {
+    let token = "f".repeat(40);
+    let token_file = temp_file("admin-token", &format!("{token}\n"));
+    let server = format!("admin_token_file = {:?}", token_file.display().to_string());
+    let (mut child, path) = start_binary_with("sessions.toml", &server, "", Stdio::null());
+    let run = |config: &std::path::Path, args: &[&str]| {
+        Command::new(BIN).arg("sessions").args(args).arg("--config").arg(config).output().unwrap()
+    };
+    let listed = run(&path, &["list", "alice"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!((listed["sub"].as_str(), listed["sessions"].as_array().map(Vec::len)), (Some("alice"), Some(0)));
+    let ended = run(&path, &["end-all"]);
+    assert!(ended.status.success(), "{}", String::from_utf8_lossy(&ended.stderr));
+    assert_eq!(String::from_utf8_lossy(&ended.stdout).trim(), r#"{"ended":0}"#);
+    // The same listener, asked by a configuration without the token.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without = temp_file("sessions-no-token.toml", &text.replace(&server, ""));
+    let refused = run(&without, &["end-all"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401") && stderr.contains("unauthorized"), "{stderr}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

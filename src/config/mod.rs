@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// upstreams see, whatever `Host` the request carried.
     pub public_host: http::HeaderValue,
     pub admin_listen: SocketAddr,
+    /// The bearer secret the admin listener's session endpoints require (`admin_token` or
+    /// `admin_token_file`). Without one they answer only on a loopback admin listener.
+    pub admin_token: Option<crate::secret::Secret>,
     pub shutdown_timeout: Duration,
     /// After SIGTERM, how long to go on accepting while readiness is already false.
     pub shutdown_delay: Duration,

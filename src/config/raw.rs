@@ -48,6 +48,8 @@ pub struct RawServer {
     pub listen: String,
     pub public_url: String,
     pub admin_listen: String,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<String>,
     pub shutdown_timeout: String,
     pub max_header_bytes: String,
     #[serde(deserialize_with = "flexible::u64")]
@@ -73,6 +75,8 @@ impl Default for RawServer {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://localhost:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
+            admin_token: None,
+            admin_token_file: None,
             shutdown_timeout: "30s".into(),
             max_header_bytes: "64KiB".into(),
             max_connections: 10_000,

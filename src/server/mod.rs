@@ -3,12 +3,13 @@
 //! `/readyz`), plus graceful shutdown.
 
 mod activity;
+mod admin;
 mod closing;
 
 use crate::app::App;
-use crate::respond::{Body, full};
+use crate::respond::Body;
 use activity::{Activity, ActivityIo};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -358,29 +359,7 @@ where
 async fn serve_admin(app: Arc<App>, listener: TcpListener) {
     serve_fn(listener, move |request: Request<Incoming>| {
         let app = app.clone();
-        async move { admin_response(&app, request.uri().path()).await }
+        async move { admin::respond(&app, request).await }
     })
     .await
-}
-
-async fn admin_response(app: &App, path: &str) -> Response<Body> {
-    if path == "/metrics" {
-        let store = app.sessions.store();
-        store.sync().await;
-        let mut response = Response::new(full(app.metrics.render(store.session_count())));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
-        return response;
-    }
-    let (status, body) = match path {
-        "/healthz" => (StatusCode::OK, "ok\n"),
-        "/readyz" if app.is_ready() => (StatusCode::OK, "ready\n"),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        _ => (StatusCode::NOT_FOUND, "not found\n"),
-    };
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    response
 }

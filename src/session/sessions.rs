@@ -294,12 +294,23 @@ impl Sessions {
 
     /// The signed-in user's sessions, newest use first; `current` marks the caller's own.
     pub async fn list(&self, session: &Session, current: &SessionTicket) -> Result<Vec<ListedSession>, StoreError> {
+        let mut listed = self.list_user(session.provider.as_deref(), &session.sub).await?;
+        for entry in &mut listed {
+            entry.current = entry.member == current.store_key();
+        }
+        Ok(listed)
+    }
+
+    /// A user's sessions at one provider (`None`: the default), newest use first: for the
+    /// user's own list and the operator's. Never a ticket or a token: the listing id, device,
+    /// address and times.
+    pub async fn list_user(&self, provider: Option<&str>, sub: &str) -> Result<Vec<ListedSession>, StoreError> {
         let mut listed = Vec::new();
-        for index in self.indexes("sub", session.provider.as_deref(), &session.sub) {
+        for index in self.indexes("sub", provider, sub) {
             for (member, payload) in self.store.index_list(&index).await? {
-                let Some(listing) = self.sealer.open_listing(&session.sub, &member, &payload) else { continue };
+                let Some(listing) = self.sealer.open_listing(sub, &member, &payload) else { continue };
                 let Some(last_seen) = self.store.last_seen(&member).await? else { continue };
-                listed.push(ListedSession { listing, last_seen, current: member == current.store_key() });
+                listed.push(ListedSession { listing, last_seen, current: false, member });
             }
         }
         listed.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
@@ -309,18 +320,36 @@ impl Sessions {
     /// Ends one of the user's own sessions by its listing id. `Ok(None)`: the user has no such
     /// session (another user's id included); `Ok(Some(member))`: ended.
     pub async fn end_listed(&self, session: &Session, listing_id: &str) -> Result<Option<StoreKey>, StoreError> {
-        for index in self.indexes("sub", session.provider.as_deref(), &session.sub) {
+        self.end_user_session(session.provider.as_deref(), &session.sub, listing_id).await
+    }
+
+    /// Ends one session of a user at a provider by its listing id (the user's own list, or the
+    /// operator's); `Ok(None)` when that user has no such session.
+    pub async fn end_user_session(
+        &self,
+        provider: Option<&str>,
+        sub: &str,
+        listing_id: &str,
+    ) -> Result<Option<StoreKey>, StoreError> {
+        for index in self.indexes("sub", provider, sub) {
             for (member, payload) in self.store.index_list(&index).await? {
-                let Some(listing) = self.sealer.open_listing(&session.sub, &member, &payload) else { continue };
+                let Some(listing) = self.sealer.open_listing(sub, &member, &payload) else { continue };
                 if listing.listing_id == listing_id {
                     self.store.remove(&member).await?;
                     self.store.index_remove(&index, &member).await?;
-                    tracing::info!(session = %member.log_id(), "session ended from the session list");
+                    tracing::info!(session = %member.log_id(), "session ended from a session list");
                     return Ok(Some(member));
                 }
             }
         }
         Ok(None)
+    }
+
+    /// Ends every session, on every replica sharing the store: the operator's kill switch.
+    pub async fn end_all(&self) -> Result<u64, StoreError> {
+        let ended = self.store.end_all().await?;
+        tracing::warn!(ended, "every session ended by the operator");
+        Ok(ended)
     }
 
     /// Stores a pending login under `state`; returns the login cookie holding its secret.
@@ -377,6 +406,8 @@ pub struct ListedSession {
     pub listing: SessionListing,
     pub last_seen: u64,
     pub current: bool,
+    /// Its store key: compared, never shown.
+    member: StoreKey,
 }
 
 fn random_listing_id() -> String {

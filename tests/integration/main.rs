@@ -14,6 +14,7 @@ mod glewlwyd;
 mod hostile;
 mod id_tokens;
 mod journey;
+mod kill_switch;
 mod limits;
 mod logout;
 mod observability;

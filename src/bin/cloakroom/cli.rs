@@ -16,6 +16,13 @@ usage: cloakroom [run] [--config FILE]     serve (default config: ./config.toml)
                                            --cookie (a signed-in session, which it logs out) also
                                            that no token reaches the browser and logout ends the
                                            session. Exit 0 when every check passes
+       cloakroom sessions list SUB [--provider ID] [--config FILE]
+       cloakroom sessions end SUB [--id ID] [--provider ID] [--config FILE]
+       cloakroom sessions end-all [--config FILE]
+                                           the operator's view of a running cloakroom's sessions,
+                                           through its admin listener (server.admin_token when
+                                           set): a user's sessions (never a token or a ticket),
+                                           end one (--id) or all of a user's, or every session
        cloakroom --help | --version
 
 Every key can be overridden by environment: CLOAKROOM_<SECTION>__<KEY>, e.g.
@@ -27,8 +34,17 @@ pub enum Command {
     Check { config: PathBuf },
     Healthcheck { config: PathBuf },
     Audit(AuditArgs),
+    Sessions { config: PathBuf, action: SessionsAction },
     Help,
     Version,
+}
+
+/// What `cloakroom sessions` does.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionsAction {
+    List { sub: String, provider: Option<String> },
+    End { sub: String, id: Option<String>, provider: Option<String> },
+    EndAll,
 }
 
 /// `cloakroom audit`'s arguments, as given.
@@ -53,8 +69,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         csrf_header: "X-CSRF".into(),
         ca_file: None,
     };
+    let (mut action, mut sub, mut id, mut provider): (Option<String>, Option<String>, Option<String>, Option<String>) =
+        (None, None, None, None);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let is_audit = subcommand.as_deref() == Some("audit");
+        let is_sessions = subcommand.as_deref() == Some("sessions");
         let value = |parser: &mut lexopt::Parser| -> Result<String, String> {
             parser.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
         };
@@ -66,15 +85,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             Long("api-path") if is_audit => audit.api_path = value(&mut parser)?,
             Long("csrf-header") if is_audit => audit.csrf_header = value(&mut parser)?,
             Long("ca-file") if is_audit => audit.ca_file = Some(value(&mut parser)?.into()),
+            Long("provider") if is_sessions => provider = Some(value(&mut parser)?),
+            Long("id") if is_sessions => id = Some(value(&mut parser)?),
             Value(word) if subcommand.is_none() => {
                 let word = word.string().map_err(|e| e.to_string())?;
-                if !matches!(word.as_str(), "run" | "check" | "healthcheck" | "audit") {
+                if !matches!(word.as_str(), "run" | "check" | "healthcheck" | "audit" | "sessions") {
                     return Err(format!("unknown command {word:?}"));
                 }
                 subcommand = Some(word);
             }
             Value(url) if is_audit && audit.url.is_empty() => {
                 audit.url = url.string().map_err(|e| e.to_string())?;
+            }
+            Value(word) if is_sessions && action.is_none() => action = Some(word.string().map_err(|e| e.to_string())?),
+            Value(word) if is_sessions && sub.is_none() && action.as_deref() != Some("end-all") => {
+                sub = Some(word.string().map_err(|e| e.to_string())?);
             }
             other => return Err(other.unexpected().to_string()),
         }
@@ -86,6 +111,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             return Err("the URL to audit is required, e.g. https://app.example.com".into());
         }
         Some("audit") => Command::Audit(audit),
+        Some("sessions") => {
+            let needs_sub = || {
+                sub.clone().ok_or_else(|| "the user's sub is required, e.g. cloakroom sessions list alice".to_string())
+            };
+            let action = match action.as_deref() {
+                Some("list") if id.is_none() => SessionsAction::List { sub: needs_sub()?, provider },
+                Some("end") => SessionsAction::End { sub: needs_sub()?, id, provider },
+                Some("end-all") if id.is_none() && provider.is_none() => SessionsAction::EndAll,
+                _ => return Err("cloakroom sessions list SUB | end SUB [--id ID] | end-all".into()),
+            };
+            Command::Sessions { config, action }
+        }
         _ => Command::Run { config },
     })
 }
@@ -113,6 +150,16 @@ mod tests {
         assert_eq!(audit.url, "https://app.example");
         assert_eq!((audit.cookie.as_deref(), audit.api_path.as_str()), (Some("a=b"), "/v1/"));
         assert_eq!(audit.csrf_header, "X-CSRF");
+        let sessions = |action| Ok(Command::Sessions { config: config("config.toml"), action });
+        assert_eq!(
+            parsed(&["sessions", "list", "alice"]),
+            sessions(SessionsAction::List { sub: "alice".into(), provider: None })
+        );
+        assert_eq!(
+            parsed(&["sessions", "end", "alice", "--id", "x1", "--provider", "corp"]),
+            sessions(SessionsAction::End { sub: "alice".into(), id: Some("x1".into()), provider: Some("corp".into()) })
+        );
+        assert_eq!(parsed(&["sessions", "end-all"]), sessions(SessionsAction::EndAll));
     }
 
     #[test]
@@ -126,6 +173,12 @@ mod tests {
             &["audit", "https://a", "https://b"],
             &["audit", "https://a", "--config", "x.toml"],
             &["--colour"],
+            &["sessions"],
+            &["sessions", "list"],
+            &["sessions", "drop", "alice"],
+            &["sessions", "end-all", "alice"],
+            &["sessions", "list", "alice", "--id", "x"],
+            &["--provider", "corp"],
         ] {
             assert!(parsed(args).is_err(), "{args:?} accepted");
         }

@@ -5,7 +5,7 @@
 mod audit;
 mod cli;
 
-use cli::{AuditArgs, Command, USAGE};
+use cli::{AuditArgs, Command, SessionsAction, USAGE};
 use cloakroom::config::Config;
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Healthcheck { config } => healthcheck(&config),
         Command::Audit(args) => audit(args),
+        Command::Sessions { config, action } => sessions(&config, action),
         Command::Run { config } => run(&config),
     }
 }
@@ -90,6 +91,45 @@ fn block_on<T>(task: impl std::future::Future<Output = T>) -> Result<T, ExitCode
             eprintln!("cloakroom: cannot start the runtime: {e}");
             Err(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `cloakroom sessions …`: the admin listener's session endpoints, called as the operator.
+fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let at =
+        |provider: &Option<String>| provider.as_deref().map(|p| format!("&provider={}", encode(p))).unwrap_or_default();
+    let (method, target) = match &action {
+        SessionsAction::List { sub, provider } => {
+            (http::Method::GET, format!("/sessions?sub={}{}", encode(sub), at(provider)))
+        }
+        SessionsAction::End { sub, id: Some(id), provider } => {
+            (http::Method::DELETE, format!("/sessions/{}?sub={}{}", encode(id), encode(sub), at(provider)))
+        }
+        SessionsAction::End { sub, id: None, provider } => {
+            (http::Method::DELETE, format!("/sessions?sub={}{}", encode(sub), at(provider)))
+        }
+        SessionsAction::EndAll => (http::Method::DELETE, "/sessions?all=true".to_string()),
+    };
+    let call = cloakroom::admin_call(config.server.admin_listen, config.server.admin_token.as_ref(), method, &target);
+    match block_on(call) {
+        Ok(Ok((status, body))) if status.is_success() => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok((status, body))) => {
+            eprintln!("cloakroom sessions: {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("cloakroom sessions: {e}");
+            ExitCode::FAILURE
+        }
+        Err(code) => code,
     }
 }
 

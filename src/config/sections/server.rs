@@ -97,11 +97,21 @@ pub(in crate::config) fn server(check: &mut Check, raw: &RawServer) -> (ServerCo
         })
         .unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
 
+    let admin_token = check.secret("server.admin_token", raw.admin_token.clone(), raw.admin_token_file.clone());
+    if admin_token.as_ref().is_some_and(|token| token.trim().len() < 32) {
+        check.fail("server.admin_token", "must be at least 32 characters (openssl rand -hex 32)");
+    }
+    if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+        check.warn(format!(
+            "server.admin_listen ({admin_listen}) is not loopback and server.admin_token_file is not set: the admin session endpoints (/sessions) refuse every call; health and metrics answer as before"
+        ));
+    }
     let config = ServerConfig {
         listen,
         public_origin,
         public_host,
         admin_listen,
+        admin_token: admin_token.map(|token| crate::secret::Secret::new(token.trim().to_string())),
         shutdown_timeout,
         shutdown_delay,
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
