@@ -69,3 +69,27 @@ async fn an_unreachable_redis_is_an_error_not_an_absent_session() {
     }
     assert!(redis.is_healthy());
 }
+
+/// The kill switch (`end_all`) removes exactly this store's session and index keys: another
+/// application's keys, another prefix's, and a key of ours that is not a session survive; a
+/// prefix with glob characters matches only itself.
+#[tokio::test]
+async fn end_all_touches_nothing_but_this_stores_sessions_and_indexes() {
+    let server = RedisServer::start();
+    let redis = store(&server, "a*[b]:");
+    let neighbour = store(&server, "ab:");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let record = || SealedRecord { sealed: Bytes::from_static(b"x"), expires_at: now + 3600 };
+    redis.save(StoreKey([1; 32]), record(), now).await.unwrap();
+    redis.save(StoreKey([2; 32]), record(), now).await.unwrap();
+    neighbour.save(StoreKey([3; 32]), record(), now).await.unwrap();
+    for key in ["s:foreign", "a*[b]:s:not-hex", "other-app:user:1"] {
+        server.command(&["SET", key, "v"]);
+    }
+    assert_eq!(redis.end_all().await.unwrap(), 2);
+    assert_eq!(redis.load(&StoreKey([1; 32]), now).await.unwrap(), None);
+    assert!(neighbour.load(&StoreKey([3; 32]), now).await.unwrap().is_some(), "another prefix's session ended");
+    for key in ["s:foreign", "a*[b]:s:not-hex", "other-app:user:1"] {
+        assert!(server.command(&["EXISTS", key]).contains('1'), "{key} was removed");
+    }
+}

@@ -484,8 +484,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn end_all(&self) -> Result<u64, StoreError> {
-        let prefix = &self.inner.settings.key_prefix;
-        let (sessions, indexes) = (format!("{prefix}s:*"), format!("{prefix}i:*"));
+        // Exactly cloakroom's keys of these kinds (the prefix, the kind, 64 hex digits), the
+        // prefix's glob characters escaped: nothing else a shared Redis holds matches.
+        let mut prefix = String::new();
+        for c in self.inner.settings.key_prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                prefix.push('\\');
+            }
+            prefix.push(c);
+        }
+        let hex = "[0-9a-f]".repeat(64);
+        let (sessions, indexes) = (format!("{prefix}s:{hex}"), format!("{prefix}i:{hex}"));
         self.run(|conn| async move {
             let ended = conn.unlink_matching(&sessions).await?;
             conn.unlink_matching(&indexes).await?;
