@@ -19,6 +19,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// RFC 9110 §7.6.1 and the historical ones.
+const COOKIE2: HeaderName = HeaderName::from_static("cookie2");
+
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
@@ -93,6 +95,9 @@ pub fn rewrite_request(
     strip_listed(headers, Some(&X_REQUEST_ID));
     remove_present(headers, &HOP_BY_HOP);
     strip_own_cookies(headers, cookies);
+    // RFC 2965's `Cookie2` (obsolete; no browser sends it): a server that still reads it must
+    // not get a ticket through it.
+    headers.remove(COOKIE2);
     set_forwarded(headers, forwarded);
     headers.insert(header::HOST, upstream_host.clone());
     if strip_authorization {
@@ -366,6 +371,17 @@ mod tests {
         assert_eq!(headers["host"], "upstream:1");
         assert!(!headers.contains_key("x-app") && !headers.contains_key("connection"), "the client's own go");
         assert_eq!(headers["x-kept"], "1");
+    }
+
+    #[test]
+    fn cookie2_never_goes_upstream() {
+        let mut headers = map(&[("cookie2", "__Host-Http-cloakroom=TICKET"), ("cookie", "theme=dark")]);
+        let cookies = CookiePolicy::new("__Host-Http-cloakroom", ::cookie::SameSite::Strict);
+        let forwarded =
+            Forwarded { client_ip: Some([127, 0, 0, 1].into()), proto: "http", host: &HeaderValue::from_static("app") };
+        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true);
+        assert!(!headers.contains_key("cookie2"));
+        assert_eq!(headers["cookie"], "theme=dark");
     }
 
     #[test]
