@@ -9,9 +9,11 @@
 //!
 //! ```text
 //! server        accept, HTTP/1.1 or h2c, one task per connection      (server/)
+//!               the admin listener: health, metrics, the kill switch  (server/admin.rs)
 //!   dispatch    client address, request id, refusals, access log      (dispatch.rs, forwarded.rs)
 //!   router      path → Bff(endpoint) | Api(route) | BadPath | NotFound (router.rs)
-//!   ├─ bff/     login → callback → user → logout → sessions           (bff/*.rs)
+//!   ├─ bff/     login → callback (stale.rs) → user → logout → sessions (bff/*.rs)
+//!   │             back- and front-channel logout from the provider    (bff/*channel.rs)
 //!   │             pending logins (in the login cookie) and sessions   (session/)
 //!   │             the identity provider                               (oidc/)
 //!   ├─ proxy/   in phases: admit (method, CSRF, size)                 (proxy/admit.rs, csrf.rs)
