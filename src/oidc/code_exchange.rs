@@ -19,7 +19,7 @@ pub struct TokenSet {
     pub access_token_expires_at: Option<u64>,
     pub refresh_token: Option<RefreshToken>,
     /// Unix seconds when the refresh token stops working, when the provider says
-    /// ([`super::refresh_lifetime`]): the session ends then at the latest.
+    /// (`oidc/refresh_lifetime.rs`): the session ends then at the latest.
     pub refresh_token_expires_at: Option<u64>,
     /// The scope granted to `access_token` (space-separated): the response's `scope`, or what
     /// was asked for when it has none (RFC 6749 §5.1: then it is the same).
