@@ -205,8 +205,10 @@ impl Sessions {
             self.store.index_add(sid_index, member, Bytes::new(), self.max_sessions_per_user).await?;
         }
         tracing::info!(session = %ticket.store_key().log_id(), "session created");
-        let lifetime = (remember && self.allow_remember)
-            .then(|| Duration::from_secs(session.expires_at.saturating_sub(now).min(self.absolute_timeout)));
+        // The cookie lasts the absolute timeout even when the provider's refresh token ends
+        // sooner: each refresh may move the session's end (never past that), and the server
+        // side ends it whatever the cookie says.
+        let lifetime = (remember && self.allow_remember).then(|| Duration::from_secs(self.absolute_timeout));
         let cookie = self.cookies.session(&ticket, lifetime);
         Ok((ticket, cookie))
     }
