@@ -299,9 +299,7 @@ impl LoginError {
 pub fn wants_json(headers: &HeaderMap) -> bool {
     match headers.get("sec-fetch-mode") {
         Some(mode) => mode.as_bytes() != b"navigate",
-        None => headers
-            .get(http::header::ACCEPT)
-            .is_some_and(|accept| !accept.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html"))),
+        None => headers.contains_key(http::header::ACCEPT) && !crate::respond::accepts_html(headers),
     }
 }
 

@@ -224,15 +224,17 @@ fn reload_tls(app: &App) -> Result<(), tls::TlsFileError> {
     }
 }
 
-/// Calls a running cloakroom's admin listener (`cloakroom sessions …`): `method` on `target`
-/// (a path and query), with the operator's bearer token when one is configured; the status and
-/// the body. A wildcard admin address is called on loopback.
+/// Calls a running cloakroom's admin listener (`cloakroom sessions …`, `cloakroom
+/// healthcheck`): `method` on `target` (a path and query), with the operator's bearer token
+/// when one is given, waiting at most `wait` for the answer; its status and body. A wildcard
+/// admin address is called on loopback.
 pub async fn admin_call(
     admin: SocketAddr,
     token: Option<&secret::Secret>,
     method: http::Method,
     target: &str,
-) -> Result<(http::StatusCode, String), HealthcheckError> {
+    wait: std::time::Duration,
+) -> Result<(http::StatusCode, String), AdminCallError> {
     use http_body_util::BodyExt;
     install_crypto_provider();
     let url = format!("http://{}{target}", loopback_if_wildcard(admin));
@@ -240,11 +242,10 @@ pub async fn admin_call(
     if let Some(token) = token {
         request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
-    let unreachable = |reason: String| HealthcheckError::Unreachable { url: url.clone(), reason };
+    let unreachable = |reason: String| AdminCallError::Unreachable { url: url.clone(), reason };
     let request = request.body(respond::empty()).map_err(|e| unreachable(e.to_string()))?;
     let client = upstream::HttpClient::new(std::time::Duration::from_secs(3));
-    let response =
-        client.send(request, std::time::Duration::from_secs(60)).await.map_err(|e| unreachable(e.to_string()))?;
+    let response = client.send(request, wait).await.map_err(|e| unreachable(e.to_string()))?;
     let status = response.status();
     let body = response.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -260,22 +261,20 @@ fn loopback_if_wildcard(admin: SocketAddr) -> SocketAddr {
 
 /// Probes a running cloakroom's `/healthz` on its admin listener (`cloakroom healthcheck`, for
 /// containers without a shell). A wildcard admin address is probed on loopback.
-pub async fn healthcheck(admin: SocketAddr) -> Result<(), HealthcheckError> {
-    install_crypto_provider();
-    let target = loopback_if_wildcard(admin);
-    let url = format!("http://{target}/healthz");
-    let request = http::Request::get(&url).body(respond::empty()).expect("a socket address makes a valid URI");
-    let client = upstream::HttpClient::new(std::time::Duration::from_secs(3));
-    match client.send(request, std::time::Duration::from_secs(3)).await {
-        Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(HealthcheckError::Unhealthy { url, status: response.status() }),
-        Err(e) => Err(HealthcheckError::Unreachable { url, reason: e.to_string() }),
+pub async fn healthcheck(admin: SocketAddr) -> Result<(), AdminCallError> {
+    let wait = std::time::Duration::from_secs(3);
+    match admin_call(admin, None, http::Method::GET, "/healthz", wait).await? {
+        (status, _) if status.is_success() => Ok(()),
+        (status, _) => {
+            Err(AdminCallError::Unhealthy { url: format!("http://{}/healthz", loopback_if_wildcard(admin)), status })
+        }
     }
 }
 
-/// Why `cloakroom healthcheck` failed: nothing answered, or it answered that it is not ready.
+/// Why a call to the admin listener failed: nothing answered, or (`cloakroom healthcheck`) it
+/// answered that it is not healthy.
 #[derive(Debug, thiserror::Error)]
-pub enum HealthcheckError {
+pub enum AdminCallError {
     #[error("{url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{url} answered {status}")]

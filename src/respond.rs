@@ -44,6 +44,24 @@ pub fn html(status: StatusCode, page: String) -> Response<Body> {
     response
 }
 
+/// Whether a request accepts HTML (any `Accept` header naming `text/html`, in any case), read
+/// as bytes: a value that is not text is still read.
+pub fn accepts_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|accept| accept.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")))
+}
+
+/// A same-origin page that navigates to `target` at once (a link for a browser that does not):
+/// arriving there from our own page, the browser sends its `SameSite=Strict` cookie, which a
+/// cross-site redirect chain does not carry.
+pub fn continue_page(title: &str, message: &str, target: &str) -> Response<Body> {
+    let target = escape_html(target);
+    let body = format!("<p>{} <a href=\"{target}\">Continue</a></p>", escape_html(message));
+    html(StatusCode::OK, page(title, &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")))
+}
+
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -8,7 +8,7 @@
 //! Caching: `ETag` and `Last-Modified` with 304s; `no-cache` for HTML and unhashed files, a
 //! year `immutable` for content-hashed names. `.br`/`.gz` siblings are served when accepted.
 
-use crate::respond::{Body, BoxError, empty, full};
+use crate::respond::{Body, BoxError, accepts_html, empty, full};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -112,10 +112,6 @@ impl Spa {
         }
         response
     }
-}
-
-fn accepts_html(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"))
 }
 
 /// A `.br` or `.gz` sibling the client accepts, else the file itself.

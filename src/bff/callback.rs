@@ -12,9 +12,9 @@ use crate::app::App;
 use crate::error::{ApiError, LoginError};
 use crate::forwarded::ClientAddr;
 use crate::oidc::authentication::{self, Shortfall};
-use crate::respond::{Body, escape_html, html, page};
+use crate::respond::Body;
 use crate::session::{Lookup, NewSession, PendingLogin, SessionTicket};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
@@ -54,7 +54,9 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
     let mut response = match sign_in(app, answer, &pending, request.headers(), client).await {
         Ok(cookie) => {
             app.metrics.login(true);
-            let mut response = signed_in_page(&pending.return_to);
+            // Arriving at the return path from our own page, the browser sends the new
+            // `SameSite=Strict` cookie.
+            let mut response = crate::respond::continue_page("Signed in", "Signed in.", &pending.return_to);
             add_cookie(&mut response, cookie);
             response
         }
@@ -196,14 +198,6 @@ async fn end_replaced_sessions(app: &App, pending: &PendingLogin, headers: &http
             }
         }
     }
-}
-
-/// The tiny same-origin page that navigates to the return path: arriving there from our own
-/// page, the browser sends the new `SameSite=Strict` cookie.
-fn signed_in_page(return_to: &str) -> Response<Body> {
-    let target = escape_html(return_to);
-    let body = format!("<p>Signed in. <a href=\"{target}\">Continue</a></p>");
-    html(StatusCode::OK, page("Signed in", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")))
 }
 
 fn failure(error: LoginError, state: Option<&str>, app: &App, headers: &http::HeaderMap) -> Response<Body> {

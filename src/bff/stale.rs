@@ -17,9 +17,9 @@
 use super::{query_param, redirect, retry_href};
 use crate::app::App;
 use crate::error::LoginError;
-use crate::respond::{Body, escape_html, html, page};
+use crate::respond::{Body, continue_page};
 use crate::session::Lookup;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response};
 
 /// The end of a marked sign-in's `state` (the fresh sign-in a stale callback started). Plain
 /// states are 43 base64url characters with no such ending (but by a 2^-48 chance).
@@ -71,10 +71,6 @@ pub(super) async fn answer(
 /// session cookie, which the provider's cross-site redirect did not carry.
 fn look_again(state: Option<&str>) -> Response<Body> {
     let encoded: String = url::form_urlencoded::byte_serialize(state.unwrap_or_default().as_bytes()).collect();
-    let target = escape_html(&format!("/bff/callback?resume=1&state={encoded}"));
-    let body = format!("<p>This sign-in page was already used. <a href=\"{target}\">Continue</a></p>");
-    html(
-        StatusCode::OK,
-        page("Continuing", &body, &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">")),
-    )
+    let target = format!("/bff/callback?resume=1&state={encoded}");
+    continue_page("Continuing", "This sign-in page was already used.", &target)
 }

@@ -4,22 +4,12 @@
 // error instead). A fresh profile: the frame carries no cookie of cloakroom's.
 //
 //   node frame.mjs <framing-page-url>   → {"rendered": true|false, "text": "..."}
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [, , pageUrl] = process.argv;
-const profile = mkdtempSync(join(tmpdir(), 'cloakroom-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic'],
-});
+const { page, close } = await launch();
 let result;
 try {
-  const page = context.pages()[0] || await context.newPage();
   const answered = page.waitForResponse((r) => r.url().includes('/bff/frontchannel-logout'));
   await page.goto(pageUrl);
   const response = await answered;
@@ -30,8 +20,7 @@ try {
 } catch (error) {
   result = { error: String(error && error.stack || error) };
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(result.error ? 1 : 0);

@@ -8,10 +8,9 @@
 // sign-in "with MFA", the payment going through, and the admin API.
 //
 //   node journey.mjs <app-origin> <output.json> [user] [step-up]
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [, , origin, output, user = 'alice', mode = ''] = process.argv;
 if (!origin || !output) {
@@ -19,13 +18,7 @@ if (!origin || !output) {
   process.exit(2);
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'cloakroom-chromium-'));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic'],
-});
+const { context: browser, close } = await launch();
 const record = { steps: [], requests: [], responses: [] };
 const pending = []; // response bodies still being read
 const step = (name) => { record.steps.push(name); };
@@ -159,7 +152,6 @@ try {
   }
 } finally {
   writeFileSync(output, JSON.stringify(record));
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(record.error ? 1 : 0);

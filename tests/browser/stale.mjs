@@ -4,22 +4,10 @@
 // in a browser without a session the same link starts one fresh sign-in.
 //
 //   node stale.mjs <app-origin> <output.json>
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { writeFileSync } from 'node:fs';
+import { launch } from './chromium.mjs';
 
 const [, , origin, output] = process.argv;
-const launch = async () => {
-  const profile = mkdtempSync(join(tmpdir(), 'cloakroom-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic'],
-  });
-  return { context, profile, page: context.pages()[0] || await context.newPage() };
-};
 const record = { steps: [], navigations: [] };
 const contexts = [];
 
@@ -75,9 +63,6 @@ try {
   }
 } finally {
   writeFileSync(output, JSON.stringify(record));
-  for (const { context, profile } of contexts) {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-  }
+  for (const { close } of contexts) await close();
 }
 process.exit(record.error ? 1 : 0);

@@ -117,18 +117,25 @@ async fn a_stale_callback_signs_nobody_in_and_starts_at_most_one_fresh_sign_in()
     assert_eq!(reply.status, 405);
 }
 
-#[tokio::test]
-async fn a_stale_callback_from_a_browser_with_a_session_goes_on_to_the_app() {
-    let bff = Bff::start().await;
-    let mut browser = Browser::new();
-    let callback = bff.authorize(&mut browser, "alice", "/app/page").await;
-    // Two submits of the same answer: the second finds its state claimed.
+/// Signs in through a callback, then puts the login cookie back as it was before (a double
+/// submit, or a captured cookie): the callback and the session's ticket.
+async fn signed_in_then_login_cookie_put_back(bff: &Bff, browser: &mut Browser, return_to: &str) -> (String, String) {
+    let callback = bff.authorize(browser, "alice", return_to).await;
     let login_cookie =
         browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-Http-cloakroom-login-")).unwrap();
     let login_secret = browser.cookie(&login_cookie).unwrap();
     assert_eq!(browser.get(&callback, &[]).await.status, 200);
-    let ticket = session_cookie(&browser).unwrap();
+    let ticket = session_cookie(browser).unwrap();
     browser.set_cookie(&login_cookie, &login_secret);
+    (callback, ticket)
+}
+
+#[tokio::test]
+async fn a_stale_callback_from_a_browser_with_a_session_goes_on_to_the_app() {
+    let bff = Bff::start().await;
+    let mut browser = Browser::new();
+    // Two submits of the same answer: the second finds its state claimed.
+    let (callback, ticket) = signed_in_then_login_cookie_put_back(&bff, &mut browser, "/app/page").await;
     let reply = browser.get(&callback, &[]).await;
     assert_eq!(reply.status, 302, "{}", reply.text());
     assert_eq!(reply.location(), Some("/app/page"), "the return path, read from the login cookie");
@@ -190,14 +197,8 @@ async fn a_callback_delivered_to_another_browser_is_refused_and_the_right_one_st
 async fn a_replayed_callback_creates_nothing() {
     let bff = Bff::start().await;
     let mut browser = Browser::new();
-    let callback = bff.authorize(&mut browser, "alice", "/").await;
-    let login_cookie =
-        browser.cookie_names().into_iter().find(|n| n.starts_with("__Host-Http-cloakroom-login-")).unwrap();
-    let login_secret = browser.cookie(&login_cookie).unwrap();
-    assert_eq!(browser.get(&callback, &[]).await.status, 200);
-    let ticket = session_cookie(&browser).unwrap();
     // Even with the login cookie put back (a captured one), the pending login was single use.
-    browser.set_cookie(&login_cookie, &login_secret);
+    let (callback, ticket) = signed_in_then_login_cookie_put_back(&bff, &mut browser, "/").await;
     let reply = browser.get(&callback, &[]).await;
     assert_eq!((reply.status, reply.location()), (302, Some("/")), "{}", reply.text());
     assert_eq!(session_cookie(&browser), Some(ticket), "the replay touched the session");

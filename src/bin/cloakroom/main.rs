@@ -115,7 +115,9 @@ fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
         }
         SessionsAction::EndAll => (http::Method::DELETE, "/sessions?all=true".to_string()),
     };
-    let call = cloakroom::admin_call(config.server.admin_listen, config.server.admin_token.as_ref(), method, &target);
+    let (admin, token) = (config.server.admin_listen, config.server.admin_token.as_ref());
+    // Ending every session of a large Redis store takes a while.
+    let call = cloakroom::admin_call(admin, token, method, &target, std::time::Duration::from_secs(60));
     match block_on(call) {
         Ok(Ok((status, body))) if status.is_success() => {
             println!("{body}");

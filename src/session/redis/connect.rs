@@ -136,44 +136,50 @@ impl Connector {
 }
 
 impl Conn {
-    /// Unlinks every key matching `pattern`, a SCAN batch at a time on each node that holds
-    /// keys (the one server, or every primary of a Cluster); how many went.
-    pub async fn unlink_matching(&self, pattern: &str) -> redis::RedisResult<u64> {
+    /// Unlinks every key matching each of `patterns`, a SCAN batch at a time on each node that
+    /// holds keys (the one server, or every primary of a Cluster, asked for once); how many went
+    /// per pattern.
+    pub async fn unlink_matching<const N: usize>(&self, patterns: [&str; N]) -> redis::RedisResult<[u64; N]> {
         let nodes = match self {
             Conn::Single(_) => vec![None],
             Conn::Cluster(cluster) => primaries(cluster.clone()).await?.into_iter().map(Some).collect(),
         };
-        let mut removed = 0;
-        for node in nodes {
-            let mut cursor: u64 = 0;
-            loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
-                let (next, keys): (u64, Vec<String>) = match (self, &node) {
-                    (Conn::Cluster(cluster), Some((host, port))) => {
-                        let at = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port };
-                        redis::from_redis_value(
-                            cluster.clone().route_command(scan, RoutingInfo::SingleNode(at)).await?,
-                        )?
-                    }
-                    _ => scan.query_async(&mut self.clone()).await?,
-                };
-                // One command per key, all in flight at once: in a Cluster the keys live in
-                // different slots, which one pipeline cannot span.
-                let unlinks = keys.iter().map(|key| {
-                    let mut conn = self.clone();
-                    async move { redis::cmd("UNLINK").arg(key).query_async::<u64>(&mut conn).await }
-                });
-                for unlinked in futures_util::future::join_all(unlinks).await {
-                    removed += unlinked?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+        let mut removed = [0; N];
+        for (pattern, removed) in patterns.iter().zip(&mut removed) {
+            for node in &nodes {
+                *removed += self.unlink_on(node.as_ref(), pattern).await?;
             }
         }
         Ok(removed)
+    }
+
+    /// [`Conn::unlink_matching`] for one pattern on one node (`None`: the one server).
+    async fn unlink_on(&self, node: Option<&(String, u16)>, pattern: &str) -> redis::RedisResult<u64> {
+        let (mut removed, mut cursor) = (0, 0u64);
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+            let (next, keys): (u64, Vec<String>) = match (self, node) {
+                (Conn::Cluster(cluster), Some((host, port))) => {
+                    let at = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port };
+                    redis::from_redis_value(cluster.clone().route_command(scan, RoutingInfo::SingleNode(at)).await?)?
+                }
+                _ => scan.query_async(&mut self.clone()).await?,
+            };
+            // One command per key, all in flight at once: in a Cluster the keys live in
+            // different slots, which one pipeline cannot span.
+            let unlinks = keys.iter().map(|key| {
+                let mut conn = self.clone();
+                async move { redis::cmd("UNLINK").arg(key).query_async::<u64>(&mut conn).await }
+            });
+            for unlinked in futures_util::future::join_all(unlinks).await {
+                removed += unlinked?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
     }
 }
 

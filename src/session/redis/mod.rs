@@ -496,8 +496,7 @@ impl SessionStore for RedisStore {
         let hex = "[0-9a-f]".repeat(64);
         let (sessions, indexes) = (format!("{prefix}s:{hex}"), format!("{prefix}i:{hex}"));
         self.run(|conn| async move {
-            let ended = conn.unlink_matching(&sessions).await?;
-            conn.unlink_matching(&indexes).await?;
+            let [ended, _] = conn.unlink_matching([&sessions, &indexes]).await?;
             Ok(ended)
         })
         .await

@@ -206,30 +206,22 @@ pub async fn set_outage(issuer: &str, client: &RegisteredClient, on: bool) {
 /// Test-only: the provider's token endpoint answers `error` (`server_error`: 503,
 /// `invalid_client`: 401) to `client`, until called with `None`.
 pub async fn set_token_failure(issuer: &str, client: &RegisteredClient, error: Option<&str>) {
-    let body = format!("client_id={}&on={}&error={}", client.client_id, error.is_some(), error.unwrap_or_default());
-    let reply = http_call(
-        Method::POST,
-        &format!("{issuer}/__test/outage"),
-        Some(("application/x-www-form-urlencoded", body)),
-        &[],
-    )
-    .await;
-    assert_eq!(reply.status, 204);
+    let form = format!("client_id={}&on={}&error={}", client.client_id, error.is_some(), error.unwrap_or_default());
+    set_test_switch(issuer, "outage", form).await;
 }
 
 /// Makes the test provider say, in its token answers to `client`, that the refresh token lives
 /// `seconds` (`refresh_expires_in`, as Keycloak does); `None`: it says nothing again.
 pub async fn set_refresh_lifetime(issuer: &str, client: &RegisteredClient, seconds: Option<u64>) {
     let seconds = seconds.map(|s| s.to_string()).unwrap_or_default();
-    let body = format!("client_id={}&seconds={seconds}", client.client_id);
-    let reply = http_call(
-        Method::POST,
-        &format!("{issuer}/__test/refresh-lifetime"),
-        Some(("application/x-www-form-urlencoded", body)),
-        &[],
-    )
-    .await;
-    assert_eq!(reply.status, 204);
+    set_test_switch(issuer, "refresh-lifetime", format!("client_id={}&seconds={seconds}", client.client_id)).await;
+}
+
+/// Posts `form` to one of the test provider's `/__test/` switches.
+async fn set_test_switch(issuer: &str, switch: &str, form: String) {
+    let body = Some(("application/x-www-form-urlencoded", form));
+    let reply = http_call(Method::POST, &format!("{issuer}/__test/{switch}"), body, &[]).await;
+    assert_eq!(reply.status, 204, "{switch}: {}", reply.text());
 }
 
 /// Revokes a token at the provider directly (as an administrator ending a grant would).
