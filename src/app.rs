@@ -30,6 +30,11 @@ pub struct App {
     pub dev_server: Option<Upstream>,
     /// The anti-CSRF guard as configured.
     pub csrf: CsrfGuard,
+    /// Signs the identity assertions of `[routes.identity]` and publishes their keys.
+    pub assertions: crate::identity::assertion::Signer,
+    /// The header names an identity travels in, on any route: removed from every request
+    /// going upstream before the route's own are set.
+    pub identity_headers: Vec<http::HeaderName>,
     /// The one clock every part reads (injected: tests move it without sleeping).
     clock: SharedClock,
     shutting_down: AtomicBool,
@@ -71,6 +76,8 @@ impl App {
             )
         });
         let csrf = CsrfGuard::new(config.csrf.header.clone(), config.server.public_origin.clone());
+        let assertions = crate::identity::assertion::Signer::new(&config.session.keys);
+        let identity_headers = crate::identity::spoofable(&config.routes);
         Ok(Self {
             config,
             router,
@@ -82,6 +89,8 @@ impl App {
             metrics,
             dev_server,
             csrf,
+            assertions,
+            identity_headers,
             clock,
             shutting_down: AtomicBool::new(false),
             hurry: tokio::sync::Notify::new(),

@@ -123,6 +123,7 @@ async fn pass_to_dev_server(
     let relay = proxy::Relay {
         target: proxy::Target { scheme, authority, path },
         token: None,
+        identity: None,
         strip_authorization: false,
         upstream: dev,
         timeout: std::time::Duration::from_secs(60),

@@ -41,6 +41,13 @@ pub enum ApiError {
     /// The client's address holds `server.max_connections_per_client` connections and HTTP/2
     /// requests in flight already.
     TooManyRequests,
+    /// The provider refused the token exchange a route asks for (answered naming the route by
+    /// `proxy::Refusal`).
+    ExchangeRefused,
+    /// `/bff/forward-auth` called by anyone but a trusted gateway with the forward-auth token.
+    GatewayUntrusted,
+    /// A gateway's subrequest without the original URI (or with two), or a method that is none.
+    BadForwardedRequest,
     ProviderUnavailable,
     ProviderError,
     StoreUnavailable,
@@ -77,6 +84,21 @@ impl ApiError {
             TooManyRequests => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "this client has too many requests in flight")
             }
+            ExchangeRefused => (
+                StatusCode::FORBIDDEN,
+                "token_exchange_refused",
+                "the identity provider refused a token for this route (token exchange)",
+            ),
+            GatewayUntrusted => (
+                StatusCode::FORBIDDEN,
+                "gateway_untrusted",
+                "only a gateway in server.trusted_proxies with the forward-auth token may ask",
+            ),
+            BadForwardedRequest => (
+                StatusCode::BAD_REQUEST,
+                "bad_forwarded_request",
+                "the original request is required: X-Forwarded-Uri or X-Original-URI once, a path; its method once",
+            ),
             ProviderUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "the identity provider cannot be reached")
             }
@@ -325,6 +347,9 @@ mod tests {
             (NotFound, 404, "not_found"),
             (MethodNotAllowed, 405, "method_not_allowed"),
             (TooManyRequests, 429, "too_many_requests"),
+            (ExchangeRefused, 403, "token_exchange_refused"),
+            (GatewayUntrusted, 403, "gateway_untrusted"),
+            (BadForwardedRequest, 400, "bad_forwarded_request"),
             (ProviderUnavailable, 503, "provider_unavailable"),
             (ProviderError, 502, "provider_error"),
             (StoreUnavailable, 503, "store_unavailable"),

@@ -57,6 +57,7 @@ pub mod error;
 pub mod forwarded;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod identity;
 pub mod metrics;
 pub mod oidc;
 pub mod proxy;

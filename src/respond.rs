@@ -88,3 +88,13 @@ pub fn page(title: &str, body_html: &str, head_extra: &str) -> String {
         title = escape_html(title)
     )
 }
+
+/// Where "try again" leads: a new login with the same return path (and provider, when it was
+/// not the default one; ids are validated configuration, never request bytes).
+pub fn sign_in_href(return_to: &str, provider: Option<&str>) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    match provider {
+        Some(id) => format!("/bff/login?provider={id}&returnUrl={encoded}"),
+        None => format!("/bff/login?returnUrl={encoded}"),
+    }
+}

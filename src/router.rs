@@ -15,6 +15,10 @@ pub enum BffEndpoint {
     Sessions,
     /// The providers a sign-in may choose from.
     Providers,
+    /// A gateway's authentication subrequest (forward-auth).
+    ForwardAuth,
+    /// The identity assertions' public keys.
+    Jwks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,8 @@ impl Router {
                 "frontchannel-logout" => Route::Bff(BffEndpoint::FrontchannelLogout),
                 "sessions" => Route::Bff(BffEndpoint::Sessions),
                 "providers" => Route::Bff(BffEndpoint::Providers),
+                "forward-auth" => Route::Bff(BffEndpoint::ForwardAuth),
+                "jwks.json" => Route::Bff(BffEndpoint::Jwks),
                 id if id.strip_prefix("sessions/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
                     Route::Bff(BffEndpoint::Sessions)
                 }
@@ -351,6 +357,8 @@ mod tests {
             methods: None,
             rules: None,
             step_up: None,
+            identity: None,
+            exchange: None,
         }
     }
 

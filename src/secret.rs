@@ -18,6 +18,13 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is this secret, compared in constant time (as SHA-256 digests, so that
+    /// neither length nor content leaks by timing).
+    pub fn matches(&self, given: &[u8]) -> bool {
+        let (given, own) = (crate::crypto::sha256(given), crate::crypto::sha256(self.0.as_bytes()));
+        aws_lc_rs::constant_time::verify_slices_are_equal(&given, &own).is_ok()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -41,5 +48,7 @@ mod tests {
         let s = Secret::new("eyJhbGciOi.secret");
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(s.expose(), "eyJhbGciOi.secret");
+        assert!(s.matches(b"eyJhbGciOi.secret"));
+        assert!(!s.matches(b"eyJhbGciOi.secre") && !s.matches(b"") && !s.matches(b"eyJhbGciOi.secret "));
     }
 }

@@ -69,7 +69,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -
         Err(SignInError::Failed(error)) => {
             tracing::info!(reason = ?error, "sign-in failed");
             app.metrics.login(false);
-            error.answer(&super::retry_href(&pending.return_to, pending.provider.as_deref()), headers)
+            error.answer(&crate::respond::sign_in_href(&pending.return_to, pending.provider.as_deref()), headers)
         }
     };
     clear_login_cookie(&mut response, app, &state);

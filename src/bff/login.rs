@@ -4,10 +4,11 @@
 //! store and opened only with the secret in this browser's login cookie, which binds `state` to
 //! the browser that started it. Several tabs may log in at once: each has its own cookie.
 
-use super::{add_cookie, query_param, retry_href};
+use super::{add_cookie, query_param};
 use crate::app::App;
 use crate::error::{ApiError, LoginError};
 use crate::oidc::OidcError;
+use crate::respond::sign_in_href;
 use crate::respond::{Body, empty};
 use crate::secret::Secret;
 use crate::session::{PendingLogin, random_token};
@@ -46,7 +47,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         Ok(params) => params,
         Err(reason) => {
             tracing::info!(%reason, "sign-in parameters refused");
-            return LoginError::BadRequest(reason.to_string()).response(&retry_href(&return_to, recorded.as_deref()));
+            return LoginError::BadRequest(reason.to_string()).response(&sign_in_href(&return_to, recorded.as_deref()));
         }
     };
     // `restart=1`: the one fresh sign-in a stale callback starts; its `state` is marked so that
@@ -59,7 +60,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         Ok(url) => url,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a login");
-            return LoginError::ProviderUnavailable.response(&retry_href(&return_to, recorded.as_deref()));
+            return LoginError::ProviderUnavailable.response(&sign_in_href(&return_to, recorded.as_deref()));
         }
     };
     // RFC 9126: the request goes to the provider directly; the browser carries only its handle.
@@ -81,7 +82,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
                     OidcError::Rejected(_) => LoginError::RequestRefused,
                     other => LoginError::from(other),
                 };
-                return error.response(&retry_href(&return_to, recorded.as_deref()));
+                return error.response(&sign_in_href(&return_to, recorded.as_deref()));
             }
         }
     } else {
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn retry_link_keeps_the_path_encoded() {
-        assert_eq!(retry_href("/a?b=c&d", None), "/bff/login?returnUrl=%2Fa%3Fb%3Dc%26d");
-        assert_eq!(retry_href("/", Some("corp")), "/bff/login?provider=corp&returnUrl=%2F");
+        assert_eq!(sign_in_href("/a?b=c&d", None), "/bff/login?returnUrl=%2Fa%3Fb%3Dc%26d");
+        assert_eq!(sign_in_href("/", Some("corp")), "/bff/login?provider=corp&returnUrl=%2F");
     }
 }

@@ -4,6 +4,7 @@
 
 mod backchannel;
 mod callback;
+mod forward_auth;
 mod frontchannel;
 pub(crate) mod login;
 pub(crate) mod login_params;
@@ -40,9 +41,18 @@ pub async fn handle(
         BffEndpoint::FrontchannelLogout => frontchannel::handle(app, request).await,
         BffEndpoint::Sessions => sessions::handle(app, request).await,
         BffEndpoint::Providers => providers::handle(app, request),
+        BffEndpoint::ForwardAuth => forward_auth::answer(app, request, client).await,
+        BffEndpoint::Jwks => Ok(jwks(app)),
     };
     let mut response = answered.unwrap_or_else(|error| error.answer(app.sessions.cookies()));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The identity assertions' public keys (a JWKS), for upstreams to verify them.
+fn jwks(app: &App) -> Response<Body> {
+    let mut response = Response::new(crate::respond::full(app.assertions.jwks().to_string()));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     response
 }
 
@@ -73,16 +83,6 @@ pub(crate) fn redirect(target: &str) -> Response<Body> {
     let location = HeaderValue::try_from(target).unwrap_or(HeaderValue::from_static("/"));
     response.headers_mut().insert(http::header::LOCATION, location);
     response
-}
-
-/// Where "try again" leads: a new login with the same return path (and provider, when it was
-/// not the default one; ids are validated configuration, never request bytes).
-pub fn retry_href(return_to: &str, provider: Option<&str>) -> String {
-    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    match provider {
-        Some(id) => format!("/bff/login?provider={id}&returnUrl={encoded}"),
-        None => format!("/bff/login?returnUrl={encoded}"),
-    }
 }
 
 /// A short, human description of a browser from its User-Agent ("Firefox on Linux").

@@ -14,9 +14,10 @@
 //!    marked sign-in gets the readable page instead. At most one new sign-in per navigation,
 //!    never a loop.
 
-use super::{query_param, redirect, retry_href};
+use super::{query_param, redirect};
 use crate::app::App;
 use crate::error::LoginError;
+use crate::respond::sign_in_href;
 use crate::respond::{Body, continue_page};
 use crate::session::Lookup;
 use http::{HeaderMap, Response};
@@ -40,7 +41,7 @@ pub(super) async fn answer(
     let pending = state.and_then(|s| app.sessions.peek_login(s, headers));
     let return_to = pending.as_ref().map_or_else(|| "/".to_string(), |p| p.return_to.clone());
     let provider = pending.and_then(|p| p.provider);
-    let again = retry_href(&return_to, provider.as_deref());
+    let again = sign_in_href(&return_to, provider.as_deref());
     if let Some(error) = provider_error {
         tracing::info!("a stale sign-in came back with the provider's error");
         return LoginError::ProviderDenied { error }.answer(&again, headers);

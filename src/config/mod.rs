@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Threads serving requests; `None`: one per CPU available to the process.
     pub worker_threads: Option<std::num::NonZeroUsize>,
+    /// The secret a gateway's authentication subrequests to `/bff/forward-auth` carry (from
+    /// `trusted_proxies` only); `None`: the endpoint does not answer.
+    pub forward_auth: Option<crate::secret::Secret>,
 }
 
 /// How cloakroom authenticates to the provider's token and revocation endpoints, with the
@@ -291,6 +294,46 @@ pub struct RouteConfig {
     pub rules: Option<RouteRules>,
     /// How strong and how recent the sign-in must be (`[routes.step_up]`); `None`: any.
     pub step_up: Option<StepUp>,
+    /// Who the user is, for the upstream (`[routes.identity]`); `None`: nothing but the token.
+    pub identity: Option<IdentityConfig>,
+    /// The token this route carries is the session's, exchanged (RFC 8693) for this.
+    pub exchange: Option<Exchange>,
+}
+
+/// `[routes.exchange]`: what the session's access token is exchanged for (RFC 8693).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The logical name of the target service (`audience`).
+    pub audience: Option<String>,
+    /// Its location (`resource`, an absolute URI).
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
+    /// Where the session keeps the exchanged token: one entry per distinct exchange (never a
+    /// resource URI, which holds no space).
+    pub key: String,
+}
+
+/// The headers a route sends the user's identity in when `[routes.identity]` names none: the
+/// set oauth2-proxy sends (`X-Auth-Request-*`), which upstreams behind it already read.
+pub const DEFAULT_IDENTITY_HEADERS: [(&str, &str); 4] = [
+    ("x-auth-request-user", "sub"),
+    ("x-auth-request-email", "email"),
+    ("x-auth-request-preferred-username", "preferred_username"),
+    ("x-auth-request-groups", "groups"),
+];
+
+/// The header the identity assertion travels in (Pomerium's `X-Pomerium-Jwt-Assertion`, ours).
+pub const ASSERTION_HEADER: &str = "x-cloakroom-assertion";
+
+/// `[routes.identity]`: the signed-in user's claims as headers, and a signed assertion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Header → the claim it carries, in the order configured.
+    pub headers: Vec<(HeaderName, String)>,
+    /// The assertion's `aud`, when the route sends one.
+    pub assertion: Option<String>,
+    /// Whether the user's access token goes too.
+    pub bearer: bool,
 }
 
 /// A route's step-up requirement (RFC 9470 in spirit): the session's `acr` in a set, and/or its

@@ -67,6 +67,8 @@ pub struct RawServer {
     pub shutdown_delay: String,
     #[serde(deserialize_with = "flexible::u64")]
     pub worker_threads: u64,
+    pub forward_auth_token: Option<String>,
+    pub forward_auth_token_file: Option<String>,
 }
 
 impl Default for RawServer {
@@ -90,6 +92,8 @@ impl Default for RawServer {
             idle_timeout: "60s".into(),
             shutdown_delay: "5s".into(),
             worker_threads: 0,
+            forward_auth_token: None,
+            forward_auth_token_file: None,
         }
     }
 }
@@ -311,6 +315,44 @@ pub struct RawRoute {
     pub client_cert_file: Option<String>,
     #[serde(default)]
     pub client_key_file: Option<String>,
+    /// Who the user is, for upstreams that take no OAuth token: headers and a signed assertion.
+    #[serde(default)]
+    pub identity: Option<RawIdentity>,
+    /// A token of its own for this route, by token exchange (RFC 8693).
+    #[serde(default)]
+    pub exchange: Option<RawExchange>,
+}
+
+/// `[routes.exchange]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExchange {
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default, deserialize_with = "flexible::string_list")]
+    pub scopes: Vec<String>,
+}
+
+/// `[routes.identity]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Header name → claim; `None`: the `X-Auth-Request-*` set.
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub assertion: bool,
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Whether the user's access token goes too (`false`: identity instead of the token).
+    #[serde(default = "yes")]
+    pub bearer: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max_body() -> String {

@@ -17,6 +17,7 @@ mod par;
 mod providers;
 mod refresh;
 mod refresh_lifetime;
+pub mod token_exchange;
 mod userinfo;
 
 use crate::clock::SharedClock;

@@ -8,11 +8,22 @@ use super::{method, websocket};
 use crate::app::App;
 use crate::config::RouteConfig;
 use crate::error::ApiError;
-use http::Request;
+use http::{HeaderMap, Method, Request};
 
 pub fn admit<B>(app: &App, route: &RouteConfig, request: &Request<B>) -> Result<(), Refusal> {
-    let headers = request.headers();
-    if method::refused(request.method(), headers, request.uri().query(), route.methods.as_ref()) {
+    admit_call(app, route, request.method(), request.uri().query(), request.headers())
+}
+
+/// [`admit`], from the call's method, query and headers (a gateway's subrequest names the
+/// method and the URI of the call it asks about; the headers are the call's).
+pub fn admit_call(
+    app: &App,
+    route: &RouteConfig,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    if method::refused(method, headers, query, route.methods.as_ref()) {
         return Err(Refusal::Method { allow: route.methods.as_ref().map(|m| m.allow.clone()) });
     }
     if websocket::is_upgrade(headers) { app.csrf.websocket(headers) } else { app.csrf.check(headers) }?;

@@ -1,15 +1,18 @@
 //! Phase 2, credential: what the call carries upstream, per the route's token policy. For the
 //! user's token: the session the cookie opens, the route's rules on its claims, its step-up
-//! requirement, and the access token, refreshed when due ([`crate::tokens`]). Token exchange
-//! per route, and a DPoP key, belong here too.
+//! requirement, and the access token, refreshed when due ([`crate::tokens`]); the user's
+//! identity for the upstream when the route asks for it ([`crate::identity`]), and the route's
+//! own token by token exchange when it has one. A DPoP key belongs here too.
 
 use super::refusal::Refusal;
 use super::{rules, step_up};
 use crate::app::App;
 use crate::config::{RouteConfig, TokenPolicy};
 use crate::error::ApiError;
+use crate::identity::Identity;
 use crate::session::claims::RawClaims;
 use crate::session::{Lookup, SessionTicket, SessionTokens};
+use crate::tokens::ExchangeError;
 use openidconnect::AccessToken;
 
 /// What a call carries on.
@@ -20,14 +23,16 @@ pub struct Credential {
     pub session: Option<SessionTicket>,
     /// The request's cookie opened nothing (its answer clears it).
     pub stale_cookie: bool,
+    /// The user's identity headers (and assertion), for a route with `[routes.identity]`.
+    pub identity: Identity,
 }
 
 impl Credential {
     fn none(stale_cookie: bool) -> Self {
-        Credential { token: None, session: None, stale_cookie }
+        Credential { token: None, session: None, stale_cookie, identity: Identity::default() }
     }
 
-    /// Whether the call carries the signed-in user's token.
+    /// Whether the call is the signed-in user's (its token, or its identity instead).
     pub fn is_users(&self) -> bool {
         self.session.is_some()
     }
@@ -44,14 +49,14 @@ pub async fn credential(app: &App, route: &RouteConfig, headers: &http::HeaderMa
     }
     // Routes with rules or a step-up decode the user's claims and scope too (undecoded: read in
     // place); the others pay nothing.
-    let user = if route.rules.is_some() || route.step_up.is_some() {
+    let user = if route.rules.is_some() || route.step_up.is_some() || route.identity.is_some() {
         user(app, route, app.sessions.lookup_tokens_and_claims(headers).await.map_err(ApiError::from)?).await?
     } else {
         user(app, route, app.sessions.lookup_tokens(headers).await.map_err(ApiError::from)?).await?
     };
     let stale = match user {
-        UserSession::Admitted(ticket, token) => {
-            return Ok(Credential { token: Some(token), session: Some(ticket), stale_cookie: false });
+        UserSession::Admitted(ticket, token, identity) => {
+            return Ok(Credential { token, session: Some(ticket), stale_cookie: false, identity });
         }
         UserSession::Stale => true,
         UserSession::None => false,
@@ -66,8 +71,9 @@ pub async fn credential(app: &App, route: &RouteConfig, headers: &http::HeaderMa
 
 /// The signed-in user, as far as this route is concerned.
 enum UserSession {
-    /// Admitted by the route's rules and step-up: the session's ticket and token.
-    Admitted(SessionTicket, AccessToken),
+    /// Admitted by the route's rules and step-up: the session's ticket, its token (unless the
+    /// route sends the identity instead) and the identity the route sends.
+    Admitted(SessionTicket, Option<AccessToken>, Identity),
     /// No session cookie.
     None,
     /// A cookie that opened nothing.
@@ -100,12 +106,35 @@ where
         app.metrics.step_up_required(&route.prefix);
         return Err(Refusal::StepUp(step_up::Challenge::of_route(required)));
     }
+    let identity = match &route.identity {
+        Some(config) => {
+            // Written by serde_json from verified claims: an object, or no claims at all.
+            let claims = claims.and_then(|c| serde_json::from_str(c.json()).ok()).unwrap_or_default();
+            let issuer = &app.config.server.public_origin;
+            Identity::of(config, &claims, &app.assertions, issuer, app.now())
+        }
+        None => Identity::default(),
+    };
+    if route.identity.as_ref().is_some_and(|identity| !identity.bearer) {
+        return Ok(UserSession::Admitted(ticket, None, identity));
+    }
+    let mut session = session;
+    let exchanged = route.exchange.as_ref().and_then(|exchange| session.resource_tokens.remove(&exchange.key));
     let token = app
         .tokens
         .access_token(&app.sessions, &ticket, session, route.audience.as_ref())
         .await
         .map_err(ApiError::from)?;
-    Ok(UserSession::Admitted(ticket, token))
+    let token = match &route.exchange {
+        None => token,
+        Some(exchange) => {
+            app.tokens.exchanged(&app.sessions, &ticket, exchanged, &token, exchange).await.map_err(|e| match e {
+                ExchangeError::Refused => Refusal::ExchangeRefused { route: route.prefix.clone() },
+                ExchangeError::Token(e) => ApiError::from(e).into(),
+            })?
+        }
+    };
+    Ok(UserSession::Admitted(ticket, Some(token), identity))
 }
 
 /// What a session lookup decoded for a route's rules and step-up: nothing, for the routes that

@@ -12,8 +12,8 @@
 //!    a token it rejects), and a stale cookie cleared.
 //!
 //! Where the next concerns go: token exchange per route and a DPoP key in `credential`; DPoP
-//! proofs and identity headers in `upstream_request`, beside the token; a trace span per phase
-//! here, in [`forward`].
+//! proofs in `upstream_request`, beside the token and the identity headers; a trace span per
+//! phase here, in [`forward`].
 //!
 //! This is the busiest path in cloakroom. It reads one cookie, does one store lookup and one
 //! AEAD open, rewrites headers in place, and hands the body through without buffering (a
@@ -55,8 +55,10 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     };
     let path = target_path(route, request.uri());
     // Kept for one more try with a fresh token, should the upstream reject the user's.
-    let replay = credential.is_users().then(|| Replay::of(&request, &path)).flatten();
-    let Some(relayed) = Relay::for_route(app, route_index, path, credential.token.as_ref(), client) else {
+    let replay = (credential.is_users() && credential.token.is_some()).then(|| Replay::of(&request, &path)).flatten();
+    let Some(relayed) =
+        Relay::for_route(app, route_index, path, credential.token.as_ref(), &credential.identity, client)
+    else {
         return ApiError::NotFound.response();
     };
     let response = relay(app, request, relayed).await;

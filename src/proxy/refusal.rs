@@ -4,7 +4,7 @@
 use super::step_up::Challenge;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::respond::Body;
+use crate::respond::{Body, json};
 use http::Response;
 use http::header::{ALLOW, HeaderValue};
 
@@ -17,6 +17,9 @@ pub enum Refusal {
     /// A stronger or more recent sign-in is needed: `401 step_up_required` with the challenge
     /// (what to ask for and the sign-in link), the route's own or the upstream's.
     StepUp(Challenge),
+    /// The provider refused the route's token exchange: `403 token_exchange_refused`, naming
+    /// the route (its prefix, configuration, never request bytes).
+    ExchangeRefused { route: String },
     /// Anything else, answered as the error table says (a cookie that opened nothing is
     /// cleared with it).
     Error(ApiError),
@@ -39,6 +42,10 @@ impl Refusal {
                 response
             }
             Refusal::StepUp(challenge) => challenge.response(&app.config.oidc.login_params),
+            Refusal::ExchangeRefused { route } => {
+                let (status, code, description) = ApiError::ExchangeRefused.parts();
+                json(status, &serde_json::json!({ "error": code, "error_description": description, "route": route }))
+            }
             Refusal::Error(error) => error.answer(app.sessions.cookies()),
         }
     }

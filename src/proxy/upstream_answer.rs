@@ -50,6 +50,17 @@ async fn after_rejected_token(
     rejected_answer: Response<Body>,
 ) -> Response<Body> {
     let Some(route) = app.config.routes.get(route_index) else { return rejected_answer };
+    if let Some(exchange) = &route.exchange {
+        // The rejected token is an exchanged one; the sign-in's own is not this API's to have.
+        // The answer stands, and the next call exchanges again.
+        if let (Some(ticket), Some(rejected)) = (credential.session.as_ref(), credential.token.as_ref())
+            && let Err(e) = app.tokens.forget_exchanged(&app.sessions, ticket, rejected, exchange).await
+        {
+            tracing::warn!(error = ?e, "the rejected exchanged token could not be forgotten; it is renewed when due");
+        }
+        app.metrics.token_rejected(&route.prefix, "exchange_forgotten");
+        return rejected_answer;
+    }
     let (Some(ticket), Some(rejected)) = (credential.session.as_ref(), credential.token.as_ref()) else {
         return rejected_answer;
     };
@@ -73,7 +84,8 @@ async fn after_rejected_token(
     *request.method_mut() = replay.method;
     *request.headers_mut() = replay.headers;
     let (parts, body) = request.into_parts();
-    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(&fresh), client) else {
+    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(&fresh), &credential.identity, client)
+    else {
         return ApiError::NotFound.response();
     };
     send(app, parts, body, relayed, None).await

@@ -1,8 +1,8 @@
 //! Phase 3, the upstream request: where the call goes (the route's upstream and path, the query
 //! kept), the header hygiene and forwarding headers ([`super::headers`]), the credential
 //! attached, and the send, bodies streaming both ways; a WebSocket handshake the upstream
-//! accepts becomes a byte tunnel. Identity headers and DPoP proofs are set here, beside the
-//! token, after the hygiene.
+//! accepts becomes a byte tunnel. Identity headers (incoming ones of the same names removed on
+//! every route) are set here, beside the token, after the hygiene; DPoP proofs will be too.
 
 use super::headers::{self, Forwarded};
 use super::websocket;
@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::config::RouteConfig;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
+use crate::identity::Identity;
 use crate::respond::Body;
 use crate::upstream::{ClientBodyError, SendError, Upstream};
 use http::header::{AUTHORIZATION, HeaderValue};
@@ -63,6 +64,8 @@ pub struct Target<'a> {
 pub struct Relay<'a> {
     pub target: Target<'a>,
     pub token: Option<&'a AccessToken>,
+    /// The user's identity headers and assertion (none: nothing set, the same names removed).
+    pub identity: Option<&'a Identity>,
     pub strip_authorization: bool,
     /// The client to send with and the metrics to record in.
     pub upstream: &'a Upstream,
@@ -81,12 +84,14 @@ impl<'a> Relay<'a> {
         route_index: usize,
         path: String,
         token: Option<&'a AccessToken>,
+        identity: &'a Identity,
         from: ClientAddr,
     ) -> Option<Self> {
         let route = app.config.routes.get(route_index)?;
         Some(Relay {
             target: Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path },
             token,
+            identity: Some(identity),
             strip_authorization: route.policy != crate::config::TokenPolicy::None,
             upstream: app.upstreams.get(route_index)?,
             timeout: route.timeout,
@@ -139,6 +144,13 @@ pub(super) async fn send(
         &relay.upstream.host,
         relay.strip_authorization,
     );
+    // No client speaks for a user: every name an identity travels in goes, then the route's own.
+    for name in &app.identity_headers {
+        headers.remove(name);
+    }
+    if let Some(identity) = relay.identity {
+        identity.apply(headers);
+    }
     if let Some(token) = relay.token {
         let mut value = String::with_capacity(7 + token.secret().len());
         value.push_str("Bearer ");

@@ -16,11 +16,11 @@ fn jwt_shaped(text: &str) -> Vec<String> {
         .collect()
 }
 
-const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
+pub(crate) const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
 
 /// Runs `tests/browser/journey.mjs` against `origin` (with the demo's step-up when asked);
 /// returns its record (failing loudly).
-async fn run_journey(origin: &str, step_up: bool) -> Value {
+pub(crate) async fn run_journey(origin: &str, step_up: bool) -> Value {
     run_journey_with(origin, step_up, &[]).await
 }
 
@@ -61,7 +61,7 @@ async fn run_journey_with(origin: &str, step_up: bool, env: &[(&str, &str)]) -> 
 
 /// Everything the browser received, sent or could read is free of `tokens` and of JWT shapes;
 /// the cookie is stored as specified; the first page after login carried it.
-fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
+pub(crate) fn assert_token_free(record: &Value, tokens: &[String], origin: &str) {
     assert!(tokens.len() >= 3, "expected access, refresh and ID tokens, got {}", tokens.len());
     for (what, value) in [
         ("responses", &record["responses"]),

@@ -9,10 +9,13 @@ mod client_auth;
 mod client_token;
 #[cfg(feature = "demo")]
 mod dev_issuer;
+mod exchange;
 mod frontchannel;
+mod gateways;
 mod glewlwyd;
 mod hostile;
 mod id_tokens;
+mod identity;
 mod journey;
 mod kill_switch;
 mod limits;

@@ -17,6 +17,15 @@ async fn replicas(redis: &RedisServer, keys: [Option<Vec<String>>; 2]) -> (Bff, 
 
 /// Two replicas with this `[session]` store configuration, behind a round-robin balancer.
 pub(crate) async fn replicas_with(session_toml: &str, keys: [Option<Vec<String>>; 2]) -> (Bff, Bff) {
+    replicas_routed(session_toml, keys, "").await
+}
+
+/// [`replicas_with`], with `extra_routes` on both.
+pub(crate) async fn replicas_routed(
+    session_toml: &str,
+    keys: [Option<Vec<String>>; 2],
+    extra_routes: &str,
+) -> (Bff, Bff) {
     let (listener, balancer) = Balancer::bind();
     let origin = format!("http://{balancer}");
     let [keys_a, keys_b] = keys;
@@ -24,6 +33,7 @@ pub(crate) async fn replicas_with(session_toml: &str, keys: [Option<Vec<String>>
         public_url: Some(origin.clone()),
         session_toml: session_toml.to_string(),
         session_keys: keys_a,
+        extra_routes: extra_routes.to_string(),
         ..Default::default()
     })
     .await;
@@ -32,6 +42,7 @@ pub(crate) async fn replicas_with(session_toml: &str, keys: [Option<Vec<String>>
         client: Some(a.client.clone()),
         session_toml: session_toml.to_string(),
         session_keys: keys_b,
+        extra_routes: extra_routes.to_string(),
         ..Default::default()
     })
     .await;

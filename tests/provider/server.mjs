@@ -12,9 +12,11 @@
 //   USERINFO_CLAIMS    "1": as OpenID Connect Core has it, scope claims (name, email, groups)
 //                      only at the userinfo endpoint, and the sign-in's access token bound to
 //                      no resource, so that userinfo accepts it
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 const accounts = {
@@ -113,6 +115,44 @@ const configuration = {
   },
 };
 
+// Token exchange (RFC 8693), registered through oidc-provider's documented registerGrantType:
+// a client trades an access token issued to it (a JWT of this provider's, verified against its
+// own JWKS) for an opaque one naming the `audience`/`resource` asked for. The policy, as real
+// providers have one: any `urn:cloakroom:` audience but `urn:cloakroom:forbidden`.
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+function tokenExchange(issuer, exchanged) {
+  const keys = createRemoteJWKSet(new URL(`${issuer}/jwks`));
+  return async (ctx) => {
+    const { subject_token: subject, subject_token_type: subjectType, audience, resource, scope } = ctx.oidc.params;
+    if (!subject || subjectType !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('subject_token (an access token) is required');
+    }
+    let claims;
+    try {
+      ({ payload: claims } = await jwtVerify(subject, keys, { issuer }));
+    } catch {
+      throw new errors.InvalidGrant('subject_token is not a valid access token of this provider');
+    }
+    if (claims.client_id !== ctx.oidc.client.clientId) {
+      throw new errors.InvalidGrant('subject_token was issued to another client');
+    }
+    const target = audience || resource;
+    if (!target || !target.startsWith('urn:cloakroom:') || target === 'urn:cloakroom:forbidden') {
+      throw new errors.InvalidTarget('this audience may not be asked for');
+    }
+    const token = `xchg_${randomBytes(24).toString('base64url')}`;
+    exchanged.set(token, { sub: claims.sub, clientId: ctx.oidc.client.clientId, audience, resource, scope });
+    ctx.body = {
+      access_token: token,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: ttl('ACCESS_TOKEN_TTL', 300),
+      ...(scope ? { scope } : {}),
+    };
+  };
+}
+
 function html(res, status, body) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
   res.end(`<!doctype html><meta charset="utf-8"><title>Test provider</title>${body}`);
@@ -182,6 +222,9 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = process.env.ISSUER || `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const provider = new Provider(issuer, configuration);
+  const exchanged = new Map();
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange(issuer, exchanged),
+    ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope']);
   // Userinfo answers, counted per client (oidc-provider emits no event of its own for them);
   // a middleware must be in place before the callback is made.
   provider.use(async (ctx, next) => {
@@ -250,6 +293,12 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       const attr = src.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       return res.end(`<!doctype html><title>Signed out at the provider</title><iframe id="rp" src="${attr}"></iframe>`);
+    }
+    // Test-only: what an exchanged token was issued for (an upstream would introspect it).
+    if (req.url.startsWith('/__test/exchanged?')) {
+      const token = new URL(req.url, issuer).searchParams.get('token');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(exchanged.get(token) ?? null));
     }
     if (req.url === '/__test/events') {
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -58,6 +58,9 @@ pub(in crate::config) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<Rout
         let Some(upstream) = check.url(&key("upstream"), &route.upstream) else {
             continue;
         };
+        let identity =
+            route.identity.as_ref().and_then(|raw| identity(check, &key("identity"), policy, raw, &upstream));
+        let exchange = route.exchange.as_ref().and_then(|raw| exchange(check, &key("exchange"), route, raw));
         if upstream.query().is_some() || upstream.fragment().is_some() || !upstream.username().is_empty() {
             check.fail(key("upstream"), "must not carry a query, fragment or credentials");
             continue;
@@ -89,6 +92,8 @@ pub(in crate::config) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<Rout
             methods,
             rules,
             step_up,
+            identity,
+            exchange,
         });
     }
 
@@ -149,6 +154,117 @@ pub(in crate::config) fn step_up_login_params(check: &mut Check, login_params: &
             }
         }
     }
+}
+
+/// Headers an identity header may not be: what cloakroom or HTTP itself sets on the way
+/// upstream (the credential, cookies, framing, forwarding, tracing) and the assertion's own.
+const RESERVED_HEADERS: [&str; 14] = [
+    "authorization",
+    "cookie",
+    "cookie2",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "forwarded",
+    "x-request-id",
+    ASSERTION_HEADER,
+];
+
+/// A route's `[routes.identity]`: headers (name → claim) and the assertion, for a signed-in
+/// user; so only on routes whose policy reads the user's session.
+fn identity(
+    check: &mut Check,
+    key: &str,
+    policy: TokenPolicy,
+    raw: &RawIdentity,
+    upstream: &Url,
+) -> Option<IdentityConfig> {
+    if !matches!(policy, TokenPolicy::User | TokenPolicy::UserOrNone | TokenPolicy::UserOrClient) {
+        check.fail(
+            key,
+            "needs a signed-in user: only on routes with token = \"user\", \"user-or-none\" or \"user-or-client\"",
+        );
+        return None;
+    }
+    let named: Vec<(String, String)> = match &raw.headers {
+        Some(headers) => headers.iter().map(|(h, c)| (h.clone(), c.clone())).collect(),
+        None => DEFAULT_IDENTITY_HEADERS.iter().map(|(h, c)| (h.to_string(), c.to_string())).collect(),
+    };
+    let mut headers: Vec<(HeaderName, String)> = Vec::new();
+    for (name, claim) in named {
+        let header_key = format!("{key}.headers.{name:?}");
+        let lower = name.trim().to_ascii_lowercase();
+        let Ok(header) = HeaderName::from_bytes(lower.as_bytes()) else {
+            check.fail(header_key, "is not an HTTP header name");
+            continue;
+        };
+        if RESERVED_HEADERS.contains(&header.as_str())
+            || ["x-forwarded-", "proxy-", "sec-", "keep-alive"].iter().any(|p| header.as_str().starts_with(p))
+        {
+            check.fail(header_key, "is a header cloakroom or HTTP sets on the way upstream; choose another name");
+            continue;
+        }
+        let claim = claim.trim();
+        if claim.is_empty() || claim.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            check.fail(header_key, "must name a claim (no quote, backslash or control character)");
+            continue;
+        }
+        if headers.iter().any(|(h, _)| *h == header) {
+            check.fail(header_key, "is named twice (header names have no case)");
+            continue;
+        }
+        headers.push((header, claim.to_string()));
+    }
+    let assertion = raw.assertion.then(|| {
+        let audience = raw.audience.as_deref().map(str::trim).filter(|a| !a.is_empty());
+        audience.map_or_else(|| upstream.as_str().to_string(), str::to_string)
+    });
+    if raw.audience.is_some() && !raw.assertion {
+        check.fail(format!("{key}.audience"), "is the assertion's audience: set assertion = true");
+    }
+    if headers.is_empty() && assertion.is_none() && raw.bearer {
+        check.fail(key, "sends nothing: name headers, set assertion = true, or leave the section out");
+    }
+    Some(IdentityConfig { headers, assertion, bearer: raw.bearer })
+}
+
+/// A route's `[routes.exchange]`: an `audience`, a `resource` or both, optional `scopes`; on a
+/// `token = "user"` route only (the subject is the user's token), without the route's own
+/// `resource` (one way to get a route its token).
+fn exchange(check: &mut Check, key: &str, route: &RawRoute, raw: &RawExchange) -> Option<Exchange> {
+    if route.token != TokenPolicy::User {
+        check.fail(key, "exchanges the signed-in user's token: only on token = \"user\" routes");
+        return None;
+    }
+    if route.resource.is_some() || !route.scopes.is_empty() {
+        check.fail(key, "replaces the route's resource and scopes: set them in [routes.exchange] instead");
+        return None;
+    }
+    let text = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let (audience, resource) = (text(&raw.audience), text(&raw.resource));
+    if let Some(resource) = &resource {
+        check.resource(&format!("{key}.resource"), resource);
+    }
+    if audience.is_none() && resource.is_none() {
+        check.fail(key, "needs an audience, a resource or both: what the token is for");
+        return None;
+    }
+    if let Some(bad) = raw.scopes.iter().find(|s| !scope_token_ok(s)) {
+        check.fail(format!("{key}.scopes"), format!("{bad:?} is not a scope (RFC 6749 §3.3)"));
+        return None;
+    }
+    let key = format!(
+        "x {} {} {}",
+        audience.as_deref().unwrap_or_default(),
+        resource.as_deref().unwrap_or_default(),
+        raw.scopes.join(",")
+    );
+    Some(Exchange { audience, resource, scopes: raw.scopes.clone(), key })
 }
 
 /// A route's `methods`: HTTP method names (any case), never `CONNECT` or `TRACE`.

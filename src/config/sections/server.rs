@@ -106,6 +106,17 @@ pub(in crate::config) fn server(check: &mut Check, raw: &RawServer) -> (ServerCo
             "server.admin_listen ({admin_listen}) is not loopback and server.admin_token_file is not set: the admin session endpoints (/sessions) refuse every call; health and metrics answer as before"
         ));
     }
+    let forward_auth =
+        check.secret("server.forward_auth_token", raw.forward_auth_token.clone(), raw.forward_auth_token_file.clone());
+    if forward_auth.as_ref().is_some_and(|token| token.trim().len() < 32) {
+        check.fail("server.forward_auth_token", "must be at least 32 characters (openssl rand -hex 32)");
+    }
+    if forward_auth.is_some() && trusted_proxies.is_empty() {
+        check.fail(
+            "server.forward_auth_token",
+            "needs server.trusted_proxies: the gateways' addresses, the only callers whose X-Forwarded-Uri is believed",
+        );
+    }
     let config = ServerConfig {
         listen,
         public_origin,
@@ -124,6 +135,7 @@ pub(in crate::config) fn server(check: &mut Check, raw: &RawServer) -> (ServerCo
         hsts,
         idle_timeout: connection_idle_timeout,
         worker_threads: usize::try_from(raw.worker_threads).ok().and_then(std::num::NonZeroUsize::new),
+        forward_auth: forward_auth.map(|token| crate::secret::Secret::new(token.trim().to_string())),
     };
     (config, public_url)
 }

@@ -91,7 +91,12 @@ pub async fn register_client_with_key(
     key: Option<&TestClientKey>,
 ) -> RegisteredClient {
     let grant_types: &[&str] = if refresh {
-        &["authorization_code", "refresh_token", "client_credentials"]
+        &[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ]
     } else {
         &["authorization_code", "client_credentials"]
     };

@@ -19,7 +19,13 @@
 //! `oidc.refresh_retry_backoff`, and the still-valid access token keeps being used meanwhile.
 //!
 //! cloakroom's own client-credentials tokens (for `client` routes) follow the same rules: cached
-//! until due, renewed by one caller while the others wait, shared by every user.
+//! until due, renewed by one caller while the others wait, shared by every user. A route's
+//! exchanged token ([`exchange`], RFC 8693) is kept in the session beside the resource tokens,
+//! obtained under the same lock and lease.
+
+mod exchange;
+
+pub use exchange::ExchangeError;
 
 use crate::config::Audience;
 use crate::metrics::{Metrics, RefreshOutcome};
@@ -77,6 +83,9 @@ pub struct TokenService {
     /// under `client_renewal`.
     client_tokens: std::sync::RwLock<HashMap<Option<Audience>, Held>>,
     client_renewal: Mutex<()>,
+    /// Exchanges the provider refused, per session and exchange: not asked again for a while
+    /// (a storm of calls gets one refusal from the provider, not one each).
+    exchange_refused: Cache<(StoreKey, String), ()>,
     metrics: Arc<Metrics>,
 }
 
@@ -110,6 +119,7 @@ impl TokenService {
             retry_backoff: timing.retry_backoff,
             client_tokens: Default::default(),
             client_renewal: Mutex::new(()),
+            exchange_refused: Cache::builder().time_to_live(exchange::REFUSAL_REMEMBERED).max_capacity(100_000).build(),
             metrics,
         }
     }
