@@ -10,6 +10,10 @@ In one run, on loopback, with the same load for each (wrk, fixed connections and
   (c10k) the same with many live sessions in the store, each request presenting the next one;
   (r) cloakroom on a route with authorization rules (claims and granted scope), behind eight
       other ruled routes: what rules cost on the request path, against (c);
+  (i) cloakroom on a route with identity headers (the X-Auth-Request-* set) beside the token;
+  (s) the same with a signed identity assertion (an EdDSA JWT per call) too;
+  (x) cloakroom on a route whose token is exchanged (RFC 8693), the exchanged token cached:
+      what identity, the assertion and a cached exchanged token cost per call, against (c);
   (d) Apache httpd with Debian's mod_auth_openidc on an authenticated route: a mainstream OIDC proxy.
 Both authenticating proxies sign in programmatically against the same real OpenID provider (the
 test suite's oidc-provider). Every request wrk counts must have reached the upstream, and for (c)
@@ -47,9 +51,12 @@ BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 CSRF = ("X-CSRF", "1")
-OURS = ("c", "c10k", "r")
+OURS = ("c", "c10k", "r", "i", "s", "x")
 API_PATH = "/api/items"
 RULED_PATH = "/ruled/items"
+IDENTITY_PATH = "/identity/items"
+ASSERTED_PATH = "/asserted/items"
+EXCHANGED_PATH = "/exchanged/items"
 
 
 def log(message):
@@ -238,6 +245,7 @@ class Provider:
 
     def register(self, redirect_uri, refresh):
         grants = ["authorization_code", "refresh_token"] if refresh else ["authorization_code"]
+        grants.append("urn:ietf:params:oauth:grant-type:token-exchange")
         client = http_json("POST", f"{self.issuer}/reg", {
             "redirect_uris": [redirect_uri],
             "grant_types": grants,
@@ -335,7 +343,24 @@ level = "warn"
 prefix = "/api/"
 upstream = "http://127.0.0.1:{upstream.port}/api/"
 token = "user"
-{ruled_routes(upstream)}""")
+{ruled_routes(upstream)}
+[[routes]]
+prefix = "/identity/"
+upstream = "http://127.0.0.1:{upstream.port}/api/"
+[routes.identity]
+
+[[routes]]
+prefix = "/asserted/"
+upstream = "http://127.0.0.1:{upstream.port}/api/"
+[routes.identity]
+assertion = true
+
+[[routes]]
+prefix = "/exchanged/"
+upstream = "http://127.0.0.1:{upstream.port}/api/"
+[routes.exchange]
+audience = "urn:cloakroom:bench"
+""")
     process = processes.start(name, [str(RELEASE / "cloakroom"), "--config", str(conf)])
     wait_for_port(port, process, name)
     # Ready once it has the provider's metadata: sign-ins before that are refused (502).
@@ -462,7 +487,10 @@ def measure(target, upstream, args):
     result["user_us"] = (cpu_after[0] - cpu_before[0]) / max(result["requests"], 1) * 1e6
     result["sys_us"] = (cpu_after[1] - cpu_before[1]) / max(result["requests"], 1) * 1e6
     arrived = after["total"] - before["total"]
-    bearer = after["bearer"] - before["bearer"]
+    # What an authenticated request must carry to count: the Bearer JWT, or what the target's
+    # route adds (identity headers, the assertion) or sends instead (an exchanged token).
+    counter = target.get("counter", "bearer")
+    bearer = after[counter] - before[counter]
     counted = bearer if target["authenticated"] else arrived
     # wrk counts completed responses; requests still in flight when it stops may have arrived too.
     problems = []
@@ -471,10 +499,10 @@ def measure(target, upstream, args):
                         f"(connect {result['connect_errors']}, read {result['read_errors']}, "
                         f"write {result['write_errors']}, timeout {result['timeouts']})")
     if counted < result["requests"]:
-        what = "with a Bearer token" if target["authenticated"] else "at all"
+        what = f"with its credential ({counter})" if target["authenticated"] else "at all"
         problems.append(f"only {counted} of {result['requests']} requests reached the upstream {what}")
     if target["authenticated"] and arrived != bearer:
-        problems.append(f"{arrived - bearer} requests reached the upstream without a Bearer token")
+        problems.append(f"{arrived - bearer} requests reached the upstream without their credential ({counter})")
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     result["problems"] = problems
     return result
@@ -635,6 +663,11 @@ def print_table(targets, summaries, args):
     if c and r:
         print(f"\ncloakroom ruled route (r) / user route (c): {r['rps'][0] / c['rps'][0]:.2f}x throughput, "
               f"p99 {r['p99'][0] - c['p99'][0]:+.2f} ms, CPU {r['user_us'] - c['user_us']:+.1f} us/req user")
+    for tid, what in (("i", "identity headers"), ("s", "identity + assertion"), ("x", "cached exchanged token")):
+        other = summaries.get(tid)
+        if c and other:
+            print(f"cloakroom {what} ({tid}) / user route (c): {other['rps'][0] / c['rps'][0]:.2f}x throughput, "
+                  f"p99 {other['p99'][0] - c['p99'][0]:+.2f} ms, CPU {other['user_us'] - c['user_us']:+.1f} us/req user")
     if c and d:
         print(f"\ncloakroom (c) / Apache mod_auth_openidc (d): {c['rps'][0] / d['rps'][0]:.2f}x throughput, "
               f"p99 {c['p99'][0] - d['p99'][0]:+.2f} ms")
@@ -696,6 +729,13 @@ def main():
              "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
             {"id": "r", "label": "(r) cloakroom, ruled route", "authenticated": True, "pgid": cloakroom.pid,
              "url": f"{origin}{RULED_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
+            {"id": "i", "label": "(i) cloakroom, identity headers", "authenticated": True, "pgid": cloakroom.pid,
+             "url": f"{origin}{IDENTITY_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF], "counter": "identity"},
+            {"id": "s", "label": "(s) cloakroom, identity + assertion", "authenticated": True, "pgid": cloakroom.pid,
+             "url": f"{origin}{ASSERTED_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF], "counter": "assertion"},
+            {"id": "x", "label": "(x) cloakroom, exchanged token (cached)", "authenticated": True,
+             "pgid": cloakroom.pid, "url": f"{origin}{EXCHANGED_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF],
+             "counter": "exchanged"},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]

@@ -3,8 +3,12 @@
 //! It answers every request with a small JSON body and counts what arrived, so the benchmark can
 //! prove that each request a load generator counted really reached the API, and authenticated:
 //! a proxy that answered 401 or 302 itself, or forwarded without a token, does not score.
-//! `GET /__count` returns `{"total": N, "bearer": M}`, where `bearer` counts requests carrying
-//! `Authorization: Bearer` with a JWT-shaped token (three dot-separated parts).
+//! `GET /__count` returns `{"total": N, "bearer": M, "identity": I, "assertion": A,
+//! "exchanged": X}`, where `bearer` counts requests carrying `Authorization: Bearer` with a
+//! JWT-shaped token (three dot-separated parts), `identity` those with a non-empty
+//! `X-Auth-Request-User` beside it, `assertion` those with a JWT-shaped `X-Cloakroom-Assertion`
+//! beside it, and `exchanged` those whose Bearer token is one the test provider issued by token
+//! exchange (`xchg_…`).
 //!
 //! It is deliberately as cheap as hyper allows, so that it is not what the benchmark measures.
 //! Usage: `bench-upstream 127.0.0.1:PORT`.
@@ -23,23 +27,49 @@ use hyper_util::rt::TokioIo;
 
 static TOTAL: AtomicU64 = AtomicU64::new(0);
 static BEARER: AtomicU64 = AtomicU64::new(0);
+static IDENTITY: AtomicU64 = AtomicU64::new(0);
+static ASSERTION: AtomicU64 = AtomicU64::new(0);
+static EXCHANGED: AtomicU64 = AtomicU64::new(0);
 
 const BODY: &[u8] = br#"{"items":[{"id":1,"name":"first"},{"id":2,"name":"second"}],"next":null}"#;
 
-fn is_bearer_jwt(value: Option<&HeaderValue>) -> bool {
-    let Some(token) = value.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else { return false };
+fn is_jwt(token: &[u8]) -> bool {
     token.len() > 20 && token.iter().filter(|&&b| b == b'.').count() == 2
+}
+
+fn bearer(value: Option<&HeaderValue>) -> Option<&[u8]> {
+    value.and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
 }
 
 async fn serve(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.uri().path() == "/__count" {
-        let body =
-            format!(r#"{{"total":{},"bearer":{}}}"#, TOTAL.load(Ordering::Relaxed), BEARER.load(Ordering::Relaxed));
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let body = format!(
+            r#"{{"total":{},"bearer":{},"identity":{},"assertion":{},"exchanged":{}}}"#,
+            count(&TOTAL),
+            count(&BEARER),
+            count(&IDENTITY),
+            count(&ASSERTION),
+            count(&EXCHANGED)
+        );
         return Ok(Response::new(Full::new(Bytes::from(body))));
     }
     TOTAL.fetch_add(1, Ordering::Relaxed);
-    if is_bearer_jwt(request.headers().get(AUTHORIZATION)) {
-        BEARER.fetch_add(1, Ordering::Relaxed);
+    let headers = request.headers();
+    match bearer(headers.get(AUTHORIZATION)) {
+        Some(token) if is_jwt(token) => {
+            BEARER.fetch_add(1, Ordering::Relaxed);
+            if headers.get("x-auth-request-user").is_some_and(|v| !v.is_empty()) {
+                IDENTITY.fetch_add(1, Ordering::Relaxed);
+            }
+            if headers.get("x-cloakroom-assertion").is_some_and(|v| is_jwt(v.as_bytes())) {
+                ASSERTION.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Some(token) if token.starts_with(b"xchg_") && token.len() > 20 => {
+            EXCHANGED.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
     }
     let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
