@@ -193,7 +193,11 @@ fn cookie_migration_check(bencher: divan::Bencher) {
 /// The anti-CSRF check of an API call.
 #[divan::bench]
 fn csrf_check(bencher: divan::Bencher) {
-    let guard = cloakroom::csrf::CsrfGuard::new(http::HeaderName::from_static("x-csrf"), "https://app.example".into());
+    let guard = cloakroom::csrf::CsrfGuard::new(
+        http::HeaderName::from_static("x-csrf"),
+        "https://app.example".into(),
+        Vec::new(),
+    );
     let headers = browser_headers(&SessionTicket::generate());
     bencher.bench(|| guard.check(divan::black_box(&headers)).expect("passes"));
 }

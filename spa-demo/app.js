@@ -1,12 +1,19 @@
-// The cloakroom demo SPA. Everything it knows comes from same-origin calls to cloakroom:
-// /bff/user, /bff/sessions, /bff/logout and the API routes. It never sees a token.
+// The cloakroom demo SPA. Everything it knows comes from calls to cloakroom: /bff/user,
+// /bff/sessions, /bff/logout and the API routes. It never sees a token.
+//
+// Served by cloakroom itself, it calls its own origin. Served from elsewhere (a CDN on a
+// sibling host of the same site, listed in cloakroom's `[spa] origins`), index.html names
+// cloakroom's origin in <meta name="cloakroom">, and the calls go there with credentials.
+const BFF = document.querySelector('meta[name="cloakroom"]')?.content || '';
 const CSRF = { 'X-CSRF': '1' };
 const $ = (id) => document.getElementById(id);
+// Where a sign-in returns: this page, as a path on cloakroom's own origin, or in full.
+const here = () => (BFF ? location.href.split('#')[0] : location.pathname + location.search);
 
 async function call(path, options = {}) {
-  const response = await fetch(path, {
+  const response = await fetch(BFF + path, {
     ...options,
-    credentials: 'same-origin',
+    credentials: BFF ? 'include' : 'same-origin',
     headers: { Accept: 'application/json', ...CSRF, ...(options.headers || {}) },
   });
   let body = null;
@@ -21,8 +28,7 @@ function showError(message) {
 }
 
 function signIn() {
-  const back = location.pathname + location.search;
-  location.assign(`/bff/login?returnUrl=${encodeURIComponent(back)}`);
+  location.assign(`${BFF}/bff/login?returnUrl=${encodeURIComponent(here())}`);
 }
 
 function signedOut(message) {
@@ -123,7 +129,7 @@ async function callGuarded(path, options) {
   result.hidden = false;
   const stepUp = status === 401 && body && body.error === 'step_up_required';
   if (status === 401 && !stepUp) return signedOut('Your session has ended. Sign in again to continue.');
-  stepUpLink = stepUp ? body.login_url + encodeURIComponent(location.pathname + location.search) : null;
+  stepUpLink = stepUp ? BFF + body.login_url + encodeURIComponent(here()) : null;
   $('step-up').hidden = !stepUp;
 }
 

@@ -75,7 +75,8 @@ impl App {
                 authority,
             )
         });
-        let csrf = CsrfGuard::new(config.csrf.header.clone(), config.server.public_origin.clone());
+        let csrf =
+            CsrfGuard::new(config.csrf.header.clone(), config.server.public_origin.clone(), config.spa_origins.clone());
         let assertions = crate::identity::assertion::Signer::new(&config.session.keys);
         let identity_headers = crate::identity::spoofable(&config.routes);
         Ok(Self {

@@ -5,6 +5,11 @@
 //! came from our own origin. Second line: browsers' own statements of where a request came
 //! from: `Sec-Fetch-Site` other than `same-origin`, or an `Origin` other than ours, is refused
 //! even when the header is there.
+//!
+//! With `[spa] origins` (the SPA on a CDN, a sibling host of the same site), a call from one
+//! of those origins is the SPA's too: it carries the header only after a CORS preflight that
+//! cloakroom answers for those origins alone, its `Origin` is one of them, and its
+//! `Sec-Fetch-Site` says `same-site` (never `cross-site`).
 
 use crate::error::ApiError;
 use http::header::ORIGIN;
@@ -17,26 +22,56 @@ const SEC_FETCH_SITE: &str = "sec-fetch-site";
 pub struct CsrfGuard {
     header: HeaderName,
     origin: String,
+    /// `[spa] origins`: the SPA's other origins, of the same site.
+    spa_origins: Vec<String>,
 }
 
 impl CsrfGuard {
-    pub fn new(header: HeaderName, origin: String) -> Self {
-        Self { header, origin }
+    pub fn new(header: HeaderName, origin: String, spa_origins: Vec<String>) -> Self {
+        Self { header, origin, spa_origins }
     }
 
     /// Both lines ([`check`]): API routes and state-changing endpoints.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.is_spa_call(headers) {
+            return if has_header(headers, &self.header) { Ok(()) } else { Err(ApiError::CsrfHeaderMissing) };
+        }
         check(headers, &self.header, &self.origin)
     }
 
     /// [`websocket_origin`].
     pub fn websocket(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.is_spa_call(headers) {
+            return Ok(());
+        }
         websocket_origin(headers, &self.origin)
     }
 
     /// [`same_origin`].
     pub fn same_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.is_spa_call(headers) {
+            return Ok(());
+        }
         same_origin(headers, &self.origin)
+    }
+
+    /// The request's one `Origin`, when it is one of `[spa] origins` (for CORS answers).
+    pub fn spa_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h http::HeaderValue> {
+        if self.spa_origins.is_empty() {
+            return None;
+        }
+        let mut origins = headers.get_all(ORIGIN).iter();
+        match (origins.next(), origins.next()) {
+            (Some(origin), None) if self.spa_origins.iter().any(|o| o.as_bytes() == origin.as_bytes()) => Some(origin),
+            _ => None,
+        }
+    }
+
+    /// A call from one of `[spa] origins`: its one `Origin` is listed, and every
+    /// `Sec-Fetch-Site` it carries says `same-site` (a page of another site cannot claim it).
+    fn is_spa_call(&self, headers: &HeaderMap) -> bool {
+        self.spa_origin(headers).is_some()
+            && headers.get_all(SEC_FETCH_SITE).iter().all(|site| site.as_bytes() == b"same-site")
     }
 
     /// [`has_header`].
@@ -125,6 +160,38 @@ mod tests {
         assert_eq!(websocket_origin(&headers(&[]), ORIGIN_OK), Err(ApiError::CrossSiteRequest));
         let foreign = headers(&[("origin", "https://evil.example")]);
         assert_eq!(websocket_origin(&foreign, ORIGIN_OK), Err(ApiError::CrossSiteRequest));
+    }
+
+    #[test]
+    fn the_spas_other_origins_pass_same_site_and_nothing_else_does() {
+        let guard =
+            CsrfGuard::new(HeaderName::from_static("x-csrf"), ORIGIN_OK.into(), vec!["https://spa.example.com".into()]);
+        let from = |pairs: &[(&'static str, &'static str)]| guard.check(&headers(pairs));
+        assert_eq!(
+            from(&[("x-csrf", "1"), ("origin", "https://spa.example.com"), ("sec-fetch-site", "same-site")]),
+            Ok(())
+        );
+        assert_eq!(from(&[("x-csrf", "1"), ("origin", "https://spa.example.com")]), Ok(()));
+        assert_eq!(
+            from(&[("origin", "https://spa.example.com"), ("sec-fetch-site", "same-site")]),
+            Err(ApiError::CsrfHeaderMissing),
+            "the header is still required"
+        );
+        for pairs in [
+            &[("x-csrf", "1"), ("origin", "https://spa.example.com"), ("sec-fetch-site", "cross-site")][..],
+            &[("x-csrf", "1"), ("origin", "https://evil.example"), ("sec-fetch-site", "same-site")][..],
+            &[("x-csrf", "1"), ("origin", "https://spa.example.com"), ("origin", "https://evil.example")][..],
+            &[("x-csrf", "1"), ("origin", "https://spa.example.com."), ("sec-fetch-site", "same-site")][..],
+            &[("x-csrf", "1"), ("origin", "http://spa.example.com"), ("sec-fetch-site", "same-site")][..],
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-site")][..],
+        ] {
+            assert_eq!(from(pairs), Err(ApiError::CrossSiteRequest), "{pairs:?}");
+        }
+        // Without listed origins, same-site is refused as before.
+        let plain = CsrfGuard::new(HeaderName::from_static("x-csrf"), ORIGIN_OK.into(), Vec::new());
+        let same_site =
+            headers(&[("x-csrf", "1"), ("origin", "https://spa.example.com"), ("sec-fetch-site", "same-site")]);
+        assert_eq!(plain.check(&same_site), Err(ApiError::CrossSiteRequest));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub async fn handle(
     let logged_uri =
         tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| request.uri().clone());
     let refusal = refuse_malformed(&request);
+    // `[spa] origins`: a preflight from one is answered here; its answers are readable there.
+    let preflight = crate::cors::preflight(app, &method, request.headers(), route);
+    let spa_origin = app.csrf.spa_origin(request.headers()).filter(|_| preflight.is_none()).cloned();
     // A session cookie under the name an earlier version used moves to the current one, on an
     // answer cloakroom makes itself (`/bff/*`, a page of the SPA), never on a proxied one.
     let migration = match route {
@@ -52,6 +55,9 @@ pub async fn handle(
     let response = async {
         if let Some(error) = refusal {
             return error.response();
+        }
+        if let Some(preflight) = preflight {
+            return preflight;
         }
         match route {
             Route::Bff(endpoint) => bff::handle(app, endpoint, request, client).await,
@@ -74,6 +80,9 @@ pub async fn handle(
         migration.apply(&mut response, app.sessions.cookies());
     }
     no_store_when_setting_own(response.headers_mut(), app.sessions.cookies());
+    if let Some(origin) = spa_origin {
+        crate::cors::allow(origin, route, response.headers_mut());
+    }
     // Shutting down: each HTTP/1.1 keep-alive client learns it with its next answer and
     // leaves, instead of finding its pooled connection closed under a request later.
     // (HTTP/2 clients get a GOAWAY from the connection itself; an upgrade keeps its headers.)

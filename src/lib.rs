@@ -48,6 +48,7 @@ pub mod bff;
 pub mod client_slots;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod crypto;
 pub mod csrf;
 #[cfg(feature = "demo")]

@@ -28,7 +28,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
         return ApiError::MethodNotAllowed.response();
     }
     let return_to = match query_param(request.uri().query(), "returnUrl") {
-        Ok(value) => safe_return_path(value.as_deref()),
+        Ok(value) => safe_return_target(value.as_deref(), &app.config.spa_origins),
         Err(()) => "/".to_string(),
     };
     let remember = app.config.session.allow_remember
@@ -135,6 +135,17 @@ pub fn safe_return_path(raw: Option<&str>) -> String {
     if is_safe(path) { path.to_string() } else { "/".into() }
 }
 
+/// [`safe_return_path`], or a URL on one of `[spa] origins` (the SPA on a CDN) whose path is a
+/// safe one by the same rules: the origin exactly as configured, then `/` and the path.
+pub fn safe_return_target(raw: Option<&str>, spa_origins: &[String]) -> String {
+    let on_spa_origin =
+        raw.filter(|target| spa_origins.iter().any(|origin| target.strip_prefix(origin.as_str()).is_some_and(is_safe)));
+    match on_spa_origin {
+        Some(target) if target.len() <= MAX_RETURN_PATH => target.to_string(),
+        _ => safe_return_path(raw),
+    }
+}
+
 fn is_safe(path: &str) -> bool {
     if path.is_empty() || path.len() > MAX_RETURN_PATH || !path.starts_with('/') {
         return false;
@@ -165,6 +176,30 @@ mod tests {
         for path in ["/", "/app", "/app/page?x=1&y=%2F#frag", "/a/b/c?next=//still-a-query", "/%E2%9C%93", "/a+b"] {
             assert_eq!(safe_return_path(Some(path)), path, "{path}");
         }
+    }
+
+    #[test]
+    fn a_return_to_the_spas_other_origin_is_kept_and_nothing_like_it() {
+        let origins = ["https://spa.example.com".to_string()];
+        for kept in ["https://spa.example.com/", "https://spa.example.com/orders?id=1#top"] {
+            assert_eq!(safe_return_target(Some(kept), &origins), kept);
+        }
+        for refused in [
+            "https://spa.example.com",
+            "https://spa.example.com.evil.example/",
+            "https://spa.example.com@evil.example/",
+            "https://spa.example.com//evil.example/",
+            "https://spa.example.com/%2F%2Fevil.example",
+            "https://spa.example.com/\\evil.example",
+            "https://spa.example.com/a b",
+            "https://evil.example/",
+            "http://spa.example.com/",
+            "//spa.example.com/",
+        ] {
+            assert_eq!(safe_return_target(Some(refused), &origins), "/", "{refused}");
+        }
+        assert_eq!(safe_return_target(Some("/app"), &origins), "/app");
+        assert_eq!(safe_return_target(Some("https://spa.example.com/"), &[]), "/");
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Config {
     pub spa: Option<SpaConfig>,
     /// `[spa] dev_server`: the frontend's dev server, instead of `spa.dir`.
     pub spa_dev_server: Option<(http::uri::Scheme, http::uri::Authority)>,
+    /// `[spa] origins`: origins the SPA is served from besides `public_url` (serialized,
+    /// `https://app.example.com`), which may call cloakroom with credentials (CORS) and be
+    /// returned to after a sign-in.
+    pub spa_origins: Vec<String>,
     pub demo: DemoConfig,
     pub routes: Vec<RouteConfig>,
     /// `[[providers]]`: providers beside `[oidc]`, the default one.

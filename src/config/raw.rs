@@ -34,11 +34,19 @@ pub struct RawSpa {
     pub dir: Option<String>,
     pub dev_server: Option<String>,
     pub content_security_policy: String,
+    /// Origins the SPA is served from besides `public_url` (a CDN on a sibling host).
+    #[serde(deserialize_with = "flexible::string_list")]
+    pub origins: Vec<String>,
 }
 
 impl Default for RawSpa {
     fn default() -> Self {
-        Self { dir: None, dev_server: None, content_security_policy: crate::spa::DEFAULT_CSP.into() }
+        Self {
+            dir: None,
+            dev_server: None,
+            content_security_policy: crate::spa::DEFAULT_CSP.into(),
+            origins: Vec::new(),
+        }
     }
 }
 

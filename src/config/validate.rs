@@ -79,6 +79,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let csrf = sections::csrf(&mut check, &raw.csrf);
     let log = sections::log(&mut check, raw.log);
     let (spa, spa_dev_server) = sections::spa(&mut check, &raw.spa);
+    let spa_origins = sections::spa_origins(&mut check, &raw.spa.origins, public_url.as_ref());
     let routes = sections::routes(&mut check, &raw.routes);
     let providers = sections::more_providers(&mut check, raw.providers, public_url.as_ref(), oidc.as_ref());
     let (mut oidc, session) = (oidc?, session?);
@@ -93,6 +94,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         log,
         spa,
         spa_dev_server,
+        spa_origins,
         demo,
         routes,
         providers,

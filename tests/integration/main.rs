@@ -32,6 +32,7 @@ mod replicas;
 mod resources;
 mod sessions;
 mod spa;
+mod spa_origins;
 mod step_up;
 mod tls;
 mod userinfo;

@@ -18,7 +18,7 @@ pub(super) use oidc::{more_providers, oidc, widen_for_routes};
 pub(super) use routes::{default_audience, routes, step_up_login_params};
 pub(super) use server::server;
 pub(super) use session::session;
-pub(super) use spa::spa;
+pub(super) use spa::{spa, spa_origins};
 
 // What the section files share (each takes it with `use super::*`).
 use super::check::{Check, RESERVED_AUTH_PARAMS, is_loopback, split_list};

@@ -62,3 +62,49 @@ pub(in crate::config) fn spa(
 
     (spa, spa_dev_server)
 }
+
+/// `[spa] origins`: each an origin alone (`https://app.example.com`: https, or http on loopback;
+/// no path, query or credentials), none of them cloakroom's own. A browser sends its cookies
+/// on such a call only when the origin is on the same site as `public_url` (the suffix check
+/// here is a guard against a typo, not a public-suffix list).
+pub(in crate::config) fn spa_origins(check: &mut Check, raw: &[String], public_url: Option<&Url>) -> Vec<String> {
+    let mut origins = Vec::new();
+    for (i, text) in raw.iter().enumerate() {
+        let key = format!("spa.origins[{i}]");
+        let Some(url) = check.url(&key, text) else { continue };
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            check.fail(&key, format!("{text:?} must be an origin alone, such as \"https://app.example.com\""));
+            continue;
+        }
+        if url.scheme() == "http" && !is_loopback(&url) {
+            check.fail(&key, format!("{text:?} must use https (http only on loopback)"));
+            continue;
+        }
+        let origin = url.origin().ascii_serialization();
+        if public_url.is_some_and(|public| public.origin().ascii_serialization() == origin) {
+            check.fail(&key, "is server.public_url's origin, which needs no listing");
+            continue;
+        }
+        if let Some(public) = public_url.and_then(Url::host_str)
+            && let Some(host) = url.host_str()
+            && site_of(host) != site_of(public)
+        {
+            check.warn(format!(
+                "spa.origins: {origin} looks like another site than server.public_url ({public}): browsers send no SameSite cookie to cloakroom from a page there"
+            ));
+        }
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    origins
+}
+
+/// The last two labels of a host name (or an address as it is): a rough "site".
+fn site_of(host: &str) -> String {
+    if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        return host.to_string();
+    }
+    let labels: Vec<&str> = host.rsplit('.').take(2).collect();
+    labels.into_iter().rev().collect::<Vec<_>>().join(".")
+}

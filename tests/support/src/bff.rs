@@ -44,6 +44,9 @@ pub struct BffOptions {
     pub public_url: Option<String>,
     /// `session.keys` instead of the one test key.
     pub session_keys: Option<Vec<String>>,
+    /// Where the provider sends the browser after a logout, when not `public_url`'s root (the
+    /// SPA on another origin): registered beside it and set as `oidc.post_logout_redirect_uri`.
+    pub post_logout_redirect: Option<String>,
 }
 
 impl Default for BffOptions {
@@ -65,6 +68,7 @@ impl Default for BffOptions {
             tls: None,
             public_url: None,
             session_keys: None,
+            post_logout_redirect: None,
         }
     }
 }
@@ -99,7 +103,9 @@ impl Bff {
             client
         } else if options.wait_ready {
             let method = if options.client_key.is_some() { "private_key_jwt" } else { options.auth_method };
-            register_client_with_key(&issuer, &origin, method, options.refresh_grant, options.client_key.as_ref()).await
+            let key = options.client_key.as_ref();
+            let post_logout = options.post_logout_redirect.as_deref();
+            register_client_returning_to(&issuer, &origin, method, options.refresh_grant, key, post_logout).await
         } else {
             RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into(), key: None }
         };
@@ -136,6 +142,7 @@ issuer = "{issuer}"
 client_id = "{client_id}"
 {client_auth}
 {oidc_toml}
+{post_logout}
 [session]
 keys = {keys}
 {session_toml}
@@ -156,6 +163,11 @@ timeout = "2s"
             extra_toml = options.extra_toml.replace("{upstream}", &upstream_url),
             server_toml = options.server_toml,
             oidc_toml = options.oidc_toml,
+            post_logout = options
+                .post_logout_redirect
+                .as_ref()
+                .map(|target| format!("post_logout_redirect_uri = {target:?}"))
+                .unwrap_or_default(),
             session_toml = options.session_toml,
         );
         let config = Config::from_toml(&toml, Vec::new()).unwrap_or_else(|e| panic!("{e}\n{toml}"));

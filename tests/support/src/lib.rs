@@ -16,6 +16,7 @@ mod logs;
 mod pki;
 mod provider;
 mod redis_server;
+mod spa_server;
 mod upstream;
 
 pub use self::http::*;
@@ -29,6 +30,7 @@ pub use logs::*;
 pub use pki::{IssuedCert, TestPki, pki};
 pub use provider::*;
 pub use redis_server::{Cluster, RedisServer, Sentinel, free_port};
+pub use spa_server::SpaServer;
 pub use upstream::*;
 
 use ::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};

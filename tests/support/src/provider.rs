@@ -90,6 +90,19 @@ pub async fn register_client_with_key(
     refresh: bool,
     key: Option<&TestClientKey>,
 ) -> RegisteredClient {
+    register_client_returning_to(issuer, origin, auth_method, refresh, key, None).await
+}
+
+/// [`register_client_with_key`], with `post_logout` allowed as a post-logout redirect beside
+/// the origin's root (the SPA on another origin).
+pub async fn register_client_returning_to(
+    issuer: &str,
+    origin: &str,
+    auth_method: &str,
+    refresh: bool,
+    key: Option<&TestClientKey>,
+    post_logout: Option<&str>,
+) -> RegisteredClient {
     let grant_types: &[&str] = if refresh {
         &[
             "authorization_code",
@@ -102,7 +115,7 @@ pub async fn register_client_with_key(
     };
     let mut body = serde_json::json!({
         "redirect_uris": [format!("{origin}/bff/callback")],
-        "post_logout_redirect_uris": [format!("{origin}/")],
+        "post_logout_redirect_uris": std::iter::once(format!("{origin}/")).chain(post_logout.map(String::from)).collect::<Vec<_>>(),
         "backchannel_logout_uri": format!("{origin}/bff/backchannel-logout"),
         "backchannel_logout_session_required": true,
         "grant_types": grant_types,
