@@ -1,24 +1,14 @@
-# cloakroom's container image. No Docker engine runs in CI: it runs scripts/build-release (the
-# very command below) and lints this file with hadolint instead.
+# cloakroom's container image, one definition for Docker and for CI's buildah: FROM scratch,
+# with the root file system scripts/image-rootfs prepares from the production build (the
+# binary, the libraries it loads, CA certificates, a non-root user). Nothing is pulled.
 #
-#   docker build -t cloakroom .
-#   docker run -p 8080:8080 -v "$PWD/my-config.toml:/etc/cloakroom/config.toml:ro" \
-#     -e CLOAKROOM_OIDC__CLIENT_SECRET=... cloakroom
+#   scripts/build-image                 # the release build, its root file system, this file
+#   docker run -p 8080:8080 --read-only \
+#     -v "$PWD/my-config.toml:/etc/cloakroom/config.toml:ro" \
+#     -e CLOAKROOM_OIDC__CLIENT_SECRET=... cloakroom:0.1.0
 
-FROM rust:1.95-slim-bookworm AS build
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-# The test harness crate is a workspace member: its manifest and sources must be here for Cargo
-# to read the workspace, though the release build does not compile it.
-COPY tests/support ./tests/support
-COPY scripts/build-release ./scripts/build-release
-# The production build: without the `demo` feature, so no development issuer or demo API.
-RUN ./scripts/build-release
-
-# distroless: no shell, no package manager; glibc, CA certificates and a non-root user.
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/cloakroom /usr/local/bin/cloakroom
+FROM scratch
+COPY target/image/rootfs/ /
 # Inside a container, listen on every interface; a mounted config or CLOAKROOM_* variables
 # override these. The admin port (health, readiness, metrics) listens on every interface so that
 # the orchestrator's probes reach it, but it is not EXPOSEd (`docker run -P` does not publish
@@ -26,7 +16,8 @@ COPY --from=build /src/target/release/cloakroom /usr/local/bin/cloakroom
 ENV CLOAKROOM_SERVER__LISTEN=0.0.0.0:8080 \
     CLOAKROOM_SERVER__ADMIN_LISTEN=0.0.0.0:9090
 EXPOSE 8080
-# 65532: distroless's `nonroot` user, numeric so Kubernetes can check runAsNonRoot.
+# 65532: the `nonroot` user of the image's /etc/passwd, numeric so Kubernetes can check
+# runAsNonRoot.
 USER 65532:65532
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/cloakroom", "healthcheck", "--config", "/etc/cloakroom/config.toml"]

@@ -219,36 +219,44 @@ timeout = "2s"
 
     /// Like [`Bff::authorize`], starting from any login URL (path and query, or a whole URL).
     pub async fn authorize_from(&self, browser: &mut Browser, user: &str, login_path: &str) -> String {
-        let start_url = if login_path.starts_with("http") { login_path.to_string() } else { self.url(login_path) };
-        let start = browser.get(&start_url, &[]).await;
-        assert_eq!(start.status, 302, "{}", start.text());
-        let authorize = start.location().unwrap().to_string();
-        assert!(authorize.starts_with(&self.issuer), "login redirected to {authorize}");
-        let callback_prefix = self.url("/bff/callback");
-        let (page_url, page) = browser.follow(&authorize, |u| u.starts_with(&callback_prefix)).await;
-        if page_url.starts_with(&callback_prefix) {
-            return page_url; // the provider still had a session for this browser (SSO)
-        }
-        assert_eq!(page.status, 200, "expected the provider's sign-in page at {page_url}: {}", page.text());
-        let uid = page_url.rsplit('/').next().unwrap().to_string();
-        let submitted = browser
-            .request(
-                Method::POST,
-                &format!("{}/interaction/{uid}/login", self.issuer),
-                Some(("application/x-www-form-urlencoded", format!("login={user}"))),
-                &[],
-            )
-            .await;
-        assert!(submitted.status == 303 || submitted.status == 302, "{}", submitted.text());
-        let next = url::Url::parse(&self.issuer).unwrap().join(submitted.location().unwrap()).unwrap().to_string();
-        let (callback, _) = browser.follow(&next, |u| u.starts_with(&callback_prefix)).await;
-        assert!(callback.starts_with(&callback_prefix), "the provider did not redirect to the callback: {callback}");
-        callback
+        authorize_at(browser, &self.origin, &self.issuer, user, login_path).await
     }
 
     pub async fn user(&self, browser: &mut Browser) -> Reply {
         browser.get(&self.url("/bff/user"), &[CSRF]).await
     }
+}
+
+/// Walks a sign-in at the cloakroom on `origin` with the test provider `issuer`, up to (not
+/// including) the callback, from any login URL (path and query, or a whole URL); returns the
+/// callback URL.
+pub async fn authorize_at(browser: &mut Browser, origin: &str, issuer: &str, user: &str, login_path: &str) -> String {
+    let start_url =
+        if login_path.starts_with("http") { login_path.to_string() } else { format!("{origin}{login_path}") };
+    let start = browser.get(&start_url, &[]).await;
+    assert_eq!(start.status, 302, "{}", start.text());
+    let authorize = start.location().unwrap().to_string();
+    assert!(authorize.starts_with(issuer), "login redirected to {authorize}");
+    let callback_prefix = format!("{origin}/bff/callback");
+    let (page_url, page) = browser.follow(&authorize, |u| u.starts_with(&callback_prefix)).await;
+    if page_url.starts_with(&callback_prefix) {
+        return page_url; // the provider still had a session for this browser (SSO)
+    }
+    assert_eq!(page.status, 200, "expected the provider's sign-in page at {page_url}: {}", page.text());
+    let uid = page_url.rsplit('/').next().unwrap().to_string();
+    let submitted = browser
+        .request(
+            Method::POST,
+            &format!("{issuer}/interaction/{uid}/login"),
+            Some(("application/x-www-form-urlencoded", format!("login={user}"))),
+            &[],
+        )
+        .await;
+    assert!(submitted.status == 303 || submitted.status == 302, "{}", submitted.text());
+    let next = url::Url::parse(issuer).unwrap().join(submitted.location().unwrap()).unwrap().to_string();
+    let (callback, _) = browser.follow(&next, |u| u.starts_with(&callback_prefix)).await;
+    assert!(callback.starts_with(&callback_prefix), "the provider did not redirect to the callback: {callback}");
+    callback
 }
 
 /// The session ticket as the test browser holds it.
