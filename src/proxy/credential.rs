@@ -10,7 +10,8 @@ use crate::app::App;
 use crate::config::{RouteConfig, TokenPolicy};
 use crate::error::ApiError;
 use crate::identity::Identity;
-use crate::session::claims::RawClaims;
+use crate::oidc::Providers;
+use crate::session::claims::{Found, RawClaims};
 use crate::session::{Lookup, SessionTicket, SessionTokens};
 use crate::tokens::ExchangeError;
 use openidconnect::AccessToken;
@@ -100,7 +101,7 @@ where
     }
     if let Some(required) = &route.step_up
         && !claims
-            .is_some_and(|claims| step_up::satisfied(required, claims, app.now(), app.config.oidc.clock_skew.as_secs()))
+            .is_some_and(|claims| step_up::satisfied(required, claims, app.now(), clock_skew(&app.providers, claims)))
     {
         tracing::info!(route = %route.prefix, "the route needs a stronger or more recent sign-in");
         app.metrics.step_up_required(&route.prefix);
@@ -137,6 +138,29 @@ where
     Ok(UserSession::Admitted(ticket, Some(token), identity))
 }
 
+/// The clock skew a step-up allows for `auth_time`: that of the provider the session signed in
+/// with (found by its ID token's `iss`, as the callback allowed it), the default provider's
+/// when there is only one or none matches.
+fn clock_skew(providers: &Providers, claims: &RawClaims) -> u64 {
+    let mut skew = providers.default_provider().config().clock_skew;
+    if providers.all().len() > 1 {
+        claims.scan(
+            |name| (name == "iss").then_some(0),
+            |_, json, found| {
+                // An issuer is written by serde_json with nothing to escape but quotes and
+                // backslashes, which no configured issuer holds.
+                let issuer = json.strip_prefix('"').and_then(|j| j.strip_suffix('"'));
+                if found == Found::Value
+                    && let Some(provider) = issuer.and_then(|iss| providers.by_issuer(iss))
+                {
+                    skew = provider.config().clock_skew;
+                }
+            },
+        );
+    }
+    skew.as_secs()
+}
+
 /// What a session lookup decoded for a route's rules and step-up: nothing, for the routes that
 /// have neither.
 trait RuleInputs {
@@ -161,5 +185,33 @@ impl RuleInputs for SessionTokens<RawClaims, String> {
 
     fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::Provider;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_step_up_allows_the_clock_skew_of_the_provider_the_session_signed_in_with() {
+        let text = "[oidc]\nissuer = \"https://a.example\"\nclient_id = \"app\"\nclient_secret = \"s\"\nclock_skew = \"10s\"\n\
+                    [[providers]]\nid = \"b\"\nissuer = \"https://b.example\"\nclient_id = \"app\"\nclient_secret = \"s\"\n\
+                    clock_skew = \"300s\"\n";
+        let config = crate::config::Config::from_toml(text, Vec::new()).expect("a valid config");
+        let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+        let provider = |oidc: crate::config::OidcConfig| Arc::new(Provider::new(oidc, clock.clone(), Arc::default()));
+        let providers =
+            Providers::new(provider(config.oidc.clone()), config.providers.into_iter().map(provider).collect());
+        let skew = |claims: serde_json::Value| clock_skew(&providers, &RawClaims::of(&claims));
+        assert_eq!(skew(json!({"iss": "https://b.example", "acr": "mfa"})), 300);
+        assert_eq!(skew(json!({"iss": "https://a.example"})), 10);
+        for other in [json!({"iss": "https://c.example"}), json!({}), json!({"iss": ["https://b.example"]})] {
+            assert_eq!(skew(other.clone()), 10, "{other}");
+        }
+        let alone = Providers::new(provider(config.oidc), Vec::new());
+        assert_eq!(clock_skew(&alone, &RawClaims::of(&json!({"iss": "https://b.example"}))), 10);
     }
 }
