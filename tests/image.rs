@@ -134,14 +134,14 @@ async fn the_image_builds_from_scratch_runs_as_non_root_on_a_read_only_root_pass
     };
     let log = std::fs::File::create(work.join("cloakroom.log")).unwrap();
     let server = in_image(&[entrypoint.clone(), cmd.clone()].concat())
-        .stdout(Stdio::null())
+        .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .expect("chroot runs");
     let pid = server.id();
     cleanup.server = Some(server);
 
-    // Its own health check passes once it is ready.
+    // Its own health check (liveness) passes.
     let mut healthy = false;
     for _ in 0..100 {
         if in_image(&health[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success() {
@@ -158,6 +158,17 @@ async fn the_image_builds_from_scratch_runs_as_non_root_on_a_read_only_root_pass
     assert!(uid.split_whitespace().skip(1).all(|id| id == "65532"), "not the non-root user: {uid}");
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(exe.ends_with("usr/local/bin/cloakroom"), "{exe:?}");
+
+    // Ready (provider metadata loaded), as an orchestrator's readiness probe waits for.
+    let mut ready = false;
+    for _ in 0..300 {
+        if http_call(http::Method::GET, &format!("http://127.0.0.1:{admin}/readyz"), None, &[]).await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "never ready: {}", logged());
 
     // A sign-in through it, and an API call carrying the token.
     let mut browser = Browser::new();
