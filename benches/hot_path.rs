@@ -126,6 +126,7 @@ fn rewrite_request_headers(bencher: divan::Bencher) {
     template.insert("accept", HeaderValue::from_static("application/json"));
     let public_host = HeaderValue::from_static("app.example");
     let upstream = HeaderValue::from_static("127.0.0.1:9000");
+    let identity_names = cloakroom::identity::spoofable(&[]);
     bencher.with_inputs(|| template.clone()).bench_local_values(|mut headers| {
         headers::rewrite_request(
             &mut headers,
@@ -133,6 +134,7 @@ fn rewrite_request_headers(bencher: divan::Bencher) {
             headers::Forwarded { client_ip: Some([203, 0, 113, 7].into()), proto: "https", host: &public_host },
             &upstream,
             true,
+            &identity_names,
         );
         headers
     });

@@ -35,8 +35,7 @@ pub fn preflight(app: &App, method: &Method, headers: &HeaderMap, route: Route) 
     let allowed = match route {
         Route::Api(index) => {
             let methods = app.config.routes.get(index)?.methods.as_ref();
-            !["CONNECT", "TRACE", "TRACK"].iter().any(|m| asked.as_str().eq_ignore_ascii_case(m))
-                && methods.is_none_or(|m| m.methods.contains(&asked))
+            !crate::proxy::method::never_forwarded(asked.as_str()) && methods.is_none_or(|m| m.methods.contains(&asked))
         }
         _ => matches!(asked, Method::GET | Method::POST | Method::DELETE),
     };

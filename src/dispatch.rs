@@ -158,14 +158,12 @@ fn is_page<B>(response: &Response<B>) -> bool {
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// Requests no route may serve, refused before any: `CONNECT`, `TRACE` and IIS's `TRACK`, in
-/// any case (never forwarded with a token: one would open a tunnel, the others echo the
-/// credentials; some servers read methods without case), and a `Host` that is missing
+/// Requests no route may serve, refused before any: the methods no route forwards
+/// ([`proxy::method::never_forwarded`]), and a `Host` that is missing
 /// on HTTP/1.1 or repeated (RFC 9112 §3.2 asks for a 400; two hosts are two opinions of where
 /// the request goes).
 pub(crate) fn refuse_malformed<B>(request: &Request<B>) -> Option<ApiError> {
-    let method = request.method().as_str();
-    if ["CONNECT", "TRACE", "TRACK"].iter().any(|refused| method.eq_ignore_ascii_case(refused)) {
+    if proxy::method::never_forwarded(request.method().as_str()) {
         return Some(ApiError::MethodNotAllowed);
     }
     let mut hosts = request.headers().get_all(http::header::HOST).iter();

@@ -120,7 +120,11 @@ pub fn request(data: &[u8]) {
     upstream.insert("x-request-id", HeaderValue::from_static("cloakroom-made"));
     let forwarded = Forwarded { client_ip: client.ip, proto: client.proto, host: &fixture.public_host };
     let upstream_host = HeaderValue::from_str(fixture.upstream.as_str()).expect("an authority is a header value");
-    rewrite_request(&mut upstream, &fixture.cookies, forwarded, &upstream_host, true);
+    let identity_names = crate::identity::spoofable(&[]);
+    rewrite_request(&mut upstream, &fixture.cookies, forwarded, &upstream_host, true, &identity_names);
+    for name in &identity_names {
+        assert!(!upstream.contains_key(name), "a client's {name} went upstream");
+    }
     for value in upstream.get_all(http::header::COOKIE) {
         assert!(!oracle::cookie_header_holds_own(value.as_bytes()), "our cookie went upstream: {value:?}");
     }

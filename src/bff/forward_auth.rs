@@ -24,10 +24,11 @@ use super::{query_param, redirect};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
-use crate::proxy::{admit, credential, strip_own_cookies};
+use crate::proxy::{admit, bearer, credential};
 use crate::respond::{Body, empty, sign_in_href};
 use crate::router::Route;
 use crate::session::Lookup;
+use crate::session::cookie;
 use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -91,12 +92,9 @@ async fn decide(app: &App, method: &Method, uri: &PathAndQuery, headers: &Header
                 Ok(credential) => {
                     let mut response = granted(app, headers, Some(&credential.identity), false);
                     if route.policy != crate::config::TokenPolicy::None {
-                        let bearer = credential.token.as_ref().map(|token| format!("Bearer {}", token.secret()));
-                        let mut value = bearer
-                            .and_then(|b| HeaderValue::try_from(b).ok())
-                            .unwrap_or_else(|| HeaderValue::from_static(""));
-                        value.set_sensitive(true);
-                        response.headers_mut().insert(AUTHORIZATION, value);
+                        // Always the name, so that a copy replaces what the client sent.
+                        let value = credential.token.as_ref().and_then(bearer);
+                        response.headers_mut().insert(AUTHORIZATION, value.unwrap_or(HeaderValue::from_static("")));
                     }
                     response
                 }
@@ -139,16 +137,11 @@ fn granted(
     if let Some(identity) = identity {
         identity.apply(out);
     }
-    let mut cookies = HeaderMap::new();
-    for value in headers.get_all(COOKIE) {
-        cookies.append(COOKIE, value.clone());
-    }
-    if !keep_own {
-        strip_own_cookies(&mut cookies, app.sessions.cookies());
-    }
-    // One header (HTTP/2 sends a cookie per header): pieces of header values joined by "; ".
-    let joined: Vec<&[u8]> = cookies.get_all(COOKIE).iter().map(HeaderValue::as_bytes).collect();
-    let kept = HeaderValue::from_bytes(&joined.join(&b"; "[..])).unwrap_or_else(|_| HeaderValue::from_static(""));
+    // One header (HTTP/2 sends cookies in several), read as bytes as the proxy's hygiene reads
+    // them: every pair but those a loose reader could take for cloakroom's.
+    let policy = app.sessions.cookies();
+    let pairs: Vec<&[u8]> = cookie::pairs(headers).filter(|pair| keep_own || !policy.may_hold_own(pair)).collect();
+    let kept = HeaderValue::from_bytes(&pairs.join(&b"; "[..])).unwrap_or_else(|_| HeaderValue::from_static(""));
     out.insert(COOKIE, kept);
     response
 }

@@ -78,15 +78,18 @@ fn remove_forwarding(headers: &mut HeaderMap) {
 }
 
 /// Everything done to a request's headers on the way upstream (pure, so that the fuzz target
-/// drives exactly this): hop-by-hop headers out, cloakroom's cookies out, the forwarding headers
-/// replaced with cloakroom's own, `Host` set to the upstream's, and on token routes the
-/// browser's `Authorization` out (cloakroom attaches its own after).
+/// drives exactly this): hop-by-hop headers out, cloakroom's cookies out, every header an
+/// identity travels in (`identity_names`: no client speaks for a user, whatever the route)
+/// out, the forwarding headers replaced with cloakroom's own, `Host` set to the upstream's, and
+/// on token routes the browser's `Authorization` out (cloakroom attaches its own after, and
+/// the route's identity headers).
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     cookies: &CookiePolicy,
     forwarded: Forwarded<'_>,
     upstream_host: &HeaderValue,
     strip_authorization: bool,
+    identity_names: &[HeaderName],
 ) {
     headers.reserve(4); // what is added below (and the token after), without regrowing twice
     // The client's `Connection` list names its own hop-by-hop headers, never one cloakroom is
@@ -94,6 +97,7 @@ pub fn rewrite_request(
     // the token are set after this.
     strip_listed(headers, Some(&X_REQUEST_ID));
     remove_present(headers, &HOP_BY_HOP);
+    remove_present(headers, identity_names);
     strip_own_cookies(headers, cookies);
     // RFC 2965's `Cookie2` (obsolete; no browser sends it): a server that still reads it must
     // not get a ticket through it.
@@ -143,16 +147,19 @@ fn strip_listed(headers: &mut HeaderMap, keep: Option<&HeaderName>) {
 }
 
 /// Removes those of `names` that are present. One pass over the request's (few) names instead
-/// of a hash lookup per listed name: most requests carry none of them.
-fn remove_present<const N: usize>(headers: &mut HeaderMap, names: &[HeaderName; N]) {
-    let mut present = [false; N];
+/// of a hash lookup per listed name: most requests carry none of them. Nothing is allocated
+/// (names past the 64th, which no configuration comes near, are removed whenever one is seen).
+fn remove_present(headers: &mut HeaderMap, names: &[HeaderName]) {
+    let (mut present, mut beyond) = (0u64, false);
     for key in headers.keys() {
-        if let Some(i) = names.iter().position(|name| name == key) {
-            present[i] = true;
+        match names.iter().position(|name| name == key) {
+            Some(i) if i < 64 => present |= 1 << i,
+            Some(_) => beyond = true,
+            None => {}
         }
     }
-    for (name, present) in names.iter().zip(present) {
-        if present {
+    for (i, name) in names.iter().enumerate() {
+        if if i < 64 { present & (1 << i) != 0 } else { beyond } {
             headers.remove(name);
         }
     }
@@ -365,11 +372,23 @@ mod tests {
         let cookies = CookiePolicy::new("__Host-Http-cloakroom", ::cookie::SameSite::Strict);
         let forwarded =
             Forwarded { client_ip: Some([127, 0, 0, 1].into()), proto: "http", host: &HeaderValue::from_static("app") };
-        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true);
+        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true, &[]);
         assert_eq!(headers["x-request-id"], "cloakroom-made");
         assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
         assert_eq!(headers["host"], "upstream:1");
         assert!(!headers.contains_key("x-app") && !headers.contains_key("connection"), "the client's own go");
+        assert_eq!(headers["x-kept"], "1");
+    }
+
+    #[test]
+    fn no_identity_header_of_the_clients_goes_upstream() {
+        let mut headers = map(&[("x-auth-request-user", "admin"), ("X-User-Id", "admin"), ("x-kept", "1")]);
+        let cookies = CookiePolicy::new("__Host-Http-cloakroom", ::cookie::SameSite::Strict);
+        let forwarded =
+            Forwarded { client_ip: Some([127, 0, 0, 1].into()), proto: "http", host: &HeaderValue::from_static("app") };
+        let names = [HeaderName::from_static("x-auth-request-user"), HeaderName::from_static("x-user-id")];
+        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true, &names);
+        assert!(!headers.contains_key("x-auth-request-user") && !headers.contains_key("x-user-id"));
         assert_eq!(headers["x-kept"], "1");
     }
 
@@ -379,7 +398,7 @@ mod tests {
         let cookies = CookiePolicy::new("__Host-Http-cloakroom", ::cookie::SameSite::Strict);
         let forwarded =
             Forwarded { client_ip: Some([127, 0, 0, 1].into()), proto: "http", host: &HeaderValue::from_static("app") };
-        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true);
+        rewrite_request(&mut headers, &cookies, forwarded, &HeaderValue::from_static("upstream:1"), true, &[]);
         assert!(!headers.contains_key("cookie2"));
         assert_eq!(headers["cookie"], "theme=dark");
     }

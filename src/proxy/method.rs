@@ -18,6 +18,12 @@ const OVERRIDE_HEADERS: [HeaderName; 3] = [
 /// `HiddenHttpMethodFilter`, CakePHP) and the override headers' names used as keys.
 const OVERRIDE_KEYS: [&[u8]; 4] = [b"_method", b"x_http_method_override", b"x_http_method", b"x_method_override"];
 
+/// `CONNECT`, `TRACE` and IIS's `TRACK`, in any case: methods no route forwards (one would
+/// open a tunnel, the others echo the credentials; some servers read methods without case).
+pub fn never_forwarded(name: &str) -> bool {
+    ["CONNECT", "TRACE", "TRACK"].iter().any(|refused| name.eq_ignore_ascii_case(refused))
+}
+
 /// Whether a call's method, or any method a header or query key asks an upstream to use
 /// instead, is one the route does not forward: outside its allowlist, or one no route forwards
 /// (`CONNECT`, `TRACE`, `TRACK`, which `dispatch` refuses as request methods). Overrides are
@@ -41,7 +47,7 @@ fn override_refused(value: &[u8], allowed: Option<&MethodAllowlist>) -> bool {
         *to = from.to_ascii_uppercase();
     }
     match Method::from_bytes(upper) {
-        Ok(method) if matches!(method.as_str(), "CONNECT" | "TRACE" | "TRACK") => true,
+        Ok(method) if never_forwarded(method.as_str()) => true,
         Ok(method) => allowed.is_some_and(|allowed| !allowed.permits(&method)),
         Err(_) => true,
     }

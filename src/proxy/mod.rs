@@ -40,7 +40,7 @@ pub use refusal::Refusal;
 pub use upstream_request::Replay;
 
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
-pub use upstream_request::{Relay, Target, relay, target_path};
+pub use upstream_request::{Relay, Target, bearer, relay, target_path};
 pub use websocket::is_upgrade as is_websocket_upgrade;
 
 /// One API call, phase after phase.

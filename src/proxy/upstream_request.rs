@@ -1,8 +1,8 @@
 //! Phase 3, the upstream request: where the call goes (the route's upstream and path, the query
 //! kept), the header hygiene and forwarding headers ([`super::headers`]), the credential
 //! attached, and the send, bodies streaming both ways; a WebSocket handshake the upstream
-//! accepts becomes a byte tunnel. Identity headers (incoming ones of the same names removed on
-//! every route) are set here, beside the token, after the hygiene; DPoP proofs will be too.
+//! accepts becomes a byte tunnel. Identity headers (incoming ones of the same names removed by
+//! the hygiene, on every route) are set here, beside the token; DPoP proofs will be too.
 
 use super::headers::{self, Forwarded};
 use super::websocket;
@@ -32,6 +32,16 @@ pub fn target_path(route: &RouteConfig, uri: &Uri) -> String {
         path.push_str(query);
     }
     path
+}
+
+/// `Bearer <token>` as a header value marked sensitive; `None` for a token that cannot be one.
+pub fn bearer(token: &AccessToken) -> Option<HeaderValue> {
+    let mut value = String::with_capacity(7 + token.secret().len());
+    value.push_str("Bearer ");
+    value.push_str(token.secret());
+    let mut bearer = HeaderValue::try_from(value).ok()?;
+    bearer.set_sensitive(true);
+    Some(bearer)
 }
 
 /// What a call without a body needs to be sent again (phase 4 does, once, with a fresh token).
@@ -143,22 +153,13 @@ pub(super) async fn send(
         Forwarded { client_ip: relay.from.ip, proto: relay.from.proto, host: &app.config.server.public_host },
         &relay.upstream.host,
         relay.strip_authorization,
+        &app.identity_headers,
     );
-    // No client speaks for a user: every name an identity travels in goes, then the route's own.
-    for name in &app.identity_headers {
-        headers.remove(name);
-    }
     if let Some(identity) = relay.identity {
         identity.apply(headers);
     }
     if let Some(token) = relay.token {
-        let mut value = String::with_capacity(7 + token.secret().len());
-        value.push_str("Bearer ");
-        value.push_str(token.secret());
-        let Ok(mut bearer) = HeaderValue::try_from(value) else {
-            return ApiError::Internal.response();
-        };
-        bearer.set_sensitive(true);
+        let Some(bearer) = bearer(token) else { return ApiError::Internal.response() };
         headers.insert(AUTHORIZATION, bearer);
     }
     if upgrade.is_some() {

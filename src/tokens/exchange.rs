@@ -5,7 +5,7 @@
 //! already). A refusal by the provider is the route's answer (`403`), never the session's end;
 //! it is remembered for [`REFUSAL_REMEMBERED`] so that a storm of calls asks once.
 
-use super::{TokenError, TokenService};
+use super::{Held, TokenError, TokenService, still_valid};
 use crate::config::Exchange;
 use crate::oidc::OidcError;
 use crate::session::{ResourceToken, SessionStore, SessionTicket, Sessions};
@@ -57,7 +57,7 @@ impl TokenService {
         if self.exchange_refused.contains_key(&refused) {
             return Err(ExchangeError::Refused);
         }
-        let lock = self.locks.get_with(key, || Arc::new(tokio::sync::Mutex::new(())));
+        let lock = self.session_lock(key);
         let deadline = tokio::time::Instant::now() + self.lock_wait;
         let Ok(_guard) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
             return Err(TokenError::ProviderUnavailable.into());
@@ -87,7 +87,7 @@ impl TokenService {
         exchange: &Exchange,
     ) -> Result<(), TokenError> {
         let key = ticket.store_key();
-        let lock = self.locks.get_with(key, || Arc::new(tokio::sync::Mutex::new(())));
+        let lock = self.session_lock(key);
         let Ok(_guard) = tokio::time::timeout(self.lock_wait, lock.lock_owned()).await else {
             return Err(TokenError::ProviderUnavailable);
         };
@@ -144,11 +144,8 @@ impl TokenService {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "token exchange failed; the session is kept");
-                let now = sessions.now();
-                match held {
-                    Some(held) if held.expires_at.is_none_or(|at| now < at) => Ok(held.access_token),
-                    _ => Err(TokenError::ProviderUnavailable.into()),
-                }
+                let held = held.map(|t| Held { token: t.access_token, expires_at: t.expires_at });
+                still_valid(held, sessions.now()).ok_or(TokenError::ProviderUnavailable.into())
             }
         }
     }

@@ -153,7 +153,7 @@ impl TokenService {
         if self.backing_off(&key, now) {
             return still_valid(held, now).ok_or(TokenError::ProviderUnavailable);
         }
-        let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
+        let lock = self.session_lock(key);
         if let Some(valid) = still_valid(held.clone(), now) {
             match lock.try_lock_owned() {
                 Ok(guard) => drop(self.spawn_refresh(sessions, ticket, audience, None, guard)),
@@ -181,7 +181,7 @@ impl TokenService {
         if self.backing_off(&key, sessions.now()) {
             return Err(TokenError::ProviderUnavailable);
         }
-        let lock = self.locks.get_with(key, || Arc::new(Mutex::new(())));
+        let lock = self.session_lock(key);
         self.refreshed(sessions, ticket, audience, Some(rejected.clone()), &lock).await
     }
 
@@ -235,6 +235,11 @@ impl TokenService {
             }
             .instrument(span),
         )
+    }
+
+    /// This replica's lock on a session's tokens (refresh, exchange), made on first use.
+    fn session_lock(&self, key: StoreKey) -> Arc<Mutex<()>> {
+        self.locks.get_with(key, || Arc::new(Mutex::new(())))
     }
 
     /// Whether an unanswered refresh keeps this session's refresh token from being sent now.

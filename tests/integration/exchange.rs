@@ -115,7 +115,6 @@ async fn on_redis_a_storm_across_two_replicas_exchanges_once() {
 
 #[test]
 fn an_exchange_that_cannot_work_is_refused_by_name() {
-    let base = "[server]\npublic_url = \"https://app.example\"\n[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
     for (route, key, why) in [
         ("token = \"client\"\n[routes.exchange]\naudience = \"a\"\n", "routes[0].exchange", "only on token = \"user\""),
         ("[routes.exchange]\nscopes = [\"a\"]\n", "routes[0].exchange", "needs an audience, a resource or both"),
@@ -127,8 +126,7 @@ fn an_exchange_that_cannot_work_is_refused_by_name() {
         ("[routes.exchange]\nresource = \"not a uri\"\n", "routes[0].exchange.resource", "absolute URI"),
         ("[routes.exchange]\naudience = \"a\"\nscopes = [\"a b\"]\n", "routes[0].exchange.scopes", "is not a scope"),
     ] {
-        let toml = format!("{base}[[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:1/\"\n{route}");
-        let error = cloakroom::config::Config::from_toml(&toml, Vec::new()).unwrap_err().to_string();
+        let error = route_config_error(route);
         assert!(error.contains(key) && error.contains(why), "{route}: {error}");
     }
 }

@@ -112,7 +112,6 @@ async fn an_upstream_learns_who_the_user_is_from_headers_and_an_assertion_it_can
 
 #[test]
 fn a_route_whose_identity_cannot_be_sent_safely_is_refused_by_name() {
-    let base = "[server]\npublic_url = \"https://app.example\"\n[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
     for (route, key, why) in [
         ("token = \"none\"\n[routes.identity]\n", "routes[0].identity", "signed-in user"),
         (
@@ -137,9 +136,10 @@ fn a_route_whose_identity_cannot_be_sent_safely_is_refused_by_name() {
             "named twice",
         ),
         ("[routes.identity]\naudience = \"x\"\n", "routes[0].identity.audience", "set assertion = true"),
+        ("[routes.identity]\nheaders = {}\nbearer = false\n", "routes[0].identity", "sends no identity"),
+        ("[routes.identity]\nheaders = {}\n", "routes[0].identity", "sends no identity"),
     ] {
-        let toml = format!("{base}[[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:1/\"\n{route}");
-        let error = cloakroom::config::Config::from_toml(&toml, Vec::new()).unwrap_err().to_string();
+        let error = route_config_error(route);
         assert!(error.contains(key) && error.contains(why), "{route}: {error}");
     }
 }

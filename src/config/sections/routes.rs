@@ -227,8 +227,8 @@ fn identity(
     if raw.audience.is_some() && !raw.assertion {
         check.fail(format!("{key}.audience"), "is the assertion's audience: set assertion = true");
     }
-    if headers.is_empty() && assertion.is_none() && raw.bearer {
-        check.fail(key, "sends nothing: name headers, set assertion = true, or leave the section out");
+    if headers.is_empty() && assertion.is_none() {
+        check.fail(key, "sends no identity: name headers, set assertion = true, or leave the section out");
     }
     Some(IdentityConfig { headers, assertion, bearer: raw.bearer })
 }

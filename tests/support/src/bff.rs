@@ -259,6 +259,17 @@ pub async fn authorize_at(browser: &mut Browser, origin: &str, issuer: &str, use
     callback
 }
 
+/// What validation says of a minimal configuration whose one route (`/api/`) ends with
+/// `route` (its own keys, then its tables); panics if it is accepted.
+pub fn route_config_error(route: &str) -> String {
+    let toml = format!(
+        "[server]\npublic_url = \"https://app.example\"\n[oidc]\nissuer = \"https://idp.example\"\n\
+         client_id = \"c\"\nclient_secret = \"s\"\n[[routes]]\nprefix = \"/api/\"\n\
+         upstream = \"http://127.0.0.1:1/\"\n{route}"
+    );
+    Config::from_toml(&toml, Vec::new()).map(|_| ()).expect_err("the configuration was accepted").to_string()
+}
+
 /// The session ticket as the test browser holds it.
 pub fn session_cookie(browser: &Browser) -> Option<String> {
     browser.cookie("__Host-Http-cloakroom")

@@ -22,33 +22,38 @@ impl Drop for Gateway {
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/gateways");
 
-fn filled(file: &str, pairs: &[(&str, &str)]) -> String {
+/// A working directory of the gateway's own, and its configuration from docs/gateways with the
+/// placeholders filled in: `own` (where it listens) and the shared three.
+fn prepare(
+    program: &str,
+    file: &str,
+    own: (&str, &str),
+    cloakroom: SocketAddr,
+    api: SocketAddr,
+    token: &str,
+) -> (std::path::PathBuf, String) {
+    assert!(std::path::Path::new(program).exists(), "Debian's {program} is needed (./scripts/test installs it)");
+    let name = std::path::Path::new(program).file_name().unwrap().to_string_lossy().to_string();
+    let dir = std::env::temp_dir().join(format!(
+        "cloakroom-{name}-{}-{}",
+        std::process::id(),
+        own.1.replace(['/', ':'], "_")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
     let mut text = std::fs::read_to_string(format!("{DOCS}/{file}")).expect("docs/gateways holds the configuration");
-    for (placeholder, value) in pairs {
+    for (placeholder, value) in
+        [own, ("CLOAKROOM", &cloakroom.to_string()), ("API", &api.to_string()), ("GATEWAY_TOKEN", token)]
+    {
         text = text.replace(placeholder, value);
     }
-    text
+    (dir, text)
 }
 
 impl Gateway {
     /// nginx on `port`, asking `cloakroom` and forwarding `/api/` to `api`.
     pub async fn nginx(port: u16, cloakroom: SocketAddr, api: SocketAddr, token: &str) -> Gateway {
-        assert!(
-            std::path::Path::new("/usr/sbin/nginx").exists(),
-            "Debian's nginx is needed (./scripts/test installs it)"
-        );
-        let dir = std::env::temp_dir().join(format!("cloakroom-nginx-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let listen = format!("127.0.0.1:{port}");
-        let server = filled(
-            "nginx.conf",
-            &[
-                ("LISTEN", &listen),
-                ("CLOAKROOM", &cloakroom.to_string()),
-                ("API", &api.to_string()),
-                ("GATEWAY_TOKEN", token),
-            ],
-        );
+        let (dir, server) = prepare("/usr/sbin/nginx", "nginx.conf", ("LISTEN", &listen), cloakroom, api, token);
         let d = dir.display();
         let main = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
@@ -71,22 +76,8 @@ impl Gateway {
 
     /// Caddy on `port`, asking `cloakroom` and forwarding `/api/` to `api`.
     pub async fn caddy(port: u16, cloakroom: SocketAddr, api: SocketAddr, token: &str) -> Gateway {
-        assert!(
-            std::path::Path::new("/usr/bin/caddy").exists(),
-            "Debian's caddy is needed (./scripts/test installs it)"
-        );
-        let dir = std::env::temp_dir().join(format!("cloakroom-caddy-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let origin = format!("http://127.0.0.1:{port}");
-        let site = filled(
-            "Caddyfile",
-            &[
-                ("SITE", &origin),
-                ("CLOAKROOM", &cloakroom.to_string()),
-                ("API", &api.to_string()),
-                ("GATEWAY_TOKEN", token),
-            ],
-        );
+        let (dir, site) = prepare("/usr/bin/caddy", "Caddyfile", ("SITE", &origin), cloakroom, api, token);
         std::fs::write(dir.join("Caddyfile"), format!("{{\n\tadmin off\n\tauto_https off\n}}\n{site}")).unwrap();
         let child = Command::new("/usr/bin/caddy")
             .args(["run", "--adapter", "caddyfile", "--config"])
