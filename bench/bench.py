@@ -14,6 +14,10 @@ In one run, on loopback, with the same load for each (wrk, fixed connections and
   (s) the same with a signed identity assertion (an EdDSA JWT per call) too;
   (x) cloakroom on a route whose token is exchanged (RFC 8693), the exchanged token cached:
       what identity, the assertion and a cached exchanged token cost per call, against (c);
+  (t) cloakroom with OpenTelemetry traces on, every call sampled and exported over OTLP/HTTP (the
+      upstream is the collector too), and (t0) on with none sampled (`sample_ratio = 0`), which
+      still makes the spans and sends the trace context on: tracing's cost against (c), which
+      runs with it off;
   (d) Apache httpd with Debian's mod_auth_openidc on an authenticated route: a mainstream OIDC proxy.
 Both authenticating proxies sign in programmatically against the same real OpenID provider (the
 test suite's oidc-provider). Every request wrk counts must have reached the upstream, and for (c)
@@ -51,7 +55,7 @@ BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 CSRF = ("X-CSRF", "1")
-OURS = ("c", "c10k", "r", "i", "s", "x")
+OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0")
 API_PATH = "/api/items"
 RULED_PATH = "/ruled/items"
 IDENTITY_PATH = "/identity/items"
@@ -312,7 +316,7 @@ def start_bare_proxy(processes, upstream):
     return process, port
 
 
-def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s"):
+def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s", extra=""):
     port, admin = free_port(), free_port()
     origin = f"http://127.0.0.1:{port}"
     client_id, client_secret = provider.register(f"{origin}/bff/callback", refresh=True)
@@ -360,6 +364,7 @@ prefix = "/exchanged/"
 upstream = "http://127.0.0.1:{upstream.port}/api/"
 [routes.exchange]
 audience = "urn:cloakroom:bench"
+{extra}
 """)
     process = processes.start(name, [str(RELEASE / "cloakroom"), "--config", str(conf)])
     wait_for_port(port, process, name)
@@ -501,6 +506,8 @@ def measure(target, upstream, args):
     if counted < result["requests"]:
         what = f"with its credential ({counter})" if target["authenticated"] else "at all"
         problems.append(f"only {counted} of {result['requests']} requests reached the upstream {what}")
+    if target.get("exports") and after["exports"] == before["exports"]:
+        problems.append("no span export reached the collector")
     if target["authenticated"] and arrived != bearer:
         problems.append(f"{arrived - bearer} requests reached the upstream without their credential ({counter})")
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
@@ -663,7 +670,8 @@ def print_table(targets, summaries, args):
     if c and r:
         print(f"\ncloakroom ruled route (r) / user route (c): {r['rps'][0] / c['rps'][0]:.2f}x throughput, "
               f"p99 {r['p99'][0] - c['p99'][0]:+.2f} ms, CPU {r['user_us'] - c['user_us']:+.1f} us/req user")
-    for tid, what in (("i", "identity headers"), ("s", "identity + assertion"), ("x", "cached exchanged token")):
+    for tid, what in (("i", "identity headers"), ("s", "identity + assertion"), ("x", "cached exchanged token"),
+                      ("t", "traces, all sampled"), ("t0", "traces, none sampled")):
         other = summaries.get(tid)
         if c and other:
             print(f"cloakroom {what} ({tid}) / user route (c): {other['rps'][0] / c['rps'][0]:.2f}x throughput, "
@@ -703,6 +711,11 @@ def main():
         bare, bare_port = start_bare_proxy(processes, upstream)
         cloakroom, origin = start_cloakroom(processes, workdir, "cloakroom", provider, upstream)
         apache_process, apache = start_apache(processes, workdir, provider, upstream)
+        collector = f"http://127.0.0.1:{upstream.port}/v1/traces"
+        traced, traced_origin = start_cloakroom(processes, workdir, "cloakroom-traced", provider, upstream,
+                                                extra=f'[traces]\nendpoint = "{collector}"\nsample_ratio = 1.0')
+        unsampled, unsampled_origin = start_cloakroom(processes, workdir, "cloakroom-unsampled", provider, upstream,
+                                                      extra=f'[traces]\nendpoint = "{collector}"\nsample_ratio = 0.0')
 
         # Both authenticating proxies must refuse the route without a session: no free requests.
         refused = {"c": get_status(f"{origin}{API_PATH}", [CSRF]), "d": get_status(f"{apache}{API_PATH}"),
@@ -714,6 +727,10 @@ def main():
                                              f"{origin}/bff/callback")
         apache_cookie = Browser().sign_in(f"{apache}{API_PATH}", provider.issuer, "bench-0",
                                           f"{apache}/api/redirect_uri")
+        traced_cookie = Browser().sign_in(f"{traced_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                          f"{traced_origin}/bff/callback")
+        unsampled_cookie = Browser().sign_in(f"{unsampled_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                             f"{unsampled_origin}/bff/callback")
         # The ruled routes must check: a team route the bench user is in no group of refuses.
         team = get_status(f"{origin}/team0/items", [("Cookie", cloakroom_cookie), CSRF])
         if team != 403:
@@ -736,6 +753,12 @@ def main():
             {"id": "x", "label": "(x) cloakroom, exchanged token (cached)", "authenticated": True,
              "pgid": cloakroom.pid, "url": f"{origin}{EXCHANGED_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF],
              "counter": "exchanged"},
+            {"id": "t", "label": "(t) cloakroom, traces on, all sampled", "authenticated": True,
+             "pgid": traced.pid, "url": f"{traced_origin}{API_PATH}", "headers": [("Cookie", traced_cookie), CSRF],
+             "counter": "traced", "exports": True},
+            {"id": "t0", "label": "(t0) cloakroom, traces on, none sampled", "authenticated": True,
+             "pgid": unsampled.pid, "url": f"{unsampled_origin}{API_PATH}",
+             "headers": [("Cookie", unsampled_cookie), CSRF], "counter": "traced"},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]

@@ -8,7 +8,10 @@
 //! JWT-shaped token (three dot-separated parts), `identity` those with a non-empty
 //! `X-Auth-Request-User` beside it, `assertion` those with a JWT-shaped `X-Cloakroom-Assertion`
 //! beside it, and `exchanged` those whose Bearer token is one the test provider issued by token
-//! exchange (`xchg_…`).
+//! exchange (`xchg_…`), `traced` those with a Bearer JWT and a `traceparent` (OpenTelemetry's
+//! trace context, which cloakroom sends on with `[traces]`), and `exports` the OTLP/HTTP trace
+//! exports it took as the collector of the traced runs (`POST /v1/traces`, answered with an
+//! empty export response; not counted in `total`).
 //!
 //! It is deliberately as cheap as hyper allows, so that it is not what the benchmark measures.
 //! Usage: `bench-upstream 127.0.0.1:PORT`.
@@ -30,6 +33,8 @@ static BEARER: AtomicU64 = AtomicU64::new(0);
 static IDENTITY: AtomicU64 = AtomicU64::new(0);
 static ASSERTION: AtomicU64 = AtomicU64::new(0);
 static EXCHANGED: AtomicU64 = AtomicU64::new(0);
+static TRACED: AtomicU64 = AtomicU64::new(0);
+static EXPORTS: AtomicU64 = AtomicU64::new(0);
 
 const BODY: &[u8] = br#"{"items":[{"id":1,"name":"first"},{"id":2,"name":"second"}],"next":null}"#;
 
@@ -45,14 +50,25 @@ async fn serve(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
     if request.uri().path() == "/__count" {
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let body = format!(
-            r#"{{"total":{},"bearer":{},"identity":{},"assertion":{},"exchanged":{}}}"#,
+            r#"{{"total":{},"bearer":{},"identity":{},"assertion":{},"exchanged":{},"traced":{},"exports":{}}}"#,
             count(&TOTAL),
             count(&BEARER),
             count(&IDENTITY),
             count(&ASSERTION),
-            count(&EXCHANGED)
+            count(&EXCHANGED),
+            count(&TRACED),
+            count(&EXPORTS)
         );
         return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
+    if request.uri().path() == "/v1/traces" {
+        let whole = http_body_util::BodyExt::collect(request.into_body()).await;
+        if whole.is_ok_and(|body| !body.to_bytes().is_empty()) {
+            EXPORTS.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut response = Response::new(Full::new(Bytes::new()));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        return Ok(response);
     }
     TOTAL.fetch_add(1, Ordering::Relaxed);
     let headers = request.headers();
@@ -64,6 +80,9 @@ async fn serve(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
             }
             if headers.get("x-cloakroom-assertion").is_some_and(|v| is_jwt(v.as_bytes())) {
                 ASSERTION.fetch_add(1, Ordering::Relaxed);
+            }
+            if headers.get("traceparent").is_some_and(|v| v.len() == 55) {
+                TRACED.fetch_add(1, Ordering::Relaxed);
             }
         }
         Some(token) if token.starts_with(b"xchg_") && token.len() > 20 => {

@@ -52,6 +52,24 @@ pub async fn handle(
         _ => None,
     };
     let span = tracing::info_span!("request", id = %request_id_text);
+    // The OpenTelemetry span (`[traces]`; disabled and free without it). A trusted proxy's
+    // trace is continued; a client's `traceparent` is never believed.
+    let trace = tracing::info_span!(
+        target: telemetry::TRACES,
+        "request",
+        otel.name = %format_args!("{method} {}", http_route(app, route)),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = http_route(app, route),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        client.address = %client.ip_text(),
+        cloakroom.request_id = request_id_text,
+    );
+    if client.via_trusted_proxy {
+        telemetry::trace_context::continue_from(&trace, request.headers());
+    }
     let response = async {
         if let Some(error) = refusal {
             return error.response();
@@ -72,6 +90,7 @@ pub async fn handle(
         }
     }
     .instrument(span)
+    .instrument(trace.clone())
     .await;
     let mut response = response;
     if let Some(migration) = migration
@@ -96,6 +115,15 @@ pub async fn handle(
     }
     let label = if route == Route::NotFound && app.spa.is_some() { "spa" } else { route_label(route) };
     let status = response.status().as_u16();
+    if !trace.is_disabled() {
+        trace.record("http.response.status_code", status);
+        if let Some(crate::error::ErrorType(code)) = response.extensions().get() {
+            trace.record("error.type", *code);
+        }
+        if status >= 500 {
+            trace.record("otel.status_code", "ERROR");
+        }
+    }
     let elapsed = started.elapsed();
     app.metrics.request(label, status, elapsed);
     if let Some(uri) = logged_uri {
@@ -171,6 +199,16 @@ pub(crate) fn refuse_malformed<B>(request: &Request<B>) -> Option<ApiError> {
         (_, Some(_)) => Some(ApiError::BadHost),
         (None, None) if request.version() == http::Version::HTTP_11 => Some(ApiError::BadHost),
         _ => None,
+    }
+}
+
+/// A trace span's `http.route`: the route's prefix, the endpoint, or what kind of miss it was.
+fn http_route(app: &App, route: Route) -> &str {
+    match route {
+        Route::Bff(endpoint) => endpoint.path(),
+        Route::Api(index) => app.config.routes.get(index).map_or("api", |r| r.prefix.as_str()),
+        Route::NotFound if app.spa.is_some() => "spa",
+        other => route_label(other),
     }
 }
 

@@ -120,7 +120,7 @@ impl ApiError {
 
     pub fn response(self) -> Response<Body> {
         let (status, code, description) = self.parts();
-        json(status, &json!({ "error": code, "error_description": description }))
+        with_error_type(json(status, &json!({ "error": code, "error_description": description })), code)
     }
 
     /// The answer, deleting the session cookie when [`ApiError::clears_session_cookie`] says so.
@@ -275,7 +275,7 @@ impl LoginError {
             escape_html(message),
             escape_html(retry_href)
         );
-        html(status, page("Sign-in did not complete", &body, ""))
+        with_error_type(html(status, page("Sign-in did not complete", &body, "")), self.error_type())
     }
 
     /// The answer for who asked: a page for a navigation, JSON for a script's `fetch` (its
@@ -286,7 +286,26 @@ impl LoginError {
             return self.response(retry_href);
         }
         let (status, message) = self.parts();
-        json(status, &json!({ "error": self.code(), "error_description": message, "login_url": retry_href }))
+        let body = json!({ "error": self.code(), "error_description": message, "login_url": retry_href });
+        with_error_type(json(status, &body), self.error_type())
+    }
+
+    /// [`LoginError::code`] for a trace span: the provider's own code is its words, not ours.
+    fn error_type(&self) -> &'static str {
+        match self {
+            LoginError::ProviderDenied { .. } => "provider_denied",
+            LoginError::UnknownState => "stale_sign_in",
+            LoginError::BadCallback(_) => "bad_callback",
+            LoginError::BadRequest(_) => "bad_request",
+            LoginError::AuthenticationTooOld => "authentication_too_old",
+            LoginError::AuthenticationTooWeak => "authentication_too_weak",
+            LoginError::IssuerMismatch => "issuer_mismatch",
+            LoginError::CodeRejected => "code_rejected",
+            LoginError::InvalidIdToken => "invalid_id_token",
+            LoginError::ProviderUnavailable => "provider_unavailable",
+            LoginError::ClientRejected | LoginError::RequestRefused => "provider_refused_client",
+            LoginError::StoreUnavailable => "store_unavailable",
+        }
     }
 
     /// The error code an answer carries: the provider's own for [`LoginError::ProviderDenied`]
@@ -301,19 +320,19 @@ impl LoginError {
                     && error.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
                 if plain { error } else { "provider_error" }
             }
-            UnknownState => "stale_sign_in",
-            BadCallback(_) => "bad_callback",
-            BadRequest(_) => "bad_request",
-            AuthenticationTooOld => "authentication_too_old",
-            AuthenticationTooWeak => "authentication_too_weak",
-            IssuerMismatch => "issuer_mismatch",
-            CodeRejected => "code_rejected",
-            InvalidIdToken => "invalid_id_token",
-            ProviderUnavailable => "provider_unavailable",
-            ClientRejected | RequestRefused => "provider_refused_client",
-            StoreUnavailable => "store_unavailable",
+            _ => self.error_type(),
         }
     }
+}
+
+/// The error code an answer carries, for the request's trace span (`error.type`): set on every
+/// error answer made here, read in `dispatch`.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorType(pub &'static str);
+
+fn with_error_type(mut response: Response<Body>, code: &'static str) -> Response<Body> {
+    response.extensions_mut().insert(ErrorType(code));
+    response
 }
 
 /// Whether a request wants JSON rather than a page: a script's request by Fetch Metadata, or,

@@ -21,6 +21,24 @@ pub enum BffEndpoint {
     Jwks,
 }
 
+impl BffEndpoint {
+    /// The endpoint's path, as a trace span's `http.route` names it.
+    pub fn path(self) -> &'static str {
+        match self {
+            BffEndpoint::Login => "/bff/login",
+            BffEndpoint::Callback => "/bff/callback",
+            BffEndpoint::User => "/bff/user",
+            BffEndpoint::Logout => "/bff/logout",
+            BffEndpoint::BackchannelLogout => "/bff/backchannel-logout",
+            BffEndpoint::FrontchannelLogout => "/bff/frontchannel-logout",
+            BffEndpoint::Sessions => "/bff/sessions",
+            BffEndpoint::Providers => "/bff/providers",
+            BffEndpoint::ForwardAuth => "/bff/forward-auth",
+            BffEndpoint::Jwks => "/bff/jwks.json",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Bff(BffEndpoint),

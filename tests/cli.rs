@@ -200,8 +200,13 @@ async fn sighup_reloads_the_tls_certificate() {
 /// One raw HTTP/1.1 exchange: `Ok(close)` when an answer came (`close`: the server asked to
 /// close), `Err` when the request went out and no answer came back.
 fn exchange(stream: &mut std::net::TcpStream) -> Result<bool, ()> {
+    exchange_request(stream, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+}
+
+/// [`exchange`] with a request of the caller's.
+fn exchange_request(stream: &mut std::net::TcpStream, request: &[u8]) -> Result<bool, ()> {
     use std::io::{Read, Write};
-    stream.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n").map_err(|_| ())?;
+    stream.write_all(request).map_err(|_| ())?;
     let (mut buffer, mut chunk) = (Vec::new(), [0u8; 4096]);
     let head_end = loop {
         if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -307,4 +312,94 @@ fn the_sessions_command_uses_the_configured_admin_token_and_is_refused_without_i
     assert!(stderr.contains("401") && stderr.contains("unauthorized"), "{stderr}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The main listener's address in a config [`start_binary_with`] wrote.
+fn listen_addr(path: &std::path::Path) -> std::net::SocketAddr {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("listen = ")).unwrap().trim_matches('"').parse().unwrap()
+}
+
+fn traces_toml(collector: std::net::SocketAddr, extra: &str) -> String {
+    format!("[traces]\nendpoint = \"http://{collector}/v1/traces\"\nexport_interval = \"50ms\"\n{extra}")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Issue 31, item 1: a collector that takes the export and never answers costs no call and
+/// no memory: spans beyond the bounded queue are dropped, the export waits on its own task
+/// (at most `export_timeout`), and the binary still stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_collector_fails_no_call_and_grows_no_memory() {
+    let collector = pki::OtlpReceiver::start_hung().await;
+    let traces = traces_toml(collector.addr, "queue_size = 64\nexport_timeout = \"1s\"");
+    let (mut child, path) = start_binary("hung-collector.toml", &traces, Stdio::null());
+    let (addr, pid) = (listen_addr(&path), child.id());
+    let (lost, warm, loaded) = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut lost = 0;
+        let mut call = |count: usize| {
+            for _ in 0..count {
+                if exchange(&mut stream).is_err() {
+                    lost += 1;
+                    stream = std::net::TcpStream::connect(addr).unwrap();
+                }
+            }
+        };
+        call(2_000);
+        let warm = rss_kib(pid);
+        call(20_000);
+        (lost, warm, rss_kib(pid))
+    })
+    .await
+    .unwrap();
+    assert_eq!(lost, 0, "calls failed while the collector hung");
+    assert!(collector.requests.load(std::sync::atomic::Ordering::SeqCst) > 0, "no export was attempted");
+    // 20,000 server spans kept would be megabytes; a bounded queue holds 64.
+    assert!(loaded < warm + 4 * 1024, "memory grew from {warm} KiB to {loaded} KiB while the collector hung");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "a hung collector kept cloakroom from stopping");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 31, item 1: `sample_ratio = 0.0` records no trace of its own, and a trusted proxy's
+/// sampled trace is still recorded (its decision is followed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_ratio_zero_records_only_what_a_trusted_proxy_sampled() {
+    let collector = pki::OtlpReceiver::start().await;
+    let traces = traces_toml(collector.addr, "sample_ratio = 0.0");
+    let trusted = "trusted_proxies = [\"127.0.0.1/32\"]";
+    let (mut child, path) = start_binary_with("sampling.toml", trusted, &traces, Stdio::null());
+    let addr = listen_addr(&path);
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for _ in 0..50 {
+            exchange(&mut stream).unwrap();
+        }
+        let sampled =
+            format!("GET /sampled HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{trace}-00f067aa0ba902b7-01\r\n\r\n");
+        exchange_request(&mut stream, sampled.as_bytes()).unwrap();
+    })
+    .await
+    .unwrap();
+    let span = collector.wait_for("the trusted proxy's sampled request", |s| s.trace_id == trace).await;
+    assert_eq!(span.parent_span_id, "00f067aa0ba902b7");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let others: Vec<_> = collector.spans().into_iter().filter(|s| s.trace_id != trace).collect();
+    assert!(others.is_empty(), "spans recorded at sample_ratio 0: {others:#?}");
 }

@@ -14,8 +14,10 @@ use crate::forwarded::ClientAddr;
 use crate::oidc::authentication::{self, Shortfall};
 use crate::respond::Body;
 use crate::session::{Lookup, NewSession, PendingLogin, SessionTicket};
+use crate::telemetry::step;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 pub async fn handle(app: &App, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
     if request.method() != Method::GET {
@@ -139,7 +141,8 @@ async fn sign_in(
         return Err(LoginError::IssuerMismatch.into());
     }
     let code = answer.code.filter(|c| !c.is_empty()).ok_or(LoginError::BadCallback("no code"))?;
-    let tokens = provider.sign_in_tokens(code, &pending.pkce_verifier, &pending.nonce).await.map_err(|e| {
+    let exchanged = provider.sign_in_tokens(code, &pending.pkce_verifier, &pending.nonce);
+    let tokens = exchanged.instrument(step("code_exchange")).await.map_err(|e| {
         tracing::warn!(error = %e, "sign-in failed at the code exchange or the userinfo endpoint");
         LoginError::from(e)
     })?;
@@ -157,7 +160,7 @@ async fn sign_in(
             }
         },
     )?;
-    end_replaced_sessions(app, pending, headers).await;
+    end_replaced_sessions(app, pending, headers).instrument(step("end_replaced_sessions")).await;
     let mut new_session = NewSession::from(tokens);
     new_session.provider = pending.provider.clone();
     let user_agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
@@ -168,7 +171,7 @@ async fn sign_in(
         super::describe_device(user_agent),
         client.ip_text().to_string(),
     );
-    let (_, cookie) = created.await.map_err(|e| {
+    let (_, cookie) = created.instrument(step("create_session")).await.map_err(|e| {
         tracing::error!(error = %e, "cannot store the new session");
         LoginError::StoreUnavailable
     })?;

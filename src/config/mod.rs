@@ -35,6 +35,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub csrf: CsrfConfig,
     pub log: LogConfig,
+    /// `[traces]`: OpenTelemetry export; `None` when off (the default).
+    pub traces: Option<crate::telemetry::TraceExport>,
     pub spa: Option<SpaConfig>,
     /// `[spa] dev_server`: the frontend's dev server, instead of `spa.dir`.
     pub spa_dev_server: Option<(http::uri::Scheme, http::uri::Authority)>,

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub session: RawSession,
     pub csrf: RawCsrf,
     pub log: RawLog,
+    pub traces: RawTraces,
     pub spa: RawSpa,
     pub demo: RawDemo,
     pub routes: Vec<RawRoute>,
@@ -286,6 +287,35 @@ impl Default for RawLog {
     }
 }
 
+/// `[traces]`: OpenTelemetry traces over OTLP/HTTP; off without an endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTraces {
+    pub endpoint: String,
+    #[serde(deserialize_with = "flexible::f64")]
+    pub sample_ratio: f64,
+    pub service_name: String,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub queue_size: u64,
+    pub export_timeout: String,
+    pub export_interval: String,
+    pub ca_file: Option<String>,
+}
+
+impl Default for RawTraces {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            sample_ratio: 1.0,
+            service_name: "cloakroom".into(),
+            queue_size: 2048,
+            export_timeout: "10s".into(),
+            export_interval: "5s".into(),
+            ca_file: None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
@@ -411,6 +441,22 @@ mod flexible {
                 .replace('_', "")
                 .parse()
                 .map_err(|_| serde::de::Error::custom(format!("expected a whole number, got {t:?}"))),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum FloatOrText {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match FloatOrText::deserialize(d)? {
+            FloatOrText::Number(n) => Ok(n),
+            FloatOrText::Text(t) => {
+                t.trim().parse().map_err(|_| serde::de::Error::custom(format!("expected a number, got {t:?}")))
+            }
         }
     }
 

@@ -554,3 +554,40 @@ fn more_providers_have_unique_ids_and_their_errors_name_them() {
         assert_eq!(keys(&errors), [key], "{entries}: {errors}");
     }
 }
+
+#[test]
+fn traces_are_off_by_default_and_every_bad_setting_names_its_key() {
+    assert!(Config::from_toml(MINIMAL, env(&[])).unwrap().traces.is_none());
+    let on = format!("{MINIMAL}\n[traces]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n");
+    let traces = Config::from_toml(&on, env(&[])).unwrap().traces.unwrap();
+    assert_eq!((traces.sample_ratio, traces.queue_size, traces.service_name.as_str()), (1.0, 2048, "cloakroom"));
+    assert_eq!(traces.export_timeout, Duration::from_secs(10));
+    let from_env = env(&[
+        ("CLOAKROOM_TRACES__ENDPOINT", "https://collector.example.com/v1/traces"),
+        ("CLOAKROOM_TRACES__SAMPLE_RATIO", "0.25"),
+    ]);
+    let traces = Config::from_toml(MINIMAL, from_env).unwrap().traces.unwrap();
+    assert_eq!((traces.endpoint.host_str(), traces.sample_ratio), (Some("collector.example.com"), 0.25));
+
+    let bad = format!(
+        "{MINIMAL}\n[traces]\nendpoint = \"ftp://collector\"\nsample_ratio = 1.5\nservice_name = \" \"\nqueue_size = 0\nexport_timeout = \"0s\"\nexport_interval = \"soon\"\n"
+    );
+    let errors = Config::from_toml(&bad, env(&[])).unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        [
+            "traces.endpoint",
+            "traces.sample_ratio",
+            "traces.service_name",
+            "traces.queue_size",
+            "traces.export_timeout",
+            "traces.export_interval"
+        ],
+        "{errors}"
+    );
+    let secret = format!("{MINIMAL}\n[traces]\nendpoint = \"https://user:pw@collector.example.com/v1/traces\"\n");
+    assert_eq!(keys(&Config::from_toml(&secret, env(&[])).unwrap_err()), ["traces.endpoint"]);
+    let remote_plain = format!("{MINIMAL}\n[traces]\nendpoint = \"http://collector.internal:4318/v1/traces\"\n");
+    let warnings = Config::from_toml(&remote_plain, env(&[])).unwrap().warnings;
+    assert!(warnings.iter().any(|w| w.contains("traces.endpoint")), "{warnings:?}");
+}

@@ -78,6 +78,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let session = sections::session(&mut check, &raw.session);
     let csrf = sections::csrf(&mut check, &raw.csrf);
     let log = sections::log(&mut check, raw.log);
+    let traces = sections::traces(&mut check, &raw.traces);
     let (spa, spa_dev_server) = sections::spa(&mut check, &raw.spa);
     let spa_origins = sections::spa_origins(&mut check, &raw.spa.origins, public_url.as_ref());
     let routes = sections::routes(&mut check, &raw.routes);
@@ -92,6 +93,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         session,
         csrf,
         log,
+        traces,
         spa,
         spa_dev_server,
         spa_origins,

@@ -7,6 +7,7 @@ use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Provider answers (metadata, JWKS, tokens) are small; a larger one is refused, not buffered.
 const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
@@ -62,9 +63,23 @@ impl ProviderHttp {
         Self { client: HttpClient::with_tls(connect_timeout, tls), timeout, metrics }
     }
 
-    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {
+    pub async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, ProviderHttpError> {
+        // The endpoint's path only: a provider call's query and body are never a span's.
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACES,
+            "provider",
+            otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %request.method(),
+            server.address = request.uri().host().unwrap_or_default(),
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        crate::telemetry::trace_context::send_on(&span, request.headers_mut());
         let started = std::time::Instant::now();
-        let result = self.send_timed(request).await;
+        let result = self.send_timed(request).instrument(span.clone()).await;
         let error = match &result {
             Ok(_) => None,
             Err(ProviderHttpError::Send(e)) => Some(e.kind()),
@@ -73,6 +88,11 @@ impl ProviderHttp {
             Err(ProviderHttpError::Body(_)) => Some("body"),
         };
         self.metrics.provider_call(started.elapsed(), error);
+        match (&result, error) {
+            (Ok(response), _) => span.record("http.response.status_code", response.status().as_u16()),
+            (Err(_), Some(kind)) => span.record("error.type", kind).record("otel.status_code", "ERROR"),
+            (Err(_), None) => &span,
+        };
         result
     }
 

@@ -12,8 +12,8 @@
 //!    a token it rejects), and a stale cookie cleared.
 //!
 //! Where the next concerns go: token exchange per route and a DPoP key in `credential`; DPoP
-//! proofs in `upstream_request`, beside the token and the identity headers; a trace span per
-//! phase here, in [`forward`].
+//! proofs in `upstream_request`, beside the token and the identity headers. Each phase has its
+//! trace span (here, in [`forward`]; the upstream call's own in `upstream_request::send`).
 //!
 //! This is the busiest path in cloakroom. It reads one cookie, does one store lookup and one
 //! AEAD open, rewrites headers in place, and hands the body through without buffering (a
@@ -34,22 +34,25 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::respond::Body;
+use crate::telemetry::step;
 use http::{Request, Response};
 use hyper::body::Incoming;
 pub use refusal::Refusal;
+use tracing::Instrument;
 pub use upstream_request::Replay;
 
 pub use headers::{strip_hop_by_hop, strip_own_cookies};
 pub use upstream_request::{Relay, Target, bearer, relay, target_path};
 pub use websocket::is_upgrade as is_websocket_upgrade;
 
-/// One API call, phase after phase.
+/// One API call, phase after phase, each in its trace span (`[traces]`; free without it).
 pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, client: ClientAddr) -> Response<Body> {
     let Some(route) = app.config.routes.get(route_index) else { return ApiError::NotFound.response() };
-    if let Err(refusal) = admit::admit(app, route, &request) {
+    let admitted = step("admit").in_scope(|| admit::admit(app, route, &request));
+    if let Err(refusal) = admitted {
         return refusal.response(app);
     }
-    let credential = match credential::credential(app, route, request.headers()).await {
+    let credential = match credential::credential(app, route, request.headers()).instrument(step("credential")).await {
         Ok(credential) => credential,
         Err(refusal) => return refusal.response(app),
     };
@@ -62,5 +65,6 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         return ApiError::NotFound.response();
     };
     let response = relay(app, request, relayed).await;
-    upstream_answer::answer(app, route_index, client, credential, replay, response).await
+    let answer = upstream_answer::answer(app, route_index, client, credential, replay, response);
+    answer.instrument(step("upstream_answer")).await
 }

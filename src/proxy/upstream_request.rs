@@ -19,6 +19,7 @@ use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use openidconnect::AccessToken;
+use tracing::Instrument;
 
 /// The path (with query) a call takes at the route's upstream: the route's upstream base path,
 /// then the rest of the request's path after the route's prefix.
@@ -115,8 +116,8 @@ impl<'a> Relay<'a> {
 /// handshake that the upstream accepts becomes a byte tunnel between the two connections.
 pub async fn relay(app: &App, mut request: Request<Incoming>, relay: Relay<'_>) -> Response<Body> {
     let upgrade = websocket::is_upgrade(request.headers()).then(|| websocket::take(&mut request));
-    // The upstream sees the same X-Request-Id as our logs: `dispatch` has set it on the request
-    // (traceparent passes through as is).
+    // The upstream sees the same X-Request-Id as our logs: `dispatch` has set it on the request.
+    // `traceparent` names the upstream call's span with `[traces]`, and passes as is without.
     let (parts, body) = request.into_parts();
     let body = body.map_err(ClientBodyError);
     let body = match relay.max_body {
@@ -165,12 +166,28 @@ pub(super) async fn send(
     if upgrade.is_some() {
         websocket::mark_upgrade(headers);
     }
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACES,
+        "upstream",
+        otel.name = %format_args!("{} {}", parts.method, relay.target.authority),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %parts.method,
+        server.address = %relay.target.authority,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::trace_context::send_on(&span, headers);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let upstream_request = Request::from_parts(parts, body);
 
     let sent = std::time::Instant::now();
-    let mut response = match relay.upstream.client.send(upstream_request, relay.timeout).await {
+    let answered = relay.upstream.client.send(upstream_request, relay.timeout).instrument(span.clone()).await;
+    match &answered {
+        Ok(response) => span.record("http.response.status_code", response.status().as_u16()),
+        Err(_) => span.record("otel.status_code", "ERROR"),
+    };
+    let mut response = match answered {
         Ok(response) => {
             relay.upstream.metrics.record(sent.elapsed(), None);
             response

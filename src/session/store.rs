@@ -159,6 +159,14 @@ impl Store {
         }
     }
 
+    /// What a trace span names the store (`db.system.name`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
     pub fn redis(&self) -> Option<&RedisStore> {
         match self {
             Store::Redis(store) => Some(store),
@@ -167,33 +175,43 @@ impl Store {
     }
 }
 
+/// One store call, in its trace span (`[traces]`; free without it): the operation and the
+/// kind of store, never a key.
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $operation:literal, $store:ident => $call:expr) => {{
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACES,
+            "store",
+            otel.name = concat!("store ", $operation),
+            otel.kind = "client",
+            db.system.name = $self.kind(),
+            db.operation.name = $operation,
+        );
         match $self {
-            Store::Memory($store) => $call.await,
-            Store::Redis($store) => $call.await,
+            Store::Memory($store) => tracing::Instrument::instrument($call, span).await,
+            Store::Redis($store) => tracing::Instrument::instrument($call, span).await,
         }
-    };
+    }};
 }
 
 impl SessionStore for Store {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
-        dispatch!(self, s => s.load(key, now))
+        dispatch!(self, "load", s => s.load(key, now))
     }
     async fn peek(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
-        dispatch!(self, s => s.peek(key, now))
+        dispatch!(self, "peek", s => s.peek(key, now))
     }
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.save(key, record, now))
+        dispatch!(self, "save", s => s.save(key, record, now))
     }
     async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.replace(key, record, now))
+        dispatch!(self, "replace", s => s.replace(key, record, now))
     }
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
-        dispatch!(self, s => s.remove(key))
+        dispatch!(self, "remove", s => s.remove(key))
     }
     async fn claim_login(&self, key: StoreKey, expires_at: u64) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.claim_login(key, expires_at))
+        dispatch!(self, "claim_login", s => s.claim_login(key, expires_at))
     }
     async fn index_add(
         &self,
@@ -202,27 +220,27 @@ impl SessionStore for Store {
         payload: Bytes,
         max_members: usize,
     ) -> Result<Vec<StoreKey>, StoreError> {
-        dispatch!(self, s => s.index_add(index, member, payload, max_members))
+        dispatch!(self, "index_add", s => s.index_add(index, member, payload, max_members))
     }
     async fn index_take(&self, index: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
-        dispatch!(self, s => s.index_take(index))
+        dispatch!(self, "index_take", s => s.index_take(index))
     }
     async fn index_list(&self, index: &StoreKey) -> Result<Vec<(StoreKey, Bytes)>, StoreError> {
-        dispatch!(self, s => s.index_list(index))
+        dispatch!(self, "index_list", s => s.index_list(index))
     }
     async fn index_remove(&self, index: &StoreKey, member: &StoreKey) -> Result<(), StoreError> {
-        dispatch!(self, s => s.index_remove(index, member))
+        dispatch!(self, "index_remove", s => s.index_remove(index, member))
     }
     async fn last_seen(&self, key: &StoreKey) -> Result<Option<u64>, StoreError> {
-        dispatch!(self, s => s.last_seen(key))
+        dispatch!(self, "last_seen", s => s.last_seen(key))
     }
     async fn end_all(&self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.end_all())
+        dispatch!(self, "end_all", s => s.end_all())
     }
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        dispatch!(self, s => s.try_lease(key, ttl))
+        dispatch!(self, "try_lease", s => s.try_lease(key, ttl))
     }
     async fn release_lease(&self, key: &StoreKey, lease: Lease) -> Result<(), StoreError> {
-        dispatch!(self, s => s.release_lease(key, lease))
+        dispatch!(self, "release_lease", s => s.release_lease(key, lease))
     }
 }

@@ -124,7 +124,8 @@ impl TokenService {
             audience = exchange.audience.as_deref(),
             resource = exchange.resource.as_deref()
         );
-        match provider.exchange_token(subject, exchange).instrument(span).await {
+        let trace = tracing::info_span!(target: crate::telemetry::TRACES, "token_exchange");
+        match provider.exchange_token(subject, exchange).instrument(span).instrument(trace).await {
             Ok((token, expires_at)) => {
                 let entry = ResourceToken { access_token: token.clone(), expires_at };
                 current.resource_tokens.insert(exchange.key.clone(), entry);

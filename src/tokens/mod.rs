@@ -233,7 +233,8 @@ impl TokenService {
                 drop(guard);
                 result
             }
-            .instrument(span),
+            .instrument(span)
+            .instrument(tracing::info_span!(target: crate::telemetry::TRACES, "refresh")),
         )
     }
 

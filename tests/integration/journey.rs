@@ -177,11 +177,3 @@ pub fn jwt_claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
-
-/// Substrings shaped like a JWS (three base64url parts, the first a JSON header).
-pub fn received_jwts(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
-        .filter(|part| part.starts_with("eyJ") && part.split('.').count() == 3)
-        .map(String::from)
-        .collect()
-}

@@ -1,7 +1,6 @@
 //! What operators see: Prometheus metrics scraped and parsed, and trace-level logs across a
 //! whole login, refresh and logout that carry no token, cookie value or secret.
 
-use crate::journey::received_jwts;
 use crate::support::*;
 use http::Method;
 use std::collections::BTreeMap;

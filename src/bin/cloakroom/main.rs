@@ -62,25 +62,34 @@ fn run(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    cloakroom::telemetry::init(&config.log.level, config.log.json);
-    println!("cloakroom: open {}/ in a browser", config.server.public_origin);
-    let runtime = match cloakroom::runtime(config.server.worker_threads) {
-        Ok((runtime, threads)) => {
-            tracing::info!(threads, "serving on {threads} worker thread(s)");
-            runtime
-        }
+    let (runtime, threads) = match cloakroom::runtime(config.server.worker_threads) {
+        Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cloakroom: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cloakroom::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloakroom: {e}");
-            ExitCode::FAILURE
+    runtime.block_on(async {
+        // On the runtime: the trace export, when configured, runs there.
+        let telemetry = match cloakroom::telemetry::init(&config.log.level, config.log.json, config.traces.as_ref()) {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("cloakroom: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("cloakroom: open {}/ in a browser", config.server.public_origin);
+        tracing::info!(threads, "serving on {threads} worker thread(s)");
+        let served = cloakroom::run(config).await;
+        telemetry.shutdown().await;
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cloakroom: {e}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 /// Runs a client-side task (health probe, audit) on a one-thread runtime.

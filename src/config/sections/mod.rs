@@ -10,6 +10,7 @@ mod routes;
 mod server;
 mod session;
 mod spa;
+mod traces;
 
 pub(super) use csrf::csrf;
 pub(super) use demo::demo;
@@ -19,6 +20,7 @@ pub(super) use routes::{default_audience, routes, step_up_login_params};
 pub(super) use server::server;
 pub(super) use session::session;
 pub(super) use spa::{spa, spa_origins};
+pub(super) use traces::traces;
 
 // What the section files share (each takes it with `use super::*`).
 use super::check::{Check, RESERVED_AUTH_PARAMS, is_loopback, split_list};

@@ -38,3 +38,11 @@ pub(super) fn init_logging() {
             .try_init();
     });
 }
+
+/// Substrings shaped like a JWS (three base64url parts, the first a JSON header).
+pub fn received_jwts(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .filter(|part| part.starts_with("eyJ") && part.split('.').count() == 3)
+        .map(String::from)
+        .collect()
+}

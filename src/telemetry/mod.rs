@@ -1,4 +1,5 @@
-//! Logging: `tracing` with a level filter, and the one access-log line per request.
+//! Logging: `tracing` with a level filter, and the one access-log line per request; and, with
+//! `[traces]`, OpenTelemetry spans ([`otlp`], [`trace_context`]).
 //!
 //! Nothing secret can reach a log line by accident: tokens, tickets and keys are types whose
 //! `Debug`/`Display` redact ([`crate::secret::Secret`], `openidconnect` token types,
@@ -10,6 +11,11 @@
 //! every field ([`EscapedFields`]), so a CR/LF or an ESC a client put in a callback parameter, a
 //! path or a header arrives in the log as `\r\n` / `\u{1b}`; the JSON format escapes them as
 //! JSON does.
+
+mod otlp;
+pub mod trace_context;
+
+pub use otlp::{TARGET as TRACES, TraceExport};
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,21 +31,50 @@ pub fn parse_filter(level: &str) -> Result<Targets, tracing_subscriber::filter::
 }
 
 /// Installs the global subscriber once; later calls (tests) keep the first.
-/// `json`: one JSON object per line, for log shippers.
-pub fn init(level: &str, json: bool) {
-    let filter = parse_filter(level).unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = if json {
-        registry.with(tracing_subscriber::fmt::layer().json().with_target(true)).try_init()
+/// `json`: one JSON object per line, for log shippers. With `traces`, spans go to an OTLP
+/// collector too; that needs a tokio runtime (the export runs on it).
+pub fn init(level: &str, json: bool, traces: Option<&TraceExport>) -> Result<Telemetry, TelemetryError> {
+    // The spans meant for OpenTelemetry stay out of the log, whatever its filter names.
+    let filter = parse_filter(level)
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+        .with_target(TRACES, tracing::level_filters::LevelFilter::OFF);
+    let log = if json {
+        tracing_subscriber::fmt::layer().json().with_target(true).boxed()
     } else {
         // Colour only on a terminal: a file or a pipe gets plain text, not escape codes.
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        registry
-            .with(
-                tracing_subscriber::fmt::layer().fmt_fields(EscapedFields::default()).with_target(true).with_ansi(ansi),
-            )
-            .try_init()
+        tracing_subscriber::fmt::layer().fmt_fields(EscapedFields::default()).with_target(true).with_ansi(ansi).boxed()
     };
+    let provider = traces.map(otlp::provider).transpose().map_err(|e| TelemetryError(e.to_string()))?;
+    let spans = provider.as_ref().map(otlp::layer);
+    let _ = tracing_subscriber::registry().with(log.with_filter(filter)).with(spans).try_init();
+    Ok(Telemetry { provider })
+}
+
+/// The running telemetry; [`Telemetry::shutdown`] sends what is still queued.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the queued spans (within `traces.export_timeout`) and stops the exporter.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            // The SDK waits on a channel without yielding: off the runtime's worker threads.
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
+    }
+}
+
+/// The OTLP exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("traces: {0}")]
+pub struct TelemetryError(String);
+
+/// A named step of a request (a proxied call's phase, a sign-in's step) as its trace span.
+pub fn step(name: &'static str) -> tracing::Span {
+    tracing::info_span!(target: TRACES, "step", otel.name = name)
 }
 
 /// An error and its sources on one line, for logs ("connect failed: tcp connect error: refused").
