@@ -37,19 +37,55 @@ pub struct App {
     pub identity_headers: Vec<http::HeaderName>,
     /// The one clock every part reads (injected: tests move it without sleeping).
     clock: SharedClock,
+    /// Shared by every configuration this process runs: a shutdown is the process's.
+    lifecycle: Arc<Lifecycle>,
+}
+
+#[derive(Default)]
+struct Lifecycle {
     shutting_down: AtomicBool,
     /// Wakes the shutdown delay early (a second signal).
     hurry: tokio::sync::Notify,
 }
 
+/// The parts of a running [`App`] a reloaded configuration keeps: the store (its sessions), the
+/// metrics, the clock, the refresh locks, the shutdown state. `None` at start.
+struct Kept<'a>(Option<&'a App>);
+
 impl App {
     /// Fails only when the session store cannot be set up (an unusable Redis URL).
     pub fn new(config: Config, clock: SharedClock) -> Result<Self, RedisSetupError> {
-        let router = Router::new(&config.routes);
         let metrics = Arc::new(Metrics::new());
         let sessions = Arc::new(Sessions::new(&config.session, clock.clone(), metrics.store())?);
-        let provider =
-            |oidc: &crate::config::OidcConfig| Arc::new(Provider::new(oidc.clone(), clock.clone(), metrics.clone()));
+        Ok(Self::build(config, clock, metrics, sessions, Kept(None)))
+    }
+
+    /// This app with a new configuration (a reload): new routes, providers (not yet
+    /// discovered), SPA, limits and session keys, over the same store, metrics, clock, refresh
+    /// locks and shutdown state. What the store was built with cannot change
+    /// ([`crate::config::FixedAtStart`]). A configuration with ephemeral keys (none
+    /// configured) keeps the running ones: new random keys would end every session. The
+    /// serving certificate stays the one the listener holds.
+    pub fn reloaded(&self, mut config: Config) -> Self {
+        if config.session.ephemeral_keys {
+            config.session.keys = self.config.session.keys.clone();
+        }
+        // The listener's certificate, which SIGHUP reloads in place (its files are fixed).
+        config.server.tls = self.config.server.tls.clone();
+        let sessions = Arc::new(self.sessions.with_keys(&config.session));
+        Self::build(config, self.clock.clone(), self.metrics.clone(), sessions, Kept(Some(self)))
+    }
+
+    fn build(config: Config, clock: SharedClock, metrics: Arc<Metrics>, sessions: Arc<Sessions>, kept: Kept) -> Self {
+        let router = Router::new(&config.routes);
+        let earlier = |oidc: &crate::config::OidcConfig| kept.0.and_then(|app| app.providers.get(Some(&oidc.id)));
+        let provider = |oidc: &crate::config::OidcConfig| {
+            let provider = Provider::new(oidc.clone(), clock.clone(), metrics.clone());
+            Arc::new(match earlier(oidc) {
+                Some(earlier) => provider.succeeding(earlier),
+                None => provider,
+            })
+        };
         let providers =
             Arc::new(Providers::new(provider(&config.oidc), config.providers.iter().map(provider).collect()));
         let timing = RefreshTiming {
@@ -58,7 +94,10 @@ impl App {
             refresh_timeout: config.oidc.refresh_timeout,
             retry_backoff: config.oidc.refresh_retry_backoff,
         };
-        let tokens = Arc::new(TokenService::new(providers.clone(), timing, metrics.clone()));
+        let tokens = match kept.0 {
+            Some(app) => Arc::new(app.tokens.succeeding(providers.clone(), timing)),
+            None => Arc::new(TokenService::new(providers.clone(), timing, metrics.clone())),
+        };
         let upstreams = config
             .routes
             .iter()
@@ -79,7 +118,7 @@ impl App {
             CsrfGuard::new(config.csrf.header.clone(), config.server.public_origin.clone(), config.spa_origins.clone());
         let assertions = crate::identity::assertion::Signer::new(&config.session.keys);
         let identity_headers = crate::identity::spoofable(&config.routes);
-        Ok(Self {
+        Self {
             config,
             router,
             sessions,
@@ -93,9 +132,8 @@ impl App {
             assertions,
             identity_headers,
             clock,
-            shutting_down: AtomicBool::new(false),
-            hurry: tokio::sync::Notify::new(),
-        })
+            lifecycle: kept.0.map(|app| app.lifecycle.clone()).unwrap_or_default(),
+        }
     }
 
     /// Now, in unix seconds, by the injected clock.
@@ -104,25 +142,25 @@ impl App {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::Relaxed)
+        !self.lifecycle.shutting_down.load(Ordering::Relaxed)
             && self.providers.default_provider().is_ready()
             && self.sessions.store().is_healthy()
     }
 
     pub(crate) fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
+        self.lifecycle.shutting_down.store(true, Ordering::Relaxed);
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
+        self.lifecycle.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Cuts the shutdown delay short (a second SIGTERM or Ctrl-C).
     pub fn hurry_shutdown(&self) {
-        self.hurry.notify_one();
+        self.lifecycle.hurry.notify_one();
     }
 
     pub(crate) async fn hurried(&self) {
-        self.hurry.notified().await;
+        self.lifecycle.hurry.notified().await;
     }
 }

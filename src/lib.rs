@@ -62,6 +62,7 @@ pub mod identity;
 pub mod metrics;
 pub mod oidc;
 pub mod proxy;
+pub mod reload;
 pub mod respond;
 pub mod router;
 pub mod secret;
@@ -92,7 +93,8 @@ pub fn install_crypto_provider() {
 pub struct Server {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub app: Arc<App>,
+    /// The configuration being served (a reload swaps it).
+    pub live: Arc<reload::Live>,
     /// DEVELOPMENT ONLY: the demo's issuer, when `[demo]` started one.
     #[cfg(feature = "demo")]
     pub dev_issuer: Option<demo::issuer::DevIssuer>,
@@ -117,7 +119,18 @@ impl Server {
     /// Reloads the serving certificate from its files (what SIGHUP does). Handshakes from now on
     /// get the new one; open connections are left alone. On error the old one stays.
     pub fn reload_tls(&self) -> Result<(), tls::TlsFileError> {
-        reload_tls(&self.app)
+        reload_tls(&self.app())
+    }
+
+    /// The configuration serving requests now.
+    pub fn app(&self) -> Arc<App> {
+        self.live.app()
+    }
+
+    /// Serves `config` from now on (in-flight requests finish on theirs), or refuses it and
+    /// keeps the running one ([`reload::Live::reload`]).
+    pub async fn reload(&self, config: Config) -> Result<u64, reload::ReloadError> {
+        self.live.reload(config).await
     }
 
     /// A handle that triggers [`Server::stop`]'s first step from elsewhere (a signal handler).
@@ -145,14 +158,15 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
         tokio::spawn(redis.clone().watch_health());
     }
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(app.clone(), listeners, async move {
+    tracing::info!(%addr, %admin_addr, origin = %app.config.server.public_origin, "cloakroom listening");
+    let live = Arc::new(reload::Live::new(app));
+    let task = tokio::spawn(server::serve(live.clone(), listeners, async move {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, %admin_addr, origin = %app.config.server.public_origin, "cloakroom listening");
     Ok(Server {
         addr,
         admin_addr,
-        app,
+        live,
         #[cfg(feature = "demo")]
         dev_issuer,
         stop: Some(stop),
@@ -182,13 +196,15 @@ pub fn runtime(worker_threads: Option<std::num::NonZeroUsize>) -> std::io::Resul
 pub async fn run(config: Config) -> std::io::Result<()> {
     let listeners = Listeners::bind(config.server.listen, config.server.admin_listen).await?;
     let mut server = start(config, listeners, Arc::new(clock::SystemClock))?;
+    // SIGHUP: the certificate from its files, and the configuration from its file.
     #[cfg(unix)]
-    if server.app.config.server.tls.is_some() {
-        let app = server.app.clone();
+    {
+        let live = server.live.clone();
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                let _ = reload_tls(&app);
+                let _ = reload_tls(&live.app());
+                let _ = live.reload_file().await;
             }
         });
     }
@@ -200,7 +216,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                 let _ = trigger.send(());
             }
             // A second signal skips what is left of the shutdown delay.
-            let app = server.app.clone();
+            let app = server.app();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 app.hurry_shutdown();

@@ -139,6 +139,7 @@ pub struct Metrics {
     request_seconds: Latency,
     active_sessions: Gauge,
     logins: Family<OutcomeLabels, Counter>,
+    config_reloads: Family<OutcomeLabels, Counter>,
     logouts: Counter,
     refreshes: Family<OutcomeLabels, Counter>,
     provider_seconds: Histogram,
@@ -181,6 +182,12 @@ impl Metrics {
         registry.register("active_sessions", "Sessions in the store", active_sessions.clone());
         let logins = Family::default();
         registry.register("logins", "Completed sign-ins (ok) and failed callbacks (failed)", logins.clone());
+        let config_reloads = Family::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads: ok, or refused (invalid, fixed_at_start, provider_unavailable, no_file)",
+            config_reloads.clone(),
+        );
         let logouts = Counter::default();
         registry.register("logouts", "Sessions ended by the user, the provider or an administrator", logouts.clone());
         let refreshes = Family::default();
@@ -265,6 +272,7 @@ impl Metrics {
             request_seconds,
             active_sessions,
             logins,
+            config_reloads,
             logouts,
             refreshes,
             provider_seconds,
@@ -319,6 +327,11 @@ impl Metrics {
 
     pub fn login(&self, ok: bool) {
         self.logins.get_or_create(&OutcomeLabels { outcome: if ok { "ok" } else { "failed" } }).inc();
+    }
+
+    /// One reload: `ok`, or why it was refused.
+    pub fn config_reload(&self, outcome: &'static str) {
+        self.config_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn logouts(&self, sessions: u64) {

@@ -72,6 +72,17 @@ fn start_binary_with(
     extra: &str,
     stdout: Stdio,
 ) -> (std::process::Child, std::path::PathBuf) {
+    start_binary_at("http://127.0.0.1:9", name, server_extra, extra, stdout)
+}
+
+/// Like [`start_binary_with`], signing in at `issuer`.
+fn start_binary_at(
+    issuer: &str,
+    name: &str,
+    server_extra: &str,
+    extra: &str,
+    stdout: Stdio,
+) -> (std::process::Child, std::path::PathBuf) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (port, admin_port) = (listener.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
@@ -79,7 +90,7 @@ fn start_binary_with(
     let path = temp_file(
         name,
         &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server_extra}\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{extra}"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server_extra}\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{extra}"
         ),
     );
     let child = Command::new(BIN).arg("--config").arg(&path).stdout(stdout).stderr(Stdio::null()).spawn().unwrap();
@@ -200,11 +211,11 @@ async fn sighup_reloads_the_tls_certificate() {
 /// One raw HTTP/1.1 exchange: `Ok(close)` when an answer came (`close`: the server asked to
 /// close), `Err` when the request went out and no answer came back.
 fn exchange(stream: &mut std::net::TcpStream) -> Result<bool, ()> {
-    exchange_request(stream, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+    exchange_request(stream, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n").map(|(_, close)| close)
 }
 
-/// [`exchange`] with a request of the caller's.
-fn exchange_request(stream: &mut std::net::TcpStream, request: &[u8]) -> Result<bool, ()> {
+/// [`exchange`] with a request of the caller's: the answer's status, and whether it closes.
+fn exchange_request(stream: &mut std::net::TcpStream, request: &[u8]) -> Result<(u16, bool), ()> {
     use std::io::{Read, Write};
     stream.write_all(request).map_err(|_| ())?;
     let (mut buffer, mut chunk) = (Vec::new(), [0u8; 4096]);
@@ -226,7 +237,8 @@ fn exchange_request(stream: &mut std::net::TcpStream, request: &[u8]) -> Result<
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
     }
-    Ok(head.contains("connection: close"))
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or(())?;
+    Ok((status, head.contains("connection: close")))
 }
 
 /// Issue 27, item 5, with a real SIGTERM: a keep-alive load from clients that do not watch
@@ -402,4 +414,107 @@ async fn sample_ratio_zero_records_only_what_a_trusted_proxy_sampled() {
     let _ = child.wait();
     let others: Vec<_> = collector.spans().into_iter().filter(|s| s.trace_id != trace).collect();
     assert!(others.is_empty(), "spans recorded at sample_ratio 0: {others:#?}");
+}
+
+/// Issue 31, item 2, with a real SIGHUP: the configuration file is read again and served while
+/// keep-alive clients keep calling, and none of their calls fails; a broken file is refused
+/// (logged, counted) and the running configuration stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_configuration_under_load_and_no_call_fails() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let upstream = pki::Upstream::start().await;
+    let route = |prefix: &str| {
+        format!("[[routes]]\nprefix = \"{prefix}\"\nupstream = \"http://{}/api/\"\ntoken = \"none\"\n", upstream.addr)
+    };
+    let issuer = pki::provider().issuer.clone();
+    let log = std::env::temp_dir().join(format!("cloakroom-cli-reload-{}.log", std::process::id()));
+    let stdout = Stdio::from(std::fs::File::create(&log).unwrap());
+    let (mut child, path) = start_binary_at(&issuer, "reload.toml", "", &route("/a/"), stdout);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (addr, original) = (listen_addr(&path), std::fs::read_to_string(&path).unwrap());
+    let admin = original.lines().find_map(|l| l.strip_prefix("admin_listen = ")).unwrap().trim_matches('"').to_string();
+    let (answered, failed, stop) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (answered, failed, stop) = (answered.clone(), failed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let connect = || {
+                    let stream = std::net::TcpStream::connect(addr).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    stream
+                };
+                let mut stream = connect();
+                while !stop.load(Ordering::SeqCst) {
+                    match exchange_request(&mut stream, b"GET /a/items HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\n\r\n") {
+                        Ok((200, close)) => {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            if close {
+                                stream = connect();
+                            }
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            stream = connect();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    };
+    let status_of = |path: &'static str| {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        exchange_request(&mut stream, format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\n\r\n").as_bytes())
+            .unwrap()
+            .0
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of("/b/items"), 404);
+
+    // A route added, reloaded a few times over while the clients call.
+    std::fs::write(&path, format!("{original}\n{}", route("/b/"))).unwrap();
+    for _ in 0..3 {
+        hup(&child);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    while status_of("/b/items") != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "SIGHUP did not serve the added route: {}", logged());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken file: refused, the running configuration (with /b/) stays.
+    std::fs::write(&path, format!("{original}\n{}\n[session]\nsame_site = \"sometimes\"\n", route("/b/"))).unwrap();
+    hup(&child);
+    let metrics = || {
+        let mut stream = std::net::TcpStream::connect(admin.as_str()).unwrap();
+        std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+        text
+    };
+    let started = Instant::now();
+    while !metrics().contains("cloakroom_config_reloads_total{outcome=\"invalid\"} 1") {
+        assert!(started.elapsed() < Duration::from_secs(10), "the broken file's refusal is not counted: {}", metrics());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status_of("/b/items"), 200, "a refused reload changed the running configuration");
+    assert!(metrics().contains("cloakroom_config_reloads_total{outcome=\"ok\"} 3"), "{}", metrics());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+    let (answered, failed) = (answered.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    println!("across four reloads: {answered} calls answered 200, {failed} failed");
+    assert!(answered > 500, "too little load to mean anything: {answered}");
+    assert_eq!(failed, 0, "{failed} calls failed across the reloads ({answered} answered)");
+    let _ = std::fs::remove_file(&log);
 }

@@ -50,6 +50,23 @@ pub struct Config {
     pub providers: Vec<OidcConfig>,
     /// Warnings to print loudly at start-up (insecure or ephemeral settings).
     pub warnings: Vec<String>,
+    /// What a reload cannot change, by key: a digest of each as written (see [`FixedAtStart`]).
+    pub fixed_at_start: FixedAtStart,
+    /// The file this was loaded from (a reload reads it again); `None` for text.
+    pub source: Option<PathBuf>,
+}
+
+/// The settings a running cloakroom holds in its sockets, threads or store and cannot take
+/// from a reload: each key with a SHA-256 of its value as written (secrets included, never
+/// kept in clear), so a reload names exactly which of them it would change.
+#[derive(Debug, Clone, Default)]
+pub struct FixedAtStart(pub(crate) Vec<(&'static str, [u8; 32])>);
+
+impl FixedAtStart {
+    /// The keys whose value differs in `other`.
+    pub fn changed_in(&self, other: &FixedAtStart) -> Vec<&'static str> {
+        self.0.iter().zip(&other.0).filter(|(a, b)| a.1 != b.1).map(|(a, _)| a.0).collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -500,7 +517,9 @@ impl Config {
                 message: format!("cannot read {}: {e}", path.display()),
             }])
         })?;
-        Self::from_toml(&text, std::env::vars())
+        let mut config = Self::from_toml(&text, std::env::vars())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses TOML text, applies the given `CLOAKROOM_…` variables, and validates.

@@ -71,6 +71,7 @@ fn remove_path(table: &mut Table, path: &serde_path_to_error::Path) -> bool {
 }
 
 pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let fixed_at_start = fixed_at_start(&raw);
     let mut check = Check { errors, warnings: Vec::new() };
     let (server, public_url) = sections::server(&mut check, &raw.server);
     let demo = sections::demo(&mut check, &raw.demo, &raw.oidc);
@@ -101,5 +102,50 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         routes,
         providers,
         warnings: check.warnings,
+        fixed_at_start,
+        source: None,
     })
+}
+
+/// What a reload cannot change ([`FixedAtStart`]): the sockets (`listen`, `admin_listen`, TLS
+/// files, which SIGHUP re-reads in place), the runtime's threads, the connection limits and
+/// request-head limits the accept loop holds, the session store and the limits it was built
+/// with, the log and trace pipelines, and the demo's servers.
+fn fixed_at_start(raw: &RawConfig) -> FixedAtStart {
+    let (server, session) = (&raw.server, &raw.session);
+    let digest = |value: &dyn std::fmt::Debug| crate::crypto::sha256(format!("{value:?}").as_bytes());
+    FixedAtStart(vec![
+        ("server.listen", digest(&server.listen)),
+        ("server.admin_listen", digest(&server.admin_listen)),
+        ("server.worker_threads", digest(&server.worker_threads)),
+        ("server.max_connections", digest(&server.max_connections)),
+        ("server.max_connections_per_client", digest(&server.max_connections_per_client)),
+        ("server.max_header_bytes", digest(&server.max_header_bytes)),
+        ("server.header_read_timeout", digest(&server.header_read_timeout)),
+        ("server.tls_cert_file", digest(&server.tls_cert_file)),
+        ("server.tls_key_file", digest(&server.tls_key_file)),
+        (
+            "session.store",
+            digest(&(
+                &session.store,
+                &session.redis_mode,
+                &session.redis_url,
+                &session.redis_nodes,
+                &session.redis_master_name,
+                &session.redis_username,
+                &session.redis_password,
+                &session.redis_password_file,
+                (&session.redis_ca_file, &session.redis_client_cert_file, &session.redis_client_key_file),
+                (&session.redis_key_prefix, &session.redis_connect_timeout, &session.redis_command_timeout),
+            )),
+        ),
+        ("session.idle_timeout", digest(&session.idle_timeout)),
+        ("session.absolute_timeout", digest(&session.absolute_timeout)),
+        ("session.max_sessions", digest(&session.max_sessions)),
+        ("session.max_pending_logins", digest(&session.max_pending_logins)),
+        ("session.login_timeout", digest(&session.login_timeout)),
+        ("log", digest(&raw.log)),
+        ("traces", digest(&raw.traces)),
+        ("demo", digest(&raw.demo)),
+    ])
 }

@@ -212,6 +212,14 @@ impl Provider {
         }
     }
 
+    /// This provider in place of `earlier` (a reload): the logout tokens `earlier` has seen
+    /// stay seen, so a replay across the reload is still refused. Discovery starts afresh: the
+    /// client it builds carries this configuration's registration.
+    pub fn succeeding(mut self, earlier: &Provider) -> Self {
+        self.logout_jtis = earlier.logout_jtis.clone();
+        self
+    }
+
     pub fn is_ready(&self) -> bool {
         self.current().is_some()
     }

@@ -5,23 +5,30 @@
 //!   created, last seen; never a ticket or a token);
 //! - `DELETE /sessions/{id}?sub=…[&provider=…]`: one of them;
 //! - `DELETE /sessions?sub=…[&provider=…]`: all of that user's at that provider;
-//! - `DELETE /sessions?all=true`: every session.
+//! - `DELETE /sessions?all=true`: every session;
+//! - `POST /reload`: reads the configuration file again and serves it, or refuses it with every
+//!   reason and keeps the running one ([`crate::reload`]), as SIGHUP does.
 //!
 //! With the Redis store they act for every replica at once. Refresh tokens are not sent for
 //! revocation: each is sealed under its browser's ticket, which the operator does not hold;
-//! deleting the record erases cloakroom's only copy. The session endpoints need
+//! deleting the record erases cloakroom's only copy. The session and reload endpoints need
 //! `Authorization: Bearer <server.admin_token>` (compared in constant time) when a token is
 //! configured, and refuse every call without one unless the admin listener is on loopback.
 
 use crate::app::App;
 use crate::bff::query_param;
+use crate::reload::{Live, ReloadError};
 use crate::respond::{Body, full, json};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-pub(super) async fn respond(app: &App, request: Request<Incoming>) -> Response<Body> {
+pub(super) async fn respond(live: &Live, request: Request<Incoming>) -> Response<Body> {
+    let app = &live.app();
     let path = request.uri().path();
+    if path == "/reload" {
+        return reload(live, app, &request).await.unwrap_or_else(Refusal::response);
+    }
     if path == "/sessions" || path.starts_with("/sessions/") {
         return sessions(app, &request).await.unwrap_or_else(Refusal::response);
     }
@@ -47,6 +54,34 @@ pub(super) async fn respond(app: &App, request: Request<Incoming>) -> Response<B
 }
 
 type Answer = Result<Response<Body>, Refusal>;
+
+/// `POST /reload`: `200 {"reloaded": true, "generation": N}`, or the refusal with every
+/// reason (`422 invalid_config` with each key, `409 fixed_at_start` with the keys, `502
+/// provider_unavailable`, `409 no_config_file`).
+async fn reload(live: &Live, app: &App, request: &Request<Incoming>) -> Answer {
+    authorized(app.config.server.admin_token.as_ref(), app.config.server.admin_listen, request.headers())?;
+    if request.method() != Method::POST {
+        return Err(refusal(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "POST /reload"));
+    }
+    let answer = match live.reload_file().await {
+        Ok(generation) => return Ok(json(StatusCode::OK, &json!({ "reloaded": true, "generation": generation }))),
+        Err(ReloadError::Invalid(errors)) => {
+            let errors: Vec<_> = errors.0.iter().map(|e| json!({ "key": e.key, "message": e.message })).collect();
+            (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": "invalid_config", "errors": errors }))
+        }
+        Err(ReloadError::FixedAtStart(keys)) => (
+            StatusCode::CONFLICT,
+            json!({ "error": "fixed_at_start", "error_description": "restart cloakroom to change these", "keys": keys }),
+        ),
+        Err(e @ ReloadError::ProviderUnavailable(_)) => {
+            (StatusCode::BAD_GATEWAY, json!({ "error": "provider_unavailable", "error_description": e.to_string() }))
+        }
+        Err(e @ ReloadError::NoFile) => {
+            (StatusCode::CONFLICT, json!({ "error": "no_config_file", "error_description": e.to_string() }))
+        }
+    };
+    Ok(json(answer.0, &json!({ "reloaded": false, "generation": live.generation(), "refused": answer.1 })))
+}
 
 /// Why an operator's call was refused, answered as JSON in one place ([`Refusal::response`]).
 #[derive(Debug)]

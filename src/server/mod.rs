@@ -6,7 +6,7 @@ mod activity;
 mod admin;
 mod closing;
 
-use crate::app::App;
+use crate::reload::Live;
 use crate::respond::Body;
 use activity::{Activity, ActivityIo};
 use http::{Request, Response};
@@ -73,8 +73,11 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Serves until `shutdown` resolves, then stops accepting, marks the app not ready, and gives
 /// in-flight requests up to `server.shutdown_timeout` to finish.
-pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
-    let admin = tokio::spawn(serve_admin(app.clone(), listeners.admin));
+pub async fn serve(live: Arc<Live>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let admin = tokio::spawn(serve_admin(live.clone(), listeners.admin));
+    // What the accept loop holds is fixed at start ([`crate::config::FixedAtStart`]); each
+    // request takes the configuration current when it arrives.
+    let app = live.app();
     let server = &app.config.server;
     let builder = Arc::new(builder(&Limits {
         max_header_bytes: server.max_header_bytes,
@@ -122,7 +125,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
                 continue;
             }
         };
-        spawn_connection(&app, &builder, &acceptor, &client_slots, phases.clone(), (stream, peer), Some(slot));
+        spawn_connection(&live, &builder, &acceptor, &client_slots, phases.clone(), (stream, peer), Some(slot));
     }
     // Step two: no new connections, and none lost: the kernel starts no more handshakes, and
     // each connection waiting to be accepted is accepted and its first request answered (with
@@ -135,7 +138,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     while let Some(accepted) = futures_util::FutureExt::now_or_never(listeners.main.accept()) {
         let Ok(accepted) = accepted else { break };
         let slot = slots.clone().try_acquire_owned().ok();
-        spawn_connection(&app, &builder, &acceptor, &client_slots, phases.clone(), accepted, slot);
+        spawn_connection(&live, &builder, &acceptor, &client_slots, phases.clone(), accepted, slot);
         swept += 1;
     }
     if swept > 0 {
@@ -144,7 +147,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     drop(listeners.main);
     // Step three: what is in flight finishes, up to the deadline.
     let _ = phase.send(Phase::Draining);
-    let deadline = app.config.server.shutdown_timeout;
+    let deadline = live.app().config.server.shutdown_timeout;
     if tokio::time::timeout(deadline, slots.acquire_many(max_connections)).await.is_err() {
         tracing::warn!(?deadline, "shutdown deadline reached with requests still in flight");
     }
@@ -153,7 +156,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
 
 /// Serves one accepted connection in a task of its own, holding its slots while it lives.
 fn spawn_connection(
-    app: &Arc<App>,
+    live: &Arc<Live>,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     acceptor: &Option<tokio_rustls::TlsAcceptor>,
     client_slots: &crate::client_slots::ClientSlots,
@@ -161,6 +164,7 @@ fn spawn_connection(
     (stream, peer): (tokio::net::TcpStream, SocketAddr),
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    let app = live.app();
     let exempt = app.config.server.trusted_proxies.iter().any(|cidr| cidr.contains(peer.ip()));
     let Some(client_slot) = client_slots.take(peer.ip(), exempt) else {
         // Closed before a byte is read: this address holds its share of connections already.
@@ -171,20 +175,19 @@ fn spawn_connection(
     let _ = stream.set_nodelay(true);
     // HTTP/2 multiplexes: each request in flight on it takes a slot of the address too.
     let streams = (!exempt).then(|| client_slots.clone());
-    let connection = Connection { app: app.clone(), builder: builder.clone(), peer, phase, streams };
+    let idle_timeout = app.config.server.idle_timeout;
+    let header_read_timeout = app.config.server.header_read_timeout;
+    let connection = Connection { live: live.clone(), builder: builder.clone(), peer, phase, streams, idle_timeout };
     let acceptor = acceptor.clone();
     tokio::spawn(async move {
         match acceptor {
             None => connection.serve(stream, "http").await,
             // The handshake is part of the request head for the slow-loris deadline.
-            Some(acceptor) => {
-                let deadline = connection.app.config.server.header_read_timeout;
-                match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection.serve(stream, "https").await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            }
+            Some(acceptor) => match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => connection.serve(stream, "https").await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            },
         }
         drop(client_slot);
         drop(slot);
@@ -208,12 +211,14 @@ const CHECKS_PER_IDLE_PERIOD: u32 = 4;
 
 /// One accepted connection on the main listener.
 struct Connection {
-    app: Arc<App>,
+    live: Arc<Live>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     peer: SocketAddr,
     phase: watch::Receiver<Phase>,
     /// Where an HTTP/2 request takes its slot of the client's address (`None`: exempt).
     streams: Option<crate::client_slots::ClientSlots>,
+    /// `server.idle_timeout` when the connection was accepted.
+    idle_timeout: Duration,
 }
 
 impl Connection {
@@ -224,9 +229,11 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let (app, peer, tracked, streams) = (self.app.clone(), self.peer, activity.clone(), self.streams.clone());
+        let (live, peer, tracked, streams) = (self.live.clone(), self.peer, activity.clone(), self.streams.clone());
         let service = service_fn(move |request: Request<Incoming>| {
-            let app = app.clone();
+            // The configuration current now, kept to the end of this request (a reload
+            // meanwhile changes the next one).
+            let app = live.app();
             let in_flight = tracked.begin_request(request.version());
             let tracked = tracked.clone();
             let http1 = request.version() != http::Version::HTTP_2;
@@ -256,7 +263,7 @@ impl Connection {
         let io = TokioIo::new(ActivityIo { inner: io, activity: activity.clone() });
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
-        let idle_timeout = self.app.config.server.idle_timeout;
+        let idle_timeout = self.idle_timeout;
         // A connection that has not moved a byte yet is not closed by the drain: its client may
         // have sent a request already, which would be lost; its first answer closes it instead
         // (`Connection: close` while shutting down), or the header deadline does.
@@ -356,10 +363,10 @@ where
     }
 }
 
-async fn serve_admin(app: Arc<App>, listener: TcpListener) {
+async fn serve_admin(live: Arc<Live>, listener: TcpListener) {
     serve_fn(listener, move |request: Request<Incoming>| {
-        let app = app.clone();
-        async move { admin::respond(&app, request).await }
+        let live = live.clone();
+        async move { admin::respond(&live, request).await }
     })
     .await
 }

@@ -61,7 +61,11 @@ impl Sessions {
                 Store::Redis(RedisStore::new((**settings).clone(), limits)?.with_metrics(metrics))
             }
         };
-        Ok(Self {
+        Ok(Self::over(store, config, clock))
+    }
+
+    fn over(store: Store, config: &SessionConfig, clock: SharedClock) -> Self {
+        Self {
             store,
             sealer: Sealer::new(config.keys.clone()),
             cookies: CookiePolicy::new(&config.cookie_name, config.same_site)
@@ -71,7 +75,14 @@ impl Sessions {
             login_timeout: config.login_timeout,
             allow_remember: config.allow_remember,
             max_sessions_per_user: config.max_sessions_per_user,
-        })
+        }
+    }
+
+    /// These sessions under a reloaded `[session]`: the same store (a clone shares it), the
+    /// new keys (the first seals, every one opens: a rotation logs nobody out), cookie policy
+    /// and per-user limits. The store's own limits are fixed at start.
+    pub fn with_keys(&self, config: &SessionConfig) -> Self {
+        Self::over(self.store.clone(), config, self.clock.clone())
     }
 
     /// When a session created at `created_at` ends: its absolute timeout later, or when its

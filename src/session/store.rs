@@ -117,6 +117,7 @@ pub struct StoreLimits {
 
 // One per process: the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub enum Store {
     Memory(MemoryStore),
     Redis(RedisStore),

@@ -124,6 +124,17 @@ impl TokenService {
         }
     }
 
+    /// The token service of a reloaded configuration: its providers and timing, this one's
+    /// per-session locks, unanswered refreshes and refused exchanges (a refresh in flight on
+    /// the old configuration still excludes one on the new). Client tokens are fetched anew.
+    pub fn succeeding(&self, providers: Arc<Providers>, timing: RefreshTiming) -> Self {
+        let mut next = Self::new(providers, timing, self.metrics.clone());
+        next.locks = self.locks.clone();
+        next.in_doubt = self.in_doubt.clone();
+        next.exchange_refused = self.exchange_refused.clone();
+        next
+    }
+
     /// The session's access token for `audience` (the sign-in's own when `None`), refreshed when
     /// it is missing or due.
     ///

@@ -149,8 +149,8 @@ async fn a_flood_of_logins_evicts_no_ones_sign_in_and_stores_nothing() {
             break; // bounded in time on a slow machine; the count so far is the flood
         }
     }
-    bff.server.app.sessions.store().sync().await;
-    assert_eq!(bff.server.app.sessions.store().claimed_login_count(), Some(0), "the flood was stored");
+    bff.server.app().sessions.store().sync().await;
+    assert_eq!(bff.server.app().sessions.store().claimed_login_count(), Some(0), "the flood was stored");
     let mut late = Browser::new();
     let late_callback = bff.authorize(&mut late, "bob", "/").await;
     assert_eq!(late.get(&late_callback, &[]).await.status, 200, "the newest login completes");
@@ -233,8 +233,8 @@ async fn one_user_signing_in_again_and_again_ends_only_their_own_oldest_sessions
         let expected = if i < 5 { 401 } else { 200 };
         assert_eq!(bff.user(alice).await.status, expected, "alice's sign-in {i}");
     }
-    let listed = bff.server.app.sessions.store().session_count();
-    bff.server.app.sessions.store().sync().await;
+    let listed = bff.server.app().sessions.store().session_count();
+    bff.server.app().sessions.store().sync().await;
     assert!(listed.is_some_and(|n| n <= 4), "{listed:?} sessions held for bob and three of alice's");
     let sessions = alices[7].get(&bff.url("/bff/sessions"), &[CSRF]).await;
     assert_eq!(sessions.json()["sessions"].as_array().map(Vec::len), Some(3), "{}", sessions.text());

@@ -28,6 +28,7 @@ mod proxy;
 mod redis_modes;
 mod redis_store;
 mod refresh;
+mod reload;
 mod replicas;
 mod resources;
 mod sessions;

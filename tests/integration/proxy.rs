@@ -200,7 +200,7 @@ async fn stopping_lets_in_flight_requests_finish() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let addr = bff.server.addr;
-    let app = bff.server.app.clone();
+    let app = bff.server.app();
     let stopping = tokio::spawn(bff.server.stop());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!app.is_ready(), "readiness stayed true while shutting down");

@@ -103,7 +103,7 @@ async fn a_provider_certificate_outside_the_trusted_cas_is_refused() {
         assert!(started.elapsed() < Duration::from_secs(10), "no discovery failure logged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!bff.server.app.is_ready());
+    assert!(!bff.server.app().is_ready());
     let line = logs()
         .lines()
         .find(|l| l.contains("provider discovery failed") && l.contains(&provider.issuer))

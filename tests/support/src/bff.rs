@@ -13,6 +13,10 @@ pub struct Bff {
     pub client: RegisteredClient,
     pub clock: Arc<ManualClock>,
     pub upstream: Upstream,
+    /// The configuration it was started with, as text (a reload test edits it).
+    pub toml: String,
+    /// Where that text was written, when [`BffOptions::config_file`] asked for a file.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 pub struct BffOptions {
@@ -47,6 +51,9 @@ pub struct BffOptions {
     /// Where the provider sends the browser after a logout, when not `public_url`'s root (the
     /// SPA on another origin): registered beside it and set as `oidc.post_logout_redirect_uri`.
     pub post_logout_redirect: Option<String>,
+    /// Load the configuration from a file (as the binary does), so that it can be reloaded
+    /// from there (`POST /reload`).
+    pub config_file: bool,
 }
 
 impl Default for BffOptions {
@@ -69,6 +76,7 @@ impl Default for BffOptions {
             public_url: None,
             session_keys: None,
             post_logout_redirect: None,
+            config_file: false,
         }
     }
 }
@@ -170,14 +178,23 @@ timeout = "2s"
                 .unwrap_or_default(),
             session_toml = options.session_toml,
         );
-        let config = Config::from_toml(&toml, Vec::new()).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let config_file = options.config_file.then(|| {
+            let path = std::env::temp_dir().join(format!("cloakroom-test-{}.toml", main.local_addr().unwrap().port()));
+            std::fs::write(&path, &toml).unwrap();
+            path
+        });
+        let config = match &config_file {
+            Some(path) => Config::load(path),
+            None => Config::from_toml(&toml, Vec::new()),
+        }
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let clock = Arc::new(ManualClock::new());
         let listeners = Listeners::from_std(main, admin).unwrap();
         let server = cloakroom::start(config, listeners, clock.clone()).unwrap();
-        let bff = Bff { server, origin, admin: admin_url, issuer, client, clock, upstream };
+        let bff = Bff { server, origin, admin: admin_url, issuer, client, clock, upstream, toml, config_file };
         if options.wait_ready {
             for _ in 0..200 {
-                if bff.server.app.is_ready() {
+                if bff.server.app().is_ready() {
                     return bff;
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
@@ -201,8 +218,8 @@ timeout = "2s"
     }
 
     pub async fn session_count(&self) -> u64 {
-        self.server.app.sessions.store().sync().await;
-        self.server.app.sessions.store().session_count().expect("the memory store counts its sessions")
+        self.server.app().sessions.store().sync().await;
+        self.server.app().sessions.store().session_count().expect("the memory store counts its sessions")
     }
 
     /// Runs a whole sign-in as `user`, returning the page the callback answered with.

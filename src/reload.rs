@@ -1,0 +1,117 @@
+//! Hot reload: the configuration a running cloakroom serves with, swapped whole.
+//!
+//! Every request takes the [`App`] current when it arrives and keeps it to the end: in-flight
+//! calls finish on the configuration they started with, the next ones get the new one. A new
+//! configuration is validated in full, then built over what the running one keeps (the store
+//! and its sessions, the metrics, the refresh locks: [`App::reloaded`]), and each of its
+//! providers is discovered; only then is it swapped in. Anything wrong (an invalid file, a
+//! setting fixed at start, a provider that cannot be reached) refuses the whole reload with
+//! every reason, and the running configuration stays: an ERROR log line and
+//! `cloakroom_config_reloads_total{outcome}` say so.
+//!
+//! Triggered by SIGHUP (the binary) and by `POST /reload` on the admin listener.
+
+use crate::app::App;
+use crate::config::{Config, ConfigErrors};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The configuration being served, swappable.
+pub struct Live {
+    current: ArcSwap<App>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cloakroom was started without a configuration file, so there is none to read again")]
+    NoFile,
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("these settings cannot change while cloakroom runs (restart it to change them): {}", .0.join(", "))]
+    FixedAtStart(Vec<&'static str>),
+    #[error("provider discovery failed, so the new providers could not serve: {}", describe(.0))]
+    ProviderUnavailable(Vec<(String, String)>),
+}
+
+fn describe(failures: &[(String, String)]) -> String {
+    failures.iter().map(|(provider, error)| format!("{provider}: {error}")).collect::<Vec<_>>().join("; ")
+}
+
+impl ReloadError {
+    /// The `outcome` label of `cloakroom_config_reloads_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ReloadError::NoFile => "no_file",
+            ReloadError::Invalid(_) => "invalid",
+            ReloadError::FixedAtStart(_) => "fixed_at_start",
+            ReloadError::ProviderUnavailable(_) => "provider_unavailable",
+        }
+    }
+}
+
+impl Live {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { current: ArcSwap::new(app), reloading: tokio::sync::Mutex::new(()), generation: AtomicU64::new(0) }
+    }
+
+    /// The configuration to serve a request with (the caller keeps it for the whole request).
+    pub fn app(&self) -> Arc<App> {
+        self.current.load_full()
+    }
+
+    /// How many reloads have taken effect.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Reads the configuration file again (environment overrides included) and reloads it.
+    pub async fn reload_file(&self) -> Result<u64, ReloadError> {
+        let source = self.app().config.source.clone();
+        let loaded = match source {
+            None => Err(ReloadError::NoFile),
+            Some(path) => Config::load(&path).map_err(ReloadError::Invalid),
+        };
+        match loaded {
+            Ok(config) => self.reload(config).await,
+            Err(refused) => Err(self.refused(refused)),
+        }
+    }
+
+    /// Serves `config` from now on, when it can be: see the module's documentation.
+    pub async fn reload(&self, config: Config) -> Result<u64, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.app();
+        let fixed = current.config.fixed_at_start.changed_in(&config.fixed_at_start);
+        if !fixed.is_empty() {
+            return Err(self.refused(ReloadError::FixedAtStart(fixed)));
+        }
+        let next = current.reloaded(config);
+        let discoveries = next.providers.all().iter().map(|provider| async move {
+            provider.discover().await.map_err(|e| (provider.id().to_string(), e.to_string()))
+        });
+        let failed: Vec<_> =
+            futures_util::future::join_all(discoveries).await.into_iter().filter_map(Result::err).collect();
+        if !failed.is_empty() {
+            return Err(self.refused(ReloadError::ProviderUnavailable(failed)));
+        }
+        for warning in &next.config.warnings {
+            tracing::warn!("INSECURE OR EPHEMERAL SETTING: {warning}");
+        }
+        self.current.store(Arc::new(next));
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        current.metrics.config_reload("ok");
+        tracing::info!(generation, "configuration reloaded");
+        Ok(generation)
+    }
+
+    fn refused(&self, error: ReloadError) -> ReloadError {
+        self.app().metrics.config_reload(error.outcome());
+        tracing::error!(outcome = error.outcome(), "configuration reload refused, the running one stays: {error}");
+        error
+    }
+}
