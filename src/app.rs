@@ -76,6 +76,18 @@ impl App {
         Self::build(config, self.clock.clone(), self.metrics.clone(), sessions, Kept(Some(self)))
     }
 
+    /// Another frontend of this instance (`[[frontends]]`): its own configuration over the same
+    /// store, metrics, clock, refresh locks and shutdown state, its sessions sealed under keys
+    /// of its own ([`crate::crypto::seal::KeyRing::for_frontend`]), so that a ticket from one
+    /// frontend opens nothing at another.
+    pub fn sibling(&self, mut config: Config) -> Self {
+        config.session.keys = self.config.session.keys.for_frontend(&config.server.public_origin);
+        config.session.ephemeral_keys = false;
+        config.server.tls = self.config.server.tls.clone();
+        let sessions = Arc::new(self.sessions.with_keys(&config.session));
+        Self::build(config, self.clock.clone(), self.metrics.clone(), sessions, Kept(Some(self)))
+    }
+
     fn build(config: Config, clock: SharedClock, metrics: Arc<Metrics>, sessions: Arc<Sessions>, kept: Kept) -> Self {
         let router = Router::new(&config.routes);
         let earlier = |oidc: &crate::config::OidcConfig| kept.0.and_then(|app| app.providers.get(Some(&oidc.id)));

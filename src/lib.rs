@@ -150,16 +150,18 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
     let admin_addr = listeners.admin.local_addr()?;
     #[cfg(feature = "demo")]
     let dev_issuer = demo::start(&config, clock.clone())?;
-    let app = Arc::new(App::new(config, clock).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?);
-    for provider in app.providers.all() {
+    let live = Arc::new(reload::Live::new(
+        App::new(config, clock).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+    ));
+    for provider in live.all().iter().flat_map(|app| app.providers.all()) {
         tokio::spawn(oidc::discover_until_ready(provider.clone()));
     }
+    let app = live.app();
     if let Some(redis) = app.sessions.store().redis() {
         tokio::spawn(redis.clone().watch_health());
     }
     let (stop, stopped) = oneshot::channel::<()>();
     tracing::info!(%addr, %admin_addr, origin = %app.config.server.public_origin, "cloakroom listening");
-    let live = Arc::new(reload::Live::new(app));
     let task = tokio::spawn(server::serve(live.clone(), listeners, async move {
         let _ = stopped.await;
     }));

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The configuration being served, swappable.
 pub struct Live {
-    current: ArcSwap<App>,
+    current: ArcSwap<Frontends>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     generation: AtomicU64,
@@ -54,14 +54,64 @@ impl ReloadError {
     }
 }
 
-impl Live {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { current: ArcSwap::new(app), reloading: tokio::sync::Mutex::new(()), generation: AtomicU64::new(0) }
+/// The apps a configuration makes: the top level's, and one per `[[frontends]]` entry, each
+/// chosen by the host a request names.
+pub struct Frontends {
+    default: Arc<App>,
+    by_host: Vec<(http::HeaderValue, Arc<App>)>,
+}
+
+impl Frontends {
+    fn of(default: App) -> Self {
+        let default = Arc::new(default);
+        let by_host = (default.config.frontends.iter())
+            .map(|frontend| (frontend.server.public_host.clone(), Arc::new(default.sibling(frontend.clone()))))
+            .collect();
+        Self { default, by_host }
     }
 
-    /// The configuration to serve a request with (the caller keeps it for the whole request).
+    /// Every app: the top level's first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<App>> {
+        std::iter::once(&self.default).chain(self.by_host.iter().map(|(_, app)| app))
+    }
+}
+
+impl Live {
+    pub fn new(app: App) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Frontends::of(app)),
+            reloading: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The top-level configuration's app (the admin listener's, and any host no frontend names).
     pub fn app(&self) -> Arc<App> {
-        self.current.load_full()
+        self.current.load().default.clone()
+    }
+
+    /// The app to serve a request for `host` with (its `Host`, or its URI's authority); the
+    /// caller keeps it for the whole request. A host no frontend names gets the top level's.
+    pub fn app_for(&self, host: Option<&[u8]>) -> Arc<App> {
+        let frontends = self.current.load();
+        if let Some(host) = host {
+            for (name, app) in &frontends.by_host {
+                if name.as_bytes().eq_ignore_ascii_case(host) {
+                    return app.clone();
+                }
+            }
+        }
+        frontends.default.clone()
+    }
+
+    /// Every app serving now (each frontend's).
+    pub fn all(&self) -> Vec<Arc<App>> {
+        self.current.load().all().cloned().collect()
+    }
+
+    /// Ready when every frontend is.
+    pub fn is_ready(&self) -> bool {
+        self.current.load().all().all(|app| app.is_ready())
     }
 
     /// How many reloads have taken effect.
@@ -90,8 +140,9 @@ impl Live {
         if !fixed.is_empty() {
             return Err(self.refused(ReloadError::FixedAtStart(fixed)));
         }
-        let next = current.reloaded(config);
-        let discoveries = next.providers.all().iter().map(|provider| async move {
+        let next = Frontends::of(current.reloaded(config));
+        let providers = next.all().flat_map(|app| app.providers.all().iter());
+        let discoveries = providers.map(|provider| async move {
             provider.discover().await.map_err(|e| (provider.id().to_string(), e.to_string()))
         });
         let failed: Vec<_> =
@@ -99,7 +150,7 @@ impl Live {
         if !failed.is_empty() {
             return Err(self.refused(ReloadError::ProviderUnavailable(failed)));
         }
-        for warning in &next.config.warnings {
+        for warning in &next.default.config.warnings {
             tracing::warn!("INSECURE OR EPHEMERAL SETTING: {warning}");
         }
         self.current.store(Arc::new(next));

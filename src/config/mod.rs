@@ -7,6 +7,7 @@
 
 mod check;
 mod env;
+mod frontends;
 mod raw;
 mod sections;
 #[cfg(test)]
@@ -54,6 +55,8 @@ pub struct Config {
     pub fixed_at_start: FixedAtStart,
     /// The file this was loaded from (a reload reads it again); `None` for text.
     pub source: Option<PathBuf>,
+    /// `[[frontends]]`: more frontends, each a whole configuration chosen by its host.
+    pub frontends: Vec<Config>,
 }
 
 /// The settings a running cloakroom holds in its sockets, threads or store and cannot take
@@ -537,8 +540,27 @@ impl Config {
             .into_iter()
             .map(|(key, message)| ConfigError { key, message })
             .collect();
+        let frontends = frontends::split(&mut table, &mut errors);
         let raw = validate::deserialize_sections(table, &mut errors);
-        match validate::validate(raw, &mut errors) {
+        let mut config = validate::validate(raw, &mut errors);
+        for (index, table) in frontends {
+            let frontend = frontends::validate_one(index, table, &mut errors);
+            if let (Some(config), Some(frontend)) = (config.as_mut(), frontend) {
+                let hosts = std::iter::once(&config.server.public_host)
+                    .chain(config.frontends.iter().map(|f| &f.server.public_host));
+                let taken = hosts
+                    .into_iter()
+                    .any(|host| host.as_bytes().eq_ignore_ascii_case(frontend.server.public_host.as_bytes()));
+                if taken {
+                    errors.push(ConfigError {
+                        key: format!("frontends[{index}].public_url"),
+                        message: "names a host another frontend has: frontends are chosen by host".into(),
+                    });
+                }
+                config.frontends.push(frontend);
+            }
+        }
+        match config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigErrors(errors)),
         }

@@ -591,3 +591,46 @@ fn traces_are_off_by_default_and_every_bad_setting_names_its_key() {
     let warnings = Config::from_toml(&remote_plain, env(&[])).unwrap().warnings;
     assert!(warnings.iter().any(|w| w.contains("traces.endpoint")), "{warnings:?}");
 }
+
+#[test]
+fn frontends_inherit_what_is_shared_own_the_rest_and_name_their_problems() {
+    let text = format!(
+        "[server]\npublic_url = \"https://app.example.com\"\n{MINIMAL}\n[session]\nkeys = [\"{key}\"]\n\
+         [[routes]]\nprefix = \"/api/\"\nupstream = \"https://api.example.com/\"\n\
+         [[frontends]]\npublic_url = \"https://admin.example.com\"\n[frontends.oidc]\nclient_id = \"admin\"\n\
+         [frontends.session]\ncookie_name = \"__Host-admin\"\n\
+         [[frontends.routes]]\nprefix = \"/admin-api/\"\nupstream = \"https://admin-api.example.com/\"\n",
+        key = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
+    );
+    let config = Config::from_toml(&text, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    let admin = &config.frontends[0];
+    assert_eq!(admin.server.public_origin, "https://admin.example.com");
+    assert_eq!(admin.oidc.client_id.as_str(), "admin");
+    assert_eq!(admin.oidc.issuer, config.oidc.issuer, "the provider is inherited");
+    assert!(matches!(&admin.oidc.client_auth, ClientAuth::SecretBasic(s) if s.secret() == "s3cret"));
+    assert_eq!(admin.oidc.redirect_uri.as_str(), "https://admin.example.com/bff/callback");
+    assert_eq!(admin.session.cookie_name, "__Host-admin");
+    assert_eq!(admin.routes.iter().map(|r| r.prefix.as_str()).collect::<Vec<_>>(), ["/admin-api/"]);
+    assert!(admin.spa.is_none() && admin.frontends.is_empty());
+
+    let bad = format!(
+        "[server]\npublic_url = \"https://app.example.com\"\n{MINIMAL}\n\
+         [[frontends]]\npublic_url = \"https://admin.example.com\"\n[frontends.session]\nstore = \"redis\"\n\
+         [[frontends]]\npublic_url = \"https://other.example.com\"\nlisten = \"0.0.0.0:1\"\n[frontends.oidc]\nclient_id = \"o\"\n\
+         [[frontends]]\npublic_url = \"https://APP.example.com\"\n[frontends.oidc]\nclient_id = \"same-host\"\n\
+         [[frontends]]\npublic_url = \"https://four.example.com\"\n[frontends.oidc]\nclient_id = \"four\"\n\
+         [[frontends.routes]]\nprefix = \"/x/\"\nupstream = \"ftp://nowhere\"\n"
+    );
+    let errors = Config::from_toml(&bad, env(&[])).unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        [
+            "frontends[0].session.store",
+            "frontends[0].oidc.client_id",
+            "frontends[1].listen",
+            "frontends[2].public_url",
+            "frontends[3].routes[0].upstream"
+        ],
+        "{errors}"
+    );
+}

@@ -104,6 +104,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         warnings: check.warnings,
         fixed_at_start,
         source: None,
+        frontends: Vec::new(),
     })
 }
 

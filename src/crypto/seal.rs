@@ -169,6 +169,25 @@ impl KeyRing {
         Some(Self { keys })
     }
 
+    /// The ring of another frontend of this instance (`[[frontends]]`, named by its origin):
+    /// each key replaced by an HMAC of it under the frontend's label. Its records, index
+    /// entries and identity keys are its own: a ticket from one frontend opens nothing at
+    /// another (the key ids differ), and a rotation rotates every frontend alike.
+    pub fn for_frontend(&self, origin: &str) -> KeyRing {
+        let label = format!("cloakroom/v1/frontend/{origin}");
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| {
+                let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.bytes);
+                let mut derived = [0u8; 32];
+                derived.copy_from_slice(aws_lc_rs::hmac::sign(&mac, label.as_bytes()).as_ref());
+                MasterKey::from_bytes(derived)
+            })
+            .collect();
+        KeyRing { keys }
+    }
+
     pub fn primary_key_id(&self) -> String {
         self.keys[0].id_hex()
     }
@@ -267,6 +286,24 @@ mod tests {
         let sealed = keys.seal(Purpose::Session, SECRET, CONTEXT, b"tokens");
         assert_eq!(keys.open(Purpose::Session, SECRET, CONTEXT, &sealed).unwrap(), b"tokens");
         assert!(!sealed.windows(6).any(|w| w == b"tokens"), "plaintext visible in the sealed blob");
+    }
+
+    #[test]
+    fn a_frontends_ring_opens_nothing_of_another_and_rotates_alike() {
+        let base = ring(&[[1; 32], [2; 32]]);
+        let (admin, shop) =
+            (base.for_frontend("https://admin.example.com"), base.for_frontend("https://shop.example.com"));
+        let sealed = admin.seal(Purpose::Session, SECRET, CONTEXT, b"tokens");
+        assert_eq!(admin.open(Purpose::Session, SECRET, CONTEXT, &sealed).unwrap(), b"tokens");
+        assert_eq!(shop.open(Purpose::Session, SECRET, CONTEXT, &sealed), Err(OpenError::UnknownKey));
+        assert_eq!(base.open(Purpose::Session, SECRET, CONTEXT, &sealed), Err(OpenError::UnknownKey));
+        assert_ne!(admin.index_keys(b"sub"), shop.index_keys(b"sub"));
+        // Derived from the same keys, the same way: every replica agrees.
+        let again = ring(&[[1; 32], [2; 32]]).for_frontend("https://admin.example.com");
+        assert_eq!(again.open(Purpose::Session, SECRET, CONTEXT, &sealed).unwrap(), b"tokens");
+        // Sealed under the old primary, still opened after a rotation.
+        let rotated = ring(&[[3; 32], [1; 32]]).for_frontend("https://admin.example.com");
+        assert_eq!(rotated.open(Purpose::Session, SECRET, CONTEXT, &sealed).unwrap(), b"tokens");
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(super) async fn respond(live: &Live, request: Request<Incoming>) -> Response
     }
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n"),
-        "/readyz" if app.is_ready() => (StatusCode::OK, "ready\n"),
+        "/readyz" if live.is_ready() => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };

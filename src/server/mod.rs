@@ -231,9 +231,13 @@ impl Connection {
         let activity = Arc::new(Activity::new());
         let (live, peer, tracked, streams) = (self.live.clone(), self.peer, activity.clone(), self.streams.clone());
         let service = service_fn(move |request: Request<Incoming>| {
-            // The configuration current now, kept to the end of this request (a reload
-            // meanwhile changes the next one).
-            let app = live.app();
+            // The configuration current now for the host it names (`[[frontends]]`), kept to
+            // the end of this request (a reload meanwhile changes the next one).
+            let host = match request.uri().authority() {
+                Some(authority) => Some(authority.as_str().as_bytes()),
+                None => request.headers().get(http::header::HOST).map(http::HeaderValue::as_bytes),
+            };
+            let app = live.app_for(host);
             let in_flight = tracked.begin_request(request.version());
             let tracked = tracked.clone();
             let http1 = request.version() != http::Version::HTTP_2;

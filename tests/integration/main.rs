@@ -11,6 +11,7 @@ mod client_token;
 mod dev_issuer;
 mod exchange;
 mod frontchannel;
+mod frontends;
 mod gateways;
 mod glewlwyd;
 mod hostile;

@@ -54,6 +54,8 @@ pub struct BffOptions {
     /// Load the configuration from a file (as the binary does), so that it can be reloaded
     /// from there (`POST /reload`).
     pub config_file: bool,
+    /// The main listener, bound by the test (to know the port before the configuration).
+    pub main_listener: Option<std::net::TcpListener>,
 }
 
 impl Default for BffOptions {
@@ -77,6 +79,7 @@ impl Default for BffOptions {
             session_keys: None,
             post_logout_redirect: None,
             config_file: false,
+            main_listener: None,
         }
     }
 }
@@ -94,11 +97,11 @@ impl Bff {
         Self::start_with(BffOptions::default()).await
     }
 
-    pub async fn start_with(options: BffOptions) -> Bff {
+    pub async fn start_with(mut options: BffOptions) -> Bff {
         cloakroom::install_crypto_provider();
         init_logging();
         let issuer = options.issuer.clone().unwrap_or_else(|| provider().issuer.clone());
-        let main = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let main = options.main_listener.take().unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
         let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let scheme = if options.tls.is_some() { "https" } else { "http" };
         let origin = options.public_url.clone().unwrap_or_else(|| format!("{scheme}://{}", main.local_addr().unwrap()));
@@ -194,7 +197,7 @@ timeout = "2s"
         let bff = Bff { server, origin, admin: admin_url, issuer, client, clock, upstream, toml, config_file };
         if options.wait_ready {
             for _ in 0..200 {
-                if bff.server.app().is_ready() {
+                if bff.server.live.is_ready() {
                     return bff;
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
