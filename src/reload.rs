@@ -58,21 +58,45 @@ impl ReloadError {
 /// chosen by the host a request names.
 pub struct Frontends {
     default: Arc<App>,
-    by_host: Vec<(http::HeaderValue, Arc<App>)>,
+    /// Each frontend's `public_url` host (with its port when not the scheme's default), that
+    /// default port, and its app.
+    by_host: Vec<(http::HeaderValue, &'static str, Arc<App>)>,
+}
+
+/// Whether a request's `host` names `public_host`: the same, but for ASCII case, or with the
+/// scheme's default port spelled out (`app.example.com:443`), as some clients send it.
+fn names_host(public_host: &[u8], default_port: &str, host: &[u8]) -> bool {
+    if host.eq_ignore_ascii_case(public_host) {
+        return true;
+    }
+    // A `public_url` with a port of its own is named only with it.
+    let after_address = public_host.rsplit(|&b| b == b']').next().unwrap_or_default();
+    if after_address.contains(&b':') {
+        return false;
+    }
+    match host.split_at_checked(public_host.len()) {
+        Some((name, port)) => {
+            name.eq_ignore_ascii_case(public_host) && port.strip_prefix(b":") == Some(default_port.as_bytes())
+        }
+        None => false,
+    }
 }
 
 impl Frontends {
     fn of(default: App) -> Self {
         let default = Arc::new(default);
         let by_host = (default.config.frontends.iter())
-            .map(|frontend| (frontend.server.public_host.clone(), Arc::new(default.sibling(frontend.clone()))))
+            .map(|frontend| {
+                let default_port = if frontend.server.public_origin.starts_with("https:") { "443" } else { "80" };
+                (frontend.server.public_host.clone(), default_port, Arc::new(default.sibling(frontend.clone())))
+            })
             .collect();
         Self { default, by_host }
     }
 
     /// Every app: the top level's first.
     pub fn all(&self) -> impl Iterator<Item = &Arc<App>> {
-        std::iter::once(&self.default).chain(self.by_host.iter().map(|(_, app)| app))
+        std::iter::once(&self.default).chain(self.by_host.iter().map(|(_, _, app)| app))
     }
 }
 
@@ -95,8 +119,8 @@ impl Live {
     pub fn app_for(&self, host: Option<&[u8]>) -> Arc<App> {
         let frontends = self.current.load();
         if let Some(host) = host {
-            for (name, app) in &frontends.by_host {
-                if name.as_bytes().eq_ignore_ascii_case(host) {
+            for (name, default_port, app) in &frontends.by_host {
+                if names_host(name.as_bytes(), default_port, host) {
                     return app.clone();
                 }
             }
@@ -164,5 +188,30 @@ impl Live {
         self.app().metrics.config_reload(error.outcome());
         tracing::error!(outcome = error.outcome(), "configuration reload refused, the running one stays: {error}");
         error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_host;
+
+    #[test]
+    fn a_frontend_is_named_by_its_host_in_any_case_and_with_or_without_its_default_port() {
+        assert!(names_host(b"admin.example.com", "443", b"admin.example.com"));
+        assert!(names_host(b"admin.example.com", "443", b"ADMIN.Example.com"));
+        assert!(names_host(b"admin.example.com", "443", b"admin.example.com:443"));
+        assert!(names_host(b"localhost:8080", "80", b"localhost:8080"));
+        for other in [
+            &b"admin.example.com:8443"[..],
+            b"admin.example.com:80",
+            b"admin.example.co",
+            b"evil-admin.example.com",
+            b"admin.example.com.evil",
+            b"",
+        ] {
+            assert!(!names_host(b"admin.example.com", "443", other), "{}", String::from_utf8_lossy(other));
+        }
+        assert!(!names_host(b"localhost:8080", "80", b"localhost:8080:80"));
+        assert!(names_host(b"[::1]", "443", b"[::1]:443"));
     }
 }
