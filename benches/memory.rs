@@ -43,6 +43,7 @@ fn tokens(i: usize) -> NewSession {
         sid: Some(format!("sid-{i:012}")),
         claims,
         provider: None,
+        dpop_key: None,
         userinfo_at: None,
     }
 }

@@ -160,6 +160,7 @@ async fn pass_to_dev_server(
     let relay = proxy::Relay {
         target: proxy::Target { scheme, authority, path },
         token: None,
+        dpop: None,
         identity: None,
         strip_authorization: false,
         upstream: dev,

@@ -377,6 +377,7 @@ mod tests {
             step_up: None,
             identity: None,
             exchange: None,
+            dpop: false,
         }
     }
 

@@ -23,13 +23,15 @@ pub struct Upstream {
     pub metrics: crate::metrics::UpstreamMetrics,
     /// The `Host` it is sent (its authority), made once rather than on every call.
     pub host: http::HeaderValue,
+    /// Its last `DPoP-Nonce`, for the proofs of routes with `dpop`.
+    pub dpop_nonce: std::sync::Arc<crate::crypto::dpop::DpopNonce>,
 }
 
 impl Upstream {
     pub fn new(client: HttpClient, metrics: crate::metrics::UpstreamMetrics, authority: &http::uri::Authority) -> Self {
         // An authority is always a valid header value (its characters are a subset).
         let host = http::HeaderValue::try_from(authority.as_str()).unwrap_or(http::HeaderValue::from_static(""));
-        Self { client, metrics, host }
+        Self { client, metrics, host, dpop_nonce: Default::default() }
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::{add_cookie, login_params, query_param};
 use crate::app::App;
+use crate::crypto::dpop::DpopKey;
 use crate::error::{ApiError, LoginError};
 use crate::forwarded::ClientAddr;
 use crate::oidc::authentication::{self, Shortfall};
@@ -141,7 +142,16 @@ async fn sign_in(
         return Err(LoginError::IssuerMismatch.into());
     }
     let code = answer.code.filter(|c| !c.is_empty()).ok_or(LoginError::BadCallback("no code"))?;
-    let exchanged = provider.sign_in_tokens(code, &pending.pkce_verifier, &pending.nonce);
+    // A provider that binds tokens (`oidc.dpop`): the session's own DPoP key, made now, proved
+    // at the code exchange, kept only in the sealed session.
+    let dpop = match provider.config().dpop {
+        true => Some(DpopKey::generate().map_err(|e| {
+            tracing::error!(error = %e, "no DPoP key could be made for the new session");
+            LoginError::StoreUnavailable
+        })?),
+        false => None,
+    };
+    let exchanged = provider.sign_in_tokens(code, &pending.pkce_verifier, &pending.nonce, dpop.as_ref());
     let tokens = exchanged.instrument(step("code_exchange")).await.map_err(|e| {
         tracing::warn!(error = %e, "sign-in failed at the code exchange or the userinfo endpoint");
         LoginError::from(e)
@@ -163,6 +173,7 @@ async fn sign_in(
     end_replaced_sessions(app, pending, headers).instrument(step("end_replaced_sessions")).await;
     let mut new_session = NewSession::from(tokens);
     new_session.provider = pending.provider.clone();
+    new_session.dpop_key = dpop.as_ref().map(DpopKey::to_record);
     let user_agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let created = app.sessions.create(
         new_session,

@@ -193,6 +193,8 @@ pub struct OidcConfig {
     pub resource: Option<String>,
     /// Derived: every resource the authorization request names (the default and each route's).
     pub authorization_resources: Vec<String>,
+    /// DPoP (RFC 9449): each session gets a key of its own, and its tokens are bound to it.
+    pub dpop: bool,
 }
 
 #[derive(Clone)]
@@ -324,6 +326,8 @@ pub struct RouteConfig {
     pub identity: Option<IdentityConfig>,
     /// The token this route carries is the session's, exchanged (RFC 8693) for this.
     pub exchange: Option<Exchange>,
+    /// The user's token goes as `Authorization: DPoP`, with a fresh proof of the session's key.
+    pub dpop: bool,
 }
 
 /// `[routes.exchange]`: what the session's access token is exchanged for (RFC 8693).

@@ -149,6 +149,8 @@ pub struct RawOidc {
     pub userinfo: bool,
     pub userinfo_interval: String,
     pub resource: Option<String>,
+    #[serde(deserialize_with = "flexible::bool")]
+    pub dpop: bool,
 }
 
 impl Default for RawOidc {
@@ -184,6 +186,7 @@ impl Default for RawOidc {
             userinfo: false,
             userinfo_interval: "15m".into(),
             resource: None,
+            dpop: false,
         }
     }
 }
@@ -359,6 +362,9 @@ pub struct RawRoute {
     /// A token of its own for this route, by token exchange (RFC 8693).
     #[serde(default)]
     pub exchange: Option<RawExchange>,
+    /// Send the user's token as a DPoP-bound one (RFC 9449), with a proof per call.
+    #[serde(default, deserialize_with = "flexible::bool")]
+    pub dpop: bool,
 }
 
 /// `[routes.exchange]`.

@@ -2,6 +2,7 @@
 //! and the client's signing key. It imports nothing of cloakroom's; everything above uses it.
 
 pub mod client_key;
+pub mod dpop;
 pub mod seal;
 
 use aws_lc_rs::digest::{SHA256, digest};

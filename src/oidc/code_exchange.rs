@@ -1,6 +1,7 @@
 //! The authorization-code exchange and the ID-token checks.
 
 use super::{Discovered, OidcError, Provider, error_chain, join_scopes};
+use crate::crypto::dpop::DpopKey;
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
@@ -52,17 +53,24 @@ impl Provider {
         code: String,
         pkce_verifier: &Secret,
         nonce: &Secret,
+        dpop: Option<&DpopKey>,
     ) -> Result<TokenSet, OidcError> {
-        let mut tokens = self.exchange_code(code, pkce_verifier, nonce).await?;
+        let mut tokens = self.exchange_code(code, pkce_verifier, nonce, dpop).await?;
         if self.config.userinfo {
-            let claims = self.userinfo(&tokens.access_token, &tokens.sub).await?;
+            let claims = self.userinfo(&tokens.access_token, &tokens.sub, dpop).await?;
             super::merge_userinfo(&mut tokens.claims, claims);
             tokens.userinfo_at = Some(self.clock.now());
         }
         Ok(tokens)
     }
 
-    async fn exchange_code(&self, code: String, pkce_verifier: &Secret, nonce: &Secret) -> Result<TokenSet, OidcError> {
+    async fn exchange_code(
+        &self,
+        code: String,
+        pkce_verifier: &Secret,
+        nonce: &Secret,
+        dpop: Option<&DpopKey>,
+    ) -> Result<TokenSet, OidcError> {
         let discovered = self.ready()?;
         let mut request = discovered
             .client
@@ -74,7 +82,8 @@ impl Provider {
         for (name, value) in self.client_assertion(&discovered)? {
             request = request.add_extra_param(name, value);
         }
-        let response = request.request_async(&self.http).await.map_err(token_error)?;
+        let response = request.request_async(&self.sender(&self.http, dpop)).await.map_err(token_error)?;
+        self.check_binding(&response, dpop)?;
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::InvalidIdToken("the token response has no id_token".into()))?;

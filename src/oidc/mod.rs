@@ -9,6 +9,7 @@ pub mod authentication;
 mod backchannel;
 mod client_credentials;
 mod code_exchange;
+mod dpop;
 mod form;
 pub mod http;
 pub mod jws;
@@ -59,6 +60,8 @@ pub struct ExtraMetadata {
     /// second) adds `iss` and `sid`, which `/bff/frontchannel-logout` needs.
     pub frontchannel_logout_supported: Option<bool>,
     pub frontchannel_logout_session_supported: Option<bool>,
+    /// RFC 9449 §5.1: the algorithms the provider takes DPoP proofs in.
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -190,6 +193,8 @@ pub struct Provider {
     last_jwks_fetch: Mutex<Option<tokio::time::Instant>>,
     /// Logout-token `jti`s seen recently (replay protection).
     logout_jtis: moka::sync::Cache<String, ()>,
+    /// The provider's last DPoP nonce (`oidc.dpop`).
+    dpop_nonce: crate::crypto::dpop::DpopNonce,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -208,7 +213,19 @@ impl Provider {
             discovered: RwLock::new(None),
             last_jwks_fetch: Mutex::new(None),
             logout_jtis,
+            dpop_nonce: crate::crypto::dpop::DpopNonce::default(),
             metrics,
+        }
+    }
+
+    /// How a call for a session goes: with a proof of its DPoP key when it has one.
+    fn sender<'a>(&'a self, http: &'a ProviderHttp, key: Option<&'a crate::crypto::dpop::DpopKey>) -> dpop::Sender<'a> {
+        match key {
+            None => dpop::Sender::Plain(http),
+            Some(key) => {
+                let now = self.clock.now();
+                dpop::Sender::Proof(dpop::WithProof { http, key, nonce: &self.dpop_nonce, now })
+            }
         }
     }
 
@@ -313,6 +330,13 @@ impl Provider {
         if self.config.par == crate::config::ParMode::Required && par_endpoint.is_none() {
             return Err(OidcError::BadResponse(
                 "oidc.par = \"required\", but the provider advertises no pushed_authorization_request_endpoint".into(),
+            ));
+        }
+        let dpop_es256 = (extra.dpop_signing_alg_values_supported.as_deref())
+            .is_some_and(|algs| algs.iter().any(|alg| alg == crate::crypto::dpop::ALG));
+        if self.config.dpop && !dpop_es256 {
+            return Err(OidcError::BadResponse(
+                "oidc.dpop is on, but the provider advertises no DPoP support for ES256 (dpop_signing_alg_values_supported)".into(),
             ));
         }
         if par_required_by_provider && par_endpoint.is_none() {

@@ -3,6 +3,7 @@
 use super::code_exchange::{bare_refusal, token_error_at, user_claims};
 use super::{OidcError, Provider};
 use crate::config::Audience;
+use crate::crypto::dpop::DpopKey;
 use crate::secret::Secret;
 use openidconnect::{AccessToken, OAuth2TokenResponse, RefreshToken, TokenResponse};
 use serde_json::{Map, Value};
@@ -32,6 +33,7 @@ impl Provider {
         refresh_token: &RefreshToken,
         sub: &str,
         audience: Option<&Audience>,
+        dpop: Option<&DpopKey>,
     ) -> Result<Refreshed, OidcError> {
         let discovered = self.ready()?;
         let (resource, scopes) = self.audience_params(audience);
@@ -42,12 +44,13 @@ impl Provider {
         for (name, value) in self.client_assertion(&discovered)? {
             request = request.add_extra_param(name, value);
         }
-        let response = request.request_async(&self.refresh_http).await.map_err(|e| {
+        let response = request.request_async(&self.sender(&self.refresh_http, dpop)).await.map_err(|e| {
             if bare_refusal(&e) == Some(::http::StatusCode::UNAUTHORIZED) {
                 tracing::error!(provider = %self.config.id, "the token endpoint refused a refresh with a bare 401: the refresh token, or cloakroom's own client credential (check client_auth and its secret or key); the session ends, as for any refusal");
             }
             token_error_at(e, false)
         })?;
+        self.check_binding(&response, dpop)?;
         let (id_token, claims) = match response.id_token() {
             None => (None, None),
             Some(id_token) => {

@@ -24,14 +24,20 @@ const ID_TOKEN_ONLY: &[&str] =
 
 impl Provider {
     /// The user's claims at the userinfo endpoint, for `sub`, with `access_token`.
-    pub async fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<Map<String, Value>, OidcError> {
+    /// With the session's DPoP key, the token goes as a DPoP-bound one, with a proof.
+    pub async fn userinfo(
+        &self,
+        access_token: &AccessToken,
+        sub: &str,
+        dpop: Option<&crate::crypto::dpop::DpopKey>,
+    ) -> Result<Map<String, Value>, OidcError> {
         let discovered = self.ready()?;
         let request = discovered
             .client
             .user_info(access_token.clone(), Some(SubjectIdentifier::new(sub.to_string())))
             .map_err(|e| OidcError::BadResponse(format!("the provider has no userinfo endpoint: {e}")))?;
         let claims: UserInfoClaims<Everything, CoreGenderClaim> =
-            request.request_async(&self.http).await.map_err(|e| match e {
+            request.request_async(&self.sender(&self.http, dpop)).await.map_err(|e| match e {
                 UserInfoError::ClaimsVerification(e) => OidcError::InvalidIdToken(format!("userinfo: {e}")),
                 UserInfoError::Request(e) => OidcError::Unreachable(error_chain(&e)),
                 UserInfoError::Response(status, _, _) if status.is_client_error() => {

@@ -8,6 +8,7 @@ use super::refusal::Refusal;
 use super::{rules, step_up};
 use crate::app::App;
 use crate::config::{RouteConfig, TokenPolicy};
+use crate::crypto::dpop::DpopKey;
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::oidc::Providers;
@@ -26,11 +27,13 @@ pub struct Credential {
     pub stale_cookie: bool,
     /// The user's identity headers (and assertion), for a route with `[routes.identity]`.
     pub identity: Identity,
+    /// The session's DPoP key, on a route with `dpop`: the token goes with a proof of it.
+    pub dpop: Option<Box<DpopKey>>,
 }
 
 impl Credential {
     fn none(stale_cookie: bool) -> Self {
-        Credential { token: None, session: None, stale_cookie, identity: Identity::default() }
+        Credential { token: None, session: None, stale_cookie, identity: Identity::default(), dpop: None }
     }
 
     /// Whether the call is the signed-in user's (its token, or its identity instead).
@@ -56,8 +59,8 @@ pub async fn credential(app: &App, route: &RouteConfig, headers: &http::HeaderMa
         user(app, route, app.sessions.lookup_tokens(headers).await.map_err(ApiError::from)?).await?
     };
     let stale = match user {
-        UserSession::Admitted(ticket, token, identity) => {
-            return Ok(Credential { token, session: Some(ticket), stale_cookie: false, identity });
+        UserSession::Admitted(ticket, token, identity, dpop) => {
+            return Ok(Credential { token, session: Some(ticket), stale_cookie: false, identity, dpop });
         }
         UserSession::Stale => true,
         UserSession::None => false,
@@ -73,8 +76,9 @@ pub async fn credential(app: &App, route: &RouteConfig, headers: &http::HeaderMa
 /// The signed-in user, as far as this route is concerned.
 enum UserSession {
     /// Admitted by the route's rules and step-up: the session's ticket, its token (unless the
-    /// route sends the identity instead) and the identity the route sends.
-    Admitted(SessionTicket, Option<AccessToken>, Identity),
+    /// route sends the identity instead), the identity the route sends, and the session's DPoP
+    /// key on a route with `dpop`.
+    Admitted(SessionTicket, Option<AccessToken>, Identity, Option<Box<DpopKey>>),
     /// No session cookie.
     None,
     /// A cookie that opened nothing.
@@ -117,8 +121,9 @@ where
         None => Identity::default(),
     };
     if route.identity.as_ref().is_some_and(|identity| !identity.bearer) {
-        return Ok(UserSession::Admitted(ticket, None, identity));
+        return Ok(UserSession::Admitted(ticket, None, identity, None));
     }
+    let dpop = if route.dpop { Some(Box::new(dpop_key(route, session.dpop_key.as_ref())?)) } else { None };
     let mut session = session;
     let exchanged = route.exchange.as_ref().and_then(|exchange| session.resource_tokens.remove(&exchange.key));
     let token = app
@@ -135,7 +140,25 @@ where
             })?
         }
     };
-    Ok(UserSession::Admitted(ticket, Some(token), identity))
+    Ok(UserSession::Admitted(ticket, Some(token), identity, dpop))
+}
+
+/// The key a DPoP route proves: the session's. A session without one (its provider binds no
+/// tokens, or it signed in before `oidc.dpop` was on) cannot call the route: its token is not
+/// what the upstream accepts, and it is never sent as a Bearer token there instead.
+fn dpop_key(route: &RouteConfig, kept: Option<&crate::secret::Secret>) -> Result<DpopKey, Refusal> {
+    let key = kept.map(DpopKey::from_record);
+    match key {
+        Some(Ok(key)) => Ok(key),
+        Some(Err(_)) => {
+            tracing::error!(route = %route.prefix, "the session's DPoP key cannot be read");
+            Err(ApiError::Internal.into())
+        }
+        None => {
+            tracing::info!(route = %route.prefix, "the route sends DPoP-bound tokens, and this session has no DPoP key (its provider does not bind tokens: oidc.dpop)");
+            Err(ApiError::Forbidden.into())
+        }
+    }
 }
 
 /// The clock skew a step-up allows for `auth_time`: that of the provider the session signed in

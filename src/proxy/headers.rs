@@ -81,8 +81,8 @@ fn remove_forwarding(headers: &mut HeaderMap) {
 /// drives exactly this): hop-by-hop headers out, cloakroom's cookies out, every header an
 /// identity travels in (`identity_names`: no client speaks for a user, whatever the route)
 /// out, the forwarding headers replaced with cloakroom's own, `Host` set to the upstream's, and
-/// on token routes the browser's `Authorization` out (cloakroom attaches its own after, and
-/// the route's identity headers).
+/// on token routes the browser's `Authorization` and `DPoP` out (cloakroom attaches its own
+/// after, and the route's identity headers).
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     cookies: &CookiePolicy,
@@ -106,8 +106,12 @@ pub fn rewrite_request(
     headers.insert(header::HOST, upstream_host.clone());
     if strip_authorization {
         headers.remove(header::AUTHORIZATION);
+        remove_present(headers, std::slice::from_ref(&DPOP));
     }
 }
+
+/// RFC 9449's proof header: cloakroom's own on DPoP routes, never the browser's.
+pub const DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// Everything done to a response's headers on the way back: hop-by-hop headers out, no
 /// `Set-Cookie` for cloakroom's cookies, and, for an answer to a call that carried a token

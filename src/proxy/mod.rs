@@ -11,8 +11,8 @@
 //! 4. [`upstream_answer`]: what the upstream says about the credential (a step-up it asks for,
 //!    a token it rejects), and a stale cookie cleared.
 //!
-//! Where the next concerns go: token exchange per route and a DPoP key in `credential`; DPoP
-//! proofs in `upstream_request`, beside the token and the identity headers. Each phase has its
+//! A DPoP route's key comes with the credential (phase 2), its proof is made in phase 3 beside
+//! the token, and an upstream's `use_dpop_nonce` is answered in phase 4. Each phase has its
 //! trace span (here, in [`forward`]; the upstream call's own in `upstream_request::send`).
 //!
 //! This is the busiest path in cloakroom. It reads one cookie, does one store lookup and one
@@ -59,9 +59,7 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     let path = target_path(route, request.uri());
     // Kept for one more try with a fresh token, should the upstream reject the user's.
     let replay = (credential.is_users() && credential.token.is_some()).then(|| Replay::of(&request, &path)).flatten();
-    let Some(relayed) =
-        Relay::for_route(app, route_index, path, credential.token.as_ref(), &credential.identity, client)
-    else {
+    let Some(relayed) = Relay::for_route(app, route_index, path, credential.token.as_ref(), &credential, client) else {
         return ApiError::NotFound.response();
     };
     let response = relay(app, request, relayed).await;

@@ -122,6 +122,18 @@ pub fn rejects_token(headers: &HeaderMap) -> bool {
         .any(|params| params.iter().any(|(n, v)| n.eq_ignore_ascii_case("error") && v == "invalid_token"))
 }
 
+/// Whether a DPoP upstream asks for a proof with its nonce (RFC 9449 §9: `use_dpop_nonce`,
+/// its `DPoP-Nonce` header beside).
+pub fn asks_for_dpop_nonce(headers: &HeaderMap) -> bool {
+    headers.contains_key("dpop-nonce")
+        && headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| bearer_params(v.as_bytes()))
+            .any(|params| params.iter().any(|(n, v)| n.eq_ignore_ascii_case("error") && v == "use_dpop_nonce"))
+}
+
+/// The parameters of a token scheme's challenges (Bearer or DPoP) in a `WWW-Authenticate` value.
 fn bearer_params(value: &[u8]) -> Option<Vec<(String, String)>> {
     let mut at = 0;
     let mut in_bearer = false;
@@ -147,8 +159,8 @@ fn bearer_params(value: &[u8]) -> Option<Vec<(String, String)>> {
             next += 1;
         }
         if value.get(next) != Some(&b'=') {
-            // A new challenge's scheme.
-            in_bearer = name.eq_ignore_ascii_case("bearer");
+            // A new challenge's scheme: a token's, Bearer (RFC 6750) or DPoP (RFC 9449 §7.1).
+            in_bearer = name.eq_ignore_ascii_case("bearer") || name.eq_ignore_ascii_case("dpop");
             found |= in_bearer;
             continue;
         }

@@ -30,9 +30,37 @@ pub async fn answer(
         app.metrics.step_up_required(route);
         return Refusal::StepUp(challenge).response(app);
     }
+    if refused && credential.dpop.is_some() && step_up::asks_for_dpop_nonce(response.headers()) {
+        return with_dpop_nonce(app, route_index, client, credential, replay, response).await;
+    }
     if refused && step_up::rejects_token(response.headers()) {
         return after_rejected_token(app, route_index, client, credential, replay, response).await;
     }
+    if credential.stale_cookie { app.sessions.cookies().cleared(response) } else { response }
+}
+
+/// A DPoP upstream wants its nonce in the proof (RFC 9449 §9); phase 3 kept the one it sent.
+/// A call without a body goes once more, with a proof carrying it; a call with one gets the
+/// upstream's answer (nothing is buffered to be sent again), and the next call carries the
+/// nonce from the start.
+async fn with_dpop_nonce(
+    app: &App,
+    route_index: usize,
+    client: ClientAddr,
+    credential: Credential,
+    replay: Option<Replay>,
+    asking: Response<Body>,
+) -> Response<Body> {
+    let (Some(replay), Some(token)) = (replay, credential.token.as_ref()) else { return asking };
+    drop(asking);
+    let mut request = Request::new(crate::respond::empty());
+    *request.method_mut() = replay.method;
+    *request.headers_mut() = replay.headers;
+    let (parts, body) = request.into_parts();
+    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(token), &credential, client) else {
+        return ApiError::NotFound.response();
+    };
+    let response = send(app, parts, body, relayed, None).await;
     if credential.stale_cookie { app.sessions.cookies().cleared(response) } else { response }
 }
 
@@ -84,8 +112,7 @@ async fn after_rejected_token(
     *request.method_mut() = replay.method;
     *request.headers_mut() = replay.headers;
     let (parts, body) = request.into_parts();
-    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(&fresh), &credential.identity, client)
-    else {
+    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(&fresh), &credential, client) else {
         return ApiError::NotFound.response();
     };
     send(app, parts, body, relayed, None).await

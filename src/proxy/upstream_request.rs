@@ -4,10 +4,12 @@
 //! accepts becomes a byte tunnel. Identity headers (incoming ones of the same names removed by
 //! the hygiene, on every route) are set here, beside the token; DPoP proofs will be too.
 
+use super::credential::Credential;
 use super::headers::{self, Forwarded};
 use super::websocket;
 use crate::app::App;
 use crate::config::RouteConfig;
+use crate::crypto::dpop::{DpopKey, DpopNonce};
 use crate::error::ApiError;
 use crate::forwarded::ClientAddr;
 use crate::identity::Identity;
@@ -45,6 +47,23 @@ pub fn bearer(token: &AccessToken) -> Option<HeaderValue> {
     Some(bearer)
 }
 
+/// `DPoP <token>` (marked sensitive) and a proof for this call (RFC 9449 §7): its method, its
+/// URL without the query (`htu`), the token's hash, the upstream's last nonce, a fresh `jti`.
+fn dpop(
+    key: &DpopKey,
+    token: &AccessToken,
+    method: &http::Method,
+    uri: &Uri,
+    nonce: &DpopNonce,
+    now: u64,
+) -> Option<(HeaderValue, HeaderValue)> {
+    let htu = format!("{}://{}{}", uri.scheme_str()?, uri.authority()?, uri.path());
+    let proof = key.proof(method, &htu, Some(token.secret()), nonce.get().as_deref(), now).ok()?;
+    let mut authorization = HeaderValue::try_from(format!("DPoP {}", token.secret())).ok()?;
+    authorization.set_sensitive(true);
+    Some((authorization, HeaderValue::try_from(proof).ok()?))
+}
+
 /// What a call without a body needs to be sent again (phase 4 does, once, with a fresh token).
 pub struct Replay {
     pub(super) method: http::Method,
@@ -75,6 +94,8 @@ pub struct Target<'a> {
 pub struct Relay<'a> {
     pub target: Target<'a>,
     pub token: Option<&'a AccessToken>,
+    /// The session's DPoP key: `token` goes as `Authorization: DPoP`, with a proof of it.
+    pub dpop: Option<&'a DpopKey>,
     /// The user's identity headers and assertion (none: nothing set, the same names removed).
     pub identity: Option<&'a Identity>,
     pub strip_authorization: bool,
@@ -88,21 +109,23 @@ pub struct Relay<'a> {
 }
 
 impl<'a> Relay<'a> {
-    /// How a call on API route `route_index` goes: to its upstream at `path`, carrying `token`;
-    /// on token routes the browser never chooses the credential.
+    /// How a call on API route `route_index` goes: to its upstream at `path`, carrying
+    /// `credential`'s identity, `token` (its own, or a fresh one) and proof of its DPoP key; on
+    /// token routes the browser never chooses the credential.
     pub fn for_route(
         app: &'a App,
         route_index: usize,
         path: String,
         token: Option<&'a AccessToken>,
-        identity: &'a Identity,
+        credential: &'a Credential,
         from: ClientAddr,
     ) -> Option<Self> {
         let route = app.config.routes.get(route_index)?;
         Some(Relay {
             target: Target { scheme: &route.upstream_origin, authority: &route.upstream_authority, path },
             token,
-            identity: Some(identity),
+            dpop: credential.dpop.as_deref(),
+            identity: Some(&credential.identity),
             strip_authorization: route.policy != crate::config::TokenPolicy::None,
             upstream: app.upstreams.get(route_index)?,
             timeout: route.timeout,
@@ -159,9 +182,21 @@ pub(super) async fn send(
     if let Some(identity) = relay.identity {
         identity.apply(headers);
     }
-    if let Some(token) = relay.token {
-        let Some(bearer) = bearer(token) else { return ApiError::Internal.response() };
-        headers.insert(AUTHORIZATION, bearer);
+    match (relay.token, relay.dpop) {
+        (Some(token), None) => {
+            let Some(bearer) = bearer(token) else { return ApiError::Internal.response() };
+            headers.insert(AUTHORIZATION, bearer);
+        }
+        (Some(token), Some(key)) => {
+            let Some((authorization, proof)) =
+                dpop(key, token, &parts.method, &uri, &relay.upstream.dpop_nonce, app.now())
+            else {
+                return ApiError::Internal.response();
+            };
+            headers.insert(AUTHORIZATION, authorization);
+            headers.insert(headers::DPOP, proof);
+        }
+        (None, _) => {}
     }
     if upgrade.is_some() {
         websocket::mark_upgrade(headers);
@@ -190,6 +225,9 @@ pub(super) async fn send(
     let mut response = match answered {
         Ok(response) => {
             relay.upstream.metrics.record(sent.elapsed(), None);
+            if relay.dpop.is_some() {
+                relay.upstream.dpop_nonce.keep(response.headers());
+            }
             response
         }
         Err(SendError::ClientBody) => {

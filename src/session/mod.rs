@@ -55,6 +55,10 @@ pub struct Session {
     /// token so that each API only ever sees a token meant for it.
     #[serde(rename = "rs", alias = "resource_tokens", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resource_tokens: BTreeMap<String, ResourceToken>,
+    /// The session's DPoP key (RFC 9449; PKCS#8, base64url) when its provider binds tokens:
+    /// never anywhere but in this sealed record. Before `sc`: DPoP routes read it on each call.
+    #[serde(rename = "dk", default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<Secret>,
     /// The scope granted to `access_token` (space-separated), for routes' scope rules; `None`
     /// in records from before it was kept: scope rules then admit nothing until a sign-in.
     #[serde(rename = "sc", default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +108,8 @@ pub struct NewSession {
     pub userinfo_at: Option<u64>,
     /// The provider signed in with; `None`: the default one.
     pub provider: Option<String>,
+    /// The DPoP key the tokens are bound to (see [`Session::dpop_key`]).
+    pub dpop_key: Option<Secret>,
 }
 
 /// A sign-in's tokens, as a new session of the default provider (set `provider` otherwise).
@@ -121,6 +127,7 @@ impl From<crate::oidc::TokenSet> for NewSession {
             id_token: tokens.id_token,
             userinfo_at: tokens.userinfo_at,
             provider: None,
+            dpop_key: None,
         }
     }
 }
@@ -148,6 +155,9 @@ pub struct SessionTokens<C = serde::de::IgnoredAny, S = serde::de::IgnoredAny> {
     refresh_token: Option<serde::de::IgnoredAny>,
     #[serde(rename = "rs", alias = "resource_tokens", default)]
     pub resource_tokens: BTreeMap<String, ResourceToken>,
+    /// The session's DPoP key, when it has one.
+    #[serde(rename = "dk", default)]
+    pub dpop_key: Option<Secret>,
     #[serde(rename = "ea", alias = "expires_at")]
     pub expires_at: u64,
 }
@@ -304,6 +314,7 @@ mod tests {
             listing_id: "listing".into(),
             userinfo_at: None,
             provider: None,
+            dpop_key: Some(Secret::new("dpop-key")),
         }
     }
 
@@ -367,6 +378,10 @@ mod tests {
         assert_eq!((fast.can_refresh(), fast.scope.as_deref()), (whole.can_refresh(), whole.scope.as_deref()));
         assert_eq!(fast.claims.map(|c| c.json().to_string()), whole.claims.map(|c| c.json().to_string()));
         assert_eq!(fast.resource_tokens["urn:orders"].access_token.secret(), "orders-token");
+        assert_eq!(fast.dpop_key.as_ref().map(Secret::expose), Some("dpop-key"));
+        assert_eq!(whole.dpop_key.as_ref().map(Secret::expose), Some("dpop-key"));
+        let bearer_only: SessionTokens = record::tokens(&text).expect("read in place");
+        assert_eq!(bearer_only.dpop_key.as_ref().map(Secret::expose), Some("dpop-key"));
         assert!(record::tokens::<serde::de::IgnoredAny, serde::de::IgnoredAny>(&text).is_some());
         // The same refusals as the whole session: another ticket opens nothing.
         let sealed = sealer.seal_session(&ticket, &session(true)).sealed;

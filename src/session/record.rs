@@ -40,7 +40,8 @@ impl Part for String {
 
 /// The fields of a record as [`Session`](super::Session) writes them, in that order: an ordered
 /// record's fields come by rising rank. (Test: `the_ranks_are_the_order_a_session_is_written_in`.)
-pub const ORDER: [&str; 14] = ["ea", "ate", "at", "rt", "rs", "sc", "c", "sub", "sid", "it", "ca", "li", "ui", "pv"];
+pub const ORDER: [&str; 15] =
+    ["ea", "ate", "at", "rt", "rs", "dk", "sc", "c", "sub", "sid", "it", "ca", "li", "ui", "pv"];
 
 fn rank(key: &[u8]) -> Option<usize> {
     ORDER.iter().position(|name| name.as_bytes() == key)
@@ -67,8 +68,9 @@ const fn rank_of(name: &str) -> usize {
 
 /// The view's fields read in place; `None`: the caller decodes the whole record instead.
 pub fn tokens<C: Part, S: Part>(text: &[u8]) -> Option<SessionTokens<C, S>> {
-    // The last field the view reads, by rank: `rs`, or `sc`, or `c`.
-    const RS_RANK: usize = rank_of("rs");
+    // The last field the view reads, by rank: `dk` (every view: a DPoP route needs the key,
+    // and a record without one has `sc` or `c` next), or `sc`, or `c`.
+    const DK_RANK: usize = rank_of("dk");
     const SC_RANK: usize = rank_of("sc");
     const C_RANK: usize = rank_of("c");
     let last_wanted = if C::WANTED {
@@ -76,12 +78,13 @@ pub fn tokens<C: Part, S: Part>(text: &[u8]) -> Option<SessionTokens<C, S>> {
     } else if S::WANTED {
         SC_RANK
     } else {
-        RS_RANK
+        DK_RANK
     };
     let mut cursor = Cursor { bytes: text, at: 0 };
     cursor.eat(b'{')?;
     let (mut expires_at, mut access_token, mut access_token_expires_at) = (None, None, None);
     let (mut refresh_token, mut resource_tokens, mut scope, mut claims) = (None, None, None, None);
+    let mut dpop_key = None;
     // `Some(rank of the last field)` in an ordered record.
     let mut ordered: Option<usize> = None;
     let mut first = true;
@@ -111,6 +114,10 @@ pub fn tokens<C: Part, S: Part>(text: &[u8]) -> Option<SessionTokens<C, S>> {
             b"rs" | b"resource_tokens" => {
                 resource_tokens = Some(serde_json::from_slice::<BTreeMap<String, ResourceToken>>(value).ok()?);
             }
+            b"dk" if !escaped => {
+                dpop_key = Some(optional(value, |v: &[u8]| String::from_utf8(unquoted(v)?.to_vec()).ok())?)
+            }
+            b"dk" => return None,
             b"sc" if S::WANTED => scope = Some(optional(value, |v| serde_json::from_slice::<S>(v).ok())?),
             b"c" | b"claims" if C::WANTED => claims = Some(optional(value, |v| serde_json::from_slice::<C>(v).ok())?),
             _ => {}
@@ -128,6 +135,7 @@ pub fn tokens<C: Part, S: Part>(text: &[u8]) -> Option<SessionTokens<C, S>> {
         access_token_expires_at: access_token_expires_at.flatten(),
         refresh_token: refresh_token.unwrap_or(false).then_some(serde::de::IgnoredAny),
         resource_tokens: resource_tokens.unwrap_or_default(),
+        dpop_key: dpop_key.flatten().map(crate::secret::Secret::new),
         expires_at: expires_at?,
     })
 }
@@ -254,7 +262,7 @@ mod tests {
     #[test]
     fn the_ranks_are_the_order_a_session_is_written_in() {
         let mut session: crate::session::Session = serde_json::from_value(serde_json::json!({
-            "ea": 1, "ate": 1, "at": "a", "rt": "r", "rs": {"x": {"at": "t"}}, "sc": "s", "c": {},
+            "ea": 1, "ate": 1, "at": "a", "rt": "r", "rs": {"x": {"at": "t"}}, "dk": "k", "sc": "s", "c": {},
             "sub": "u", "sid": "s", "it": "i", "ca": 1, "li": "l", "ui": 1, "pv": "p",
         }))
         .unwrap();

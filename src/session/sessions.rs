@@ -194,6 +194,7 @@ impl Sessions {
             scope: Some(tokens.scope),
             id_token: keep_id_token.then_some(tokens.id_token),
             resource_tokens: Default::default(),
+            dpop_key: tokens.dpop_key,
             created_at: now,
             expires_at: self.session_end(now, refresh_token_expires_at),
             listing_id: random_listing_id(),

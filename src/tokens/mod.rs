@@ -28,6 +28,7 @@ mod exchange;
 pub use exchange::ExchangeError;
 
 use crate::config::Audience;
+use crate::crypto::dpop::DpopKey;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oidc::{OidcError, Provider, Providers, Refreshed};
 use crate::session::store::Store;
@@ -330,7 +331,16 @@ impl TokenService {
             sessions.end(ticket).await?;
             return Err(TokenError::SessionExpired);
         };
-        let outcome = provider.refresh(&refresh_token, &current.sub, audience).await;
+        // The session's DPoP key: a refresh proves it, so the new tokens stay bound to it.
+        let dpop = match current.dpop_key.as_ref().map(DpopKey::from_record).transpose() {
+            Ok(dpop) => dpop,
+            Err(_) => {
+                tracing::error!("the session's DPoP key cannot be read; ending the session");
+                sessions.end(ticket).await?;
+                return Err(TokenError::SessionExpired);
+            }
+        };
+        let outcome = provider.refresh(&refresh_token, &current.sub, audience, dpop.as_ref()).await;
         // The provider may have taken long: what is still valid is judged at the answer's time.
         let now = sessions.now();
         match outcome {
@@ -340,7 +350,7 @@ impl TokenService {
                     current.expires_at = sessions.session_end(current.created_at, Some(end));
                 }
                 let token = apply(&mut current, audience, refreshed);
-                refresh_userinfo(&provider, &mut current, audience, &token, now).await;
+                refresh_userinfo(&provider, &mut current, audience, &token, now, dpop.as_ref()).await;
                 // Saved before the lock is released: the next in line reads the new tokens.
                 let kept = sessions.update(ticket, &current).await?;
                 self.metrics.refresh(RefreshOutcome::Ok);
@@ -516,12 +526,13 @@ async fn refresh_userinfo(
     audience: Option<&Audience>,
     token: &AccessToken,
     now: u64,
+    dpop: Option<&DpopKey>,
 ) {
     let Some(interval) = provider.userinfo_interval() else { return };
     if audience.is_some() || session.userinfo_at.is_none_or(|at| now < at.saturating_add(interval.as_secs())) {
         return;
     }
-    match provider.userinfo(token, &session.sub).await {
+    match provider.userinfo(token, &session.sub, dpop).await {
         Ok(claims) => {
             crate::oidc::merge_userinfo(&mut session.claims, claims);
             session.userinfo_at = Some(now);

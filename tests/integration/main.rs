@@ -9,6 +9,7 @@ mod client_auth;
 mod client_token;
 #[cfg(feature = "demo")]
 mod dev_issuer;
+mod dpop;
 mod exchange;
 mod frontchannel;
 mod frontends;

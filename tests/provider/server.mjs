@@ -9,6 +9,8 @@
 //   ID_TOKEN_TTL       seconds (default 3600: tests move their clock past access-token expiry)
 //   ISSUER             the issuer to claim, when tests reach the provider through a gate
 //   TLS_CERT, TLS_KEY  PEM files: serve https (the issuer is then https://127.0.0.1:<port>)
+//   DPOP_REQUIRE_NONCE "1": every DPoP proof must carry the provider's nonce (RFC 9449 §8),
+//                      so a client's first proof is answered `use_dpop_nonce`
 //   USERINFO_CLAIMS    "1": as OpenID Connect Core has it, scope claims (name, email, groups)
 //                      only at the userinfo endpoint, and the sign-in's access token bound to
 //                      no resource, so that userinfo accepts it
@@ -64,6 +66,12 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     clientCredentials: { enabled: true },
+    // DPoP (RFC 9449): proofs bind a client's tokens to its key; nonces when asked for.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => process.env.DPOP_REQUIRE_NONCE === '1',
+    },
     rpInitiatedLogout: {
       enabled: true,
       // The stock page imports a web font from the internet, which a test browser cannot load.

@@ -89,6 +89,7 @@ pub(in crate::config) fn oidc(check: &mut Check, raw: RawOidc, public_url: Optio
             .filter(|d| !d.is_zero()),
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
+        dpop: raw.dpop,
     })
 }
 

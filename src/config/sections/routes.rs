@@ -61,6 +61,13 @@ pub(in crate::config) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<Rout
         let identity =
             route.identity.as_ref().and_then(|raw| identity(check, &key("identity"), policy, raw, &upstream));
         let exchange = route.exchange.as_ref().and_then(|raw| exchange(check, &key("exchange"), route, raw));
+        if route.dpop && route.token != TokenPolicy::User {
+            check.fail(key("dpop"), "proves the signed-in user's DPoP key: only on token = \"user\" routes");
+        } else if route.dpop && route.exchange.is_some() {
+            check.fail(key("dpop"), "is not offered with [routes.exchange]: exchanged tokens are Bearer tokens");
+        } else if route.dpop && route.identity.as_ref().is_some_and(|identity| !identity.bearer) {
+            check.fail(key("dpop"), "sends no token: [routes.identity] has bearer = false");
+        }
         if upstream.query().is_some() || upstream.fragment().is_some() || !upstream.username().is_empty() {
             check.fail(key("upstream"), "must not carry a query, fragment or credentials");
             continue;
@@ -94,10 +101,24 @@ pub(in crate::config) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<Rout
             step_up,
             identity,
             exchange,
+            dpop: route.dpop,
         });
     }
 
     routes
+}
+
+/// A route sending DPoP-bound tokens needs a provider that binds them (`dpop = true`).
+pub(in crate::config) fn dpop_providers(check: &mut Check, providers: &[&OidcConfig], routes: &[RouteConfig]) {
+    if providers.iter().any(|p| p.dpop) {
+        return;
+    }
+    for (index, route) in routes.iter().enumerate().filter(|(_, r)| r.dpop) {
+        check.fail(
+            format!("routes[{index}].dpop"),
+            format!("{:?} needs a provider with dpop = true: no session would have a DPoP key", route.prefix),
+        );
+    }
 }
 
 /// When routes name resources (RFC 8707), the sign-in asks for all of them, and a provider may

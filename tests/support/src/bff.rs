@@ -56,6 +56,8 @@ pub struct BffOptions {
     pub config_file: bool,
     /// The main listener, bound by the test (to know the port before the configuration).
     pub main_listener: Option<std::net::TcpListener>,
+    /// More client metadata for the registration (e.g. `dpop_bound_access_tokens`).
+    pub client_metadata: Option<Value>,
 }
 
 impl Default for BffOptions {
@@ -80,6 +82,7 @@ impl Default for BffOptions {
             post_logout_redirect: None,
             config_file: false,
             main_listener: None,
+            client_metadata: None,
         }
     }
 }
@@ -116,7 +119,9 @@ impl Bff {
             let method = if options.client_key.is_some() { "private_key_jwt" } else { options.auth_method };
             let key = options.client_key.as_ref();
             let post_logout = options.post_logout_redirect.as_deref();
-            register_client_returning_to(&issuer, &origin, method, options.refresh_grant, key, post_logout).await
+            let metadata = options.client_metadata.as_ref();
+            register_client_with_metadata(&issuer, &origin, method, options.refresh_grant, key, post_logout, metadata)
+                .await
         } else {
             RegisteredClient { client_id: "unregistered".into(), client_secret: "unused".into(), key: None }
         };

@@ -8,6 +8,7 @@
 mod balancer;
 mod bff;
 mod browser;
+mod dpop_api;
 mod gate;
 mod gateway;
 mod glewlwyd;
@@ -24,6 +25,7 @@ pub use self::http::*;
 pub use balancer::*;
 pub use bff::*;
 pub use browser::*;
+pub use dpop_api::DpopApi;
 pub use gate::*;
 pub use gateway::Gateway;
 pub use glewlwyd::*;

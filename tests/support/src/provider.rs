@@ -103,6 +103,19 @@ pub async fn register_client_returning_to(
     key: Option<&TestClientKey>,
     post_logout: Option<&str>,
 ) -> RegisteredClient {
+    register_client_with_metadata(issuer, origin, auth_method, refresh, key, post_logout, None).await
+}
+
+/// [`register_client_returning_to`], with more client metadata (RFC 7591) in the registration.
+pub async fn register_client_with_metadata(
+    issuer: &str,
+    origin: &str,
+    auth_method: &str,
+    refresh: bool,
+    key: Option<&TestClientKey>,
+    post_logout: Option<&str>,
+    metadata: Option<&Value>,
+) -> RegisteredClient {
     let grant_types: &[&str] = if refresh {
         &[
             "authorization_code",
@@ -125,6 +138,9 @@ pub async fn register_client_returning_to(
     if let Some(key) = key {
         body["jwks"] = serde_json::json!({ "keys": [key.jwk] });
         body["token_endpoint_auth_signing_alg"] = key.alg.into();
+    }
+    for (name, value) in metadata.and_then(Value::as_object).into_iter().flatten() {
+        body[name] = value.clone();
     }
     let response =
         http_call(Method::POST, &format!("{issuer}/reg"), Some(("application/json", body.to_string())), &[]).await;
