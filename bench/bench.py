@@ -18,6 +18,8 @@ In one run, on loopback, with the same load for each (wrk, fixed connections and
       upstream is the collector too), and (t0) on with none sampled (`sample_ratio = 0`), which
       still makes the spans and sends the trace context on: tracing's cost against (c), which
       runs with it off;
+  (p) cloakroom with DPoP (RFC 9449: `oidc.dpop`, a route with `dpop = true`): the session's
+      key read from its sealed record and a proof (an ES256 JWT) signed per call, against (c);
   (d) Apache httpd with Debian's mod_auth_openidc on an authenticated route: a mainstream OIDC proxy.
 Both authenticating proxies sign in programmatically against the same real OpenID provider (the
 test suite's oidc-provider). Every request wrk counts must have reached the upstream, and for (c)
@@ -55,12 +57,13 @@ BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 CSRF = ("X-CSRF", "1")
-OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0")
+OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0", "p")
 API_PATH = "/api/items"
 RULED_PATH = "/ruled/items"
 IDENTITY_PATH = "/identity/items"
 ASSERTED_PATH = "/asserted/items"
 EXCHANGED_PATH = "/exchanged/items"
+BOUND_PATH = "/bound/items"
 
 
 def log(message):
@@ -316,7 +319,7 @@ def start_bare_proxy(processes, upstream):
     return process, port
 
 
-def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s", extra=""):
+def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s", extra="", oidc_extra=""):
     port, admin = free_port(), free_port()
     origin = f"http://127.0.0.1:{port}"
     client_id, client_secret = provider.register(f"{origin}/bff/callback", refresh=True)
@@ -336,6 +339,7 @@ client_id = "{client_id}"
 client_secret = "{client_secret}"
 scopes = ["openid", "profile", "email", "offline_access", "api:read"]
 refresh_margin = "{refresh_margin}"
+{oidc_extra}
 
 [session]
 keys = ["{key}"]
@@ -671,7 +675,7 @@ def print_table(targets, summaries, args):
         print(f"\ncloakroom ruled route (r) / user route (c): {r['rps'][0] / c['rps'][0]:.2f}x throughput, "
               f"p99 {r['p99'][0] - c['p99'][0]:+.2f} ms, CPU {r['user_us'] - c['user_us']:+.1f} us/req user")
     for tid, what in (("i", "identity headers"), ("s", "identity + assertion"), ("x", "cached exchanged token"),
-                      ("t", "traces, all sampled"), ("t0", "traces, none sampled")):
+                      ("t", "traces, all sampled"), ("t0", "traces, none sampled"), ("p", "DPoP, a proof per call")):
         other = summaries.get(tid)
         if c and other:
             print(f"cloakroom {what} ({tid}) / user route (c): {other['rps'][0] / c['rps'][0]:.2f}x throughput, "
@@ -716,6 +720,9 @@ def main():
                                                 extra=f'[traces]\nendpoint = "{collector}"\nsample_ratio = 1.0')
         unsampled, unsampled_origin = start_cloakroom(processes, workdir, "cloakroom-unsampled", provider, upstream,
                                                       extra=f'[traces]\nendpoint = "{collector}"\nsample_ratio = 0.0')
+        bound_route = f'[[routes]]\nprefix = "/bound/"\nupstream = "http://127.0.0.1:{upstream.port}/api/"\ndpop = true'
+        bound, bound_origin = start_cloakroom(processes, workdir, "cloakroom-dpop", provider, upstream,
+                                              extra=bound_route, oidc_extra="dpop = true")
 
         # Both authenticating proxies must refuse the route without a session: no free requests.
         refused = {"c": get_status(f"{origin}{API_PATH}", [CSRF]), "d": get_status(f"{apache}{API_PATH}"),
@@ -729,6 +736,8 @@ def main():
                                           f"{apache}/api/redirect_uri")
         traced_cookie = Browser().sign_in(f"{traced_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
                                           f"{traced_origin}/bff/callback")
+        bound_cookie = Browser().sign_in(f"{bound_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                         f"{bound_origin}/bff/callback")
         unsampled_cookie = Browser().sign_in(f"{unsampled_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
                                              f"{unsampled_origin}/bff/callback")
         # The ruled routes must check: a team route the bench user is in no group of refuses.
@@ -759,6 +768,8 @@ def main():
             {"id": "t0", "label": "(t0) cloakroom, traces on, none sampled", "authenticated": True,
              "pgid": unsampled.pid, "url": f"{unsampled_origin}{API_PATH}",
              "headers": [("Cookie", unsampled_cookie), CSRF], "counter": "traced"},
+            {"id": "p", "label": "(p) cloakroom, DPoP route", "authenticated": True, "pgid": bound.pid,
+             "url": f"{bound_origin}{BOUND_PATH}", "headers": [("Cookie", bound_cookie), CSRF], "counter": "dpop"},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]

@@ -11,7 +11,8 @@
 //! exchange (`xchg_…`), `traced` those with a Bearer JWT and a `traceparent` (OpenTelemetry's
 //! trace context, which cloakroom sends on with `[traces]`), and `exports` the OTLP/HTTP trace
 //! exports it took as the collector of the traced runs (`POST /v1/traces`, answered with an
-//! empty export response; not counted in `total`).
+//! empty export response; not counted in `total`), and `dpop` those carrying
+//! `Authorization: DPoP` with a JWT-shaped token and a JWT-shaped `DPoP` proof beside it.
 //!
 //! It is deliberately as cheap as hyper allows, so that it is not what the benchmark measures.
 //! Usage: `bench-upstream 127.0.0.1:PORT`.
@@ -35,6 +36,7 @@ static ASSERTION: AtomicU64 = AtomicU64::new(0);
 static EXCHANGED: AtomicU64 = AtomicU64::new(0);
 static TRACED: AtomicU64 = AtomicU64::new(0);
 static EXPORTS: AtomicU64 = AtomicU64::new(0);
+static DPOP: AtomicU64 = AtomicU64::new(0);
 
 const BODY: &[u8] = br#"{"items":[{"id":1,"name":"first"},{"id":2,"name":"second"}],"next":null}"#;
 
@@ -50,14 +52,15 @@ async fn serve(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
     if request.uri().path() == "/__count" {
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let body = format!(
-            r#"{{"total":{},"bearer":{},"identity":{},"assertion":{},"exchanged":{},"traced":{},"exports":{}}}"#,
+            r#"{{"total":{},"bearer":{},"identity":{},"assertion":{},"exchanged":{},"traced":{},"exports":{},"dpop":{}}}"#,
             count(&TOTAL),
             count(&BEARER),
             count(&IDENTITY),
             count(&ASSERTION),
             count(&EXCHANGED),
             count(&TRACED),
-            count(&EXPORTS)
+            count(&EXPORTS),
+            count(&DPOP)
         );
         return Ok(Response::new(Full::new(Bytes::from(body))));
     }
@@ -72,6 +75,10 @@ async fn serve(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
     }
     TOTAL.fetch_add(1, Ordering::Relaxed);
     let headers = request.headers();
+    let bound = headers.get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"DPoP "));
+    if bound.is_some_and(is_jwt) && headers.get("dpop").is_some_and(|v| is_jwt(v.as_bytes())) {
+        DPOP.fetch_add(1, Ordering::Relaxed);
+    }
     match bearer(headers.get(AUTHORIZATION)) {
         Some(token) if is_jwt(token) => {
             BEARER.fetch_add(1, Ordering::Relaxed);

@@ -44,6 +44,7 @@ fn session() -> Session {
         listing_id: "l".repeat(22),
         userinfo_at: None,
         provider: None,
+        dpop_key: None,
     }
 }
 
@@ -311,4 +312,30 @@ fn route_with_a_nested_route(bencher: divan::Bencher, path: &str) {
                 [[routes]]\nprefix = \"/api/admin/\"\nupstream = \"http://127.0.0.1:9101/admin/\"\n";
     let router = Router::new(&Config::from_toml(text, Vec::new()).expect("a valid config").routes);
     bencher.bench(|| router.route(divan::black_box(path)));
+}
+
+/// What a DPoP route adds per call: the session's key read from its record (base64url PKCS#8,
+/// parsed and checked) and a proof signed (an ES256 JWT with a fresh `jti` and the token's hash).
+#[divan::bench]
+fn dpop_key_and_proof(bencher: divan::Bencher) {
+    use cloakroom::crypto::dpop::DpopKey;
+    let kept = DpopKey::generate().expect("a key").to_record();
+    let token = format!("eyJ.{}.{}", "x".repeat(600), "s".repeat(342));
+    bencher.bench(|| {
+        let key = DpopKey::from_record(divan::black_box(&kept)).expect("reads");
+        key.proof(&http::Method::GET, "http://127.0.0.1:9101/api/items", Some(&token), None, 1_700_000_000)
+            .expect("signs")
+    });
+}
+
+/// The proof alone, the key already read.
+#[divan::bench]
+fn dpop_proof_only(bencher: divan::Bencher) {
+    use cloakroom::crypto::dpop::DpopKey;
+    let key = DpopKey::generate().expect("a key");
+    let token = format!("eyJ.{}.{}", "x".repeat(600), "s".repeat(342));
+    bencher.bench(|| {
+        key.proof(&http::Method::GET, "http://127.0.0.1:9101/api/items", Some(&token), None, 1_700_000_000)
+            .expect("signs")
+    });
 }
