@@ -72,17 +72,26 @@ impl Provider {
         dpop: Option<&DpopKey>,
     ) -> Result<TokenSet, OidcError> {
         let discovered = self.ready()?;
-        let mut request = discovered
-            .client
-            .exchange_code(AuthorizationCode::new(code))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()));
-        if let Some(resource) = &self.config.resource {
-            request = request.add_extra_param("resource", resource.clone());
+        let sender = self.sender(&self.http, dpop);
+        // Built afresh for a second try (a new client assertion: its jti is single-use).
+        let exchange = async || {
+            let mut request = discovered
+                .client
+                .exchange_code(AuthorizationCode::new(code.clone()))
+                .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()));
+            if let Some(resource) = &self.config.resource {
+                request = request.add_extra_param("resource", resource.clone());
+            }
+            for (name, value) in self.client_assertion(&discovered)? {
+                request = request.add_extra_param(name, value);
+            }
+            Ok::<_, OidcError>(request.request_async(&sender).await)
+        };
+        let mut response = exchange().await?;
+        if dpop.is_some() && response.as_ref().is_err_and(super::dpop::asks_for_nonce) {
+            response = exchange().await?;
         }
-        for (name, value) in self.client_assertion(&discovered)? {
-            request = request.add_extra_param(name, value);
-        }
-        let response = request.request_async(&self.sender(&self.http, dpop)).await.map_err(token_error)?;
+        let response = response.map_err(token_error)?;
         self.check_binding(&response, dpop)?;
         let id_token = response
             .id_token()
@@ -204,7 +213,7 @@ impl Provider {
 
 /// Classifies a token-endpoint failure: only a definite refusal is [`OidcError::Rejected`];
 /// anything that says "the provider is in trouble" is [`OidcError::Unreachable`].
-type TokenRequestError<RE> =
+pub(super) type TokenRequestError<RE> =
     RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>;
 
 /// What a failed token request means, for the code exchange and the client-credentials grant:

@@ -2,9 +2,11 @@
 //! request (code exchange and refresh, so every access token is bound to the key and a rotated
 //! refresh token stays with it) and on each userinfo call, where the token goes as `DPoP`.
 //!
-//! The provider's nonce: it answers `use_dpop_nonce` with a `DPoP-Nonce` header; the request is
-//! sent once more with a proof carrying that nonce, and the nonce is kept for the next request
-//! (any answer's `DPoP-Nonce` replaces it). Never more than one more try.
+//! The provider's nonce: it answers `use_dpop_nonce` with a `DPoP-Nonce` header, kept for the
+//! next request (any answer's `DPoP-Nonce` replaces it); the request goes once more with a proof
+//! carrying it, never more. A token request is built afresh by its caller for that
+//! ([`asks_for_nonce`]: its client assertion's `jti` is single-use); a request without a body
+//! (userinfo) is sent again here.
 
 use super::http::{ProviderHttp, ProviderHttpError};
 use crate::crypto::dpop::{DpopKey, DpopNonce};
@@ -64,7 +66,7 @@ impl WithProof<'_> {
             }
             let response = self.http.send(request).await?;
             let new_nonce = self.nonce.keep(response.headers());
-            if !retried && new_nonce && asks_for_nonce(&response) {
+            if !retried && new_nonce && body.is_empty() && answer_asks_for_nonce(&response) {
                 retried = true;
                 continue;
             }
@@ -112,8 +114,15 @@ impl<'c> AsyncHttpClient<'c> for Sender<'_> {
     }
 }
 
+/// A token request refused with `use_dpop_nonce` (RFC 9449 §8): to be built and sent once more.
+pub(super) fn asks_for_nonce<RE: std::error::Error + 'static>(
+    error: &super::code_exchange::TokenRequestError<RE>,
+) -> bool {
+    matches!(error, openidconnect::RequestTokenError::ServerResponse(response) if response.error().as_ref() == "use_dpop_nonce")
+}
+
 /// `use_dpop_nonce`: in a token endpoint's error (400, JSON) or a resource's challenge (401).
-fn asks_for_nonce(response: &HttpResponse) -> bool {
+fn answer_asks_for_nonce(response: &HttpResponse) -> bool {
     match response.status().as_u16() {
         400 => serde_json::from_slice::<serde_json::Value>(response.body())
             .is_ok_and(|body| body.get("error").and_then(|e| e.as_str()) == Some("use_dpop_nonce")),
@@ -141,10 +150,10 @@ mod tests {
 
     #[test]
     fn a_nonce_is_asked_for_by_the_token_endpoint_or_a_resource() {
-        assert!(asks_for_nonce(&answer(400, &[], r#"{"error":"use_dpop_nonce"}"#)));
-        assert!(asks_for_nonce(&answer(401, &[("www-authenticate", r#"DPoP error="use_dpop_nonce""#)], "")));
-        assert!(!asks_for_nonce(&answer(400, &[], r#"{"error":"invalid_grant"}"#)));
-        assert!(!asks_for_nonce(&answer(401, &[("www-authenticate", r#"DPoP error="invalid_token""#)], "")));
-        assert!(!asks_for_nonce(&answer(200, &[], r#"{"error":"use_dpop_nonce"}"#)));
+        assert!(answer_asks_for_nonce(&answer(400, &[], r#"{"error":"use_dpop_nonce"}"#)));
+        assert!(answer_asks_for_nonce(&answer(401, &[("www-authenticate", r#"DPoP error="use_dpop_nonce""#)], "")));
+        assert!(!answer_asks_for_nonce(&answer(400, &[], r#"{"error":"invalid_grant"}"#)));
+        assert!(!answer_asks_for_nonce(&answer(401, &[("www-authenticate", r#"DPoP error="invalid_token""#)], "")));
+        assert!(!answer_asks_for_nonce(&answer(200, &[], r#"{"error":"use_dpop_nonce"}"#)));
     }
 }

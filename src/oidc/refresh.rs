@@ -37,14 +37,23 @@ impl Provider {
     ) -> Result<Refreshed, OidcError> {
         let discovered = self.ready()?;
         let (resource, scopes) = self.audience_params(audience);
-        let mut request = discovered.client.exchange_refresh_token(refresh_token).add_scopes(scopes);
-        if let Some(resource) = resource {
-            request = request.add_extra_param("resource", resource);
+        let sender = self.sender(&self.refresh_http, dpop);
+        // Built afresh for a second try (a new client assertion: its jti is single-use).
+        let redeem = async || {
+            let mut request = discovered.client.exchange_refresh_token(refresh_token).add_scopes(scopes.clone());
+            if let Some(resource) = resource.clone() {
+                request = request.add_extra_param("resource", resource);
+            }
+            for (name, value) in self.client_assertion(&discovered)? {
+                request = request.add_extra_param(name, value);
+            }
+            Ok::<_, OidcError>(request.request_async(&sender).await)
+        };
+        let mut response = redeem().await?;
+        if dpop.is_some() && response.as_ref().is_err_and(super::dpop::asks_for_nonce) {
+            response = redeem().await?;
         }
-        for (name, value) in self.client_assertion(&discovered)? {
-            request = request.add_extra_param(name, value);
-        }
-        let response = request.request_async(&self.sender(&self.refresh_http, dpop)).await.map_err(|e| {
+        let response = response.map_err(|e| {
             if bare_refusal(&e) == Some(::http::StatusCode::UNAUTHORIZED) {
                 tracing::error!(provider = %self.config.id, "the token endpoint refused a refresh with a bare 401: the refresh token, or cloakroom's own client credential (check client_auth and its secret or key); the session ends, as for any refusal");
             }
