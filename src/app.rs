@@ -35,6 +35,8 @@ pub struct App {
     /// The header names an identity travels in, on any route: removed from every request
     /// going upstream before the route's own are set.
     pub identity_headers: Vec<http::HeaderName>,
+    /// DPoP routes' session keys, read once while in use.
+    pub dpop_keys: Arc<crate::crypto::dpop::KeyCache>,
     /// The one clock every part reads (injected: tests move it without sleeping).
     clock: SharedClock,
     /// Shared by every configuration this process runs: a shutdown is the process's.
@@ -143,6 +145,7 @@ impl App {
             csrf,
             assertions,
             identity_headers,
+            dpop_keys: kept.0.map(|app| app.dpop_keys.clone()).unwrap_or_default(),
             clock,
             lifecycle: kept.0.map(|app| app.lifecycle.clone()).unwrap_or_default(),
         }

@@ -21,8 +21,8 @@ pub const ALG: &str = "ES256";
 pub struct DpopKey {
     pair: EcdsaKeyPair,
     pkcs8: Vec<u8>,
-    /// The public key as a JWK (`kty`, `crv`, `x`, `y`: the members RFC 7638 hashes, in order).
-    jwk: serde_json::Value,
+    /// The proofs' header (`typ`, `alg`, `jwk`), base64url: the same for every proof.
+    header: String,
     thumbprint: String,
 }
 
@@ -35,6 +35,34 @@ impl std::fmt::Debug for DpopKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the DPoP key could not be made or read")]
 pub struct DpopKeyError;
+
+/// Session keys as DPoP routes use them, read once from their records rather than on every
+/// call (reading one, PKCS#8 parsed and its public point checked, costs as much as signing a
+/// proof). Keyed by the SHA-256 of the record's text, so an entry is reached only through the
+/// sealed record it came from, which only its session's ticket opens. Bounded in number, and an
+/// entry unused for five minutes goes.
+pub struct KeyCache(moka::sync::Cache<[u8; 32], std::sync::Arc<DpopKey>>);
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        let cache =
+            moka::sync::Cache::builder().max_capacity(10_000).time_to_idle(std::time::Duration::from_secs(300)).build();
+        Self(cache)
+    }
+}
+
+impl KeyCache {
+    /// The key a session record keeps, read at most once while in use.
+    pub fn get(&self, kept: &crate::secret::Secret) -> Result<std::sync::Arc<DpopKey>, DpopKeyError> {
+        let digest = super::sha256(kept.expose().as_bytes());
+        if let Some(key) = self.0.get(&digest) {
+            return Ok(key);
+        }
+        let key = std::sync::Arc::new(DpopKey::from_record(kept)?);
+        self.0.insert(digest, key.clone());
+        Ok(key)
+    }
+}
 
 /// A server's last `DPoP-Nonce` (RFC 9449 §8, §9): the provider's, or a route upstream's,
 /// shared by every session's calls to it.
@@ -101,7 +129,8 @@ impl DpopKey {
         let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..]));
         let thumbprint = thumbprint(&x, &y);
         let jwk = json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y });
-        Ok(Self { pair, pkcs8: pkcs8.to_vec(), jwk, thumbprint })
+        let header = URL_SAFE_NO_PAD.encode(json!({ "typ": "dpop+jwt", "alg": ALG, "jwk": jwk }).to_string());
+        Ok(Self { pair, pkcs8: pkcs8.to_vec(), header, thumbprint })
     }
 
     /// The private key's PKCS#8 bytes, for the session's sealed record only.
@@ -134,21 +163,27 @@ impl DpopKey {
         nonce: Option<&str>,
         now: u64,
     ) -> Result<String, DpopKeyError> {
-        let header = json!({ "typ": "dpop+jwt", "alg": ALG, "jwk": self.jwk });
-        let mut claims = json!({
-            "jti": super::random_token(),
-            "htm": method.as_str(),
-            "htu": htu,
-            "iat": now,
-        });
-        if let Some(token) = access_token {
-            claims["ath"] = json!(URL_SAFE_NO_PAD.encode(super::sha256(token.as_bytes())));
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            jti: String,
+            htm: &'a str,
+            htu: &'a str,
+            iat: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ath: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            nonce: Option<&'a str>,
         }
-        if let Some(nonce) = nonce {
-            claims["nonce"] = json!(nonce);
-        }
-        let signing_input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let claims = Claims {
+            jti: super::random_token(),
+            htm: method.as_str(),
+            htu,
+            iat: now,
+            ath: access_token.map(|token| URL_SAFE_NO_PAD.encode(super::sha256(token.as_bytes()))),
+            nonce,
+        };
+        let claims = serde_json::to_vec(&claims).map_err(|_| DpopKeyError)?;
+        let signing_input = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(claims));
         let signature = self.pair.sign(&SystemRandom::new(), signing_input.as_bytes()).map_err(|_| DpopKeyError)?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
     }
@@ -201,6 +236,17 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_reads_a_key_once_and_refuses_what_is_no_key() {
+        let cache = KeyCache::default();
+        let kept = DpopKey::generate().unwrap().to_record();
+        let first = cache.get(&kept).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &cache.get(&kept).unwrap()), "read twice");
+        let other = DpopKey::generate().unwrap().to_record();
+        assert_ne!(cache.get(&other).unwrap().thumbprint(), first.thumbprint());
+        assert!(cache.get(&crate::secret::Secret::new("bm90IGEga2V5")).is_err());
+    }
+
+    #[test]
     fn a_nonce_is_kept_when_well_formed_and_new() {
         let headers = |value: &str| {
             let mut headers = http::HeaderMap::new();
@@ -226,7 +272,8 @@ mod tests {
         assert_eq!(kept.thumbprint(), key.thumbprint());
         let proof = kept.proof(&http::Method::GET, "https://a.example/", None, None, 1).unwrap();
         assert!(verify(&proof));
-        assert_eq!(part(&proof, 0)["jwk"], key.jwk);
+        let original = key.proof(&http::Method::GET, "https://a.example/", None, None, 1).unwrap();
+        assert_eq!(part(&proof, 0)["jwk"], part(&original, 0)["jwk"]);
         assert!(DpopKey::from_pkcs8(b"not a key").is_err());
         assert_eq!(DpopKey::from_record(&key.to_record()).unwrap().thumbprint(), key.thumbprint());
         assert!(DpopKey::from_record(&crate::secret::Secret::new("!!")).is_err());

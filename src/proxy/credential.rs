@@ -16,6 +16,7 @@ use crate::session::claims::{Found, RawClaims};
 use crate::session::{Lookup, SessionTicket, SessionTokens};
 use crate::tokens::ExchangeError;
 use openidconnect::AccessToken;
+use std::sync::Arc;
 
 /// What a call carries on.
 pub struct Credential {
@@ -28,7 +29,7 @@ pub struct Credential {
     /// The user's identity headers (and assertion), for a route with `[routes.identity]`.
     pub identity: Identity,
     /// The session's DPoP key, on a route with `dpop`: the token goes with a proof of it.
-    pub dpop: Option<Box<DpopKey>>,
+    pub dpop: Option<Arc<DpopKey>>,
 }
 
 impl Credential {
@@ -78,7 +79,7 @@ enum UserSession {
     /// Admitted by the route's rules and step-up: the session's ticket, its token (unless the
     /// route sends the identity instead), the identity the route sends, and the session's DPoP
     /// key on a route with `dpop`.
-    Admitted(SessionTicket, Option<AccessToken>, Identity, Option<Box<DpopKey>>),
+    Admitted(SessionTicket, Option<AccessToken>, Identity, Option<Arc<DpopKey>>),
     /// No session cookie.
     None,
     /// A cookie that opened nothing.
@@ -123,7 +124,7 @@ where
     if route.identity.as_ref().is_some_and(|identity| !identity.bearer) {
         return Ok(UserSession::Admitted(ticket, None, identity, None));
     }
-    let dpop = if route.dpop { Some(Box::new(dpop_key(route, session.dpop_key.as_ref())?)) } else { None };
+    let dpop = if route.dpop { Some(dpop_key(app, route, session.dpop_key.as_ref())?) } else { None };
     let mut session = session;
     let exchanged = route.exchange.as_ref().and_then(|exchange| session.resource_tokens.remove(&exchange.key));
     let token = app
@@ -146,8 +147,8 @@ where
 /// The key a DPoP route proves: the session's. A session without one (its provider binds no
 /// tokens, or it signed in before `oidc.dpop` was on) cannot call the route: its token is not
 /// what the upstream accepts, and it is never sent as a Bearer token there instead.
-fn dpop_key(route: &RouteConfig, kept: Option<&crate::secret::Secret>) -> Result<DpopKey, Refusal> {
-    let key = kept.map(DpopKey::from_record);
+fn dpop_key(app: &App, route: &RouteConfig, kept: Option<&crate::secret::Secret>) -> Result<Arc<DpopKey>, Refusal> {
+    let key = kept.map(|kept| app.dpop_keys.get(kept));
     match key {
         Some(Ok(key)) => Ok(key),
         Some(Err(_)) => {
