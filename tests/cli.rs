@@ -24,6 +24,7 @@ fn check_accepts_the_repository_demo_config_only_in_a_demo_build() {
     if cfg!(feature = "demo") {
         assert!(output.status.success(), "{stdout}{stderr}");
         assert!(stdout.contains("configuration is valid"), "{stdout}");
+        assert!(stdout.contains("provider \"default\": profile none"), "the profile is not reported: {stdout}");
         assert!(stderr.contains("session.keys is empty"), "the ephemeral-key warning is missing: {stderr}");
         assert!(stderr.contains("DEVELOPMENT ISSUER"), "the development-only warning is missing: {stderr}");
     } else {

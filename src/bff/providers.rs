@@ -1,5 +1,6 @@
 //! `GET /bff/providers`: the providers a sign-in may go to, for an SPA to draw a chooser
-//! (`/bff/login?provider=<id>`). Public configuration only: ids and display names.
+//! (`/bff/login?provider=<id>`). Public configuration only: ids, display names, and the
+//! security profile each keeps to (`oidc.profile`, for `cloakroom audit` and reviewers).
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -16,7 +17,14 @@ pub fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Body>, A
         .providers
         .all()
         .iter()
-        .map(|p| json!({ "id": p.id(), "name": p.display_name(), "login_url": format!("/bff/login?provider={}&returnUrl=", p.id()) }))
+        .map(|p| {
+            json!({
+                "id": p.id(),
+                "name": p.display_name(),
+                "login_url": format!("/bff/login?provider={}&returnUrl=", p.id()),
+                "profile": p.config().profile.name(),
+            })
+        })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "default": app.providers.default_provider().id(), "providers": providers })))
 }

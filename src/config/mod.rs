@@ -195,6 +195,8 @@ pub struct OidcConfig {
     pub authorization_resources: Vec<String>,
     /// DPoP (RFC 9449): each session gets a key of its own, and its tokens are bound to it.
     pub dpop: bool,
+    /// The security profile this provider's configuration keeps to (`oidc.profile`).
+    pub profile: Profile,
 }
 
 #[derive(Clone)]
@@ -608,6 +610,30 @@ pub enum ParMode {
     /// Never, unless the provider requires it.
     Off,
 }
+
+/// `oidc.profile`: a security profile the provider's configuration must keep to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// No profile beyond cloakroom's own defaults.
+    #[default]
+    None,
+    /// The FAPI 2.0 Security Profile: PAR, PKCE S256, `private_key_jwt`, sender-constrained
+    /// tokens (DPoP), `iss` in the authorization response, PS256/ES256/EdDSA only, `code` only.
+    Fapi2,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::None => "none",
+            Profile::Fapi2 => "fapi2",
+        }
+    }
+}
+
+/// The signature algorithms FAPI 2.0 allows (§5.4.1): ID tokens, client assertions, proofs.
+pub const FAPI2_ALGS: [&str; 3] = ["PS256", "ES256", "EdDSA"];
 
 /// How Redis is deployed (`session.redis_mode`).
 #[derive(Clone)]

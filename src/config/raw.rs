@@ -151,6 +151,7 @@ pub struct RawOidc {
     pub resource: Option<String>,
     #[serde(deserialize_with = "flexible::bool")]
     pub dpop: bool,
+    pub profile: super::Profile,
 }
 
 impl Default for RawOidc {
@@ -187,6 +188,7 @@ impl Default for RawOidc {
             userinfo_interval: "15m".into(),
             resource: None,
             dpop: false,
+            profile: super::Profile::None,
         }
     }
 }

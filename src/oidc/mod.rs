@@ -128,6 +128,13 @@ pub const ASYMMETRIC_ALGS: &[CoreJwsSigningAlgorithm] = &[
     CoreJwsSigningAlgorithm::EdDsa,
 ];
 
+/// What FAPI 2.0 allows of [`ASYMMETRIC_ALGS`] (`profile = "fapi2"`).
+const FAPI2_ID_TOKEN_ALGS: &[CoreJwsSigningAlgorithm] = &[
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
 /// A JWKS refetch on an unknown `kid` happens at most this often.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -297,12 +304,19 @@ impl Provider {
             .token_endpoint()
             .cloned()
             .ok_or_else(|| OidcError::BadResponse("the provider metadata has no token_endpoint".into()))?;
+        let fapi2 = self.config.profile == crate::config::Profile::Fapi2;
         let allowed_algs: Vec<_> = metadata
             .id_token_signing_alg_values_supported()
             .iter()
             .filter(|alg| ASYMMETRIC_ALGS.contains(alg))
+            .filter(|alg| !fapi2 || FAPI2_ID_TOKEN_ALGS.contains(alg))
             .cloned()
             .collect();
+        if allowed_algs.is_empty() && fapi2 {
+            return Err(OidcError::BadResponse(
+                "profile = \"fapi2\": the provider offers no PS256, ES256 or EdDSA ID token signing algorithm".into(),
+            ));
+        }
         if allowed_algs.is_empty() {
             return Err(OidcError::BadResponse("the provider offers no asymmetric ID token signing algorithm".into()));
         }
@@ -316,6 +330,12 @@ impl Provider {
         let revocation_endpoint = parse_endpoint(&extra.revocation_endpoint, "revocation_endpoint")?;
         let end_session_endpoint = parse_endpoint(&extra.end_session_endpoint, "end_session_endpoint")?;
         let iss_parameter_required = extra.authorization_response_iss_parameter_supported == Some(true);
+        if fapi2 && !iss_parameter_required {
+            return Err(OidcError::BadResponse(
+                "profile = \"fapi2\": the provider does not promise iss in the authorization response (RFC 9207)"
+                    .into(),
+            ));
+        }
         let par_endpoint =
             parse_endpoint(&extra.pushed_authorization_request_endpoint, "pushed_authorization_request_endpoint")?;
         let par_required_by_provider = extra.require_pushed_authorization_requests == Some(true);

@@ -8,13 +8,13 @@ use hyper::body::Incoming;
 const SPA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spa-demo");
 
 /// A run of the `cloakroom audit` command: its exit code and report.
-struct Audit {
+pub(crate) struct Audit {
     code: Option<i32>,
-    stdout: String,
+    pub(crate) stdout: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Pass,
     Fail,
     Skip,
@@ -22,7 +22,7 @@ enum Outcome {
 
 impl Audit {
     /// The outcome the report gives the check `name` (`PASS  name  detail` lines).
-    fn outcome(&self, name: &str) -> Option<Outcome> {
+    pub(crate) fn outcome(&self, name: &str) -> Option<Outcome> {
         self.stdout.lines().find_map(|line| {
             let (tag, rest) = line.split_once("  ")?;
             (rest.split_whitespace().next() == Some(name)).then_some(())?;
@@ -52,7 +52,7 @@ impl Audit {
 }
 
 /// Runs `cloakroom audit base [--cookie …]`, trusting the test CA.
-async fn audit(base: &str, cookie: Option<String>) -> Audit {
+pub(crate) async fn audit(base: &str, cookie: Option<String>) -> Audit {
     let mut args = vec!["audit".to_string(), base.to_string(), "--ca-file".into(), pki().ca_file.display().to_string()];
     if let Some(cookie) = cookie {
         args.extend(["--cookie".to_string(), cookie]);

@@ -11,6 +11,7 @@ mod client_token;
 mod dev_issuer;
 mod dpop;
 mod exchange;
+mod fapi;
 mod frontchannel;
 mod frontends;
 mod gateways;

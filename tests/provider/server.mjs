@@ -11,6 +11,9 @@
 //   TLS_CERT, TLS_KEY  PEM files: serve https (the issuer is then https://127.0.0.1:<port>)
 //   DPOP_REQUIRE_NONCE "1": every DPoP proof must carry the provider's nonce (RFC 9449 §8),
 //                      so a client's first proof is answered `use_dpop_nonce`
+//   FAPI               "1": the FAPI 2.0 Security Profile (oidc-provider's `fapi` feature),
+//                      pushed authorization requests required, and an ES256 signing key beside
+//                      the RSA one (FAPI 2.0 allows PS256, ES256 and EdDSA ID tokens)
 //   USERINFO_CLAIMS    "1": as OpenID Connect Core has it, scope claims (name, email, groups)
 //                      only at the userinfo endpoint, and the sign-in's access token bound to
 //                      no resource, so that userinfo accepts it
@@ -18,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 const accounts = {
@@ -122,6 +125,16 @@ const configuration = {
     return { accountId: id, claims: async () => ({ ...found }) };
   },
 };
+
+if (process.env.FAPI === '1') {
+  const signing = async (alg, kid) => {
+    const { privateKey } = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 });
+    return { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
+  };
+  configuration.jwks = { keys: [await signing('RS256', 'fapi-rs256'), await signing('ES256', 'fapi-es256')] };
+  configuration.features.fapi = { enabled: true, profile: '2.0' };
+  configuration.features.pushedAuthorizationRequests = { enabled: true, requirePushedAuthorizationRequests: true };
+}
 
 // Token exchange (RFC 8693), registered through oidc-provider's documented registerGrantType:
 // a client trades an access token issued to it (a JWT of this provider's, verified against its

@@ -54,6 +54,9 @@ fn check(path: &Path) -> ExitCode {
         eprintln!("warning: {warning}");
     }
     println!("{}: configuration is valid", path.display());
+    for oidc in std::iter::once(&config.oidc).chain(&config.providers) {
+        println!("provider {:?}: profile {}", oidc.id, oidc.profile.name());
+    }
     ExitCode::SUCCESS
 }
 

@@ -49,6 +49,7 @@ pub(in crate::config) fn oidc(check: &mut Check, raw: RawOidc, public_url: Optio
             check.fail(format!("oidc.login_params[{i}]"), format!("{name} is also set in oidc.extra_auth_params"));
         }
     }
+    let par = fapi2(check, &raw, client_auth.as_ref());
     if !raw.logout_token_exp_required {
         check.warn("oidc.logout_token_exp_required = false: back-channel logout tokens without exp are accepted (bounded by their iat and single-use jti), for providers of the Back-Channel Logout drafts");
     }
@@ -79,7 +80,7 @@ pub(in crate::config) fn oidc(check: &mut Check, raw: RawOidc, public_url: Optio
         login_params: raw.login_params,
         enforce_acr_values: raw.enforce_acr_values,
         logout_token_exp_required: raw.logout_token_exp_required,
-        par: raw.par,
+        par,
         display_name: raw.display_name.clone().or_else(|| raw.id.clone()).unwrap_or_else(|| "default".into()),
         id: raw.id.clone().unwrap_or_else(|| "default".into()),
         user_claims: raw.user_claims.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
@@ -90,7 +91,45 @@ pub(in crate::config) fn oidc(check: &mut Check, raw: RawOidc, public_url: Optio
         authorization_resources: default_resource.iter().cloned().collect(),
         resource: default_resource,
         dpop: raw.dpop,
+        profile: raw.profile,
     })
+}
+
+/// `profile = "fapi2"`: every setting that would weaken the FAPI 2.0 Security Profile is
+/// refused with the reason; PAR is always used. (The provider's side is checked at discovery:
+/// `iss` in the authorization response, ID tokens in PS256, ES256 or EdDSA.) Returns the PAR
+/// mode to run with.
+fn fapi2(check: &mut Check, raw: &RawOidc, client_auth: Option<&ClientAuth>) -> ParMode {
+    if raw.profile != Profile::Fapi2 {
+        return raw.par;
+    }
+    const WHY: &str = "profile = \"fapi2\"";
+    match client_auth {
+        Some(ClientAuth::PrivateKeyJwt { key, .. }) if !FAPI2_ALGS.contains(&key.alg()) => check.fail(
+            "oidc.private_key_alg",
+            format!("{WHY} allows PS256, ES256 or EdDSA client assertions, not {}", key.alg()),
+        ),
+        Some(ClientAuth::PrivateKeyJwt { .. }) | None => {}
+        Some(_) => check.fail(
+            "oidc.client_auth",
+            format!("{WHY} needs private_key_jwt: a shared client secret is not allowed (FAPI 2.0 §5.3.2.1)"),
+        ),
+    }
+    if raw.par == ParMode::Off {
+        check.fail("oidc.par", format!("{WHY} requires pushed authorization requests: \"off\" is not allowed"));
+    }
+    if !raw.dpop {
+        check.fail(
+            "oidc.dpop",
+            format!(
+                "{WHY} requires sender-constrained tokens: set dpop = true (mutual-TLS binding is not offered yet)"
+            ),
+        );
+    }
+    if raw.logout_id_token_hint {
+        check.fail("oidc.logout_id_token_hint", format!("{WHY} keeps every token from the browser"));
+    }
+    ParMode::Required
 }
 
 /// `[[providers]]`: each checked as `[oidc]` is (keys named `providers[i].…`), with an id of

@@ -3,6 +3,37 @@
 
 use super::*;
 
+/// The security profile each provider runs, as `/bff/providers` publishes it (cloakroom's; other
+/// BFFs: skipped), and for a FAPI 2.0 one, what a browser can see of it: a sign-in that carries
+/// only a pushed request's handle.
+pub(super) async fn profile_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
+    let listed = a.call(Method::GET, "/bff/providers", &[]).await?;
+    let providers = serde_json::from_str::<serde_json::Value>(&listed.body).ok().filter(|_| listed.status.is_success());
+    let Some(providers) = providers.as_ref().and_then(|p| p["providers"].as_array()) else {
+        report.skip("deployment.profile", "the providers and their profiles are not published (/bff/providers)");
+        return Ok(());
+    };
+    let named: Vec<(String, String)> = providers
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap_or("?").to_string(), p["profile"].as_str().unwrap_or("none").to_string()))
+        .collect();
+    let said = named.iter().map(|(id, profile)| format!("{id}: {profile}")).collect::<Vec<_>>().join(", ");
+    report.record("deployment.profile", true, said);
+    for (id, _) in named.iter().filter(|(_, profile)| profile == "fapi2") {
+        let login = a.call(Method::GET, &format!("/bff/login?provider={id}"), &[]).await?;
+        let location = login.header(LOCATION.as_str()).and_then(|l| a.options.base.join(l).ok());
+        let names: Vec<String> = location.iter().flat_map(|l| l.query_pairs().map(|(k, _)| k.into_owned())).collect();
+        let pushed =
+            names.iter().any(|k| k == "request_uri") && names.iter().all(|k| k == "client_id" || k == "request_uri");
+        report.record(
+            "fapi2.pushed",
+            login.status.is_redirection() && pushed,
+            format!("provider {id}: {} parameter(s) in the sign-in URL: {}", names.len(), names.join(", ")),
+        );
+    }
+    Ok(())
+}
+
 pub(super) async fn login_checks(a: &mut Auditor, report: &mut Report) -> Result<(), String> {
     let login = a.call(Method::GET, "/bff/login", &[]).await?;
     let location = login.header(LOCATION.as_str()).and_then(|l| a.options.base.join(l).ok());

@@ -163,6 +163,7 @@ pub async fn run(options: AuditOptions) -> Result<Report, String> {
     refusal_checks(&mut auditor, &mut report).await?;
     spa_and_tls_checks(&mut auditor, &mut report).await?;
     hostile_input_checks(&mut auditor, &mut report).await?;
+    profile_checks(&mut auditor, &mut report).await?;
     session_checks(&mut auditor, &mut report).await?;
     let jwts = jwt_shaped(&auditor.received);
     report.record(
@@ -180,7 +181,7 @@ pub async fn run(options: AuditOptions) -> Result<Report, String> {
 mod baseline;
 mod hostile;
 
-use baseline::{login_checks, refusal_checks, session_checks, spa_and_tls_checks};
+use baseline::{login_checks, profile_checks, refusal_checks, session_checks, spa_and_tls_checks};
 use hostile::hostile_input_checks;
 /// `NAME=VALUE`, or a bare value under cloakroom's default cookie name.
 fn session_cookie(given: &str) -> String {
