@@ -173,7 +173,7 @@ async fn sign_in(
     end_replaced_sessions(app, pending, headers).instrument(step("end_replaced_sessions")).await;
     let mut new_session = NewSession::from(tokens);
     new_session.provider = pending.provider.clone();
-    new_session.dpop_key = dpop.as_ref().map(DpopKey::to_record);
+    new_session.dpop_key = dpop.as_ref().map(|key| crate::secret::Secret::new(key.to_record()));
     let user_agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let created = app.sessions.create(
         new_session,

@@ -53,8 +53,8 @@ impl Default for KeyCache {
 
 impl KeyCache {
     /// The key a session record keeps, read at most once while in use.
-    pub fn get(&self, kept: &crate::secret::Secret) -> Result<std::sync::Arc<DpopKey>, DpopKeyError> {
-        let digest = super::sha256(kept.expose().as_bytes());
+    pub fn get(&self, kept: &str) -> Result<std::sync::Arc<DpopKey>, DpopKeyError> {
+        let digest = super::sha256(kept.as_bytes());
         if let Some(key) = self.0.get(&digest) {
             return Ok(key);
         }
@@ -138,14 +138,15 @@ impl DpopKey {
         &self.pkcs8
     }
 
-    /// The key as a session record keeps it (PKCS#8, base64url), redacted in any `Debug`.
-    pub fn to_record(&self) -> crate::secret::Secret {
-        crate::secret::Secret::new(URL_SAFE_NO_PAD.encode(&self.pkcs8))
+    /// The key as a session record keeps it (PKCS#8, base64url; the record holds it as a
+    /// `Secret`, whose `Debug` redacts).
+    pub fn to_record(&self) -> String {
+        URL_SAFE_NO_PAD.encode(&self.pkcs8)
     }
 
     /// The key a session record kept ([`DpopKey::to_record`]).
-    pub fn from_record(kept: &crate::secret::Secret) -> Result<Self, DpopKeyError> {
-        Self::from_pkcs8(&URL_SAFE_NO_PAD.decode(kept.expose()).map_err(|_| DpopKeyError)?)
+    pub fn from_record(kept: &str) -> Result<Self, DpopKeyError> {
+        Self::from_pkcs8(&URL_SAFE_NO_PAD.decode(kept).map_err(|_| DpopKeyError)?)
     }
 
     /// The JWK thumbprint (RFC 7638, SHA-256): what a bound token's `cnf.jkt` names.
@@ -243,7 +244,7 @@ mod tests {
         assert!(std::sync::Arc::ptr_eq(&first, &cache.get(&kept).unwrap()), "read twice");
         let other = DpopKey::generate().unwrap().to_record();
         assert_ne!(cache.get(&other).unwrap().thumbprint(), first.thumbprint());
-        assert!(cache.get(&crate::secret::Secret::new("bm90IGEga2V5")).is_err());
+        assert!(cache.get("bm90IGEga2V5").is_err());
     }
 
     #[test]
@@ -276,7 +277,7 @@ mod tests {
         assert_eq!(part(&proof, 0)["jwk"], part(&original, 0)["jwk"]);
         assert!(DpopKey::from_pkcs8(b"not a key").is_err());
         assert_eq!(DpopKey::from_record(&key.to_record()).unwrap().thumbprint(), key.thumbprint());
-        assert!(DpopKey::from_record(&crate::secret::Secret::new("!!")).is_err());
+        assert!(DpopKey::from_record("!!").is_err());
         assert!(!format!("{key:?}").contains(&URL_SAFE_NO_PAD.encode(key.pkcs8())));
         // RFC 9449's own example: the key of its §4.2 proof and the `jkt` of its §6.1 token.
         assert_eq!(

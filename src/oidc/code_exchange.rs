@@ -88,7 +88,7 @@ impl Provider {
             Ok::<_, OidcError>(request.request_async(&sender).await)
         };
         let mut response = exchange().await?;
-        if dpop.is_some() && response.as_ref().is_err_and(super::dpop::asks_for_nonce) {
+        if dpop.is_some() && response.as_ref().is_err_and(asks_for_nonce) {
             response = exchange().await?;
         }
         let response = response.map_err(token_error)?;
@@ -213,13 +213,18 @@ impl Provider {
 
 /// Classifies a token-endpoint failure: only a definite refusal is [`OidcError::Rejected`];
 /// anything that says "the provider is in trouble" is [`OidcError::Unreachable`].
-pub(super) type TokenRequestError<RE> =
+type TokenRequestError<RE> =
     RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>;
 
 /// What a failed token request means, for the code exchange and the client-credentials grant:
 /// a 401 without an error code is about the client (RFC 6749 §5.2).
 pub(super) fn token_error<RE: std::error::Error + 'static>(error: TokenRequestError<RE>) -> OidcError {
     token_error_at(error, true)
+}
+
+/// A token request refused with `use_dpop_nonce` (RFC 9449 §8): to be built and sent once more.
+pub(super) fn asks_for_nonce<RE: std::error::Error + 'static>(error: &TokenRequestError<RE>) -> bool {
+    matches!(error, openidconnect::RequestTokenError::ServerResponse(response) if response.error().as_ref() == "use_dpop_nonce")
 }
 
 /// The status of a refusal that came without an OAuth error code (a bare 4xx).

@@ -5,7 +5,7 @@
 //! The provider's nonce: it answers `use_dpop_nonce` with a `DPoP-Nonce` header, kept for the
 //! next request (any answer's `DPoP-Nonce` replaces it); the request goes once more with a proof
 //! carrying it, never more. A token request is built afresh by its caller for that
-//! ([`asks_for_nonce`]: its client assertion's `jti` is single-use); a request without a body
+//! (`code_exchange::asks_for_nonce`: its client assertion's `jti` is single-use); a request without a body
 //! (userinfo) is sent again here.
 
 use super::http::{ProviderHttp, ProviderHttpError};
@@ -112,13 +112,6 @@ impl<'c> AsyncHttpClient<'c> for Sender<'_> {
             Sender::Proof(with_proof) => Box::pin(with_proof.send(request)),
         }
     }
-}
-
-/// A token request refused with `use_dpop_nonce` (RFC 9449 §8): to be built and sent once more.
-pub(super) fn asks_for_nonce<RE: std::error::Error + 'static>(
-    error: &super::code_exchange::TokenRequestError<RE>,
-) -> bool {
-    matches!(error, openidconnect::RequestTokenError::ServerResponse(response) if response.error().as_ref() == "use_dpop_nonce")
 }
 
 /// `use_dpop_nonce`: in a token endpoint's error (400, JSON) or a resource's challenge (401).

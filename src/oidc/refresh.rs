@@ -1,6 +1,6 @@
 //! The refresh-token grant.
 
-use super::code_exchange::{bare_refusal, token_error_at, user_claims};
+use super::code_exchange::{asks_for_nonce, bare_refusal, token_error_at, user_claims};
 use super::{OidcError, Provider};
 use crate::config::Audience;
 use crate::crypto::dpop::DpopKey;
@@ -50,7 +50,7 @@ impl Provider {
             Ok::<_, OidcError>(request.request_async(&sender).await)
         };
         let mut response = redeem().await?;
-        if dpop.is_some() && response.as_ref().is_err_and(super::dpop::asks_for_nonce) {
+        if dpop.is_some() && response.as_ref().is_err_and(asks_for_nonce) {
             response = redeem().await?;
         }
         let response = response.map_err(|e| {

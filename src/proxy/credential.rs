@@ -148,7 +148,7 @@ where
 /// tokens, or it signed in before `oidc.dpop` was on) cannot call the route: its token is not
 /// what the upstream accepts, and it is never sent as a Bearer token there instead.
 fn dpop_key(app: &App, route: &RouteConfig, kept: Option<&crate::secret::Secret>) -> Result<Arc<DpopKey>, Refusal> {
-    let key = kept.map(|kept| app.dpop_keys.get(kept));
+    let key = kept.map(|kept| app.dpop_keys.get(kept.expose()));
     match key {
         Some(Ok(key)) => Ok(key),
         Some(Err(_)) => {

@@ -332,7 +332,7 @@ impl TokenService {
             return Err(TokenError::SessionExpired);
         };
         // The session's DPoP key: a refresh proves it, so the new tokens stay bound to it.
-        let dpop = match current.dpop_key.as_ref().map(DpopKey::from_record).transpose() {
+        let dpop = match current.dpop_key.as_ref().map(|kept| DpopKey::from_record(kept.expose())).transpose() {
             Ok(dpop) => dpop,
             Err(_) => {
                 tracing::error!("the session's DPoP key cannot be read; ending the session");
