@@ -818,7 +818,7 @@ def main():
                     result = measure(target, upstream, args)
                 runs[target["id"]].append(result)
                 status = "; ".join(result["problems"]) or "all reached the upstream" + (
-                    " with a Bearer token" if target["authenticated"] else "")
+                    f" with their credential ({target.get('counter', 'bearer')})" if target["authenticated"] else "")
                 log(f"  round {round_ + 1} {target['label']}: {result['rps']:,.0f} req/s, "
                     f"p50 {result['p50_us'] / 1e3:.2f} ms, p99 {result['p99_us'] / 1e3:.2f} ms, "
                     f"CPU {result['user_us']:.1f}+{result['sys_us']:.1f} us/req ({status})")
