@@ -187,8 +187,12 @@ impl Glewlwyd {
     /// A new client's id and a secret (register it with [`Glewlwyd::register`] once its
     /// cloakroom's origin is known).
     pub fn new_client(name: &str, secret_prefix: &str) -> RegisteredClient {
-        let n = free_port();
-        RegisteredClient { client_id: format!("{name}-{n}"), client_secret: format!("{secret_prefix}{n}"), key: None }
+        // Unique for this glewlwyd (one per test process): a counter, not a free port, which
+        // the system may hand out twice (two tests then registered the same client id).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client_id = format!("{name}-{}-{n}", std::process::id());
+        RegisteredClient { client_id, client_secret: format!("{secret_prefix}{n}"), key: None }
     }
 
     /// Registers `client` for a cloakroom at `origin` (redirect, post-logout redirect and
