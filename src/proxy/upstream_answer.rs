@@ -53,15 +53,7 @@ async fn with_dpop_nonce(
 ) -> Response<Body> {
     let (Some(replay), Some(token)) = (replay, credential.token.as_ref()) else { return asking };
     drop(asking);
-    let mut request = Request::new(crate::respond::empty());
-    *request.method_mut() = replay.method;
-    *request.headers_mut() = replay.headers;
-    let (parts, body) = request.into_parts();
-    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(token), &credential, client) else {
-        return ApiError::NotFound.response();
-    };
-    let response = send(app, parts, body, relayed, None).await;
-    if credential.stale_cookie { app.sessions.cookies().cleared(response) } else { response }
+    send_again(app, route_index, client, &credential, replay, token).await
 }
 
 /// An upstream rejected the user's token (`invalid_token`: revoked at the provider, a signing
@@ -108,11 +100,23 @@ async fn after_rejected_token(
     };
     drop(rejected_answer);
     app.metrics.token_rejected(&route.prefix, "retried");
+    send_again(app, route_index, client, &credential, replay, &fresh).await
+}
+
+/// The bodiless call once more, with `token` (whatever the upstream answers then is the answer).
+async fn send_again(
+    app: &App,
+    route_index: usize,
+    client: ClientAddr,
+    credential: &Credential,
+    replay: Replay,
+    token: &openidconnect::AccessToken,
+) -> Response<Body> {
     let mut request = Request::new(crate::respond::empty());
     *request.method_mut() = replay.method;
     *request.headers_mut() = replay.headers;
     let (parts, body) = request.into_parts();
-    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(&fresh), &credential, client) else {
+    let Some(relayed) = Relay::for_route(app, route_index, replay.path, Some(token), credential, client) else {
         return ApiError::NotFound.response();
     };
     send(app, parts, body, relayed, None).await

@@ -17,8 +17,18 @@ pub struct RedisServer {
     tls_cli: Vec<String>,
 }
 
+/// A loopback port nothing listens on, never the same one twice in this process: the kernel may
+/// hand a just-released port out again, and two servers started from one test would collide.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A free port whose cluster bus port (10,000 above) is a port number and free too: Redis
