@@ -372,6 +372,7 @@ mod tests {
             audience: None,
             max_body: 1 << 30,
             tls: crate::tls::system_client_config(),
+            client_certificate: None,
             methods: None,
             rules: None,
             step_up: None,

@@ -98,6 +98,12 @@ fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError>
     Ok(certs)
 }
 
+/// The first certificate of a PEM chain file, as DER (the one a TLS handshake presents).
+pub fn leaf_certificate(file: &Path) -> Result<Vec<u8>, TlsFileError> {
+    let mut chain = read_certs(file)?;
+    Ok(chain.swap_remove(0).as_ref().to_vec())
+}
+
 /// Outgoing TLS for one destination: whom to trust and, optionally, who we are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientTlsFiles {

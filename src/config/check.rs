@@ -149,14 +149,15 @@ impl Check<'_> {
 }
 
 impl Check<'_> {
-    /// Outgoing TLS for `section`: `ca_file`, and a client certificate given as both files.
+    /// Outgoing TLS for `section`: `ca_file`, and a client certificate given as both files;
+    /// with the certificate it presents (DER of the leaf), when there is one.
     pub(super) fn client_tls(
         &mut self,
         section: &str,
         ca_file: Option<&str>,
         cert_file: Option<&str>,
         key_file: Option<&str>,
-    ) -> Arc<rustls::ClientConfig> {
+    ) -> (Arc<rustls::ClientConfig>, Option<Arc<[u8]>>) {
         let client_cert = match (cert_file, key_file) {
             (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
             (None, None) => None,
@@ -169,16 +170,17 @@ impl Check<'_> {
                 None
             }
         };
+        let leaf = (client_cert.as_ref()).and_then(|(cert, _)| crate::tls::leaf_certificate(cert).ok()).map(Arc::from);
         let files = crate::tls::ClientTlsFiles { ca_file: ca_file.map(PathBuf::from), client_cert };
         match crate::tls::client_config(&files) {
-            Ok(config) => config,
+            Ok(config) => (config, leaf),
             Err(e) => {
                 let key = match e {
                     crate::tls::ClientTlsError::CaFile(_) => "ca_file",
                     crate::tls::ClientTlsError::ClientCert(_) => "client_cert_file",
                 };
                 self.fail(format!("{section}.{key}"), e.to_string());
-                crate::tls::system_client_config()
+                (crate::tls::system_client_config(), None)
             }
         }
     }

@@ -124,13 +124,19 @@ pub enum ClientAuth {
     SecretPost(ClientSecret),
     /// `private_key_jwt` (RFC 7523): a signed assertion per request; no shared secret at all.
     PrivateKeyJwt { key: Arc<ClientKey>, audience: AssertionAudience },
+    /// `tls_client_auth` (RFC 8705 §2.1): the TLS client certificate (`oidc.client_cert_file`),
+    /// issued by a CA the provider trusts, is the credential; the form carries `client_id` only.
+    TlsClientAuth,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): the same, with a self-signed certificate
+    /// the provider knows from the client's registered keys.
+    SelfSignedTlsClientAuth,
 }
 
 impl ClientAuth {
     pub fn secret(&self) -> Option<&ClientSecret> {
         match self {
             ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) => Some(secret),
-            ClientAuth::PrivateKeyJwt { .. } => None,
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => None,
         }
     }
 }
@@ -158,8 +164,15 @@ pub struct OidcConfig {
     /// Opt-in: put the ID token in the end-session URL the browser navigates to.
     pub logout_id_token_hint: bool,
     pub timeout: Duration,
-    /// TLS for calls to the provider (system roots, or `oidc.ca_file`).
+    /// TLS for calls to the provider (system roots, or `oidc.ca_file`; with
+    /// `oidc.client_cert_file`, presenting that certificate).
     pub tls: Arc<rustls::ClientConfig>,
+    /// The certificate `tls` presents (DER of its leaf), when there is one: then the provider's
+    /// `mtls_endpoint_aliases` are used (RFC 8705 §5).
+    pub client_certificate: Option<Arc<[u8]>>,
+    /// The provider binds this client's access tokens to `client_certificate` (RFC 8705 §3):
+    /// every route carrying them presents the same certificate.
+    pub certificate_bound_tokens: bool,
     pub clock_skew: Duration,
     /// Refresh an access token this long before it expires.
     pub refresh_margin: Duration,
@@ -317,6 +330,8 @@ pub struct RouteConfig {
     pub max_body: u64,
     /// TLS towards the upstream: its CAs, and a client certificate for mutual TLS.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The client certificate `tls` presents (DER of its leaf), when there is one.
+    pub client_certificate: Option<Arc<[u8]>>,
     /// The methods this route forwards; `None`: every method (but `CONNECT` and `TRACE`, which
     /// no route forwards).
     pub methods: Option<MethodAllowlist>,

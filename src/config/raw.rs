@@ -121,6 +121,12 @@ pub struct RawOidc {
     pub private_key_cert_file: Option<String>,
     pub client_assertion_audience: super::AssertionAudience,
     pub ca_file: Option<String>,
+    /// Mutual TLS to the provider (RFC 8705): the certificate cloakroom presents there.
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    /// The provider binds this client's access tokens to that certificate (RFC 8705 §3).
+    #[serde(deserialize_with = "flexible::bool")]
+    pub certificate_bound_tokens: bool,
     #[serde(deserialize_with = "flexible::string_list")]
     pub scopes: Vec<String>,
     pub extra_auth_params: BTreeMap<String, String>,
@@ -168,6 +174,9 @@ impl Default for RawOidc {
             private_key_cert_file: None,
             client_assertion_audience: super::AssertionAudience::Issuer,
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            certificate_bound_tokens: false,
             scopes: ["openid", "profile", "email", "offline_access"].map(String::from).into(),
             extra_auth_params: BTreeMap::new(),
             post_logout_redirect_uri: None,
@@ -508,6 +517,10 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// RFC 8705 §2.1: a certificate of a CA the provider trusts, matched by its subject.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a self-signed certificate, matched against the client's registered keys.
+    SelfSignedTlsClientAuth,
 }
 
 /// `session.same_site` (any case).

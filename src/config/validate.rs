@@ -86,7 +86,9 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let providers = sections::more_providers(&mut check, raw.providers, public_url.as_ref(), oidc.as_ref());
     let (mut oidc, session) = (oidc?, session?);
     sections::default_audience(&mut check, oidc.resource.as_deref(), &routes);
-    sections::dpop_providers(&mut check, &std::iter::once(&oidc).chain(&providers).collect::<Vec<_>>(), &routes);
+    let all_providers = std::iter::once(&oidc).chain(&providers).collect::<Vec<_>>();
+    sections::dpop_providers(&mut check, &all_providers, &routes);
+    sections::bound_certificates(&mut check, &all_providers, &routes);
     sections::step_up_login_params(&mut check, &oidc.login_params, &routes);
     sections::widen_for_routes(&mut oidc, &routes);
     Some(Config {

@@ -62,6 +62,19 @@ pub struct ExtraMetadata {
     pub frontchannel_logout_session_supported: Option<bool>,
     /// RFC 9449 §5.1: the algorithms the provider takes DPoP proofs in.
     pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 8705 §5: where a client presenting a certificate sends its requests instead.
+    pub mtls_endpoint_aliases: Option<MtlsEndpointAliases>,
+    /// RFC 8705 §3.3: the provider can bind access tokens to the client's certificate.
+    pub tls_client_certificate_bound_access_tokens: Option<bool>,
+}
+
+/// RFC 8705 §5: the endpoints cloakroom calls, as the provider serves them for mutual TLS.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct MtlsEndpointAliases {
+    pub token_endpoint: Option<String>,
+    pub revocation_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
+    pub pushed_authorization_request_endpoint: Option<String>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -300,6 +313,7 @@ impl Provider {
     }
 
     fn build(&self, metadata: Metadata) -> Result<Discovered, OidcError> {
+        let (metadata, extra) = self.with_mtls_aliases(metadata)?;
         let token_uri = metadata
             .token_endpoint()
             .cloned()
@@ -326,7 +340,6 @@ impl Provider {
                 .map(|v| Url::parse(v).map_err(|e| OidcError::BadResponse(format!("{name} is not a URL: {e}"))))
                 .transpose()
         };
-        let extra = metadata.additional_metadata();
         let revocation_endpoint = parse_endpoint(&extra.revocation_endpoint, "revocation_endpoint")?;
         let end_session_endpoint = parse_endpoint(&extra.end_session_endpoint, "end_session_endpoint")?;
         let iss_parameter_required = extra.authorization_response_iss_parameter_supported == Some(true);
@@ -359,6 +372,11 @@ impl Provider {
                 "oidc.dpop is on, but the provider advertises no DPoP support for ES256 (dpop_signing_alg_values_supported)".into(),
             ));
         }
+        if self.config.certificate_bound_tokens && extra.tls_client_certificate_bound_access_tokens != Some(true) {
+            return Err(OidcError::BadResponse(
+                "oidc.certificate_bound_tokens is on, but the provider does not advertise tls_client_certificate_bound_access_tokens (RFC 8705)".into(),
+            ));
+        }
         if par_required_by_provider && par_endpoint.is_none() {
             return Err(OidcError::BadResponse("the provider requires PAR but advertises no endpoint for it".into()));
         }
@@ -374,7 +392,10 @@ impl Provider {
         // `private_key_jwt` needs beside the assertion.
         .set_auth_type(match self.config.client_auth {
             ClientAuth::SecretBasic(_) => AuthType::BasicAuth,
-            ClientAuth::SecretPost(_) | ClientAuth::PrivateKeyJwt { .. } => AuthType::RequestBody,
+            ClientAuth::SecretPost(_)
+            | ClientAuth::PrivateKeyJwt { .. }
+            | ClientAuth::TlsClientAuth
+            | ClientAuth::SelfSignedTlsClientAuth => AuthType::RequestBody,
         })
         .set_token_uri(token_uri.clone());
         Ok(Discovered {
@@ -389,6 +410,43 @@ impl Provider {
             par_endpoint,
             par_required_by_provider,
         })
+    }
+
+    /// With a client certificate (`oidc.client_cert_file`), the endpoints cloakroom calls are
+    /// the provider's `mtls_endpoint_aliases` where it names them (RFC 8705 §5): token, PAR,
+    /// revocation and userinfo. The rest (authorization, end-session) are the browser's.
+    /// Returns the metadata and its extra fields, both with the aliases in place.
+    fn with_mtls_aliases(&self, mut metadata: Metadata) -> Result<(Metadata, ExtraMetadata), OidcError> {
+        let mut extra = metadata.additional_metadata().clone();
+        let aliases = extra.mtls_endpoint_aliases.clone().filter(|_| self.config.client_certificate.is_some());
+        let Some(aliases) = aliases else {
+            return Ok((metadata, extra));
+        };
+        let bad = |name: &str, e: url::ParseError| {
+            OidcError::BadResponse(format!("mtls_endpoint_aliases.{name} is not a URL: {e}"))
+        };
+        if let Some(token) = &aliases.token_endpoint {
+            let url = openidconnect::TokenUrl::new(token.clone()).map_err(|e| bad("token_endpoint", e))?;
+            metadata = metadata.set_token_endpoint(Some(url));
+        }
+        if let Some(userinfo) = &aliases.userinfo_endpoint {
+            let url = openidconnect::UserInfoUrl::new(userinfo.clone()).map_err(|e| bad("userinfo_endpoint", e))?;
+            metadata = metadata.set_userinfo_endpoint(Some(url));
+        }
+        for (alias, endpoint, name) in [
+            (&aliases.revocation_endpoint, &mut extra.revocation_endpoint, "revocation_endpoint"),
+            (
+                &aliases.pushed_authorization_request_endpoint,
+                &mut extra.pushed_authorization_request_endpoint,
+                "pushed_authorization_request_endpoint",
+            ),
+        ] {
+            if let Some(alias) = alias {
+                Url::parse(alias).map_err(|e| bad(name, e))?;
+                *endpoint = Some(alias.clone());
+            }
+        }
+        Ok((metadata, extra))
     }
 
     /// Makes the provider ready without a network: fixed metadata and one Ed25519 key (`kid`

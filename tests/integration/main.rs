@@ -23,6 +23,7 @@ mod journey;
 mod kill_switch;
 mod limits;
 mod logout;
+mod mtls;
 mod observability;
 
 mod par;

@@ -14,10 +14,16 @@
 //   FAPI               "1": the FAPI 2.0 Security Profile (oidc-provider's `fapi` feature),
 //                      pushed authorization requests required, and an ES256 signing key beside
 //                      the RSA one (FAPI 2.0 allows PS256, ES256 and EdDSA ID tokens)
+//   MTLS               "1" (with TLS_CERT, TLS_KEY and TLS_CA): RFC 8705, tls_client_auth and
+//                      self_signed_tls_client_auth with access tokens bound to the client's
+//                      certificate; the endpoints for them (`mtls_endpoint_aliases`) on a second
+//                      https listener that asks for a client certificate (one of TLS_CA's, or
+//                      a self-signed one), while the issuer's own listener asks for none, so a
+//                      client that ignores the aliases presents no certificate
 //   USERINFO_CLAIMS    "1": as OpenID Connect Core has it, scope claims (name, email, groups)
 //                      only at the userinfo endpoint, and the sign-in's access token bound to
 //                      no resource, so that userinfo accepts it
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -134,6 +140,49 @@ if (process.env.FAPI === '1') {
   configuration.jwks = { keys: [await signing('RS256', 'fapi-rs256'), await signing('ES256', 'fapi-es256')] };
   configuration.features.fapi = { enabled: true, profile: '2.0' };
   configuration.features.pushedAuthorizationRequests = { enabled: true, requirePushedAuthorizationRequests: true };
+}
+
+// Mutual TLS (RFC 8705), as oidc-provider documents it: the certificate from the TLS socket,
+// verified against TLS_CA for tls_client_auth (its subject DN is the registered one), or
+// matched to a registered key for self_signed_tls_client_auth.
+let mtlsServer;
+if (process.env.MTLS === '1') {
+  const peer = (ctx) => {
+    const raw = ctx.socket.getPeerCertificate?.()?.raw;
+    return raw ? new X509Certificate(raw) : undefined;
+  };
+  configuration.features.mTLS = {
+    enabled: true,
+    certificateBoundAccessTokens: true,
+    tlsClientAuth: true,
+    selfSignedTlsClientAuth: true,
+    getCertificate: peer,
+    certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+    certificateSubjectMatches: (ctx, property, expected) =>
+      property === 'tls_client_auth_subject_dn' && peer(ctx)?.subject === expected,
+  };
+  configuration.clientAuthMethods = [
+    'client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+    'tls_client_auth', 'self_signed_tls_client_auth',
+  ];
+  mtlsServer = https.createServer({
+    cert: readFileSync(process.env.TLS_CERT),
+    key: readFileSync(process.env.TLS_KEY),
+    ca: readFileSync(process.env.TLS_CA),
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
+  await new Promise((resolve) => mtlsServer.listen(0, '127.0.0.1', resolve));
+  const base = `https://127.0.0.1:${mtlsServer.address().port}`;
+  configuration.discovery = {
+    mtls_endpoint_aliases: {
+      token_endpoint: `${base}/token`,
+      revocation_endpoint: `${base}/token/revocation`,
+      introspection_endpoint: `${base}/token/introspection`,
+      userinfo_endpoint: `${base}/me`,
+      pushed_authorization_request_endpoint: `${base}/request`,
+    },
+  };
 }
 
 // Token exchange (RFC 8693), registered through oidc-provider's documented registerGrantType:
@@ -278,7 +327,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   provider.on('refresh_token.saved', (token) => events.push({ type: 'refresh_token.saved', token: token.jti, grantId: token.grantId, clientId: token.clientId }));
   provider.on('grant.revoked', (_ctx, grantId) => events.push({ type: 'grant.revoked', grantId }));
 
-  server.on('request', async (req, res) => {
+  const handle = async (req, res) => {
     // Test-only failure switch, per client: its token requests get an OAuth error, by default
     // a 503 `server_error` (an outage), or `error=invalid_client` (401: its credentials refused),
     // or `empty-<status>` (that status, with no body at all).
@@ -332,7 +381,9 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
     } catch (err) {
       html(res, 400, `<p>${String(err.message).replace(/[<>&"]/g, '')}</p>`);
     }
-  });
+  };
+  server.on('request', handle);
+  mtlsServer?.on('request', handle);
   process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 });
 

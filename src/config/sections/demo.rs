@@ -32,7 +32,7 @@ pub(in crate::config) fn demo(check: &mut Check, raw: &RawDemo, oidc: &RawOidc) 
                 format!("must be {expected:?} to use the development issuer on demo.issuer_listen"),
             );
         }
-        if oidc.client_auth == ClientAuthMethod::PrivateKeyJwt {
+        if !matches!(oidc.client_auth, ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost) {
             check.fail("oidc.client_auth", "the development issuer on demo.issuer_listen only knows client secrets");
         }
         check.warn(format!("DEVELOPMENT ISSUER on http://{addr}: development only, never in production"));

@@ -16,7 +16,7 @@ pub(super) use csrf::csrf;
 pub(super) use demo::demo;
 pub(super) use log::log;
 pub(super) use oidc::{more_providers, oidc, widen_for_routes};
-pub(super) use routes::{default_audience, dpop_providers, routes, step_up_login_params};
+pub(super) use routes::{bound_certificates, default_audience, dpop_providers, routes, step_up_login_params};
 pub(super) use server::server;
 pub(super) use session::session;
 pub(super) use spa::{spa, spa_origins};

@@ -33,7 +33,24 @@ pub(in crate::config) fn oidc(check: &mut Check, raw: RawOidc, public_url: Optio
         None => public_url.cloned(),
     };
     let oidc_timeout = check.duration("oidc.timeout", &raw.timeout);
-    let oidc_tls = check.client_tls("oidc", raw.ca_file.as_deref(), None, None);
+    let (oidc_tls, client_certificate) = check.client_tls(
+        "oidc",
+        raw.ca_file.as_deref(),
+        raw.client_cert_file.as_deref(),
+        raw.client_key_file.as_deref(),
+    );
+    if raw.certificate_bound_tokens && raw.client_cert_file.is_none() {
+        check.fail(
+            "oidc.certificate_bound_tokens",
+            "needs the certificate they are bound to: set client_cert_file and client_key_file",
+        );
+    }
+    if raw.certificate_bound_tokens && raw.dpop {
+        check.fail(
+            "oidc.certificate_bound_tokens",
+            "and dpop = true are two ways of binding the same tokens: choose one",
+        );
+    }
     let clock_skew = check.duration("oidc.clock_skew", &raw.clock_skew);
     let refresh_margin = check.duration("oidc.refresh_margin", &raw.refresh_margin);
     let refresh_timeout = check.duration("oidc.refresh_timeout", &raw.refresh_timeout);
@@ -73,6 +90,8 @@ pub(in crate::config) fn oidc(check: &mut Check, raw: RawOidc, public_url: Optio
         logout_id_token_hint: raw.logout_id_token_hint,
         timeout: oidc_timeout,
         tls: oidc_tls,
+        client_certificate,
+        certificate_bound_tokens: raw.certificate_bound_tokens,
         clock_skew,
         refresh_margin,
         refresh_timeout: refresh_timeout.max(oidc_timeout),
@@ -109,21 +128,22 @@ fn fapi2(check: &mut Check, raw: &RawOidc, client_auth: Option<&ClientAuth>) -> 
             "oidc.private_key_alg",
             format!("{WHY} allows PS256, ES256 or EdDSA client assertions, not {}", key.alg()),
         ),
-        Some(ClientAuth::PrivateKeyJwt { .. }) | None => {}
-        Some(_) => check.fail(
+        Some(ClientAuth::PrivateKeyJwt { .. } | ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth)
+        | None => {}
+        Some(ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_)) => check.fail(
             "oidc.client_auth",
-            format!("{WHY} needs private_key_jwt: a shared client secret is not allowed (FAPI 2.0 §5.3.2.1)"),
+            format!(
+                "{WHY} needs private_key_jwt, tls_client_auth or self_signed_tls_client_auth: a shared client secret is not allowed (FAPI 2.0 §5.3.2.1)"
+            ),
         ),
     }
     if raw.par == ParMode::Off {
         check.fail("oidc.par", format!("{WHY} requires pushed authorization requests: \"off\" is not allowed"));
     }
-    if !raw.dpop {
+    if !raw.dpop && !raw.certificate_bound_tokens {
         check.fail(
             "oidc.dpop",
-            format!(
-                "{WHY} requires sender-constrained tokens: set dpop = true (mutual-TLS binding is not offered yet)"
-            ),
+            format!("{WHY} requires sender-constrained tokens: set dpop = true or certificate_bound_tokens = true"),
         );
     }
     if raw.logout_id_token_hint {
@@ -192,8 +212,30 @@ fn client_auth(check: &mut Check, oidc: &RawOidc) -> Option<ClientAuth> {
             }
         }
     }
-    let secret_required = "is required (cloakroom is a confidential client): set client_secret, client_secret_file or CLOAKROOM_OIDC__CLIENT_SECRET, or use client_auth = \"private_key_jwt\"";
+    let secret_required = "is required (cloakroom is a confidential client): set client_secret, client_secret_file or CLOAKROOM_OIDC__CLIENT_SECRET, or use client_auth = \"private_key_jwt\" or \"tls_client_auth\"";
     match method {
+        ClientAuthMethod::TlsClientAuth | ClientAuthMethod::SelfSignedTlsClientAuth => {
+            let name = if method == ClientAuthMethod::TlsClientAuth {
+                "tls_client_auth"
+            } else {
+                "self_signed_tls_client_auth"
+            };
+            if secret.is_some() {
+                check.fail("oidc.client_secret", format!("must not be set with client_auth = \"{name}\""));
+            }
+            if oidc.client_cert_file.is_none() {
+                check.fail(
+                    "oidc.client_cert_file",
+                    format!("is required with client_auth = \"{name}\": the certificate is the credential"),
+                );
+                return None;
+            }
+            Some(if method == ClientAuthMethod::TlsClientAuth {
+                ClientAuth::TlsClientAuth
+            } else {
+                ClientAuth::SelfSignedTlsClientAuth
+            })
+        }
         ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
             let Some(secret) = secret else {
                 check.fail("oidc.client_secret", secret_required);

@@ -49,7 +49,7 @@ pub(in crate::config) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<Rout
         let max_body = check.size(&key("max_body"), &route.max_body);
         let connect_timeout = check.duration(&key("connect_timeout"), &route.connect_timeout);
         let timeout = check.duration(&key("timeout"), &route.timeout);
-        let tls = check.client_tls(
+        let (tls, client_certificate) = check.client_tls(
             &format!("routes[{index}]"),
             route.ca_file.as_deref(),
             route.client_cert_file.as_deref(),
@@ -96,6 +96,7 @@ pub(in crate::config) fn routes(check: &mut Check, raw: &[RawRoute]) -> Vec<Rout
             audience,
             max_body,
             tls,
+            client_certificate,
             methods,
             rules,
             step_up,
@@ -118,6 +119,38 @@ pub(in crate::config) fn dpop_providers(check: &mut Check, providers: &[&OidcCon
             format!("routes[{index}].dpop"),
             format!("{:?} needs a provider with dpop = true: no session would have a DPoP key", route.prefix),
         );
+    }
+}
+
+/// A provider binding its tokens to its client certificate (RFC 8705 §3): every route that
+/// carries a token presents that same certificate, over https. A token bound to it is of no
+/// use anywhere else, and the upstream would refuse it (and a route presenting another
+/// certificate would be a configuration that only fails at the first call).
+pub(in crate::config) fn bound_certificates(check: &mut Check, providers: &[&OidcConfig], routes: &[RouteConfig]) {
+    for provider in providers.iter().filter(|p| p.certificate_bound_tokens) {
+        let Some(bound) = &provider.client_certificate else { continue };
+        let carries_token = |r: &RouteConfig| {
+            r.policy != TokenPolicy::None && r.identity.as_ref().is_none_or(|identity| identity.bearer)
+        };
+        for (index, route) in routes.iter().enumerate().filter(|(_, r)| carries_token(r)) {
+            if route.client_certificate.as_deref() != Some(&**bound) {
+                check.fail(
+                    format!("routes[{index}].client_cert_file"),
+                    format!(
+                        "{:?} carries tokens provider {:?} binds to its client certificate (certificate_bound_tokens): present the same one (its client_cert_file and client_key_file)",
+                        route.prefix, provider.id
+                    ),
+                );
+            } else if route.upstream_origin != http::uri::Scheme::HTTPS {
+                check.fail(
+                    format!("routes[{index}].upstream"),
+                    format!(
+                        "{:?} carries certificate-bound tokens: the certificate needs an https upstream",
+                        route.prefix
+                    ),
+                );
+            }
+        }
     }
 }
 

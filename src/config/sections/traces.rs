@@ -35,7 +35,7 @@ pub(in crate::config) fn traces(check: &mut Check, raw: &RawTraces) -> Option<Tr
     };
     let export_timeout = check.duration("traces.export_timeout", &raw.export_timeout);
     let export_interval = check.duration("traces.export_interval", &raw.export_interval);
-    let tls = check.client_tls("traces", raw.ca_file.as_deref(), None, None);
+    let (tls, _) = check.client_tls("traces", raw.ca_file.as_deref(), None, None);
     Some(TraceExport {
         endpoint: endpoint?,
         sample_ratio: raw.sample_ratio,

@@ -37,6 +37,8 @@ pub struct BffOptions {
     pub refresh_grant: bool,
     /// Where the default `/api/` route goes instead of the recording upstream.
     pub api_upstream: Option<String>,
+    /// Extra keys inside the default `/api/` route (e.g. its client certificate).
+    pub api_route_toml: String,
     /// Register a `private_key_jwt` client with this key and configure cloakroom with it.
     pub client_key: Option<TestClientKey>,
     /// The key cloakroom is configured with, when it should differ from the registered one.
@@ -74,6 +76,7 @@ impl Default for BffOptions {
             wait_ready: true,
             refresh_grant: true,
             api_upstream: None,
+            api_route_toml: String::new(),
             client_key: None,
             configured_key: None,
             tls: None,
@@ -137,6 +140,10 @@ impl Bff {
                     key.alg
                 )
             }
+            // RFC 8705: the certificate is the credential (its files are the test's `oidc_toml`).
+            None if options.auth_method.ends_with("tls_client_auth") => {
+                format!("client_auth = \"{}\"", options.auth_method)
+            }
             None => format!("client_secret = \"{}\"\nclient_auth = \"{}\"", client.client_secret, options.auth_method),
         };
         let upstream = Upstream::start().await;
@@ -170,6 +177,7 @@ upstream = "{api_upstream}"
 token = "user"
 connect_timeout = "1s"
 timeout = "2s"
+{api_route_toml}
 {extra_routes}
 {extra_toml}
 "#,
@@ -178,6 +186,7 @@ timeout = "2s"
             extra_routes = options.extra_routes.replace("{upstream}", &upstream_url),
             extra_toml = options.extra_toml.replace("{upstream}", &upstream_url),
             server_toml = options.server_toml,
+            api_route_toml = options.api_route_toml,
             oidc_toml = options.oidc_toml,
             post_logout = options
                 .post_logout_redirect

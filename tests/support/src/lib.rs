@@ -7,8 +7,8 @@
 
 mod balancer;
 mod bff;
+mod bound_apis;
 mod browser;
-mod dpop_api;
 mod gate;
 mod gateway;
 mod glewlwyd;
@@ -24,8 +24,8 @@ mod upstream;
 pub use self::http::*;
 pub use balancer::*;
 pub use bff::*;
+pub use bound_apis::{DpopApi, MtlsApi};
 pub use browser::*;
-pub use dpop_api::DpopApi;
 pub use gate::*;
 pub use gateway::Gateway;
 pub use glewlwyd::*;
