@@ -23,7 +23,8 @@
 //!   └─ spa      static files, index.html for client-side routes        (spa.rs)
 //!                 session/: cookie.rs → ticket.rs → store (memory/, redis/); claims.rs
 //!                 tokens.rs: refresh when due, one at a time per session (the store's lease)
-//!                 upstream.rs: the one HTTP client, for upstreams and the provider alike
+//!                 upstream/: the one HTTP client, for upstreams and the provider alike
+//!                   (connect.rs: TCP, TLS, handshakes; pool.rs: kept-alive connections)
 //! crypto/       the leaf: sealing (AEAD), random, hashing, the client's signing key
 //! ```
 //!

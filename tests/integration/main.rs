@@ -40,6 +40,7 @@ mod spa;
 mod spa_origins;
 mod step_up;
 mod tls;
+mod upstream_client;
 mod userinfo;
 mod websocket;
 
