@@ -1,25 +1,59 @@
-//! The benchmark's floor for cloakroom's HTTP stack (`bench/run`, target "bare hyper"): a
-//! reverse proxy with nothing but hyper's server and hyper-util's pooled client on tokio's
+//! The benchmark's floor for cloakroom's HTTP stack (`bench/run`, targets "bare hyper"): a
+//! reverse proxy with nothing but hyper's server and a pooled client on tokio's
 //! single-threaded scheduler, as cloakroom runs on one CPU. No authentication, no header
 //! hygiene, no limits: never a thing to deploy. The gap between it and nginx is the stack's;
 //! the gap between it and cloakroom is cloakroom's own work per request.
 //!
-//! Usage: `bench-bare-proxy LISTEN_ADDR UPSTREAM_ORIGIN`, e.g. `127.0.0.1:7999 http://127.0.0.1:9700`.
+//! The client is hyper-util's (target h), or with `cloakroom-client` cloakroom's own
+//! (`src/upstream/`, target hc): the two side by side measure the client alone.
+//!
+//! Usage: `bench-bare-proxy LISTEN_ADDR UPSTREAM_ORIGIN [cloakroom-client]`, e.g.
+//! `127.0.0.1:7999 http://127.0.0.1:9700`.
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::time::Duration;
+
+#[derive(Clone)]
+enum Upstream {
+    HyperUtil(Box<Client<HttpConnector, Incoming>>),
+    Cloakroom(cloakroom::upstream::HttpClient),
+}
+
+impl Upstream {
+    async fn send(&self, request: Request<Incoming>) -> std::io::Result<Response<cloakroom::respond::Body>> {
+        match self {
+            Upstream::HyperUtil(client) => {
+                let response = client.request(request).await.map_err(std::io::Error::other)?;
+                Ok(response.map(|body| body.map_err(Into::into).boxed()))
+            }
+            Upstream::Cloakroom(client) => {
+                let request = request.map(|body| body.map_err(Into::into).boxed());
+                let response = client.send(request, Duration::from_secs(30)).await.map_err(std::io::Error::other)?;
+                Ok(response.map(|body| body.map_err(Into::into).boxed()))
+            }
+        }
+    }
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        eprintln!("usage: bench-bare-proxy LISTEN_ADDR UPSTREAM_ORIGIN");
+        eprintln!("usage: bench-bare-proxy LISTEN_ADDR UPSTREAM_ORIGIN [cloakroom-client]");
         std::process::exit(2);
     };
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
+    let client = match args.next().as_deref() {
+        Some("cloakroom-client") => {
+            cloakroom::install_crypto_provider();
+            Upstream::Cloakroom(cloakroom::upstream::HttpClient::new(Duration::from_secs(5)))
+        }
+        _ => Upstream::HyperUtil(Box::new(Client::builder(TokioExecutor::new()).build_http())),
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -31,8 +65,7 @@ async fn main() -> std::io::Result<()> {
                 let target = format!("{upstream}{}", request.uri().path_and_query().map_or("/", |p| p.as_str()));
                 async move {
                     *request.uri_mut() = target.parse().map_err(std::io::Error::other)?;
-                    let response: Response<Incoming> = client.request(request).await.map_err(std::io::Error::other)?;
-                    Ok::<_, std::io::Error>(response)
+                    client.send(request).await
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;

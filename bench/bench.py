@@ -6,6 +6,8 @@ In one run, on loopback, with the same load for each (wrk, fixed connections and
   (b) Debian's nginx as a plain reverse proxy, no authentication: the cost of one proxy hop;
   (h) a bare hyper reverse proxy (bench/bare_proxy.rs): cloakroom's HTTP stack and nothing else,
       so the gap from (h) to (c) is cloakroom's own work and the gap from (b) to (h) the stack's;
+  (hc) the same bare proxy with cloakroom's own upstream client (src/upstream/) in place of
+      hyper-util's: the client alone, against (h);
   (c) cloakroom on an authenticated `user` route: cookie, session lookup, decrypt, Bearer attached;
   (c10k) the same with many live sessions in the store, each request presenting the next one;
   (r) cloakroom on a route with authorization rules (claims and granted scope), behind eight
@@ -311,10 +313,12 @@ http {{
     return process, port
 
 
-def start_bare_proxy(processes, upstream):
+def start_bare_proxy(processes, upstream, client=None):
+    """The bare hyper proxy, with hyper-util's client or (client="cloakroom-client") cloakroom's."""
     port = free_port()
     binary = RELEASE / "examples/bench-bare-proxy"
-    process = processes.start("bare-proxy", [str(binary), f"127.0.0.1:{port}", f"http://127.0.0.1:{upstream.port}"])
+    command = [str(binary), f"127.0.0.1:{port}", f"http://127.0.0.1:{upstream.port}"] + ([client] if client else [])
+    process = processes.start(f"bare-proxy-{client or 'hyper-util'}", command)
     wait_for_port(port, process, "the bare hyper proxy")
     return process, port
 
@@ -713,6 +717,7 @@ def main():
         provider = Provider(processes, "provider", access_token_ttl=3600)
         nginx, nginx_port = start_nginx(processes, workdir, upstream)
         bare, bare_port = start_bare_proxy(processes, upstream)
+        bare_own, bare_own_port = start_bare_proxy(processes, upstream, "cloakroom-client")
         cloakroom, origin = start_cloakroom(processes, workdir, "cloakroom", provider, upstream)
         apache_process, apache = start_apache(processes, workdir, provider, upstream)
         collector = f"http://127.0.0.1:{upstream.port}/v1/traces"
@@ -751,6 +756,8 @@ def main():
              "url": f"http://127.0.0.1:{nginx_port}{API_PATH}"},
             {"id": "h", "label": "(h) bare hyper proxy, no auth", "authenticated": False, "pgid": bare.pid,
              "url": f"http://127.0.0.1:{bare_port}{API_PATH}"},
+            {"id": "hc", "label": "(hc) bare hyper proxy, cloakroom's client", "authenticated": False,
+             "pgid": bare_own.pid, "url": f"http://127.0.0.1:{bare_own_port}{API_PATH}"},
             {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True, "pgid": cloakroom.pid,
              "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
             {"id": "r", "label": "(r) cloakroom, ruled route", "authenticated": True, "pgid": cloakroom.pid,
