@@ -46,7 +46,9 @@ impl Credential {
 /// The token a route attaches, per its policy; a [`Refusal`] when the call may not go on.
 pub async fn credential(app: &App, route: &RouteConfig, headers: &http::HeaderMap) -> Result<Credential, Refusal> {
     let (policy, audience) = (route.policy, route.audience.as_ref());
-    let client_token = || async { app.tokens.client_token(app.now(), audience).await.map_err(ApiError::from) };
+    // Boxed, as the exchange below: inline, a provider call's state would be every call's to hold.
+    let client_token =
+        || async { Box::pin(app.tokens.client_token(app.now(), audience)).await.map_err(ApiError::from) };
     match policy {
         TokenPolicy::None => return Ok(Credential::none(false)),
         TokenPolicy::Client => return Ok(Credential { token: Some(client_token().await?), ..Credential::none(false) }),
@@ -134,12 +136,12 @@ where
         .map_err(ApiError::from)?;
     let token = match &route.exchange {
         None => token,
-        Some(exchange) => {
-            app.tokens.exchanged(&app.sessions, &ticket, exchanged, &token, exchange).await.map_err(|e| match e {
+        Some(exchange) => Box::pin(app.tokens.exchanged(&app.sessions, &ticket, exchanged, &token, exchange))
+            .await
+            .map_err(|e| match e {
                 ExchangeError::Refused => Refusal::ExchangeRefused { route: route.prefix.clone() },
                 ExchangeError::Token(e) => ApiError::from(e).into(),
-            })?
-        }
+            })?,
     };
     Ok(UserSession::Admitted(ticket, Some(token), identity, dpop))
 }

@@ -30,11 +30,13 @@ pub async fn answer(
         app.metrics.step_up_required(route);
         return Refusal::StepUp(challenge).response(app);
     }
+    // Boxed, as they are rare: inline, their size (a refresh, a second call) would be every
+    // call's to hold and move.
     if refused && credential.dpop.is_some() && step_up::asks_for_dpop_nonce(response.headers()) {
-        return with_dpop_nonce(app, route_index, client, credential, replay, response).await;
+        return Box::pin(with_dpop_nonce(app, route_index, client, credential, replay, response)).await;
     }
     if refused && step_up::rejects_token(response.headers()) {
-        return after_rejected_token(app, route_index, client, credential, replay, response).await;
+        return Box::pin(after_rejected_token(app, route_index, client, credential, replay, response)).await;
     }
     if credential.stale_cookie { app.sessions.cookies().cleared(response) } else { response }
 }

@@ -158,8 +158,10 @@ impl TokenService {
             Some(held) if !self.is_due(held.expires_at, now) => return Ok(held.token),
             held => held,
         };
+        // The paths past a valid token are boxed: a future's size is its largest path's, and
+        // this one is held (and moved) by every proxied call, which almost always ends above.
         if !can_refresh {
-            return self.without_refresh(sessions, ticket, held, now).await;
+            return Box::pin(self.without_refresh(sessions, ticket, held, now)).await;
         }
         let key = ticket.store_key();
         if self.backing_off(&key, now) {
@@ -174,7 +176,7 @@ impl TokenService {
             return Ok(valid);
         }
         // No valid token (none held, or expired, and time only moves on): wait for the refresh.
-        self.refreshed(sessions, ticket, audience, None, &lock).await
+        Box::pin(self.refreshed(sessions, ticket, audience, None, &lock)).await
     }
 
     /// A fresh token for a session whose token `rejected` an upstream refused (RFC 6750
