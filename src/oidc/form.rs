@@ -34,15 +34,12 @@ impl Provider {
                 form.push(("client_id".into(), self.config.client_id.clone()));
                 form.push(("client_secret".into(), secret.secret().clone()));
             }
-            ClientAuth::PrivateKeyJwt { .. } => {
+            // The form names the client; a signed assertion authenticates it (none with mutual
+            // TLS, RFC 8705 §2: the TLS client certificate does).
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
                 form.retain(|(name, _)| name != "client_id");
                 form.push(("client_id".into(), self.config.client_id.clone()));
                 form.extend(self.client_assertion(discovered)?.into_iter().map(|(k, v)| (k.to_string(), v)));
-            }
-            // RFC 8705 §2: the TLS client certificate authenticates; the form names the client.
-            ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
-                form.retain(|(name, _)| name != "client_id");
-                form.push(("client_id".into(), self.config.client_id.clone()));
             }
         }
         let body = Serializer::new(String::new()).extend_pairs(form).finish().into_bytes();

@@ -79,6 +79,27 @@ async fn grant_revoked(issuer: &str, client: &RegisteredClient) -> bool {
     events.iter().any(|e| e["type"] == "grant.revoked" && grants.contains(&&e["grantId"]))
 }
 
+/// cloakroom as a `tls_client_auth` client (a certificate of the test CA, subject `CN=name`)
+/// with tokens bound to it, and its `/api/` route going to `api` with the same certificate.
+async fn tls_client_auth_bff(provider: &ProviderProcess, api: &MtlsApi, name: &str, oidc: &str) -> (Bff, IssuedCert) {
+    let identity = pki().issue(name, true);
+    let files = tls_toml(&identity);
+    let bff = Bff::start_with(BffOptions {
+        issuer: Some(provider.issuer.clone()),
+        auth_method: "tls_client_auth",
+        client_metadata: Some(json!({
+            "tls_client_auth_subject_dn": format!("CN={name}"),
+            "tls_client_certificate_bound_access_tokens": true,
+        })),
+        oidc_toml: format!("{files}certificate_bound_tokens = true\n{oidc}"),
+        api_upstream: Some(format!("{}/v1/", api.origin)),
+        api_route_toml: files,
+        ..Default::default()
+    })
+    .await;
+    (bff, identity)
+}
+
 fn config_errors(oidc: &str, routes: &str) -> String {
     let toml = format!(
         "[server]\npublic_url = \"https://app.example\"\n[oidc]\nissuer = \"https://idp.example\"\n\
@@ -142,21 +163,7 @@ fn mutual_tls_settings_are_refused_when_they_cannot_work_naming_the_key() {
 async fn certificate_bound_tokens_sign_in_call_refresh_and_log_out_over_mutual_tls() {
     let provider = mtls_provider(&[]);
     let api = MtlsApi::start(&provider.issuer);
-    let identity = pki().issue("cloakroom-mtls-client", true);
-    let files = tls_toml(&identity);
-    let bff = Bff::start_with(BffOptions {
-        issuer: Some(provider.issuer.clone()),
-        auth_method: "tls_client_auth",
-        client_metadata: Some(json!({
-            "tls_client_auth_subject_dn": "CN=cloakroom-mtls-client",
-            "tls_client_certificate_bound_access_tokens": true,
-        })),
-        oidc_toml: format!("{files}certificate_bound_tokens = true"),
-        api_upstream: Some(format!("{}/v1/", api.origin)),
-        api_route_toml: files,
-        ..Default::default()
-    })
-    .await;
+    let (bff, identity) = tls_client_auth_bff(&provider, &api, "cloakroom-mtls-client", "").await;
 
     let mut browser = Browser::new();
     let signed_in = bff.login(&mut browser, "alice", "/").await;
@@ -171,13 +178,7 @@ async fn certificate_bound_tokens_sign_in_call_refresh_and_log_out_over_mutual_t
     // A refresh (at the token endpoint's alias, with the certificate) keeps the binding.
     bff.clock.advance(290);
     assert_eq!(browser.get(&bff.url("/api/items"), &[CSRF]).await.status, 200);
-    for _ in 0..100 {
-        if grants(&provider.issuer, &bff.client, "refresh_token").await == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(grants(&provider.issuer, &bff.client, "refresh_token").await, 1, "no refresh");
+    assert_eq!(grants_once(&provider.issuer, &bff.client, "refresh_token", 1).await, 1, "no refresh");
     let after = browser.get(&bff.url("/api/items"), &[CSRF]).await;
     assert_eq!((after.status, after.json()["x5t"].clone()), (200, json!(thumbprint(&identity.der))));
 
@@ -209,31 +210,14 @@ async fn certificate_bound_tokens_sign_in_call_refresh_and_log_out_over_mutual_t
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(revoked, "the logout's revocation did not reach the provider");
-    let received = String::from_utf8_lossy(&browser.received).to_string();
-    for token in tokens_issued(&provider.issuer, &bff.client).await {
-        assert!(!received.contains(&token), "a token reached the browser");
-    }
+    assert_no_token_in(&browser.received, &provider.issuer, &bff.client).await;
 }
 
 #[tokio::test]
 async fn userinfo_goes_to_its_mutual_tls_alias_with_the_bound_token() {
     let provider = mtls_provider(&[("USERINFO_CLAIMS", "1")]);
     let api = MtlsApi::start(&provider.issuer);
-    let identity = pki().issue("cloakroom-userinfo-client", true);
-    let files = tls_toml(&identity);
-    let bff = Bff::start_with(BffOptions {
-        issuer: Some(provider.issuer.clone()),
-        auth_method: "tls_client_auth",
-        client_metadata: Some(json!({
-            "tls_client_auth_subject_dn": "CN=cloakroom-userinfo-client",
-            "tls_client_certificate_bound_access_tokens": true,
-        })),
-        oidc_toml: format!("{files}certificate_bound_tokens = true\nuserinfo = true"),
-        api_upstream: Some(format!("{}/v1/", api.origin)),
-        api_route_toml: files,
-        ..Default::default()
-    })
-    .await;
+    let (bff, _) = tls_client_auth_bff(&provider, &api, "cloakroom-userinfo-client", "userinfo = true").await;
     let mut browser = Browser::new();
     let signed_in = bff.login(&mut browser, "alice", "/").await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.text());
@@ -296,13 +280,7 @@ async fn fapi2_with_a_self_signed_certificate_instead_of_dpop() {
     assert_eq!((called.status, called.json()["x5t"].clone()), (200, json!(thumbprint(&identity.der))));
     bff.clock.advance(290);
     assert_eq!(browser.get(&bff.url("/api/items"), &[CSRF]).await.status, 200);
-    for _ in 0..100 {
-        if grants(&provider.issuer, &bff.client, "refresh_token").await == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(grants(&provider.issuer, &bff.client, "refresh_token").await, 1, "no refresh");
+    assert_eq!(grants_once(&provider.issuer, &bff.client, "refresh_token", 1).await, 1, "no refresh");
     assert_eq!(browser.get(&bff.url("/api/items"), &[CSRF]).await.status, 200);
     let stolen = bound_access_tokens(&provider.issuer, &bff.client).await;
     let (status, _) = call_api(&api, stolen.last().unwrap(), Some(&pki().issue("fapi-thief", true))).await;
@@ -314,8 +292,5 @@ async fn fapi2_with_a_self_signed_certificate_instead_of_dpop() {
     let out = browser.request(Method::POST, &bff.url("/bff/logout"), None, &[CSRF]).await;
     assert_eq!(out.status, 200, "{}", out.text());
     assert_eq!(browser.get(&bff.url("/api/items"), &[CSRF]).await.status, 401);
-    let received = String::from_utf8_lossy(&browser.received).to_string();
-    for token in tokens_issued(&provider.issuer, &bff.client).await {
-        assert!(!received.contains(&token), "a token reached the browser");
-    }
+    assert_no_token_in(&browser.received, &provider.issuer, &bff.client).await;
 }

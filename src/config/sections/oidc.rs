@@ -215,10 +215,10 @@ fn client_auth(check: &mut Check, oidc: &RawOidc) -> Option<ClientAuth> {
     let secret_required = "is required (cloakroom is a confidential client): set client_secret, client_secret_file or CLOAKROOM_OIDC__CLIENT_SECRET, or use client_auth = \"private_key_jwt\" or \"tls_client_auth\"";
     match method {
         ClientAuthMethod::TlsClientAuth | ClientAuthMethod::SelfSignedTlsClientAuth => {
-            let name = if method == ClientAuthMethod::TlsClientAuth {
-                "tls_client_auth"
+            let (name, auth) = if method == ClientAuthMethod::TlsClientAuth {
+                ("tls_client_auth", ClientAuth::TlsClientAuth)
             } else {
-                "self_signed_tls_client_auth"
+                ("self_signed_tls_client_auth", ClientAuth::SelfSignedTlsClientAuth)
             };
             if secret.is_some() {
                 check.fail("oidc.client_secret", format!("must not be set with client_auth = \"{name}\""));
@@ -230,11 +230,7 @@ fn client_auth(check: &mut Check, oidc: &RawOidc) -> Option<ClientAuth> {
                 );
                 return None;
             }
-            Some(if method == ClientAuthMethod::TlsClientAuth {
-                ClientAuth::TlsClientAuth
-            } else {
-                ClientAuth::SelfSignedTlsClientAuth
-            })
+            Some(auth)
         }
         ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
             let Some(secret) = secret else {

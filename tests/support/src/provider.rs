@@ -222,6 +222,27 @@ pub async fn refreshes_granted(issuer: &str, client: &RegisteredClient) -> usize
     grants(issuer, client, "refresh_token").await
 }
 
+/// How many grants of `grant_type` the provider granted to `client`, once it has granted
+/// `expected` (a background refresh lands a little after the call that started it) or after
+/// five seconds of waiting for that.
+pub async fn grants_once(issuer: &str, client: &RegisteredClient, grant_type: &str, expected: usize) -> usize {
+    for _ in 0..100 {
+        if grants(issuer, client, grant_type).await == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    grants(issuer, client, grant_type).await
+}
+
+/// Fails when any token the provider issued to `client` is in what a browser `received`.
+pub async fn assert_no_token_in(received: &[u8], issuer: &str, client: &RegisteredClient) {
+    let received = String::from_utf8_lossy(received);
+    for token in tokens_issued(issuer, client).await {
+        assert!(!received.contains(&token), "a token reached the browser");
+    }
+}
+
 /// How many grants of `grant_type` the provider granted to `client`.
 pub async fn grants(issuer: &str, client: &RegisteredClient, grant_type: &str) -> usize {
     provider_events(issuer)
