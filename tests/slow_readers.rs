@@ -97,7 +97,10 @@ async fn stalled_readers_hold_little_memory_and_are_cut_off() {
     let mut cut_after = None;
     while cut_after.is_none() && stalled.elapsed() < Duration::from_secs(4 * IDLE_SECS) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if sockets(child.id()) + 2 * READERS <= before + 2 {
+        // Every reader's two sockets gone, give or take one socket (the warm-up's pooled
+        // upstream connection). A slack of two let the check pass with one reader left, which
+        // the reads below then revived (CI, 2026-12-07: "reader 39 was not cut off").
+        if sockets(child.id()) + 2 * READERS <= before + 1 {
             cut_after = Some(stalled.elapsed());
         }
     }
