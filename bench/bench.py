@@ -59,7 +59,7 @@ BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 CSRF = ("X-CSRF", "1")
-OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0", "p")
+OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0", "p", "cr", "cr0")
 API_PATH = "/api/items"
 RULED_PATH = "/ruled/items"
 IDENTITY_PATH = "/identity/items"
@@ -323,7 +323,18 @@ def start_bare_proxy(processes, upstream, client=None):
     return process, port
 
 
-def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s", extra="", oidc_extra=""):
+def start_redis(processes):
+    """A redis-server of the benchmark's own (no persistence), on the servers' CPU: with the
+    Redis store its work shares the CPU with cloakroom's, as on a one-machine deployment."""
+    port = free_port()
+    process = processes.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                        "--save", "", "--appendonly", "no"])
+    wait_for_port(port, process, "redis")
+    return port
+
+
+def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s", extra="", oidc_extra="",
+                    session_extra=""):
     port, admin = free_port(), free_port()
     origin = f"http://127.0.0.1:{port}"
     client_id, client_secret = provider.register(f"{origin}/bff/callback", refresh=True)
@@ -347,6 +358,7 @@ refresh_margin = "{refresh_margin}"
 
 [session]
 keys = ["{key}"]
+{session_extra}
 
 [log]
 level = "warn"
@@ -684,6 +696,12 @@ def print_table(targets, summaries, args):
         if c and other:
             print(f"cloakroom {what} ({tid}) / user route (c): {other['rps'][0] / c['rps'][0]:.2f}x throughput, "
                   f"p99 {other['p99'][0] - c['p99'][0]:+.2f} ms, CPU {other['user_us'] - c['user_us']:+.1f} us/req user")
+    for tid, what in (("cr", "Redis store, copies on"), ("cr0", "Redis store, no copies")):
+        other = summaries.get(tid)
+        if c and other:
+            print(f"cloakroom {what} ({tid}) / memory store (c): {other['rps'][0] / c['rps'][0]:.2f}x throughput, "
+                  f"p99 {other['p99'][0] - c['p99'][0]:+.2f} ms, CPU {other['user_us'] - c['user_us']:+.1f} us/req user "
+                  f"(cloakroom's; Redis's own CPU not counted)")
     if c and d:
         print(f"\ncloakroom (c) / Apache mod_auth_openidc (d): {c['rps'][0] / d['rps'][0]:.2f}x throughput, "
               f"p99 {c['p99'][0] - d['p99'][0]:+.2f} ms")
@@ -725,6 +743,13 @@ def main():
                                                 extra=f'[traces]\nendpoint = "{collector}"\nsample_ratio = 1.0')
         unsampled, unsampled_origin = start_cloakroom(processes, workdir, "cloakroom-unsampled", provider, upstream,
                                                       extra=f'[traces]\nendpoint = "{collector}"\nsample_ratio = 0.0')
+        redis_port = start_redis(processes)
+        redis_session = f'store = "redis"\nredis_url = "redis://127.0.0.1:{redis_port}"'
+        shared, shared_origin = start_cloakroom(processes, workdir, "cloakroom-redis", provider, upstream,
+                                                session_extra=f'{redis_session}\nredis_key_prefix = "copy:"')
+        uncopied, uncopied_origin = start_cloakroom(
+            processes, workdir, "cloakroom-redis-nocopy", provider, upstream,
+            session_extra=f'{redis_session}\nredis_key_prefix = "nocopy:"\nredis_cache_entries = 0')
         bound_route = f'[[routes]]\nprefix = "/bound/"\nupstream = "http://127.0.0.1:{upstream.port}/api/"\ndpop = true'
         bound, bound_origin = start_cloakroom(processes, workdir, "cloakroom-dpop", provider, upstream,
                                               extra=bound_route, oidc_extra="dpop = true")
@@ -745,6 +770,10 @@ def main():
                                          f"{bound_origin}/bff/callback")
         unsampled_cookie = Browser().sign_in(f"{unsampled_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
                                              f"{unsampled_origin}/bff/callback")
+        shared_cookie = Browser().sign_in(f"{shared_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                          f"{shared_origin}/bff/callback")
+        uncopied_cookie = Browser().sign_in(f"{uncopied_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                            f"{uncopied_origin}/bff/callback")
         # The ruled routes must check: a team route the bench user is in no group of refuses.
         team = get_status(f"{origin}/team0/items", [("Cookie", cloakroom_cookie), CSRF])
         if team != 403:
@@ -777,6 +806,11 @@ def main():
              "headers": [("Cookie", unsampled_cookie), CSRF], "counter": "traced"},
             {"id": "p", "label": "(p) cloakroom, DPoP route", "authenticated": True, "pgid": bound.pid,
              "url": f"{bound_origin}{BOUND_PATH}", "headers": [("Cookie", bound_cookie), CSRF], "counter": "dpop"},
+            {"id": "cr", "label": "(cr) cloakroom, Redis store, copies on", "authenticated": True,
+             "pgid": shared.pid, "url": f"{shared_origin}{API_PATH}", "headers": [("Cookie", shared_cookie), CSRF]},
+            {"id": "cr0", "label": "(cr0) cloakroom, Redis store, no copies", "authenticated": True,
+             "pgid": uncopied.pid, "url": f"{uncopied_origin}{API_PATH}",
+             "headers": [("Cookie", uncopied_cookie), CSRF]},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]

@@ -160,6 +160,7 @@ pub fn start(config: Config, listeners: Listeners, clock: SharedClock) -> std::i
     let app = live.app();
     if let Some(redis) = app.sessions.store().redis() {
         tokio::spawn(redis.clone().watch_health());
+        tokio::spawn(redis.clone().watch_invalidations());
     }
     let (stop, stopped) = oneshot::channel::<()>();
     tracing::info!(%addr, %admin_addr, origin = %app.config.server.public_origin, "cloakroom listening");

@@ -598,6 +598,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// How many sessions each replica keeps a copy of, kept true by Redis's invalidation pushes
+    /// (standalone only); 0: none, every call reads Redis.
+    pub cache_entries: usize,
 }
 
 impl RedisSettings {
@@ -609,6 +612,7 @@ impl RedisSettings {
             key_prefix: key_prefix.into(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(1),
+            cache_entries: 10_000,
         }
     }
 }
@@ -683,6 +687,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("key_prefix", &self.key_prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("cache_entries", &self.cache_entries)
             .finish_non_exhaustive()
     }
 }

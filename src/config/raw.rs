@@ -240,6 +240,8 @@ pub struct RawSession {
     pub redis_key_prefix: String,
     pub redis_connect_timeout: String,
     pub redis_command_timeout: String,
+    #[serde(deserialize_with = "flexible::u64")]
+    pub redis_cache_entries: u64,
 }
 
 impl Default for RawSession {
@@ -272,6 +274,7 @@ impl Default for RawSession {
             redis_key_prefix: "cloakroom:".into(),
             redis_connect_timeout: "2s".into(),
             redis_command_timeout: "1s".into(),
+            redis_cache_entries: 10_000,
         }
     }
 }

@@ -225,10 +225,12 @@ impl Sessions {
         Ok((ticket, cookie))
     }
 
-    /// The session as stored now (after waiting for a lock, say); `None` when it has ended.
+    /// The session as stored now (after waiting for a lock, say); `None` when it has ended. Read
+    /// from the store itself, never a replica's copy: what another replica just wrote (a rotated
+    /// refresh token) must be seen before a refresh is decided.
     pub async fn reload(&self, ticket: &SessionTicket) -> Result<Option<Session>, StoreError> {
         let now = self.clock.now();
-        let Some(sealed) = self.store.load(&ticket.store_key(), now).await? else { return Ok(None) };
+        let Some(sealed) = self.store.peek(&ticket.store_key(), now).await? else { return Ok(None) };
         Ok(self.sealer.open_session(ticket, &sealed).filter(|s| now < s.expires_at))
     }
 

@@ -24,6 +24,27 @@ async fn passes_the_store_suite() {
 }
 
 #[tokio::test]
+async fn passes_the_store_suite_through_each_replicas_copy() {
+    let server = RedisServer::start();
+    let n = AtomicU32::new(0);
+    // Each store with its invalidation connection up, so reads go through the copy.
+    let stores: Vec<RedisStore> =
+        (0..16).map(|_| store(&server, &format!("copy{}:", n.fetch_add(1, Ordering::SeqCst)))).collect();
+    for store in &stores {
+        tokio::spawn(store.clone().watch_invalidations());
+    }
+    for _ in 0..200 {
+        if stores.iter().all(RedisStore::is_copying) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stores.iter().all(RedisStore::is_copying), "the copies never served");
+    let next = AtomicU32::new(0);
+    store_suite::run_all(|| stores[usize::try_from(next.fetch_add(1, Ordering::SeqCst)).unwrap()].clone()).await;
+}
+
+#[tokio::test]
 async fn redis_holds_ciphertext_under_hashed_keys_with_ttls() {
     let server = RedisServer::start();
     let redis = store(&server, "t:");

@@ -187,6 +187,7 @@ pub(in crate::config) fn session(check: &mut Check, raw: &RawSession) -> Option<
                 key_prefix: raw.redis_key_prefix.clone(),
                 connect_timeout,
                 command_timeout,
+                cache_entries: usize::try_from(raw.redis_cache_entries).unwrap_or(usize::MAX),
             }))
         }
     };

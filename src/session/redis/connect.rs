@@ -9,17 +9,21 @@
 //! refuses connections or, back as a replica, refuses writes (`READONLY`).
 
 use crate::config::{RedisAuth, RedisSettings, RedisTls, RedisTopology};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, TlsCertificates,
+    Value,
+};
 use std::time::Duration;
 
 /// Makes connections in the configured mode.
 pub enum Connector {
-    Standalone(redis::Client),
+    /// The data connection's client, and the tracking connection's (RESP3, for pushes).
+    Standalone(redis::Client, redis::Client),
     Sentinel(tokio::sync::Mutex<SentinelClient>),
     Cluster(ClusterClient),
 }
@@ -65,11 +69,16 @@ impl Connector {
         let certificates = settings.tls.as_ref().map(certificates);
         match &settings.topology {
             RedisTopology::Standalone { url } => {
-                let client = match certificates {
-                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-                    None => redis::Client::open(url.as_str()),
+                let info = url.as_str().into_connection_info().map_err(RedisSetupError::Url)?;
+                // Pushes (invalidations) come on a RESP3 connection, whatever the URL asks for.
+                let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+                let tracking_info = info.clone().set_redis_settings(resp3);
+                let clients = match certificates {
+                    Some(certs) => redis::Client::build_with_tls(info, certs.clone())
+                        .and_then(|data| Ok((data, redis::Client::build_with_tls(tracking_info, certs)?))),
+                    None => redis::Client::open(info).and_then(|data| Ok((data, redis::Client::open(tracking_info)?))),
                 };
-                client.map(Connector::Standalone).map_err(RedisSetupError::Url)
+                clients.map(|(data, tracking)| Connector::Standalone(data, tracking)).map_err(RedisSetupError::Url)
             }
             RedisTopology::Sentinel { sentinels, master_name, auth } => {
                 sentinel(sentinels, master_name, auth, certificates)
@@ -108,7 +117,7 @@ impl Connector {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
         match self {
-            Connector::Standalone(client) => {
+            Connector::Standalone(client, _) => {
                 ConnectionManager::new_with_config(client.clone(), config).await.map(Conn::Single)
             }
             Connector::Sentinel(sentinel) => {
@@ -117,6 +126,26 @@ impl Connector {
             }
             Connector::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
         }
+    }
+
+    /// A connection on which Redis pushes the names of changed session keys (see
+    /// [`super::cache`]), its pushes handed to `on_push`. Standalone only: a Sentinel's primary
+    /// moves and a Cluster's keys live on many nodes, and one tracking connection follows neither
+    /// (`None`: every read goes to Redis).
+    pub async fn tracking(
+        &self,
+        settings: &RedisSettings,
+        on_push: impl Fn(PushInfo) + Send + Sync + 'static,
+    ) -> Option<redis::RedisResult<MultiplexedConnection>> {
+        let Connector::Standalone(_, client) = self else { return None };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_push_sender(move |push: PushInfo| {
+                on_push(push);
+                Ok::<(), std::convert::Infallible>(())
+            });
+        Some(client.get_multiplexed_async_connection_with_config(&config).await)
     }
 
     /// Whether a failed connection should be dropped and made again (asking where to go): in
@@ -128,7 +157,7 @@ impl Connector {
     /// The mode's name, for logs and metrics.
     pub fn mode(&self) -> &'static str {
         match self {
-            Connector::Standalone(_) => "standalone",
+            Connector::Standalone(..) => "standalone",
             Connector::Sentinel(_) => "sentinel",
             Connector::Cluster(_) => "cluster",
         }

@@ -21,12 +21,14 @@
 //! slot). The one read of many keys, whether an index's sessions still exist, asks each key on
 //! its own, concurrently (see [`RedisStore::alive`]).
 
+mod cache;
 mod connect;
 
 use super::{Lease, Sealed, SealedRecord, SessionStore, StoreError, StoreKey, StoreLimits};
 pub use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 use bytes::Bytes;
+use cache::{Found, LocalCache};
 pub use connect::RedisSetupError;
 use connect::{Conn, Connector};
 use redis::{AsyncCommands, Script};
@@ -49,6 +51,9 @@ struct Inner {
     metrics: StoreMetrics,
     /// Whether a connection was made before (the next one is a reconnection).
     connected_once: AtomicBool,
+    /// Sessions read lately, while Redis pushes their changes ([`cache`]); `None` when
+    /// `cache_entries` is 0.
+    cache: Option<Arc<LocalCache>>,
     load: Script,
     peek: Script,
     take_index: Script,
@@ -156,6 +161,8 @@ impl RedisStore {
     /// Checks the URL; connects at the first command.
     pub fn new(settings: RedisSettings, limits: StoreLimits) -> Result<Self, RedisSetupError> {
         let connector = Connector::new(&settings)?;
+        let cache = (settings.cache_entries > 0)
+            .then(|| Arc::new(LocalCache::new(settings.cache_entries, &settings.key_prefix)));
         Ok(Self {
             inner: Arc::new(Inner {
                 connector,
@@ -166,6 +173,7 @@ impl RedisStore {
                 healthy: AtomicBool::new(false),
                 metrics: StoreMetrics::default(),
                 connected_once: AtomicBool::new(false),
+                cache,
                 load: Script::new(LOAD),
                 peek: Script::new(PEEK),
                 take_index: Script::new(TAKE_INDEX),
@@ -203,6 +211,11 @@ impl RedisStore {
         .await
     }
 
+    /// Whether this replica's copy of sessions serves now (its invalidation connection answers).
+    pub fn is_copying(&self) -> bool {
+        self.inner.cache.as_ref().is_some_and(|cache| cache.serving())
+    }
+
     /// Whether the last command (or health probe) reached Redis.
     pub fn is_healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
@@ -223,6 +236,68 @@ impl RedisStore {
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Keeps the tracking connection for the replica's copy of sessions ([`cache`]) up, until
+    /// the process ends: on each (re)connection it asks Redis to push every change of a session
+    /// key, then pings it every second; each answer lets the copy serve a while longer. Returns
+    /// at once when there is no copy (`redis_cache_entries = 0`, or a mode other than
+    /// standalone), or when Redis refuses tracking (a server without it).
+    pub async fn watch_invalidations(self) {
+        let Some(cache) = self.inner.cache.clone() else { return };
+        let mut was_up = false;
+        loop {
+            let pushed = cache.clone();
+            let Some(connected) =
+                self.inner.connector.tracking(&self.inner.settings, move |push| pushed.on_push(&push)).await
+            else {
+                return;
+            };
+            let tracked = match connected {
+                Ok(mut conn) => {
+                    // Named, for operators reading CLIENT LIST.
+                    let named = redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg("cloakroom-invalidations")
+                        .query_async::<()>(&mut conn)
+                        .await;
+                    if let Err(e) = named {
+                        tracing::debug!(error = %e, "session store (redis): CLIENT SETNAME refused");
+                    }
+                    let mut tracking = redis::cmd("CLIENT");
+                    tracking.arg("TRACKING").arg("ON").arg("BCAST").arg("PREFIX").arg(cache.watched_prefix());
+                    match tracking.query_async::<()>(&mut conn).await {
+                        Ok(()) => Ok(conn),
+                        Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Err(e),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session store (redis) refused CLIENT TRACKING: no copy of sessions is kept, every call reads Redis");
+                            return;
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match tracked {
+                Ok(mut conn) => {
+                    if !was_up {
+                        tracing::info!(
+                            "session store (redis): sessions are copied on each replica while Redis pushes their changes"
+                        );
+                    }
+                    was_up = true;
+                    while redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                        cache.answered();
+                        tokio::time::sleep(cache::PING_EVERY).await;
+                    }
+                    tracing::warn!(
+                        "session store (redis): the invalidation connection was lost; every call reads Redis until it is back"
+                    );
+                }
+                Err(e) => tracing::debug!(error = %e, "session store (redis): no invalidation connection"),
+            }
+            cache.stop_serving();
+            tokio::time::sleep(cache::PING_EVERY).await;
         }
     }
 
@@ -307,10 +382,55 @@ impl RedisStore {
     fn idle_secs(&self) -> u64 {
         self.inner.limits.idle_timeout.as_secs().max(1)
     }
+
+    /// How stale a session's recorded last use may get while its copy serves: a twentieth of the
+    /// idle timeout (so a session may end that much before its idle deadline, never after).
+    fn record_use_every(&self) -> u64 {
+        (self.idle_secs() / 20).max(1)
+    }
+
+    /// Drops this replica's copy of `key` once Redis confirmed a write to it (its push may come
+    /// later than the next request).
+    fn forget(&self, key: &StoreKey) {
+        if let Some(cache) = &self.inner.cache {
+            cache.forget(key);
+        }
+    }
+
+    /// The session through the replica's copy, or read plainly to be copied; `None` when Redis
+    /// must be asked by script instead (no copy, a use due to be recorded, a deadline passed).
+    async fn load_copied(&self, key: &StoreKey, now: u64) -> Result<Option<Option<Sealed>>, StoreError> {
+        let Some(cache) = &self.inner.cache else { return Ok(None) };
+        let (idle, every) = (self.idle_secs(), self.record_use_every());
+        let ticket = match cache.get(key, now, idle, every) {
+            Found::Hit(sealed) => return Ok(Some(Some(Sealed::Sent(sealed)))),
+            Found::Redis => return Ok(None),
+            Found::Read(ticket) => ticket,
+        };
+        let redis_key = self.key("s", key);
+        let (record, expires_at, last_used): (Option<Vec<u8>>, Option<u64>, Option<u64>) = self
+            .run(|mut conn| async move {
+                redis::cmd("HMGET").arg(redis_key).arg("r").arg("e").arg("l").query_async(&mut conn).await
+            })
+            .await?;
+        let (Some(record), Some(expires_at), Some(last_used)) = (record, expires_at, last_used) else {
+            return Ok(Some(None));
+        };
+        let unused = now.saturating_sub(last_used);
+        if now >= expires_at || unused >= idle || unused >= every {
+            return Ok(None);
+        }
+        let sealed = Bytes::from(record);
+        cache.keep(ticket, *key, sealed.clone(), expires_at, last_used);
+        Ok(Some(Some(Sealed::Sent(sealed))))
+    }
 }
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<Sealed>, StoreError> {
+        if let Some(found) = self.load_copied(key, now).await? {
+            return Ok(found);
+        }
         let redis_key = self.key("s", key);
         let idle = self.idle_secs();
         let record: Option<Vec<u8>> =
@@ -349,7 +469,9 @@ impl SessionStore for RedisStore {
                 .await
                 .map(drop)
         })
-        .await
+        .await?;
+        self.forget(&key);
+        Ok(())
     }
 
     async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
@@ -368,12 +490,15 @@ impl SessionStore for RedisStore {
                     .await
             })
             .await?;
+        self.forget(&key);
         Ok(replaced == 1)
     }
 
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
         let redis_key = self.key("s", key);
-        self.run(|mut conn| async move { conn.del::<_, ()>(redis_key).await }).await
+        self.run(|mut conn| async move { conn.del::<_, ()>(redis_key).await }).await?;
+        self.forget(key);
+        Ok(())
     }
 
     async fn claim_login(&self, key: StoreKey, expires_at: u64) -> Result<bool, StoreError> {
@@ -495,11 +620,16 @@ impl SessionStore for RedisStore {
         }
         let hex = "[0-9a-f]".repeat(64);
         let (sessions, indexes) = (format!("{prefix}s:{hex}"), format!("{prefix}i:{hex}"));
-        self.run(|conn| async move {
-            let [ended, _] = conn.unlink_matching([&sessions, &indexes]).await?;
-            Ok(ended)
-        })
-        .await
+        let ended = self
+            .run(|conn| async move {
+                let [ended, _] = conn.unlink_matching([&sessions, &indexes]).await?;
+                Ok(ended)
+            })
+            .await;
+        if let Some(cache) = &self.inner.cache {
+            cache.forget_all();
+        }
+        ended
     }
 
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
