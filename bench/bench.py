@@ -59,7 +59,8 @@ BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 CSRF = ("X-CSRF", "1")
-OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0", "p", "cr", "cr0")
+BOTH_CPUS = "0,1"
+OURS = ("c", "c10k", "r", "i", "s", "x", "t", "t0", "p", "cr", "cr0", "c2")
 API_PATH = "/api/items"
 RULED_PATH = "/ruled/items"
 IDENTITY_PATH = "/identity/items"
@@ -98,10 +99,10 @@ class Processes:
         self.workdir = workdir
         self.running = []
 
-    def start(self, name, argv, env=None, stdin=None, stdout=None):
+    def start(self, name, argv, env=None, stdin=None, stdout=None, cpus=SERVER_CPU):
         logfile = open(self.workdir / f"{name}.log", "wb")
         process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *argv],
+            ["taskset", "-c", cpus, *argv],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
@@ -271,32 +272,32 @@ class Provider:
 
 
 class Upstream:
-    def __init__(self, processes):
+    def __init__(self, processes, name="upstream", cpus=SERVER_CPU):
         self.port = free_port()
         binary = RELEASE / "examples/bench-upstream"
-        self.process = processes.start("upstream", [str(binary), f"127.0.0.1:{self.port}"])
+        self.process = processes.start(name, [str(binary), f"127.0.0.1:{self.port}"], cpus=cpus)
         wait_for_port(self.port, self.process, "the upstream")
 
     def counts(self):
         return http_json("GET", f"http://127.0.0.1:{self.port}/__count")
 
 
-def start_nginx(processes, workdir, upstream):
+def start_nginx(processes, workdir, upstream, name="nginx", workers=1, cpus=SERVER_CPU):
     port = free_port()
-    conf = workdir / "nginx.conf"
+    conf = workdir / f"{name}.conf"
     conf.write_text(f"""
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log warn;
+worker_processes {workers};
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path {workdir}/nginx-body;
-  proxy_temp_path {workdir}/nginx-proxy;
-  fastcgi_temp_path {workdir}/nginx-fastcgi;
-  uwsgi_temp_path {workdir}/nginx-uwsgi;
-  scgi_temp_path {workdir}/nginx-scgi;
+  client_body_temp_path {workdir}/{name}-body;
+  proxy_temp_path {workdir}/{name}-proxy;
+  fastcgi_temp_path {workdir}/{name}-fastcgi;
+  uwsgi_temp_path {workdir}/{name}-uwsgi;
+  scgi_temp_path {workdir}/{name}-scgi;
   upstream api {{ server 127.0.0.1:{upstream.port}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
@@ -308,7 +309,7 @@ http {{
   }}
 }}
 """)
-    process = processes.start("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
+    process = processes.start(name, ["nginx", "-c", str(conf), "-g", "daemon off;"], cpus=cpus)
     wait_for_port(port, process, "nginx")
     return process, port
 
@@ -334,7 +335,7 @@ def start_redis(processes):
 
 
 def start_cloakroom(processes, workdir, name, provider, upstream, refresh_margin="30s", extra="", oidc_extra="",
-                    session_extra=""):
+                    session_extra="", cpus=SERVER_CPU):
     port, admin = free_port(), free_port()
     origin = f"http://127.0.0.1:{port}"
     client_id, client_secret = provider.register(f"{origin}/bff/callback", refresh=True)
@@ -386,7 +387,8 @@ upstream = "http://127.0.0.1:{upstream.port}/api/"
 audience = "urn:cloakroom:bench"
 {extra}
 """)
-    process = processes.start(name, [str(RELEASE / "cloakroom"), "--config", str(conf)])
+    # Its runtime has one worker thread per CPU it may use (server.worker_threads = 0).
+    process = processes.start(name, [str(RELEASE / "cloakroom"), "--config", str(conf)], cpus=cpus)
     wait_for_port(port, process, name)
     # Ready once it has the provider's metadata: sign-ins before that are refused (502).
     deadline = time.monotonic() + 30
@@ -490,8 +492,8 @@ OIDCPassClaimsAs environment
 # Load, checked at the upstream.
 
 
-def wrk(url, args, headers=(), script="report.lua", script_args=()):
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
+def wrk(url, args, headers=(), script="report.lua", script_args=(), cpus=LOAD_CPU, threads=1):
+    argv = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{args.connections}", f"-d{args.duration}s",
             "--latency", "-s", str(BENCH / script)]
     for name, value in headers:
         argv += ["-H", f"{name}: {value}"]
@@ -503,10 +505,11 @@ def wrk(url, args, headers=(), script="report.lua", script_args=()):
 
 
 def measure(target, upstream, args):
+    upstream = target.get("upstream", upstream)
     before = upstream.counts()
     cpu_before = group_cpu_seconds(target["pgid"])
     result = wrk(target["url"], args, target.get("headers", ()), target.get("script", "report.lua"),
-                 target.get("script_args", ()))
+                 target.get("script_args", ()), target.get("load_cpus", LOAD_CPU), target.get("threads", 1))
     cpu_after = group_cpu_seconds(target["pgid"])
     after = upstream.counts()
     result["user_us"] = (cpu_after[0] - cpu_before[0]) / max(result["requests"], 1) * 1e6
@@ -672,8 +675,9 @@ def print_table(targets, summaries, args):
               f"{'CPU us/req':>14}")
     print(header)
     print("-" * len(header))
-    base = summaries.get("b")
     for target in targets:
+        # The two-CPU rows are set against nginx on two CPUs (b2), the rest against (b).
+        base = summaries.get(target.get("base", "b"))
         s = summaries.get(target["id"])
         if s is None:
             print(f"{target['label']:<44}  no valid round (see the problems above)")
@@ -685,7 +689,8 @@ def print_table(targets, summaries, args):
         delta = f"{s['p99'][0] - base['p99'][0]:+.2f}" if base else "-"
         cpu = f"{s['user_us']:.1f}+{s['sys_us']:.1f}"
         print(f"{target['label']:<44}{rps:>26}{p50:>22}{p99:>22}{ratio:>9}{delta:>9}{cpu:>14}")
-    print("CPU us/req: user+system CPU of the proxy's own processes (the upstream's for (a)) per request")
+    print("CPU us/req: user+system CPU of the proxy's own processes (the upstream's for (a)) per request; "
+          "rows (b2) and (c2) are set against (b2)")
     c, d, r = summaries.get("c"), summaries.get("d"), summaries.get("r")
     if c and r:
         print(f"\ncloakroom ruled route (r) / user route (c): {r['rps'][0] / c['rps'][0]:.2f}x throughput, "
@@ -702,6 +707,12 @@ def print_table(targets, summaries, args):
             print(f"cloakroom {what} ({tid}) / memory store (c): {other['rps'][0] / c['rps'][0]:.2f}x throughput, "
                   f"p99 {other['p99'][0] - c['p99'][0]:+.2f} ms, CPU {other['user_us'] - c['user_us']:+.1f} us/req user "
                   f"(cloakroom's; Redis's own CPU not counted)")
+    b, b2, c2 = summaries.get("b"), summaries.get("b2"), summaries.get("c2")
+    if b and b2 and c and c2:
+        print(f"\nboth CPUs (upstream, proxy and wrk -t2 sharing CPUs {BOTH_CPUS}): nginx (b2) "
+              f"{b2['rps'][0]:,.0f} req/s, {b2['rps'][0] / b['rps'][0]:.2f}x its one-CPU (b); cloakroom (c2) "
+              f"{c2['rps'][0]:,.0f} req/s, {c2['rps'][0] / c['rps'][0]:.2f}x its one-CPU (c); "
+              f"(c2)/(b2) {c2['rps'][0] / b2['rps'][0]:.2f}x, p99 {c2['p99'][0] - b2['p99'][0]:+.2f} ms")
     if c and d:
         print(f"\ncloakroom (c) / Apache mod_auth_openidc (d): {c['rps'][0] / d['rps'][0]:.2f}x throughput, "
               f"p99 {c['p99'][0] - d['p99'][0]:+.2f} ms")
@@ -750,6 +761,11 @@ def main():
         uncopied, uncopied_origin = start_cloakroom(
             processes, workdir, "cloakroom-redis-nocopy", provider, upstream,
             session_extra=f'{redis_session}\nredis_key_prefix = "nocopy:"\nredis_cache_entries = 0')
+        # The two-CPU run: an upstream, nginx (two workers) and cloakroom that may use both CPUs,
+        # loaded by wrk with two threads on both CPUs alike.
+        upstream2 = Upstream(processes, "upstream-2cpu", cpus=BOTH_CPUS)
+        nginx2, nginx2_port = start_nginx(processes, workdir, upstream2, "nginx-2cpu", workers=2, cpus=BOTH_CPUS)
+        cloakroom2, origin2 = start_cloakroom(processes, workdir, "cloakroom-2cpu", provider, upstream2, cpus=BOTH_CPUS)
         bound_route = f'[[routes]]\nprefix = "/bound/"\nupstream = "http://127.0.0.1:{upstream.port}/api/"\ndpop = true'
         bound, bound_origin = start_cloakroom(processes, workdir, "cloakroom-dpop", provider, upstream,
                                               extra=bound_route, oidc_extra="dpop = true")
@@ -774,6 +790,8 @@ def main():
                                           f"{shared_origin}/bff/callback")
         uncopied_cookie = Browser().sign_in(f"{uncopied_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
                                             f"{uncopied_origin}/bff/callback")
+        cookie2 = Browser().sign_in(f"{origin2}/bff/login?returnUrl=/", provider.issuer, "bench-0",
+                                    f"{origin2}/bff/callback")
         # The ruled routes must check: a team route the bench user is in no group of refuses.
         team = get_status(f"{origin}/team0/items", [("Cookie", cloakroom_cookie), CSRF])
         if team != 403:
@@ -811,6 +829,12 @@ def main():
             {"id": "cr0", "label": "(cr0) cloakroom, Redis store, no copies", "authenticated": True,
              "pgid": uncopied.pid, "url": f"{uncopied_origin}{API_PATH}",
              "headers": [("Cookie", uncopied_cookie), CSRF]},
+            {"id": "b2", "label": "(b2) nginx, 2 workers, both CPUs", "authenticated": False, "pgid": nginx2.pid,
+             "url": f"http://127.0.0.1:{nginx2_port}{API_PATH}", "upstream": upstream2, "load_cpus": BOTH_CPUS,
+             "threads": 2, "base": "b2"},
+            {"id": "c2", "label": "(c2) cloakroom, user route, both CPUs", "authenticated": True,
+             "pgid": cloakroom2.pid, "url": f"{origin2}{API_PATH}", "headers": [("Cookie", cookie2), CSRF],
+             "upstream": upstream2, "load_cpus": BOTH_CPUS, "threads": 2, "base": "b2"},
             {"id": "d", "label": "(d) Apache mod_auth_openidc", "authenticated": True, "pgid": apache_process.pid,
              "url": f"{apache}{API_PATH}", "headers": [("Cookie", apache_cookie)]},
         ]
@@ -818,7 +842,8 @@ def main():
         if args.serve:
             for target in targets:
                 headers = " ".join(f"-H '{n}: {v}'" for n, v in target.get("headers", ()))
-                print(f"{target['label']}: taskset -c {LOAD_CPU} wrk -t1 -c{args.connections} -d{args.duration}s "
+                print(f"{target['label']}: taskset -c {target.get('load_cpus', LOAD_CPU)} wrk "
+                      f"-t{target.get('threads', 1)} -c{args.connections} -d{args.duration}s "
                       f"--latency {headers} {target['url']}")
             print(f"cloakroom's pid: {cloakroom.pid}; logs in {workdir}; Ctrl-C stops everything", flush=True)
             try:
