@@ -52,9 +52,14 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
     if let Err(refusal) = admitted {
         return refusal.response(app);
     }
-    let credential = match credential::credential(app, route, request.headers()).instrument(step("credential")).await {
-        Ok(credential) => credential,
-        Err(refusal) => return refusal.response(app),
+    // The phases' futures are pinned where they are made and their spans wrap a pointer (see
+    // `dispatch::handle`): no copy of their state into the wrapper.
+    let credential = {
+        let pending = std::pin::pin!(credential::credential(app, route, request.headers()));
+        match pending.instrument(step("credential")).await {
+            Ok(credential) => credential,
+            Err(refusal) => return refusal.response(app),
+        }
     };
     let path = target_path(route, request.uri());
     // Kept for one more try with a fresh token, should the upstream reject the user's.
@@ -63,6 +68,6 @@ pub async fn forward(app: &App, route_index: usize, request: Request<Incoming>, 
         return ApiError::NotFound.response();
     };
     let response = relay(app, request, relayed).await;
-    let answer = upstream_answer::answer(app, route_index, client, credential, replay, response);
+    let answer = std::pin::pin!(upstream_answer::answer(app, route_index, client, credential, replay, response));
     answer.instrument(step("upstream_answer")).await
 }
