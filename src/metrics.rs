@@ -24,6 +24,8 @@ struct StoreErrorLabels {
 pub struct StoreMetrics {
     errors: Family<StoreErrorLabels, Counter>,
     reconnects: Counter,
+    copy_hits: Counter,
+    copy_misses: Counter,
 }
 
 impl StoreMetrics {
@@ -36,6 +38,16 @@ impl StoreMetrics {
     /// A new connection made after one failed (or was dropped to find a moved primary).
     pub fn reconnect(&self) {
         self.reconnects.inc();
+    }
+
+    /// A session read from the replica's copy (Redis store), or read from Redis while the
+    /// copy serves (not there yet, changed, or its use due to be recorded).
+    pub fn copy_read(&self, hit: bool) {
+        if hit {
+            self.copy_hits.inc()
+        } else {
+            self.copy_misses.inc()
+        };
     }
 }
 
@@ -246,6 +258,16 @@ impl Metrics {
             "store_reconnects",
             "Connections to the session store made again after a failure",
             store.reconnects.clone(),
+        );
+        registry.register(
+            "store_copy_hits",
+            "Sessions read from this replica's copy, kept true by Redis's invalidation pushes (Redis store, standalone)",
+            store.copy_hits.clone(),
+        );
+        registry.register(
+            "store_copy_misses",
+            "Sessions read from Redis while this replica's copy serves: not in it yet, changed, or a use to record",
+            store.copy_misses.clone(),
         );
         let connections_refused = Counter::default();
         registry.register(

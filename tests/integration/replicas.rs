@@ -340,6 +340,15 @@ async fn each_replica_reads_a_session_from_its_copy_and_an_end_elsewhere_reaches
     }
     let reads = session_reads(&redis) - before;
     assert!(reads <= 2, "20 calls read the session from Redis {reads} times: no copy served");
+    // And B's metrics say so.
+    let metrics = http_call(Method::GET, &format!("{}/metrics", b.admin), None, &[]).await.text();
+    let hits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloakroom_store_copy_hits_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no copy hits counted: {metrics}"));
+    assert!(hits >= 19.0, "{hits} copy hits for 20 calls");
+    assert!(metrics.contains("cloakroom_store_copy_misses_total "), "{metrics}");
 
     // A logout on A: B refuses the ticket within the bound, and no call is forwarded after.
     let ticket = session_cookie(&browser).unwrap();

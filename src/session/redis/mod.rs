@@ -403,10 +403,14 @@ impl RedisStore {
         let Some(cache) = &self.inner.cache else { return Ok(None) };
         let (idle, every) = (self.idle_secs(), self.record_use_every());
         let ticket = match cache.get(key, now, idle, every) {
-            Found::Hit(sealed) => return Ok(Some(Some(Sealed::Sent(sealed)))),
+            Found::Hit(sealed) => {
+                self.inner.metrics.copy_read(true);
+                return Ok(Some(Some(Sealed::Sent(sealed))));
+            }
             Found::Redis => return Ok(None),
             Found::Read(ticket) => ticket,
         };
+        self.inner.metrics.copy_read(false);
         let redis_key = self.key("s", key);
         let (record, expires_at, last_used): (Option<Vec<u8>>, Option<u64>, Option<u64>) = self
             .run(|mut conn| async move {
