@@ -98,12 +98,6 @@ fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError>
     Ok(certs)
 }
 
-/// The first certificate of a PEM chain file, as DER (the one a TLS handshake presents).
-pub fn leaf_certificate(file: &Path) -> Result<Vec<u8>, TlsFileError> {
-    let mut chain = read_certs(file)?;
-    Ok(chain.swap_remove(0).as_ref().to_vec())
-}
-
 /// Outgoing TLS for one destination: whom to trust and, optionally, who we are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientTlsFiles {
@@ -116,6 +110,14 @@ pub struct ClientTlsFiles {
 /// Builds the rustls client configuration for `files` (checked at start-up, so a bad file is a
 /// configuration error, not a failure at the first request).
 pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>, ClientTlsError> {
+    client_config_and_leaf(files).map(|(config, _)| config)
+}
+
+/// [`client_config`], and the client certificate it presents (DER), read from the one reading
+/// of its file: what a binding check compares is what the connection shows.
+pub fn client_config_and_leaf(
+    files: &ClientTlsFiles,
+) -> Result<(Arc<rustls::ClientConfig>, Option<Vec<u8>>), ClientTlsError> {
     let roots = match &files.ca_file {
         Some(file) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -132,16 +134,19 @@ pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<rustls::ClientConfig>
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs's default provider supports TLS 1.2 and 1.3")
         .with_root_certificates(roots);
-    let config = match &files.client_cert {
-        None => builder.with_no_client_auth(),
+    let (config, leaf) = match &files.client_cert {
+        None => (builder.with_no_client_auth(), None),
         Some((cert_file, key_file)) => {
             let key = read_key(key_file).map_err(ClientTlsError::ClientCert)?;
-            builder
-                .with_client_auth_cert(read_certs(cert_file).map_err(ClientTlsError::ClientCert)?, key)
-                .map_err(|e| ClientTlsError::ClientCert(mismatch(cert_file, key_file, e)))?
+            let chain = read_certs(cert_file).map_err(ClientTlsError::ClientCert)?;
+            let leaf = chain.first().map(|cert| cert.as_ref().to_vec());
+            let config = builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientTlsError::ClientCert(mismatch(cert_file, key_file, e)))?;
+            (config, leaf)
         }
     };
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), leaf))
 }
 
 /// Why outgoing TLS settings cannot be used: the CA file, or the client certificate and key (so

@@ -170,10 +170,9 @@ impl Check<'_> {
                 None
             }
         };
-        let leaf = (client_cert.as_ref()).and_then(|(cert, _)| crate::tls::leaf_certificate(cert).ok()).map(Arc::from);
         let files = crate::tls::ClientTlsFiles { ca_file: ca_file.map(PathBuf::from), client_cert };
-        match crate::tls::client_config(&files) {
-            Ok(config) => (config, leaf),
+        match crate::tls::client_config_and_leaf(&files) {
+            Ok((config, leaf)) => (config, leaf.map(Arc::from)),
             Err(e) => {
                 let key = match e {
                     crate::tls::ClientTlsError::CaFile(_) => "ca_file",
