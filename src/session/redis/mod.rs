@@ -10,7 +10,8 @@
 //! deadlines themselves are checked against the caller's clock, as in the memory store.
 //!
 //! One multiplexed connection, shared by every request, in the configured mode (see
-//! [`connect`]). If Redis is down at start-up the first command connects; until then, and while
+//! [`connect`]); in standalone mode a second one of its own carries Redis's invalidation
+//! pushes for each replica's copy of the sessions it read lately (see [`cache`]). If Redis is down at start-up the first command connects; until then, and while
 //! it is unreachable, every command fails with a [`StoreError`] (a 503 for the browser,
 //! readiness false), and nothing is lost that was in Redis.
 //!
@@ -461,27 +462,30 @@ impl SessionStore for RedisStore {
         let ttl = self.session_ttl(record.expires_at, now);
         // One script, not a MULTI: a single command is routed by its key and follows a Cluster's
         // redirects, which a transaction does not.
-        self.run(|mut conn| async move {
-            self.inner
-                .save
-                .key(redis_key)
-                .arg(record.sealed.to_vec())
-                .arg(record.expires_at)
-                .arg(now)
-                .arg(ttl)
-                .invoke_async::<i64>(&mut conn)
-                .await
-                .map(drop)
-        })
-        .await?;
+        // Whatever the outcome (a write that timed out may have happened), this replica's copy
+        // goes: it never holds what Redis may no longer hold.
+        let saved = self
+            .run(|mut conn| async move {
+                self.inner
+                    .save
+                    .key(redis_key)
+                    .arg(record.sealed.to_vec())
+                    .arg(record.expires_at)
+                    .arg(now)
+                    .arg(ttl)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+                    .map(drop)
+            })
+            .await;
         self.forget(&key);
-        Ok(())
+        saved
     }
 
     async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
         let redis_key = self.key("s", &key);
         let ttl = self.session_ttl(record.expires_at, now);
-        let replaced: i64 = self
+        let replaced: Result<i64, StoreError> = self
             .run(|mut conn| async move {
                 self.inner
                     .replace
@@ -493,16 +497,16 @@ impl SessionStore for RedisStore {
                     .invoke_async(&mut conn)
                     .await
             })
-            .await?;
+            .await;
         self.forget(&key);
-        Ok(replaced == 1)
+        Ok(replaced? == 1)
     }
 
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
         let redis_key = self.key("s", key);
-        self.run(|mut conn| async move { conn.del::<_, ()>(redis_key).await }).await?;
+        let removed = self.run(|mut conn| async move { conn.del::<_, ()>(redis_key).await }).await;
         self.forget(key);
-        Ok(())
+        removed
     }
 
     async fn claim_login(&self, key: StoreKey, expires_at: u64) -> Result<bool, StoreError> {
