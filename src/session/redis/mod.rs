@@ -11,9 +11,10 @@
 //!
 //! One multiplexed connection, shared by every request, in the configured mode (see
 //! [`connect`]); in standalone mode a second one of its own carries Redis's invalidation
-//! pushes for each replica's copy of the sessions it read lately (see [`cache`]). If Redis is down at start-up the first command connects; until then, and while
-//! it is unreachable, every command fails with a [`StoreError`] (a 503 for the browser,
-//! readiness false), and nothing is lost that was in Redis.
+//! pushes for each replica's copy of the sessions it read lately (see [`cache`]). If Redis is
+//! down at start-up the first command connects; until then, and while it is unreachable, every
+//! command fails with a [`StoreError`] (a 503 for the browser, readiness false), and nothing is
+//! lost that was in Redis.
 //!
 //! Redis Cluster: every key is its own hash slot's business and no operation spans two keys in
 //! one command, script or transaction: a session, a claimed login, an index and a refresh lease
