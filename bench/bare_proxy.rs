@@ -5,10 +5,13 @@
 //! the gap between it and cloakroom is cloakroom's own work per request.
 //!
 //! The client is hyper-util's (target h), or with `cloakroom-client` cloakroom's own
-//! (`src/upstream/`, target hc): the two side by side measure the client alone.
+//! (`src/upstream/`, target hc): the two side by side measure the client alone. With
+//! `cloakroom-server` as well (target hs), connections are served as cloakroom's server builds
+//! them (`server::builder`: hyper-util's automatic HTTP/1-or-2 server, with upgrades, a timer and
+//! the header deadline): (hs) against (hc) measures that server stack alone.
 //!
-//! Usage: `bench-bare-proxy LISTEN_ADDR UPSTREAM_ORIGIN [cloakroom-client]`, e.g.
-//! `127.0.0.1:7999 http://127.0.0.1:9700`.
+//! Usage: `bench-bare-proxy LISTEN_ADDR UPSTREAM_ORIGIN [cloakroom-client [cloakroom-server]]`,
+//! e.g. `127.0.0.1:7999 http://127.0.0.1:9700`.
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -54,11 +57,14 @@ async fn main() -> std::io::Result<()> {
         }
         _ => Upstream::HyperUtil(Box::new(Client::builder(TokioExecutor::new()).build_http())),
     };
+    // cloakroom's server stack (its defaults: 64 KiB of headers, a 30 s header deadline).
+    let server = (args.next().as_deref() == Some("cloakroom-server"))
+        .then(|| std::sync::Arc::new(cloakroom::server::connection_builder(64 * 1024, Duration::from_secs(30))));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (client, upstream) = (client.clone(), upstream.clone());
+        let (client, upstream, server) = (client.clone(), upstream.clone(), server.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let client = client.clone();
@@ -68,7 +74,13 @@ async fn main() -> std::io::Result<()> {
                     client.send(request).await
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = match server {
+                Some(server) => server.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                None => hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                    .map_err(Into::into),
+            };
         });
     }
 }

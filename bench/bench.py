@@ -314,12 +314,13 @@ http {{
     return process, port
 
 
-def start_bare_proxy(processes, upstream, client=None):
-    """The bare hyper proxy, with hyper-util's client or (client="cloakroom-client") cloakroom's."""
+def start_bare_proxy(processes, upstream, *modes):
+    """The bare hyper proxy, with hyper-util's client or ("cloakroom-client") cloakroom's, and
+    ("cloakroom-server") served by cloakroom's server stack."""
     port = free_port()
     binary = RELEASE / "examples/bench-bare-proxy"
-    command = [str(binary), f"127.0.0.1:{port}", f"http://127.0.0.1:{upstream.port}"] + ([client] if client else [])
-    process = processes.start(f"bare-proxy-{client or 'hyper-util'}", command)
+    command = [str(binary), f"127.0.0.1:{port}", f"http://127.0.0.1:{upstream.port}", *modes]
+    process = processes.start("bare-proxy-" + ("-".join(modes) or "hyper-util"), command)
     wait_for_port(port, process, "the bare hyper proxy")
     return process, port
 
@@ -747,6 +748,7 @@ def main():
         nginx, nginx_port = start_nginx(processes, workdir, upstream)
         bare, bare_port = start_bare_proxy(processes, upstream)
         bare_own, bare_own_port = start_bare_proxy(processes, upstream, "cloakroom-client")
+        bare_stack, bare_stack_port = start_bare_proxy(processes, upstream, "cloakroom-client", "cloakroom-server")
         cloakroom, origin = start_cloakroom(processes, workdir, "cloakroom", provider, upstream)
         apache_process, apache = start_apache(processes, workdir, provider, upstream)
         collector = f"http://127.0.0.1:{upstream.port}/v1/traces"
@@ -805,6 +807,8 @@ def main():
              "url": f"http://127.0.0.1:{bare_port}{API_PATH}"},
             {"id": "hc", "label": "(hc) bare hyper proxy, cloakroom's client", "authenticated": False,
              "pgid": bare_own.pid, "url": f"http://127.0.0.1:{bare_own_port}{API_PATH}"},
+            {"id": "hs", "label": "(hs) bare proxy, cloakroom's client+server", "authenticated": False,
+             "pgid": bare_stack.pid, "url": f"http://127.0.0.1:{bare_stack_port}{API_PATH}"},
             {"id": "c", "label": "(c) cloakroom, user route", "authenticated": True, "pgid": cloakroom.pid,
              "url": f"{origin}{API_PATH}", "headers": [("Cookie", cloakroom_cookie), CSRF]},
             {"id": "r", "label": "(r) cloakroom, ruled route", "authenticated": True, "pgid": cloakroom.pid,

@@ -54,6 +54,12 @@ const MAX_SEND_BUFFER: usize = 16 * 1024;
 
 const SIDE_LISTENER: Limits = Limits { max_header_bytes: 64 * 1024, header_read_timeout: Duration::from_secs(30) };
 
+/// The connection builder of the main listener with these limits, as `serve` makes it (the
+/// benchmark's bare proxy serves with it too, so the server stack is measured apart).
+pub fn connection_builder(max_header_bytes: usize, header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    builder(&Limits { max_header_bytes, header_read_timeout })
+}
+
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
