@@ -210,6 +210,11 @@ class Browser:
         return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
+def sign_in_bench_user(origin, provider):
+    """The user bench-0 signed in at the cloakroom at `origin`; its session cookie."""
+    return Browser().sign_in(f"{origin}/bff/login?returnUrl=/", provider.issuer, "bench-0", f"{origin}/bff/callback")
+
+
 def http_json(method, url, payload=None):
     data = json.dumps(payload).encode() if payload is not None else None
     parts = urllib.parse.urlsplit(url)
@@ -778,22 +783,15 @@ def main():
         if refused["c"] != 401 or refused["r"] != 401 or refused["d"] not in (302, 303, 401):
             raise SystemExit(f"an authenticated route answered without a session: {refused}")
         log("signing in (cloakroom and Apache, through the provider's login form)")
-        cloakroom_cookie = Browser().sign_in(f"{origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                             f"{origin}/bff/callback")
+        cloakroom_cookie = sign_in_bench_user(origin, provider)
         apache_cookie = Browser().sign_in(f"{apache}{API_PATH}", provider.issuer, "bench-0",
                                           f"{apache}/api/redirect_uri")
-        traced_cookie = Browser().sign_in(f"{traced_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                          f"{traced_origin}/bff/callback")
-        bound_cookie = Browser().sign_in(f"{bound_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                         f"{bound_origin}/bff/callback")
-        unsampled_cookie = Browser().sign_in(f"{unsampled_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                             f"{unsampled_origin}/bff/callback")
-        shared_cookie = Browser().sign_in(f"{shared_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                          f"{shared_origin}/bff/callback")
-        uncopied_cookie = Browser().sign_in(f"{uncopied_origin}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                            f"{uncopied_origin}/bff/callback")
-        cookie2 = Browser().sign_in(f"{origin2}/bff/login?returnUrl=/", provider.issuer, "bench-0",
-                                    f"{origin2}/bff/callback")
+        traced_cookie = sign_in_bench_user(traced_origin, provider)
+        bound_cookie = sign_in_bench_user(bound_origin, provider)
+        unsampled_cookie = sign_in_bench_user(unsampled_origin, provider)
+        shared_cookie = sign_in_bench_user(shared_origin, provider)
+        uncopied_cookie = sign_in_bench_user(uncopied_origin, provider)
+        cookie2 = sign_in_bench_user(origin2, provider)
         # The ruled routes must check: a team route the bench user is in no group of refuses.
         team = get_status(f"{origin}/team0/items", [("Cookie", cloakroom_cookie), CSRF])
         if team != 403:

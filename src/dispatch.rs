@@ -242,7 +242,6 @@ mod tests {
     fn the_proxied_calls_futures_stay_small() {
         let handle = future_size::<App, Request<Incoming>, SocketAddr, &'static str, _>(handle);
         let forward = future_size::<App, usize, Request<Incoming>, ClientAddr, _>(proxy::forward);
-        eprintln!("dispatch::handle {handle} bytes, proxy::forward {forward} bytes");
         assert!(handle <= 5 * 1024, "dispatch::handle: {handle} bytes");
         assert!(forward <= 3 * 1024, "proxy::forward: {forward} bytes");
     }

@@ -286,6 +286,17 @@ fn session_reads(redis: &RedisServer) -> u64 {
         .sum()
 }
 
+/// One call on `replica` to warm its copy, then `calls` more: how many session reads Redis served
+/// for those (every call must be answered 200).
+async fn reads_for_calls(redis: &RedisServer, browser: &mut Browser, replica: &Bff, calls: usize) -> u64 {
+    assert_eq!(browser.get(&replica.direct("/api/x"), &[CSRF]).await.status, 200);
+    let before = session_reads(redis);
+    for _ in 0..calls {
+        assert_eq!(browser.get(&replica.direct("/api/x"), &[CSRF]).await.status, 200);
+    }
+    session_reads(redis) - before
+}
+
 /// Waits until `replica`'s invalidation connection is tracking (named, in broadcast mode).
 async fn tracking(redis: &RedisServer, replicas: usize) -> Vec<String> {
     for _ in 0..200 {
@@ -333,12 +344,7 @@ async fn each_replica_reads_a_session_from_its_copy_and_an_end_elsewhere_reaches
     assert_eq!(a.login(&mut browser, "alice", "/").await.status, 200);
 
     // Twenty calls on B cost Redis a read or two, not twenty.
-    assert_eq!(browser.get(&b.direct("/api/x"), &[CSRF]).await.status, 200);
-    let before = session_reads(&redis);
-    for _ in 0..20 {
-        assert_eq!(browser.get(&b.direct("/api/x"), &[CSRF]).await.status, 200);
-    }
-    let reads = session_reads(&redis) - before;
+    let reads = reads_for_calls(&redis, &mut browser, &b, 20).await;
     assert!(reads <= 2, "20 calls read the session from Redis {reads} times: no copy served");
     // And B's metrics say so.
     let metrics = http_call(Method::GET, &format!("{}/metrics", b.admin), None, &[]).await.text();
@@ -378,10 +384,5 @@ async fn each_replica_reads_a_session_from_its_copy_and_an_end_elsewhere_reaches
     tracking(&redis, 2).await;
     let mut browser = Browser::new();
     assert_eq!(a.login(&mut browser, "alice", "/").await.status, 200);
-    assert_eq!(browser.get(&b.direct("/api/x"), &[CSRF]).await.status, 200);
-    let before = session_reads(&redis);
-    for _ in 0..10 {
-        assert_eq!(browser.get(&b.direct("/api/x"), &[CSRF]).await.status, 200);
-    }
-    assert!(session_reads(&redis) - before <= 2, "the copy did not come back with the connection");
+    assert!(reads_for_calls(&redis, &mut browser, &b, 10).await <= 2, "the copy did not come back with the connection");
 }

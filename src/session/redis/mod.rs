@@ -399,6 +399,36 @@ impl RedisStore {
         }
     }
 
+    /// Writes a session whole with `script` (SAVE or REPLACE: KEYS[1] the session; ARGV: record,
+    /// expiry, now, ttl); what the script answered. One script, not a MULTI: a single command is
+    /// routed by its key and follows a Cluster's redirects, which a transaction does not.
+    /// Whatever the outcome (a write that timed out may have happened), this replica's copy goes:
+    /// it never holds what Redis may no longer hold.
+    async fn write_session(
+        &self,
+        script: &Script,
+        key: StoreKey,
+        record: SealedRecord,
+        now: u64,
+    ) -> Result<i64, StoreError> {
+        let redis_key = self.key("s", &key);
+        let ttl = self.session_ttl(record.expires_at, now);
+        let written = self
+            .run(|mut conn| async move {
+                script
+                    .key(redis_key)
+                    .arg(record.sealed.to_vec())
+                    .arg(record.expires_at)
+                    .arg(now)
+                    .arg(ttl)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
+        self.forget(&key);
+        written
+    }
+
     /// The session through the replica's copy, or read plainly to be copied; `None` when Redis
     /// must be asked by script instead (no copy, a use due to be recorded, a deadline passed).
     async fn load_copied(&self, key: &StoreKey, now: u64) -> Result<Option<Option<Sealed>>, StoreError> {
@@ -459,48 +489,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<(), StoreError> {
-        let redis_key = self.key("s", &key);
-        let ttl = self.session_ttl(record.expires_at, now);
-        // One script, not a MULTI: a single command is routed by its key and follows a Cluster's
-        // redirects, which a transaction does not.
-        // Whatever the outcome (a write that timed out may have happened), this replica's copy
-        // goes: it never holds what Redis may no longer hold.
-        let saved = self
-            .run(|mut conn| async move {
-                self.inner
-                    .save
-                    .key(redis_key)
-                    .arg(record.sealed.to_vec())
-                    .arg(record.expires_at)
-                    .arg(now)
-                    .arg(ttl)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-                    .map(drop)
-            })
-            .await;
-        self.forget(&key);
-        saved
+        self.write_session(&self.inner.save, key, record, now).await.map(drop)
     }
 
     async fn replace(&self, key: StoreKey, record: SealedRecord, now: u64) -> Result<bool, StoreError> {
-        let redis_key = self.key("s", &key);
-        let ttl = self.session_ttl(record.expires_at, now);
-        let replaced: Result<i64, StoreError> = self
-            .run(|mut conn| async move {
-                self.inner
-                    .replace
-                    .key(redis_key)
-                    .arg(record.sealed.to_vec())
-                    .arg(record.expires_at)
-                    .arg(now)
-                    .arg(ttl)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await;
-        self.forget(&key);
-        Ok(replaced? == 1)
+        Ok(self.write_session(&self.inner.replace, key, record, now).await? == 1)
     }
 
     async fn remove(&self, key: &StoreKey) -> Result<(), StoreError> {
