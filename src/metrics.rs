@@ -145,10 +145,35 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 17))
 }
 
+/// The route classes `dispatch` labels requests with; their series are looked up once each.
+const ROUTE_CLASSES: [&str; 5] = ["api", "bff", "spa", "not_found", "bad_path"];
+
+/// Status codes an HTTP answer may carry (100 to 599): one counter slot each per route class.
+const STATUSES: usize = 500;
+
+/// The request series of one route class, taken from their families the first time each is
+/// used (so that `/metrics` lists only what happened): afterwards a request touches atomics
+/// only, instead of hashing its labels into two families under their locks.
+struct RequestSeries {
+    seconds: std::sync::OnceLock<Histogram>,
+    by_status: Box<[std::sync::OnceLock<Counter>]>,
+}
+
+impl RequestSeries {
+    fn new() -> Self {
+        Self {
+            seconds: std::sync::OnceLock::new(),
+            by_status: (0..STATUSES).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Latency,
+    /// Per [`ROUTE_CLASSES`] entry.
+    request_series: [RequestSeries; ROUTE_CLASSES.len()],
     active_sessions: Gauge,
     logins: Family<OutcomeLabels, Counter>,
     config_reloads: Family<OutcomeLabels, Counter>,
@@ -292,6 +317,7 @@ impl Metrics {
             token_rejected,
             requests,
             request_seconds,
+            request_series: std::array::from_fn(|_| RequestSeries::new()),
             active_sessions,
             logins,
             config_reloads,
@@ -305,8 +331,20 @@ impl Metrics {
     }
 
     pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        self.requests.get_or_create(&RequestLabels { route, status }).inc();
-        self.request_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+        let series = ROUTE_CLASSES.iter().position(|class| *class == route).and_then(|i| self.request_series.get(i));
+        let slot = series.and_then(|series| series.by_status.get(usize::from(status).wrapping_sub(100)));
+        match (series, slot) {
+            (Some(series), Some(slot)) => {
+                slot.get_or_init(|| self.requests.get_or_create(&RequestLabels { route, status }).clone()).inc();
+                let seconds =
+                    series.seconds.get_or_init(|| self.request_seconds.get_or_create(&RouteLabels { route }).clone());
+                seconds.observe(elapsed.as_secs_f64());
+            }
+            _ => {
+                self.requests.get_or_create(&RequestLabels { route, status }).inc();
+                self.request_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+            }
+        }
     }
 
     /// A call the route's rules refused (`route`: its prefix; refusals are rare, so the label
@@ -397,5 +435,39 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request series are taken from their families once and then counted directly: what
+    /// `/metrics` shows is what happened, series by series, whichever way a request was counted.
+    #[test]
+    fn requests_count_in_their_series_and_only_those_that_happened_are_listed() {
+        let metrics = Metrics::new();
+        assert!(!metrics.render(None).contains("cloakroom_http_requests_total{"), "nothing counted yet");
+        for _ in 0..3 {
+            metrics.request("api", 200, Duration::from_millis(1));
+        }
+        metrics.request("api", 401, Duration::from_millis(1));
+        metrics.request("bff", 302, Duration::from_millis(1));
+        // Outside the classes and statuses the slots cover: counted through the families.
+        metrics.request("elsewhere", 200, Duration::from_millis(1));
+        metrics.request("api", 600, Duration::from_millis(1));
+        let text = metrics.render(None);
+        for line in [
+            r#"cloakroom_http_requests_total{route="api",status="200"} 3"#,
+            r#"cloakroom_http_requests_total{route="api",status="401"} 1"#,
+            r#"cloakroom_http_requests_total{route="bff",status="302"} 1"#,
+            r#"cloakroom_http_requests_total{route="elsewhere",status="200"} 1"#,
+            r#"cloakroom_http_requests_total{route="api",status="600"} 1"#,
+            r#"cloakroom_http_request_duration_seconds_count{route="api"} 5"#,
+            r#"cloakroom_http_request_duration_seconds_count{route="bff"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains(r#"route="spa""#), "a class never used is not listed");
     }
 }
