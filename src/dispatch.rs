@@ -35,15 +35,14 @@ pub async fn handle(
     let request_id = telemetry::request_id_from(incoming_id);
     request.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     let request_id_text = request_id.to_str().unwrap_or_default();
-    let method = request.method().clone();
     let http1 = request.version() == http::Version::HTTP_11;
     let route = app.router.route(request.uri().path());
-    // The access log's path, kept only when the log is on (a clone shares the bytes).
-    let logged_uri =
-        tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| request.uri().clone());
+    // The access log's method and path, kept only when the log is on (a clone shares the bytes).
+    let logged = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO)
+        .then(|| (request.method().clone(), request.uri().clone()));
     let refusal = refuse_malformed(&request);
     // `[spa] origins`: a preflight from one is answered here; its answers are readable there.
-    let preflight = crate::cors::preflight(app, &method, request.headers(), route);
+    let preflight = crate::cors::preflight(app, request.method(), request.headers(), route);
     let spa_origin = app.csrf.spa_origin(request.headers()).filter(|_| preflight.is_none()).cloned();
     // A session cookie under the name an earlier version used moves to the current one, on an
     // answer cloakroom makes itself (`/bff/*`, a page of the SPA), never on a proxied one.
@@ -57,10 +56,10 @@ pub async fn handle(
     let trace = tracing::info_span!(
         target: telemetry::TRACES,
         "request",
-        otel.name = %format_args!("{method} {}", http_route(app, route)),
+        otel.name = %format_args!("{} {}", request.method(), http_route(app, route)),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = %request.method(),
         http.route = http_route(app, route),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
@@ -128,7 +127,7 @@ pub async fn handle(
     }
     let elapsed = started.elapsed();
     app.metrics.request(label, status, elapsed);
-    if let Some(uri) = logged_uri {
+    if let Some((method, uri)) = logged {
         tracing::info!(
             target: "cloakroom::access",
             id = %request_id_text,
