@@ -5,6 +5,7 @@
 mod activity;
 mod admin;
 mod closing;
+mod side;
 
 use crate::reload::Live;
 use crate::respond::Body;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use side::First;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -272,67 +274,94 @@ impl Connection {
         });
         let io = TokioIo::new(ActivityIo { inner: io, activity: activity.clone() });
         let connection = self.builder.serve_connection_with_upgrades(io, service);
-        tokio::pin!(connection);
+        let mut connection = std::pin::pin!(connection);
         let idle_timeout = self.idle_timeout;
-        // A connection that has not moved a byte yet is not closed by the drain: its client may
-        // have sent a request already, which would be lost; its first answer closes it instead
-        // (`Connection: close` while shutting down), or the header deadline does.
-        let mut closing = false;
-        // After an idle close is asked for, a client gets one more idle period to take its leave
-        // (an HTTP/2 client must acknowledge GOAWAY); one that does not is cut off.
-        let mut cut_off_at: Option<Instant> = None;
-        // Idle is judged by sampling: the I/O counts what moved, and every check compares the
-        // count with the last (no clock read per read or write on the request path).
-        let check_every = (idle_timeout / CHECKS_PER_IDLE_PERIOD).max(Duration::from_millis(1));
-        let mut next_check = Instant::now() + check_every;
-        let (mut seen, mut quiet_since) = (activity.moves(), Instant::now());
-        loop {
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    return;
+        let watcher = std::pin::pin!(watch(&mut self.phase, &activity, idle_timeout, peer));
+        let ended = match side::first(connection.as_mut(), watcher).await {
+            First::Connection(ended) => ended,
+            First::Watcher(Decision::CutOff) => return,
+            First::Watcher(Decision::Close { cut_off_at }) => {
+                connection.as_mut().graceful_shutdown();
+                match cut_off_at {
+                    None => connection.await,
+                    // A client gets one more idle period to take its leave (an HTTP/2 client
+                    // must acknowledge GOAWAY); one that does not is cut off.
+                    Some(at) => match side::first(connection, std::pin::pin!(tokio::time::sleep_until(at))).await {
+                        First::Connection(ended) => ended,
+                        First::Watcher(()) => {
+                            tracing::debug!(%peer, "cutting off an idle connection that did not close");
+                            return;
+                        }
+                    },
                 }
-                // Draining: finish what is in flight, take nothing new. Leaving: an HTTP/2
-                // client is told to go (GOAWAY) as the delay begins: in-flight streams finish,
-                // new ones go to a new connection. An HTTP/1.1 connection is left open: closing
-                // it while idle would race a request the client is sending on it.
-                changed = self.phase.changed(), if !closing => {
-                    // The server's side gone: nothing more will come, drain.
-                    let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Draining };
-                    let fresh = activity.moves() == 0;
-                    if (phase == Phase::Draining && !fresh) || (phase == Phase::Leaving && activity.is_http2()) {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// What a connection's watcher decided.
+enum Decision {
+    /// Close gracefully (finish what is in flight), and cut off at `cut_off_at` if still open.
+    Close { cut_off_at: Option<Instant> },
+    /// Cut off now.
+    CutOff,
+}
+
+/// A connection's watcher: the server's phase, and whether the connection sits idle (polled
+/// apart from the connection, [`side`]).
+async fn watch(
+    phase: &mut watch::Receiver<Phase>,
+    activity: &Activity,
+    idle_timeout: Duration,
+    peer: SocketAddr,
+) -> Decision {
+    // Idle is judged by sampling: the I/O counts what moved, and every check compares the
+    // count with the last (no clock read per read or write on the request path).
+    let check_every = (idle_timeout / CHECKS_PER_IDLE_PERIOD).max(Duration::from_millis(1));
+    let mut next_check = Instant::now() + check_every;
+    let (mut seen, mut quiet_since) = (activity.moves(), Instant::now());
+    let mut server_gone = false;
+    loop {
+        tokio::select! {
+            // Draining: finish what is in flight, take nothing new. Leaving: an HTTP/2 client
+            // is told to go (GOAWAY) as the delay begins: in-flight streams finish, new ones go
+            // to a new connection. An HTTP/1.1 connection is left open: closing it while idle
+            // would race a request the client is sending on it.
+            changed = phase.changed(), if !server_gone => {
+                // The server's side gone: nothing more will come, drain.
+                server_gone = changed.is_err();
+                let phase = if server_gone { Phase::Draining } else { *phase.borrow_and_update() };
+                // A connection that has not moved a byte yet is not closed by the drain: its
+                // client may have sent a request already, which would be lost; its first answer
+                // closes it instead (`Connection: close` while shutting down), or the header
+                // deadline does.
+                let fresh = activity.moves() == 0;
+                if (phase == Phase::Draining && !fresh) || (phase == Phase::Leaving && activity.is_http2()) {
+                    return Decision::Close { cut_off_at: None };
                 }
-                () = tokio::time::sleep_until(next_check), if !closing => {
-                    let now = Instant::now();
-                    let moves = activity.moves();
-                    if moves != seen {
-                        // Bytes moved since the last check: quiet at most since now.
-                        (seen, quiet_since) = (moves, now);
-                    }
-                    let quiet_for_a_period = now.duration_since(quiet_since) >= idle_timeout;
-                    if quiet_for_a_period && activity.is_write_blocked() {
-                        // An answer is waiting to be written and the client has taken nothing
-                        // for a whole idle period: it holds buffers and an upstream connection.
-                        // Cut now (a graceful close would wait for that answer another period).
-                        tracing::debug!(%peer, "cutting off a client that stopped reading");
-                        return;
-                    } else if quiet_for_a_period && activity.in_flight() == 0 {
-                        tracing::debug!(%peer, "closing an idle connection");
-                        closing = true;
-                        cut_off_at = Some(now + idle_timeout);
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    next_check = now + check_every;
+            }
+            () = tokio::time::sleep_until(next_check) => {
+                let now = Instant::now();
+                let moves = activity.moves();
+                if moves != seen {
+                    // Bytes moved since the last check: quiet at most since now.
+                    (seen, quiet_since) = (moves, now);
                 }
-                () = tokio::time::sleep_until(cut_off_at.unwrap_or_else(Instant::now)), if cut_off_at.is_some() => {
-                    tracing::debug!(%peer, "cutting off an idle connection that did not close");
-                    return;
+                let quiet_for_a_period = now.duration_since(quiet_since) >= idle_timeout;
+                if quiet_for_a_period && activity.is_write_blocked() {
+                    // An answer is waiting to be written and the client has taken nothing for
+                    // a whole idle period: it holds buffers and an upstream connection. Cut now
+                    // (a graceful close would wait for that answer another period).
+                    tracing::debug!(%peer, "cutting off a client that stopped reading");
+                    return Decision::CutOff;
+                } else if quiet_for_a_period && activity.in_flight() == 0 {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    return Decision::Close { cut_off_at: Some(now + idle_timeout) };
                 }
+                next_check = now + check_every;
             }
         }
     }
