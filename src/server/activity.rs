@@ -35,6 +35,8 @@ pub(super) struct Activity {
     written: AtomicU64,
     /// The [`Gated`] body waiting for the client's socket to take bytes again.
     writable: AtomicWaker,
+    /// The connection's watcher, waiting for it to turn out HTTP/2 ([`Activity::http2_begun`]).
+    http2_begun: AtomicWaker,
 }
 
 pub(super) struct InFlight(Arc<Activity>);
@@ -55,6 +57,7 @@ impl Activity {
             write_blocked: AtomicBool::new(false),
             written: AtomicU64::new(0),
             writable: AtomicWaker::new(),
+            http2_begun: AtomicWaker::new(),
         }
     }
 
@@ -68,14 +71,26 @@ impl Activity {
 
     pub(super) fn begin_request(self: &Arc<Self>, version: http::Version) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        if version == http::Version::HTTP_2 {
-            self.http2.store(true, Ordering::Relaxed);
+        if version == http::Version::HTTP_2 && !self.http2.swap(true, Ordering::AcqRel) {
+            self.http2_begun.wake();
         }
         InFlight(self.clone())
     }
 
     pub(super) fn is_http2(&self) -> bool {
-        self.http2.load(Ordering::Relaxed)
+        self.http2.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection's first HTTP/2 request has begun.
+    pub(super) fn http2_begun(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.is_http2() {
+                return Poll::Ready(());
+            }
+            // Registered before looking again: a request beginning in between wakes us.
+            self.http2_begun.register(cx.waker());
+            if self.is_http2() { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 
     pub(super) fn in_flight(&self) -> usize {

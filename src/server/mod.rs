@@ -324,6 +324,10 @@ async fn watch(
     let mut next_check = Instant::now() + check_every;
     let (mut seen, mut quiet_since) = (activity.moves(), Instant::now());
     let mut server_gone = false;
+    // Shutdown has begun while this connection was fresh, or still HTTP/1.1: should it turn out
+    // HTTP/2, it is told to go as soon as its first request begins (that request is answered),
+    // instead of being served until the drain's deadline.
+    let mut told_to_go = false;
     loop {
         tokio::select! {
             // Draining: finish what is in flight, take nothing new. Leaving: an HTTP/2 client
@@ -342,6 +346,10 @@ async fn watch(
                 if (phase == Phase::Draining && !fresh) || (phase == Phase::Leaving && activity.is_http2()) {
                     return Decision::Close { cut_off_at: None };
                 }
+                told_to_go = phase != Phase::Serving;
+            }
+            () = activity.http2_begun(), if told_to_go => {
+                return Decision::Close { cut_off_at: None };
             }
             () = tokio::time::sleep_until(next_check) => {
                 let now = Instant::now();

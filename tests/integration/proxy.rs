@@ -351,8 +351,8 @@ async fn during_the_shutdown_delay_keep_alive_clients_are_asked_to_leave() {
     let first = String::from_utf8_lossy(&buffer[..n]).to_ascii_lowercase();
     assert!(first.starts_with("http/1.1 401") && !first.contains("connection: close"), "{first}");
     let (mut h2, h2_open) = h2c_connect(addr).await;
-    let call =
-        http::Request::get(bff.url("/bff/user")).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
+    let user_url = bff.url("/bff/user");
+    let call = http::Request::get(&user_url).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
     assert_eq!(h2.send_request(call).await.unwrap().status(), 401);
 
     let stopping = tokio::spawn(bff.server.stop());
@@ -371,6 +371,18 @@ async fn during_the_shutdown_delay_keep_alive_clients_are_asked_to_leave() {
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(2), late.read_to_end(&mut answer)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&answer).to_ascii_lowercase().contains("connection: close"));
+    // A new HTTP/2 connection during the delay: its first request is answered, and a GOAWAY
+    // follows at once, not when the delay ends (3 s) and the drain begins.
+    let asked = std::time::Instant::now();
+    let (mut late_h2, late_h2_open) = h2c_connect(addr).await;
+    let call = http::Request::get(&user_url).header("x-csrf", "1").body(cloakroom::respond::empty()).unwrap();
+    assert_eq!(late_h2.send_request(call).await.unwrap().status(), 401);
+    tokio::time::timeout(Duration::from_secs(1), late_h2_open)
+        .await
+        .expect("a late HTTP/2 connection was not told to go after its first request")
+        .unwrap()
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(2), "told to go only with the drain: {:?}", asked.elapsed());
     stopping.await.unwrap();
 }
 
