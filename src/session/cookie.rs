@@ -154,11 +154,16 @@ impl CookiePolicy {
     /// Whether an answer sets or clears one of cloakroom's cookies, or one a loose reader could
     /// take for one (such an answer must be `Cache-Control: no-store`: RFC 9111 lets a shared
     /// cache keep answers with `Set-Cookie`).
+    ///
+    /// A cookie without a name (nothing but blanks before its first `=`) counts as one: a
+    /// browser sends its value back bare, where a loose reader may find a name of ours however
+    /// many `=` precede it (`==__Host-cloakroom=x`); the proxy drops such cookies from upstream
+    /// answers for the same reason.
     pub fn sets_own(&self, headers: &HeaderMap) -> bool {
         headers.get_all(http::header::SET_COOKIE).iter().any(|value| {
             let pair = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
-            self.may_hold_own(pair)
-                || pair.trim_ascii().first() == Some(&b'=') && self.may_hold_own(&pair.trim_ascii()[1..])
+            let nameless = pair.iter().position(|&b| b == b'=').is_some_and(|at| pair[..at].trim_ascii().is_empty());
+            nameless || self.may_hold_own(pair)
         })
     }
 
@@ -312,6 +317,32 @@ mod tests {
 
     fn attributes(value: &HeaderValue) -> Vec<String> {
         value.to_str().unwrap().split(';').skip(1).map(|a| a.trim().to_ascii_lowercase()).collect()
+    }
+
+    /// Found by the `request` fuzz target: a nameless cookie behind two `=` was not counted, so
+    /// an answer setting it could be stored by a cache.
+    #[test]
+    fn an_answer_setting_a_nameless_cookie_counts_as_setting_one_of_ours() {
+        let sets = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.append(http::header::SET_COOKIE, HeaderValue::from_bytes(b"app=1").unwrap());
+            headers.append(http::header::SET_COOKIE, HeaderValue::from_bytes(value).unwrap());
+            policy().sets_own(&headers)
+        };
+        for value in [
+            &b"==__Host-cloakroom=\xf8"[..],
+            b"=__Host-cloakroom=x",
+            b" = =__Host-cloakroom",
+            b"=anything",
+            b"__Host-cloakroom=x; Path=/",
+            b"__host-CLOAKROOM=x",
+            b"__Host-cloakroom",
+        ] {
+            assert!(sets(value), "{:?}", String::from_utf8_lossy(value));
+        }
+        for value in [&b"app=2"[..], b"theme=dark; Path=/", b"x==__Host-cloakroom"] {
+            assert!(!sets(value), "{:?}", String::from_utf8_lossy(value));
+        }
     }
 
     #[test]
