@@ -248,13 +248,8 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
                     len += 1;
                 }
                 let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
+                // Leading zeros left out: one digit under 100, two under 10.
+                let skip = usize::from(octet < 100) + usize::from(octet < 10);
                 for digit in &digits[skip..] {
                     buffer[len] = b'0' + digit;
                     len += 1;
@@ -271,27 +266,13 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(buffer.get(..len).unwrap_or_default()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Drops `Set-Cookie` headers that would set or clear one of cloakroom's cookies, read as bytes
-/// the way browsers read them (RFC 6265bis §5.6): the name is what precedes the first `=` of
-/// the part before the first `;`, trimmed, and compared loosely
-/// ([`CookiePolicy::may_hold_own`]). A cookie without a name (`=__Host-x=1`, or no `=` at
-/// all) is sent back by browsers as its bare value, which would read as a cookie of ours: such
-/// cookies are dropped too.
+/// Drops `Set-Cookie` headers that would set or clear one of cloakroom's cookies, or that a
+/// browser may send back as one ([`CookiePolicy::set_cookie_may_plant_own`]).
 pub fn strip_own_set_cookies(headers: &mut HeaderMap, cookies: &CookiePolicy) {
     if !headers.contains_key(header::SET_COOKIE) {
         return;
     }
-    let refused = |value: &HeaderValue| {
-        let bytes = value.as_bytes();
-        let pair = bytes.split(|&b| b == b';').next().unwrap_or_default();
-        match pair.iter().position(|&b| b == b'=') {
-            // A named one goes when its name, or that of any comma-separated piece (where
-            // something between here and the browser folds or splits `Set-Cookie` on commas),
-            // may be read as ours.
-            Some(at) => pair[..at].trim_ascii().is_empty() || cookies.may_hold_own(pair),
-            None => true,
-        }
-    };
+    let refused = |value: &HeaderValue| cookies.set_cookie_may_plant_own(value.as_bytes());
     if !headers.get_all(header::SET_COOKIE).iter().any(refused) {
         return;
     }

@@ -152,19 +152,25 @@ impl CookiePolicy {
     }
 
     /// Whether an answer sets or clears one of cloakroom's cookies, or one a loose reader could
-    /// take for one (such an answer must be `Cache-Control: no-store`: RFC 9111 lets a shared
-    /// cache keep answers with `Set-Cookie`).
-    ///
-    /// A cookie without a name (nothing but blanks before its first `=`) counts as one: a
-    /// browser sends its value back bare, where a loose reader may find a name of ours however
-    /// many `=` precede it (`==__Host-cloakroom=x`); the proxy drops such cookies from upstream
-    /// answers for the same reason.
+    /// take for one ([`CookiePolicy::set_cookie_may_plant_own`]): such an answer must be
+    /// `Cache-Control: no-store` (RFC 9111 lets a shared cache keep answers with `Set-Cookie`).
     pub fn sets_own(&self, headers: &HeaderMap) -> bool {
-        headers.get_all(http::header::SET_COOKIE).iter().any(|value| {
-            let pair = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
-            let nameless = pair.iter().position(|&b| b == b'=').is_some_and(|at| pair[..at].trim_ascii().is_empty());
-            nameless || self.may_hold_own(pair)
-        })
+        headers.get_all(http::header::SET_COOKIE).iter().any(|value| self.set_cookie_may_plant_own(value.as_bytes()))
+    }
+
+    /// Whether a `Set-Cookie` value may set or clear one of cloakroom's cookies, read as bytes
+    /// the way browsers read it (RFC 6265bis §5.6): the name is what precedes the first `=` of
+    /// the part before the first `;`, trimmed, and compared loosely ([`CookiePolicy::may_hold_own`],
+    /// comma-separated pieces included, for whatever folds or splits `Set-Cookie` on commas).
+    /// A cookie without a name (`==__Host-x=1`, or no `=` at all) is sent back by browsers as
+    /// its bare value, where a loose reader may find a name of ours however many `=` precede
+    /// it: such a cookie counts as ours.
+    pub fn set_cookie_may_plant_own(&self, value: &[u8]) -> bool {
+        let pair = value.split(|&b| b == b';').next().unwrap_or_default();
+        match pair.iter().position(|&b| b == b'=') {
+            Some(at) => pair[..at].trim_ascii().is_empty() || self.may_hold_own(pair),
+            None => true,
+        }
     }
 
     /// Whether a cookie name may be taken for one of cloakroom's by a server that reads names
